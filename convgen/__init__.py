@@ -1,0 +1,27 @@
+"""convgen: convolution and pooling layers from one symbolic spec.
+
+The pipeline is ``spec -> symbolic -> codegen -> build -> verify``.  This package exposes the
+layer specs (PyTorch's names and meanings), their symbolic shapes, parameter counts and MACs.
+"""
+
+from .errors import BuildError, ConvgenError, SpecError, VerificationError
+from .spec import (
+    AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d, AdaptiveMaxPool1d,
+    AdaptiveMaxPool2d, AdaptiveMaxPool3d, AvgPool1d, AvgPool2d, AvgPool3d, Constraint, Conv1d,
+    Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d, GlobalAvgPool,
+    GlobalMaxPool, Layer, LPPool1d, LPPool2d, LPPool3d, MaxPool1d, MaxPool2d, MaxPool3d,
+    Sequential, padding_from_onnx,
+)
+from .symbolic import size_symbols
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d",
+    "AdaptiveMaxPool2d", "AdaptiveMaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
+    "BuildError", "Constraint", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d",
+    "ConvTranspose2d", "ConvTranspose3d", "ConvgenError", "GlobalAvgPool", "GlobalMaxPool",
+    "LPPool1d", "LPPool2d", "LPPool3d", "Layer", "MaxPool1d", "MaxPool2d", "MaxPool3d",
+    "Sequential", "SpecError", "VerificationError", "__version__", "padding_from_onnx",
+    "size_symbols",
+]

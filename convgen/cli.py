@@ -1,0 +1,122 @@
+"""The ``convgen`` command: a thin layer over the library.
+
+User mistakes print ``convgen: error: ...`` and exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .config import (Network, bundled_examples, load, parse_layer, parse_shape, resolve_target,
+                     symbolic_input)
+from .errors import ConvgenError
+from .spec import Sequential
+from .summary import format_value
+
+
+def _networks(args: argparse.Namespace) -> list[Network]:
+    """The networks named on the command line: files, bundled examples or one layer."""
+    targets = list(args.targets)
+    if args.examples:
+        targets += [str(p) for p in bundled_examples().values()]
+    if not targets:
+        raise ConvgenError("give a layer file, a bundled example name, a layer such as "
+                           "'Conv2d(3, 16, 3)' with --input-shape, or --examples")
+    networks = []
+    for target in targets:
+        if "(" in target:
+            if args.input_shape is None:
+                raise ConvgenError(f"layer {target!r} needs --input-shape, e.g. "
+                                   "--input-shape 3,32,32")
+            layer = parse_layer(target)
+            shape = parse_shape(args.input_shape)
+            model = Sequential(layer, names=[layer.describe()])
+            model.shapes(shape)
+            networks.append(Network(layer.describe(), shape, model))
+        else:
+            if args.input_shape is not None:
+                raise ConvgenError("--input-shape applies to a layer given on the command "
+                                   "line; layer files carry their own input shapes")
+            networks += load(resolve_target(target))
+    return networks
+
+
+def _summary(args: argparse.Namespace) -> None:
+    blocks = []
+    for network in _networks(args):
+        summary = network.summary(symbolic=args.symbolic)
+        blocks.append(summary.to_markdown() if args.format == "markdown" else summary.to_text())
+    print("\n\n".join(blocks))
+
+
+def _shape(args: argparse.Namespace) -> None:
+    for network in _networks(args):
+        shape = symbolic_input(network.model, network.input_shape) if args.symbolic \
+            else network.input_shape
+        print(f"{network.name}: {format_value(tuple(shape))}")
+        for name, out in zip(network.model.names, network.model.shapes(shape)):
+            print(f"  {name}: {format_value(out)}")
+        pending = [c for c in network.model.constraints(shape) if c.holds is None]
+        if pending:
+            print("  valid when:")
+            for constraint in pending:
+                print(f"    {constraint.condition}   ({constraint.requirement})")
+
+
+def _examples(args: argparse.Namespace) -> None:
+    for name, path in bundled_examples().items():
+        networks = load(path)
+        print(f"{name}: {path}")
+        for network in networks:
+            print(f"  {network.name}: {network.description or network.model[0].describe()}")
+
+
+def _add_targets(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("targets", nargs="*", metavar="TARGET",
+                        help="a layer file (TOML), a bundled example name, or a layer "
+                             "such as 'Conv2d(3, 16, 3, padding=1)'")
+    parser.add_argument("--input-shape", metavar="SHAPE",
+                        help="input shape for a layer given on the command line: (C, *spatial) "
+                             "or (N, C, *spatial), e.g. 3,32,32 or 3,H,W")
+    parser.add_argument("--symbolic", action="store_true",
+                        help="keep the spatial input sizes as symbols (L; H, W; D, H, W)")
+    parser.add_argument("--examples", action="store_true",
+                        help="also take every bundled example layer file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="convgen", description="Convolution and pooling layers: symbolic shapes, "
+        "parameter counts and MACs.")
+    parser.add_argument("--version", action="version", version=f"convgen {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    summary = commands.add_parser("summary", help="per-layer table of shapes, params, MACs, "
+                                  "receptive field")
+    _add_targets(summary)
+    summary.add_argument("--format", choices=("text", "markdown"), default="text")
+    summary.set_defaults(run=_summary)
+    shape = commands.add_parser("shape", help="output shape after every layer")
+    _add_targets(shape)
+    shape.set_defaults(run=_shape)
+    examples = commands.add_parser("examples", help="list the bundled example layer files")
+    examples.set_defaults(run=_examples)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``convgen`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except ConvgenError as error:
+        print(f"convgen: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""Layer files (TOML), layer expressions and shapes given as text, and the bundled examples.
+
+A layer file holds named networks, each a chain of layers with an input shape, and standalone
+named layers.  Layer keys are exactly the Python API's keyword names::
+
+    [[model]]
+    name = "lenet5"
+    description = "LeNet-5"
+    input_shape = [1, 32, 32]          # (C, *spatial) or (N, C, *spatial); "H" for a symbol
+
+    [[model.layers]]
+    name = "C1"                        # optional; defaults to the layer's index
+    type = "Conv2d"
+    in_channels = 1
+    out_channels = 6
+    kernel_size = 5
+
+    [[layer]]                          # a standalone layer: a network of one
+    name = "stem"
+    type = "Conv2d"
+    input_shape = [3, 224, 224]
+    in_channels = 3
+    out_channels = 64
+    kernel_size = 7
+    stride = 2
+    padding = 3
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import sympy
+
+from .errors import SpecError
+from .resources import examples_dir
+from .spec import LAYER_TYPES, Layer, Sequential
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+__all__ = ["Network", "bundled_examples", "layer_from_mapping", "load", "loads",
+           "parse_layer", "parse_shape", "resolve_target", "symbolic_input"]
+
+SPATIAL_SYMBOLS = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+_MODEL_KEYS = {"name", "description", "input_shape", "layers"}
+_LAYER_META_KEYS = {"name", "type", "input_shape", "description"}
+
+
+@dataclass(frozen=True)
+class Network:
+    """A named chain of layers with its input shape, as read from a layer file."""
+
+    name: str
+    input_shape: tuple
+    model: Sequential
+    description: str = ""
+
+    def summary(self, symbolic: bool = False):
+        """The model's :class:`~convgen.summary.Summary` (spatial sizes as symbols if asked)."""
+        shape = symbolic_input(self.model, self.input_shape) if symbolic else self.input_shape
+        title = f"{self.name}: {self.description}" if self.description else self.name
+        return self.model.summary(shape, title=title)
+
+
+def symbolic_input(model: Sequential, input_shape: Sequence) -> tuple:
+    """``input_shape`` with its spatial sizes replaced by ``L`` / ``H, W`` / ``D, H, W``."""
+    if not len(model):
+        return tuple(input_shape)
+    ndim = model[0].ndim
+    names = SPATIAL_SYMBOLS.get(ndim, tuple(f"S{i}" for i in range(ndim)))
+    symbols = tuple(sympy.Symbol(n, integer=True, positive=True) for n in names)
+    return (*tuple(input_shape)[:-ndim], *symbols)
+
+
+def _where(source: str, item: str) -> str:
+    return f"{source}: {item}"
+
+
+def layer_from_mapping(entry: Mapping, where: str = "layer") -> Layer:
+    """Build a layer from a mapping with ``type`` plus the layer's keyword arguments."""
+    kind = entry.get("type")
+    if kind not in LAYER_TYPES:
+        raise SpecError(f"{where}: type={kind!r} must be one of {', '.join(LAYER_TYPES)}")
+    cls = LAYER_TYPES[kind]
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {k: v for k, v in entry.items() if k not in _LAYER_META_KEYS}
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise SpecError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))} for {kind}; "
+                        f"allowed: {', '.join(allowed)}")
+    missing = [f.name for f in dataclasses.fields(cls)
+               if f.default is dataclasses.MISSING and f.name not in kwargs]
+    if missing:
+        raise SpecError(f"{where}: {kind} needs {', '.join(missing)}")
+    try:
+        return cls(**kwargs)
+    except SpecError as error:
+        raise SpecError(f"{where}: {error}") from None
+
+
+def _shape(value: object, where: str) -> tuple:
+    if not isinstance(value, list) or not value or not all(
+            isinstance(v, (int, str)) and not isinstance(v, bool) for v in value):
+        raise SpecError(f"{where}: input_shape={value!r} must be a list of ints and symbol "
+                        "names, (C, *spatial) or (N, C, *spatial)")
+    return tuple(value)
+
+
+def _name(value: object, where: str, seen: set) -> str:
+    if not isinstance(value, str) or not value:
+        raise SpecError(f"{where}: name={value!r} must be a non-empty string")
+    if value in seen:
+        raise SpecError(f"{where}: name={value!r} is used twice; names must be unique")
+    seen.add(value)
+    return value
+
+
+def _model(entry: object, where: str, seen: set) -> Network:
+    if not isinstance(entry, dict):
+        raise SpecError(f"{where} must be a table")
+    unknown = sorted(set(entry) - _MODEL_KEYS)
+    if unknown:
+        raise SpecError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: "
+                        f"{', '.join(sorted(_MODEL_KEYS))}")
+    name = _name(entry.get("name"), where, seen)
+    where = f"{where} {name!r}"
+    shape = _shape(entry.get("input_shape"), where)
+    items = entry.get("layers")
+    if not isinstance(items, list) or not items:
+        raise SpecError(f"{where}: layers must be a non-empty array of tables ([[model.layers]])")
+    layers, names = [], []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise SpecError(f"{where}: layer {index} must be a table")
+        names.append(str(item.get("name", index)))
+        layers.append(layer_from_mapping(item, f"{where} layer {names[-1]!r}"))
+    model = Sequential(*layers, names=names)
+    model.shapes(shape)
+    return Network(name, shape, model, str(entry.get("description", "")))
+
+
+def _layer(entry: object, where: str, seen: set) -> Network:
+    if not isinstance(entry, dict):
+        raise SpecError(f"{where} must be a table")
+    name = _name(entry.get("name"), where, seen)
+    where = f"{where} {name!r}"
+    shape = _shape(entry.get("input_shape"), where)
+    model = Sequential(layer_from_mapping(entry, where), names=[name])
+    model.shapes(shape)
+    return Network(name, shape, model, str(entry.get("description", "")))
+
+
+def loads(text: str, source: str = "<string>") -> list[Network]:
+    """Parse a layer file's text into its networks (models first, then standalone layers)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise SpecError(f"{source}: not valid TOML: {error}") from None
+    unknown = sorted(set(data) - {"model", "layer", "description"})
+    if unknown:
+        raise SpecError(f"{source}: unknown top-level key(s) {', '.join(map(repr, unknown))}; "
+                        "allowed: model, layer, description")
+    seen: set = set()
+    networks = [_model(e, _where(source, f"model {i}"), seen)
+                for i, e in enumerate(_array(data, "model", source))]
+    networks += [_layer(e, _where(source, f"layer {i}"), seen)
+                 for i, e in enumerate(_array(data, "layer", source))]
+    if not networks:
+        raise SpecError(f"{source}: defines no [[model]] and no [[layer]]")
+    return networks
+
+
+def _array(data: dict, key: str, source: str) -> list:
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        raise SpecError(f"{source}: {key} must be an array of tables ([[{key}]])")
+    return value
+
+
+def load(path: str | Path) -> list[Network]:
+    """Read a layer file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SpecError(f"cannot read layer file {str(path)!r}: {error.strerror}") from None
+    return loads(text, source=str(path))
+
+
+def bundled_examples() -> dict[str, Path]:
+    """The bundled example layer files, by name (file stem)."""
+    return {p.stem: p for p in sorted(examples_dir().glob("*.toml"))}
+
+
+def parse_layer(text: str) -> Layer:
+    """Parse a layer written as a Python call, e.g. ``"Conv2d(3, 16, 3, padding=1)"``.
+
+    Only literal arguments are accepted; nothing is evaluated.
+    """
+    try:
+        tree = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError:
+        tree = None
+    if not isinstance(tree, ast.Call) or not isinstance(tree.func, ast.Name):
+        raise SpecError(f"layer {text!r} must be a call such as 'Conv2d(3, 16, 3, padding=1)'")
+    kind = tree.func.id
+    if kind not in LAYER_TYPES:
+        raise SpecError(f"layer {text!r}: {kind!r} must be one of {', '.join(LAYER_TYPES)}")
+    try:
+        args = [ast.literal_eval(a) for a in tree.args]
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in tree.keywords}
+    except (ValueError, TypeError, SyntaxError):
+        raise SpecError(f"layer {text!r}: arguments must be literals (numbers, strings, "
+                        "tuples, True/False/None)") from None
+    if None in kwargs:
+        raise SpecError(f"layer {text!r}: **kwargs are not allowed")
+    fields = [f.name for f in dataclasses.fields(LAYER_TYPES[kind])]
+    if len(args) > len(fields):
+        raise SpecError(f"layer {text!r}: {kind} takes at most {len(fields)} arguments "
+                        f"({', '.join(fields)})")
+    clash = sorted(set(fields[:len(args)]) & set(kwargs))
+    if clash:
+        raise SpecError(f"layer {text!r}: {', '.join(clash)} given twice")
+    return layer_from_mapping({"type": kind, **dict(zip(fields, args)), **kwargs},
+                              f"layer {text!r}")
+
+
+def parse_shape(text: str) -> tuple:
+    """Parse ``"3,32,32"``, ``"(3, H, W)"`` or ``"[1, 3, 32, 32]"`` into a shape tuple."""
+    body = text.strip().strip("()[]")
+    items = [item.strip() for item in body.split(",") if item.strip()]
+    shape = []
+    for item in items:
+        if item.lstrip("-").isdigit():
+            shape.append(int(item))
+        elif item.isidentifier():
+            shape.append(item)
+        else:
+            items = None
+            break
+    if not items:
+        raise SpecError(f"input shape {text!r} must be comma-separated ints or symbol names, "
+                        "e.g. '3,32,32' or '3,H,W'")
+    return tuple(shape)
+
+
+def resolve_target(target: str) -> Path:
+    """A layer file given as a path or as the name of a bundled example."""
+    path = Path(target)
+    if path.is_file():
+        return path
+    examples = bundled_examples()
+    if target in examples:
+        return examples[target]
+    raise SpecError(f"{target!r} is neither a layer file nor a bundled example "
+                    f"({', '.join(examples)}) nor a layer such as 'Conv2d(3, 16, 3)'")

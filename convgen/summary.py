@@ -1,0 +1,147 @@
+"""Per-layer summary tables of a :class:`~convgen.spec.Sequential` (like torchinfo).
+
+Rows hold shapes, parameters, the dense-layer equivalent, MACs and the cumulative receptive
+field, symbolic when the input is.  Rendered as plain text, as Markdown, and in Jupyter as
+Markdown with LaTeX for SymPy expressions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sympy
+
+from . import symbolic as sym
+from .spec import Constraint, Sequential
+
+__all__ = ["Summary", "SummaryRow", "summarize"]
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One layer of a summary."""
+
+    name: str
+    layer: str
+    output_shape: tuple
+    params: int
+    dense_params: sym.Size
+    macs: sym.Size
+    receptive_field: tuple
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The summary of a chain of layers for one input shape."""
+
+    title: str | None
+    input_shape: tuple
+    rows: tuple[SummaryRow, ...]
+    total_params: int
+    total_macs: sym.Size
+    total_flops: sym.Size
+    constraints: tuple[Constraint, ...]
+
+    HEADERS = ("#", "name", "layer", "output shape", "params", "dense n(m+1)", "MACs",
+               "receptive field")
+
+    def _cells(self, fmt) -> list[list[str]]:
+        cells = []
+        for index, row in enumerate(self.rows):
+            cells.append([str(index), row.name, row.layer, fmt(row.output_shape),
+                          fmt(row.params), fmt(row.dense_params), fmt(row.macs),
+                          fmt(row.receptive_field)])
+        return cells
+
+    def _footer(self, fmt) -> list[str]:
+        lines = [f"input shape: {fmt(self.input_shape)}",
+                 f"total params: {fmt(self.total_params)}",
+                 f"total MACs: {fmt(self.total_macs)}  (FLOPs: {fmt(self.total_flops)})"]
+        pending = [c for c in self.constraints if c.holds is None]
+        if pending:
+            lines.append("valid when:")
+            lines += [f"  {fmt(c.condition)}   ({c.requirement})" for c in pending]
+        return lines
+
+    def to_text(self) -> str:
+        """A fixed-width table."""
+        cells = self._cells(format_value)
+        widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
+                  for i, h in enumerate(self.HEADERS)]
+        line = "  ".join("-" * w for w in widths)
+        out = [self.title] if self.title else []
+        out += ["  ".join(h.ljust(w) for h, w in zip(self.HEADERS, widths)), line]
+        out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+        out.append(line)
+        return "\n".join(out + self._footer(format_value))
+
+    def to_markdown(self, latex: bool = False) -> str:
+        """A Markdown table; with ``latex=True`` SymPy expressions render as ``$...$``."""
+        fmt = _latex if latex else _markdown_code
+        out = [f"### {self.title}", ""] if self.title else []
+        out.append("| " + " | ".join(self.HEADERS) + " |")
+        out.append("|" + "|".join("---" for _ in self.HEADERS) + "|")
+        out += ["| " + " | ".join(row) + " |" for row in self._cells(fmt)]
+        out.append("")
+        out += [f"- {line}" if not line.startswith("  ") else f"  - {line.strip()}"
+                for line in self._footer(fmt)]
+        return "\n".join(out)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+    def _repr_markdown_(self) -> str:
+        return self.to_markdown(latex=True)
+
+
+def format_value(value) -> str:
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(format_value(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    return str(value)
+
+
+def _markdown_code(value) -> str:
+    text = format_value(value)
+    return f"`{text}`" if isinstance(value, sympy.Basic) or (
+        isinstance(value, tuple) and sym.is_symbolic(*_flatten(value))) else text
+
+
+def _latex(value) -> str:
+    if isinstance(value, tuple):
+        return "$(" + ", ".join(_latex(v).strip("$") for v in value) + ")$"
+    if isinstance(value, sympy.Basic):
+        return f"${sympy.latex(value)}$"
+    return format_value(value)
+
+
+def _flatten(value) -> list:
+    if isinstance(value, tuple):
+        return [x for v in value for x in _flatten(v)]
+    return [value]
+
+
+def summarize(model: Sequential, input_shape: Sequence, title: str | None = None) -> Summary:
+    """Build the :class:`Summary` of ``model`` for ``input_shape``."""
+    model.shapes(input_shape)  # validates every layer; errors name the failing one
+    shape = tuple(input_shape)
+    rows, fields, jumps = [], None, None
+    for name, layer in zip(model.names, model.layers):
+        steps = layer.receptive_field_steps(shape)
+        if fields is None:
+            fields, jumps = [1] * len(steps), [1] * len(steps)
+        pairs = [sym.receptive_field_update(f, j, w, s)
+                 for f, j, (w, s) in zip(fields, jumps, steps)]
+        fields, jumps = [p[0] for p in pairs], [p[1] for p in pairs]
+        out = layer.output_shape(shape)
+        rows.append(SummaryRow(name, layer.describe(), out, layer.num_params,
+                               layer.dense_equivalent_params(shape), layer.macs(shape),
+                               tuple(fields)))
+        shape = out
+    return Summary(title, tuple(input_shape), tuple(rows), model.num_params,
+                   model.macs(input_shape), model.flops(input_shape),
+                   model.constraints(input_shape))

@@ -1,0 +1,292 @@
+"""Shapes, parameter counts, MACs and index expressions, written once.
+
+Every formula in convgen lives in exactly one function of this module.  Specs, tests, proofs,
+templates and documentation call these functions; nothing re-derives them.
+
+Each function accepts plain Python ints or SymPy expressions.  With ints in, ints come out
+(computed with exact integer arithmetic, no SymPy overhead); with any SymPy expression in, a
+SymPy expression comes out, using exact ``floor``/``ceiling``/``Max``/``Piecewise``.  Sizes
+used symbolically should be declared ``integer=True, positive=True`` (see
+:func:`size_symbols`), otherwise SymPy cannot simplify ``floor`` of integer expressions.
+
+Conventions (documented in the README, "Counting conventions"):
+
+* Positions are in *padded* coordinates unless stated otherwise: the padded input of a
+  dimension with size ``n`` and padding ``(lo, hi)`` has ``n + lo + hi`` positions, and input
+  element ``x`` sits at padded position ``x + lo``.
+* The dilated extent of a kernel of size ``k`` with dilation ``d`` is ``d*(k - 1) + 1``.
+* One MAC is one multiply-accumulate; one MAC counts as 2 FLOPs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Union
+
+import sympy
+
+Size = Union[int, sympy.Expr]
+
+__all__ = [
+    "Size",
+    "adaptive_window",
+    "adaptive_window_taps",
+    "cdiv",
+    "conv_macs",
+    "conv_output_size",
+    "conv_transpose_macs",
+    "conv_transpose_output_size",
+    "conv_transpose_same_padding",
+    "conv_weight_count",
+    "dense_params",
+    "dilated_extent",
+    "fdiv",
+    "is_symbolic",
+    "pool_output_size",
+    "prod",
+    "receptive_field_update",
+    "same_output_size",
+    "same_padding",
+    "size_symbols",
+    "smax",
+    "tap_index",
+    "transpose_tap_count",
+    "window_start",
+]
+
+
+# --------------------------------------------------------------------------- arithmetic helpers
+
+
+def is_symbolic(*values: object) -> bool:
+    """True when any value is a SymPy object that is not a plain integer."""
+    return any(isinstance(v, sympy.Basic) and not v.is_Integer for v in values)
+
+
+def _plain(value):
+    """Turn a SymPy integer into a Python int; leave everything else alone."""
+    if isinstance(value, sympy.Basic) and value.is_Integer:
+        return int(value)
+    return value
+
+
+def _ints(*values) -> bool:
+    return all(isinstance(_plain(v), int) for v in values)
+
+
+def fdiv(a: Size, b: Size) -> Size:
+    """Exact floor division ``floor(a / b)``."""
+    if _ints(a, b):
+        return int(_plain(a)) // int(_plain(b))
+    return _plain(sympy.floor(sympy.sympify(a) / b))
+
+
+def cdiv(a: Size, b: Size) -> Size:
+    """Exact ceiling division ``ceil(a / b)``."""
+    if _ints(a, b):
+        return -(-int(_plain(a)) // int(_plain(b)))
+    return _plain(sympy.ceiling(sympy.sympify(a) / b))
+
+
+def smax(*values: Size) -> Size:
+    """Maximum of ints or SymPy expressions."""
+    if _ints(*values):
+        return max(int(_plain(v)) for v in values)
+    return _plain(sympy.Max(*values))
+
+
+def prod(values: Iterable[Size]) -> Size:
+    """Product of ints or SymPy expressions (1 for an empty sequence)."""
+    values = list(values)
+    if _ints(*values):
+        return math.prod(int(_plain(v)) for v in values)
+    return _plain(sympy.Mul(*values))
+
+
+def size_symbols(names: str) -> tuple[sympy.Symbol, ...]:
+    """Positive-integer SymPy symbols for sizes, e.g. ``H, W = size_symbols("H W")``."""
+    result = sympy.symbols(names, integer=True, positive=True, seq=True)
+    return tuple(result)
+
+
+# --------------------------------------------------------------------------- window geometry
+
+
+def dilated_extent(kernel: Size, dilation: Size) -> Size:
+    """Number of input positions spanned by one window: ``dilation*(kernel - 1) + 1``."""
+    return _plain(dilation * (kernel - 1) + 1)
+
+
+def window_start(out_index: Size, stride: Size, pad_lo: Size) -> Size:
+    """Input coordinate (unpadded) of the first tap of window ``out_index``."""
+    return _plain(out_index * stride - pad_lo)
+
+
+def tap_index(out_index: Size, tap: Size, stride: Size, dilation: Size, pad_lo: Size) -> Size:
+    """Input coordinate (unpadded) read by tap ``tap`` of window ``out_index``.
+
+    ``y[o] = sum_j x[o*stride - pad_lo + j*dilation] * w[j]``: the definition of the lecture
+    (``X[i, b + j, c + k]``) generalized to stride, dilation and padding.  A result outside
+    ``[0, n)`` is a tap on the padding.
+    """
+    return _plain(window_start(out_index, stride, pad_lo) + tap * dilation)
+
+
+def conv_output_size(n: Size, kernel: Size, stride: Size, dilation: Size, pad_lo: Size,
+                     pad_hi: Size) -> Size:
+    """Number of windows that lie entirely inside the padded input (floor mode).
+
+    ``floor((n + lo + hi - dilation*(kernel - 1) - 1) / stride) + 1``; valid when the padded
+    input holds at least one window, ``n + lo + hi >= dilated_extent(kernel, dilation)``.
+    """
+    room = n + pad_lo + pad_hi - dilated_extent(kernel, dilation)
+    return _plain(fdiv(room, stride) + 1)
+
+
+def pool_output_size(n: Size, kernel: Size, stride: Size, dilation: Size, pad_lo: Size,
+                     pad_hi: Size, ceil_mode: bool) -> Size:
+    """Output size of a pooling window sweep, in floor or ceil mode.
+
+    Floor mode is :func:`conv_output_size`.  Ceil mode keeps one more, partial, window when the
+    last full window stops short of the padded input's end, *except* when that window would
+    start in the right padding (PyTorch's rule, also ONNX's since opset 19): the last window must
+    start inside the input or the left padding, ``(out - 1)*stride < n + lo``.
+    """
+    if not ceil_mode:
+        return conv_output_size(n, kernel, stride, dilation, pad_lo, pad_hi)
+    room = n + pad_lo + pad_hi - dilated_extent(kernel, dilation)
+    out = _plain(cdiv(room, stride) + 1)
+    starts_in_right_pad = (out - 1) * stride >= n + pad_lo
+    if _ints(out, stride, n, pad_lo):
+        return out - 1 if starts_in_right_pad else out
+    return _plain(sympy.Piecewise((out - 1, starts_in_right_pad), (out, True)))
+
+
+def same_output_size(n: Size, stride: Size) -> Size:
+    """Output size of ``'same'``/``'same_lower'`` padding: ``ceil(n / stride)``."""
+    return cdiv(n, stride)
+
+
+def same_padding(n: Size, kernel: Size, stride: Size, dilation: Size,
+                 lower: bool = False) -> tuple[Size, Size]:
+    """``(lo, hi)`` padding that makes the output size ``ceil(n / stride)``.
+
+    Total padding ``max(0, (ceil(n/s) - 1)*s + dilated_extent - n)``, split evenly; the odd
+    extra position goes to the high side (``'same'``, ONNX ``SAME_UPPER``, PyTorch's
+    ``'same'`` at stride 1) or to the low side (``'same_lower'``, ONNX ``SAME_LOWER``).
+    """
+    needed = (same_output_size(n, stride) - 1) * stride + dilated_extent(kernel, dilation) - n
+    total = smax(0, needed)
+    small, large = fdiv(total, 2), _plain(total - fdiv(total, 2))
+    return (large, small) if lower else (small, large)
+
+
+def conv_transpose_output_size(n: Size, kernel: Size, stride: Size, dilation: Size,
+                               pad_lo: Size, pad_hi: Size, output_padding: Size) -> Size:
+    """Output size of a transposed convolution.
+
+    ``(n - 1)*stride - lo - hi + dilated_extent + output_padding``: the size of the input of
+    the matching convolution, whose output size is ``n``; ``output_padding`` selects among the
+    ``stride`` input sizes that the convolution maps to the same ``n``.
+    """
+    full = (n - 1) * stride + dilated_extent(kernel, dilation) + output_padding
+    return _plain(full - pad_lo - pad_hi)
+
+
+def conv_transpose_same_padding(kernel: Size, stride: Size, dilation: Size,
+                                output_padding: Size, lower: bool = False) -> tuple[Size, Size]:
+    """``(lo, hi)`` padding of ONNX ``auto_pad=SAME_*`` for ConvTranspose (output ``n*stride``).
+
+    Total padding ``dilated_extent + output_padding - stride``, independent of ``n``; split as
+    ONNX specifies (``SAME_UPPER``: the odd position at the end).  Negative totals are invalid;
+    callers check :func:`conv_transpose_same_total` first.
+    """
+    total = conv_transpose_same_total(kernel, stride, dilation, output_padding)
+    small, large = fdiv(total, 2), _plain(total - fdiv(total, 2))
+    return (large, small) if lower else (small, large)
+
+
+def conv_transpose_same_total(kernel: Size, stride: Size, dilation: Size,
+                              output_padding: Size) -> Size:
+    """Total padding that ONNX ``SAME_*`` needs for ConvTranspose; must be ``>= 0``."""
+    return _plain(dilated_extent(kernel, dilation) + output_padding - stride)
+
+
+def adaptive_window(i: Size, n: Size, out: Size) -> tuple[Size, Size]:
+    """Half-open window ``[start, end)`` of adaptive pooling output ``i`` of ``out`` over ``n``.
+
+    PyTorch's rule: ``start = floor(i*n/out)``, ``end = ceil((i + 1)*n/out)``.
+    """
+    return fdiv(i * n, out), cdiv((i + 1) * n, out)
+
+
+def adaptive_window_taps(n: Size, out: int) -> list[Size]:
+    """Sizes of the ``out`` adaptive windows over an input of size ``n``."""
+    sizes = []
+    for i in range(out):
+        start, end = adaptive_window(i, n, out)
+        sizes.append(_plain(end - start))
+    return sizes
+
+
+def transpose_tap_count(kernel: Size, stride: Size, dilation: Size) -> Size:
+    """Most input positions that feed one output position of a transposed convolution.
+
+    Output ``o`` receives input ``i`` through tap ``j`` when ``o = i*stride - lo + j*dilation``;
+    the ``i`` that do so lie in an interval of length ``dilation*(kernel - 1)/stride``, which
+    holds at most ``floor(dilation*(kernel - 1)/stride) + 1`` integers.
+    """
+    return _plain(fdiv(dilation * (kernel - 1), stride) + 1)
+
+
+def receptive_field_update(field: Size, jump: Size, window: Size,
+                           step: Size) -> tuple[Size, Size]:
+    """Compose a layer onto a receptive field.
+
+    A unit whose field spans ``field`` input positions, with neighbouring units ``jump`` input
+    positions apart, fed into a layer whose windows cover ``window`` of its own inputs and
+    move by ``step``: the new field is ``field + (window - 1)*jump`` and the new jump
+    ``jump*step``.
+    """
+    return _plain(field + (window - 1) * jump), _plain(jump * step)
+
+
+# --------------------------------------------------------------------------- counts
+
+
+def conv_weight_count(in_channels: Size, out_channels: Size, groups: Size,
+                      kernel: Sequence[Size]) -> Size:
+    """Weights of a (transposed) convolution: ``C_out * C_in/groups * prod(kernel)``."""
+    per_group = fdiv(in_channels, groups) if _ints(in_channels, groups) else \
+        sympy.sympify(in_channels) / groups
+    return _plain(prod([out_channels, per_group, *kernel]))
+
+
+def conv_macs(batch: Size, out_channels: Size, out_spatial: Sequence[Size], in_channels: Size,
+              groups: Size, kernel: Sequence[Size]) -> Size:
+    """MACs of a convolution: every output element takes ``C_in/groups * prod(kernel)`` MACs.
+
+    Taps that fall on zero padding are counted (a dense kernel performs them).
+    """
+    taps = conv_weight_count(in_channels, 1, groups, kernel)
+    return _plain(prod([batch, out_channels, *out_spatial]) * taps)
+
+
+def conv_transpose_macs(batch: Size, in_channels: Size, in_spatial: Sequence[Size],
+                        out_channels: Size, groups: Size, kernel: Sequence[Size]) -> Size:
+    """MACs of a transposed convolution, counted as the scatter it is.
+
+    Every input element is multiplied into ``C_out/groups * prod(kernel)`` outputs; taps that
+    land in the cropped padding are counted.  Equal to the MACs of the matching convolution.
+    """
+    taps = conv_weight_count(out_channels, 1, groups, kernel)
+    return _plain(prod([batch, in_channels, *in_spatial]) * taps)
+
+
+def dense_params(n_in: Size, n_out: Size) -> Size:
+    """Parameters of a dense layer ``f(x) = Wx + b`` with ``W`` of shape ``(n_out, n_in)``.
+
+    ``n_out * (n_in + 1)``: the lecture's ``n x (m + 1)``.
+    """
+    return _plain(n_out * (n_in + 1))
