@@ -122,8 +122,9 @@ def _padding(owner: str, value: object, ndim: int) -> Padding:
     if isinstance(value, Sequence) and len(value) == ndim:
         return tuple(_pad_pair(owner, value, entry, ndim) for entry in value)
     if isinstance(value, Sequence) and not isinstance(value, str):
-        raise SpecError(f"{owner}: padding={value!r} has {len(value)} entries; {owner} has "
-                        f"{ndim} spatial dimension(s). " + _padding_message(owner, value, ndim))
+        raise SpecError(f"{owner}: padding={value!r} has {len(value)} entries but {owner} has "
+                        f"{ndim} spatial dimension(s); "
+                        + _padding_message(owner, value, ndim).split(": ", 1)[1])
     raise SpecError(_padding_message(owner, value, ndim))
 
 

@@ -1,0 +1,147 @@
+"""Hypothesis strategies that draw valid layer specs and matching input shapes.
+
+Valid by construction (no rejection filters), small enough for exact oracles, and shrinking
+towards the simplest layer: 1-d, kernel 1, stride 1, no padding.  Needs ``hypothesis``
+(the ``test`` extra)::
+
+    from hypothesis import given
+    from convgen.strategies import layers_with_inputs
+
+    @given(layers_with_inputs())
+    def test_something(case):
+        layer, input_shape = case
+"""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from . import symbolic as sym
+from .spec import LAYER_TYPES, Layer
+
+__all__ = ["CONV_KINDS", "POOL_KINDS", "conv_layers", "input_shape_for", "layers_with_inputs",
+           "pool_layers"]
+
+CONV_KINDS = ("Conv", "ConvTranspose")
+POOL_KINDS = ("MaxPool", "AvgPool", "LPPool")
+
+
+@st.composite
+def _padding(draw, ndim: int, extents: tuple[int, ...], below_extent: bool, strings: bool):
+    """Padding in one of the accepted forms; each pad ``< extent`` when ``below_extent``."""
+    def pad(dim: int):
+        top = extents[dim] - 1 if below_extent else extents[dim] + 1
+        return st.integers(0, max(0, top))
+    form = draw(st.sampled_from(["int", "tuple", "pairs", "string"] if strings
+                                else ["int", "tuple", "pairs"]))
+    if form == "string":
+        return draw(st.sampled_from(["valid", "same", "same_lower"]))
+    if form == "int":
+        return draw(pad(min(range(ndim), key=lambda d: extents[d])))
+    if form == "tuple":
+        return tuple(draw(pad(d)) for d in range(ndim))
+    return tuple((draw(pad(d)), draw(pad(d))) for d in range(ndim))
+
+
+@st.composite
+def _window(draw, ndim: int, max_kernel: int, max_stride: int, max_dilation: int):
+    kernel = tuple(draw(st.integers(1, max_kernel)) for _ in range(ndim))
+    stride = tuple(draw(st.integers(1, max_stride)) for _ in range(ndim))
+    dilation = tuple(draw(st.integers(1, max_dilation)) for _ in range(ndim))
+    extents = tuple(sym.dilated_extent(k, d) for k, d in zip(kernel, dilation))
+    return kernel, stride, dilation, extents
+
+
+@st.composite
+def conv_layers(draw, ndim=st.integers(1, 3), kinds=CONV_KINDS, max_channels: int = 4,
+                max_kernel: int = 3, max_stride: int = 3, max_dilation: int = 2) -> Layer:
+    """A valid ``Conv*d`` or ``ConvTranspose*d`` spec."""
+    n = draw(ndim)
+    kind = draw(st.sampled_from(kinds))
+    groups = draw(st.integers(1, 2))
+    in_ch = groups * draw(st.integers(1, max(1, max_channels // groups)))
+    out_ch = groups * draw(st.integers(1, max(1, max_channels // groups)))
+    kernel, stride, dilation, extents = draw(_window(n, max_kernel, max_stride, max_dilation))
+    kwargs = dict(in_channels=in_ch, out_channels=out_ch, kernel_size=kernel, stride=stride,
+                  dilation=dilation, groups=groups, bias=draw(st.booleans()))
+    if kind == "Conv":
+        kwargs["padding"] = draw(_padding(n, extents, False, True))
+        kwargs["padding_mode"] = draw(st.sampled_from(["zeros", "reflect", "replicate",
+                                                       "circular"]))
+    else:
+        kwargs["output_padding"] = tuple(draw(st.integers(0, max(s, d) - 1))
+                                         for s, d in zip(stride, dilation))
+        same_ok = all(sym.conv_transpose_same_total(k, s, d, op) >= 0 for k, s, d, op in
+                      zip(kernel, stride, dilation, kwargs["output_padding"]))
+        kwargs["padding"] = draw(_padding(n, extents, True, same_ok))
+    return LAYER_TYPES[f"{kind}{n}d"](**kwargs)
+
+
+@st.composite
+def pool_layers(draw, ndim=st.integers(1, 3), kinds=POOL_KINDS, max_kernel: int = 4,
+                max_stride: int = 3, max_dilation: int = 3) -> Layer:
+    """A valid ``MaxPool*d``, ``AvgPool*d`` or ``LPPool*d`` spec."""
+    n = draw(ndim)
+    kind = draw(st.sampled_from(kinds))
+    kernel, stride, dilation, extents = draw(_window(n, max_kernel, max_stride, max_dilation))
+    kwargs = dict(kernel_size=kernel, stride=stride, dilation=dilation,
+                  padding=draw(_padding(n, extents, True, True)),
+                  ceil_mode=draw(st.booleans()))
+    if kind == "AvgPool":
+        kwargs["count_include_pad"] = draw(st.booleans())
+        kwargs["divisor_override"] = draw(st.one_of(st.none(), st.integers(1, 9)))
+    if kind == "LPPool":
+        kwargs["norm_type"] = draw(st.integers(1, 4))
+    if kind == "MaxPool":
+        kwargs["return_indices"] = draw(st.booleans())
+    return LAYER_TYPES[f"{kind}{n}d"](**kwargs)
+
+
+@st.composite
+def input_shape_for(draw, layer: Layer, max_extra: int = 6, batch: bool | None = None) -> tuple:
+    """An input shape ``(C, *spatial)`` or ``(N, C, *spatial)`` that ``layer`` accepts.
+
+    Spatial sizes start at the smallest the layer allows (the window must fit the padded
+    input, reflect/circular padding must fit the input, a dilated pooling window must not
+    fall between taps) and grow by at most ``max_extra``.
+    """
+    channels = getattr(layer, "in_channels", None) or draw(st.integers(1, 3))
+    spatial = []
+    for dim in range(layer.ndim):
+        spatial.append(_smallest_size(layer, dim) + draw(st.integers(0, max_extra)))
+    with_batch = draw(st.booleans()) if batch is None else batch
+    head = (draw(st.integers(1, 2)),) if with_batch else ()
+    return (*head, channels, *spatial)
+
+
+def _smallest_size(layer: Layer, dim: int) -> int:
+    if not hasattr(layer, "kernel_size"):
+        return 1
+    ext = layer.extents[dim]
+    padding = layer.padding
+    is_pool = not hasattr(layer, "in_channels")
+    if isinstance(padding, str):
+        if is_pool:
+            return layer.dilation[dim]  # no window between two taps
+        return ext if getattr(layer, "padding_mode", "zeros") != "zeros" else 1
+    lo, hi = padding[dim]
+    if hasattr(layer, "output_padding"):  # the cropped output must keep a position
+        crop = lo + hi + 1 - ext - layer.output_padding[dim]
+        return max(1, 1 + sym.cdiv(crop, layer.stride[dim]))
+    smallest = max(1, ext - lo - hi)
+    mode = getattr(layer, "padding_mode", "zeros")
+    if mode == "reflect":
+        smallest = max(smallest, lo + 1, hi + 1)
+    elif mode == "circular":
+        smallest = max(smallest, lo, hi)
+    if is_pool and (lo or hi):
+        smallest = max(smallest, layer.dilation[dim])  # no window between two taps
+    return smallest
+
+
+@st.composite
+def layers_with_inputs(draw, families=("conv", "pool"), ndim=st.integers(1, 3)):
+    """``(layer, input_shape)`` pairs across the requested families."""
+    family = draw(st.sampled_from(families))
+    layer = draw(conv_layers(ndim=ndim) if family == "conv" else pool_layers(ndim=ndim))
+    return layer, draw(input_shape_for(layer))
