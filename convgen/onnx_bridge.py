@@ -1,0 +1,153 @@
+"""Layer specs as ONNX nodes, so ONNX Runtime can act as a differential peer.
+
+:func:`onnx_nodes` is pure Python (operator names and attributes); :func:`onnx_model` builds
+a one-layer ``onnx.ModelProto`` and needs the ``onnx`` package (the ``test`` extra).
+
+Mapping: ``Conv*d`` -> ``Conv`` (non-zero ``padding_mode`` -> ``Pad`` with mode
+``reflect``/``edge``/``wrap`` then an unpadded ``Conv``), ``ConvTranspose*d`` ->
+``ConvTranspose``, ``MaxPool*d`` -> ``MaxPool``, ``AvgPool*d`` -> ``AveragePool``,
+``LPPool*d`` -> ``LpPool``, global pools -> ``GlobalAveragePool``/``GlobalMaxPool``.
+``'same'``/``'same_lower'`` become ``auto_pad=SAME_UPPER``/``SAME_LOWER`` so that ONNX Runtime
+derives the padding itself.  Adaptive pooling and ``divisor_override`` have no ONNX form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .errors import SpecError
+from .spec import Layer
+
+__all__ = ["OnnxNode", "OPSET", "onnx_model", "onnx_nodes"]
+
+OPSET = 21
+_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+_AUTO_PAD = {"same": "SAME_UPPER", "same_lower": "SAME_LOWER"}
+
+
+@dataclass(frozen=True)
+class OnnxNode:
+    """One ONNX node: operator type, extra inputs (name -> int64 values) and attributes."""
+
+    op_type: str
+    attributes: dict
+    constant_inputs: tuple = ()
+    outputs: int = 1
+
+
+def _window_attributes(layer: Layer, input_shape) -> dict:
+    """Kernel, strides, dilations and padding.
+
+    ONNX Runtime does not honour dilation under ``auto_pad=SAME_*`` (Conv rejects it, the
+    pools ignore it), so with a dilation above 1 the resolved pads are written explicitly.
+    """
+    attrs = {"kernel_shape": list(layer.kernel_size), "strides": list(layer.stride),
+             "dilations": list(layer.dilation)}
+    pads = layer.padding
+    if isinstance(pads, str) and max(layer.dilation) > 1:
+        if input_shape is None:
+            raise SpecError(f"{type(layer).__name__}: padding={pads!r} with dilation needs "
+                            "input_shape to write explicit ONNX pads")
+        pads = layer.resolved_padding(layer.split_input(input_shape).spatial)
+    if isinstance(pads, str):
+        attrs["auto_pad"] = _AUTO_PAD[pads]
+    else:
+        attrs["pads"] = [lo for lo, _ in pads] + [hi for _, hi in pads]
+    return attrs
+
+
+def onnx_nodes(layer: Layer, input_shape: Sequence[int] | None = None) -> list[OnnxNode]:
+    """The ONNX node(s) computing ``layer``.
+
+    ``input_shape`` is needed only to resolve ``'same'`` padding for a non-zero
+    ``padding_mode`` or a dilation above 1 (then the pads are written as numbers).
+    """
+    kind = type(layer).__name__
+    if kind.startswith("Adaptive"):
+        raise SpecError(f"{kind} has no ONNX operator (ONNX has no adaptive pooling)")
+    if kind in ("GlobalAvgPool", "GlobalMaxPool"):
+        return [OnnxNode("GlobalAveragePool" if kind == "GlobalAvgPool" else "GlobalMaxPool",
+                         {})]
+    attrs = _window_attributes(layer, input_shape)
+    if kind.startswith("ConvTranspose"):
+        attrs.update(group=layer.groups, output_padding=list(layer.output_padding))
+        return [OnnxNode("ConvTranspose", attrs)]
+    if kind.startswith("Conv"):
+        attrs["group"] = layer.groups
+        if layer.padding_mode == "zeros":
+            return [OnnxNode("Conv", attrs)]
+        return _padded_conv(layer, attrs, input_shape)
+    if kind.startswith("MaxPool"):
+        attrs["ceil_mode"] = int(layer.ceil_mode)
+        return [OnnxNode("MaxPool", attrs, outputs=2 if layer.return_indices else 1)]
+    if kind.startswith("AvgPool"):
+        if layer.divisor_override is not None:
+            raise SpecError(f"{kind}: divisor_override={layer.divisor_override} has no ONNX "
+                            "AveragePool equivalent")
+        attrs.update(ceil_mode=int(layer.ceil_mode),
+                     count_include_pad=int(layer.count_include_pad))
+        return [OnnxNode("AveragePool", attrs)]
+    if kind.startswith("LPPool"):
+        if not isinstance(layer.norm_type, int):
+            raise SpecError(f"{kind}: norm_type={layer.norm_type} must be an int for ONNX "
+                            "LpPool")
+        attrs.update(ceil_mode=int(layer.ceil_mode), p=layer.norm_type)
+        return [OnnxNode("LpPool", attrs)]
+    raise SpecError(f"{kind} has no ONNX mapping")
+
+
+def _padded_conv(layer: Layer, attrs: dict, input_shape) -> list[OnnxNode]:
+    if input_shape is None:
+        raise SpecError(f"{type(layer).__name__}: padding_mode={layer.padding_mode!r} needs "
+                        "input_shape to build the ONNX Pad node")
+    shape = layer.split_input(input_shape)
+    pads = layer.resolved_padding(shape.spatial)
+    ndim = layer.ndim
+    full = [0, 0] + [lo for lo, _ in pads] + [0, 0] + [hi for _, hi in pads]
+    conv = dict(attrs)
+    conv.pop("auto_pad", None)
+    conv["pads"] = [0] * (2 * ndim)
+    pad = OnnxNode("Pad", {"mode": _PAD_MODES[layer.padding_mode]},
+                   constant_inputs=(("pads", full),))
+    return [pad, OnnxNode("Conv", conv)]
+
+
+def onnx_model(layer: Layer, input_shape: Sequence[int], dtype: str = "float32"):
+    """A one-layer ONNX model with inputs ``X`` (and ``W``, ``B`` for convolutions).
+
+    ``input_shape`` is ``(N, C, *spatial)`` with ints.  Outputs ``Y`` (and ``Indices`` for
+    max pooling with ``return_indices``).
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    elem = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}[dtype]
+    nodes = onnx_nodes(layer, input_shape)
+    inputs = [helper.make_tensor_value_info("X", elem, list(input_shape))]
+    graph_nodes, initializers, current = [], [], "X"
+    for index, node in enumerate(nodes):
+        names = [current]
+        for name, values in node.constant_inputs:
+            initializers.append(helper.make_tensor(name, TensorProto.INT64, [len(values)],
+                                                   values))
+            names.append(name)
+        if node.op_type in ("Conv", "ConvTranspose"):
+            inputs.append(helper.make_tensor_value_info("W", elem, list(layer.weight_shape)))
+            names.append("W")
+            if layer.bias:
+                inputs.append(helper.make_tensor_value_info("B", elem, [layer.out_channels]))
+                names.append("B")
+        last = index == len(nodes) - 1
+        outs = ["Y", "Indices"][:node.outputs] if last else [f"t{index}"]
+        graph_nodes.append(helper.make_node(node.op_type, names, outs, **node.attributes))
+        current = outs[0]
+    # Output shapes are left for ONNX Runtime to infer: it is a peer, not told the answer.
+    unknown = [None] * len(input_shape)
+    outputs = [helper.make_tensor_value_info("Y", elem, unknown)]
+    if nodes[-1].outputs == 2:
+        outputs.append(helper.make_tensor_value_info("Indices", TensorProto.INT64, unknown))
+    graph = helper.make_graph(graph_nodes, type(layer).__name__, inputs, outputs, initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    onnx.checker.check_model(model)
+    return model
