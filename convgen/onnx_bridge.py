@@ -69,6 +69,9 @@ def onnx_nodes(layer: Layer, input_shape: Sequence[int] | None = None) -> list[O
     if kind in ("GlobalAvgPool", "GlobalMaxPool"):
         return [OnnxNode("GlobalAveragePool" if kind == "GlobalAvgPool" else "GlobalMaxPool",
                          {})]
+    families = ("ConvTranspose", "Conv", "MaxPool", "AvgPool", "LPPool")
+    if not kind.startswith(families):
+        raise SpecError(f"{kind} has no ONNX mapping")
     attrs = _window_attributes(layer, input_shape)
     if kind.startswith("ConvTranspose"):
         attrs.update(group=layer.groups, output_padding=list(layer.output_padding))
@@ -88,13 +91,10 @@ def onnx_nodes(layer: Layer, input_shape: Sequence[int] | None = None) -> list[O
         attrs.update(ceil_mode=int(layer.ceil_mode),
                      count_include_pad=int(layer.count_include_pad))
         return [OnnxNode("AveragePool", attrs)]
-    if kind.startswith("LPPool"):
-        if not isinstance(layer.norm_type, int):
-            raise SpecError(f"{kind}: norm_type={layer.norm_type} must be an int for ONNX "
-                            "LpPool")
-        attrs.update(ceil_mode=int(layer.ceil_mode), p=layer.norm_type)
-        return [OnnxNode("LpPool", attrs)]
-    raise SpecError(f"{kind} has no ONNX mapping")
+    if not isinstance(layer.norm_type, int):  # LPPool
+        raise SpecError(f"{kind}: norm_type={layer.norm_type} must be an int for ONNX LpPool")
+    attrs.update(ceil_mode=int(layer.ceil_mode), p=layer.norm_type)
+    return [OnnxNode("LpPool", attrs)]
 
 
 def _padded_conv(layer: Layer, attrs: dict, input_shape) -> list[OnnxNode]:

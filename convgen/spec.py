@@ -80,7 +80,7 @@ def _bool(owner: str, name: str, value: object) -> bool:
 
 def _per_dim(owner: str, name: str, value: object, ndim: int, minimum: int) -> tuple[int, ...]:
     """An int or a sequence of ``ndim`` ints, each ``>= minimum``, as a tuple."""
-    noun = "positive int" if minimum == 1 else f"int >= {minimum}"
+    noun = {0: "non-negative int", 1: "positive int"}.get(minimum, f"int >= {minimum}")
     allowed = f"a {noun} or a sequence of {ndim} {noun}s"
     if _is_int(value):
         items = [value] * ndim
