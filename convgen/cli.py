@@ -14,7 +14,7 @@ from .config import (Network, bundled_examples, load, parse_layer, parse_shape, 
                      symbolic_input)
 from .errors import ConvgenError
 from .spec import Sequential
-from .summary import format_value
+from .summary import format_value, pending
 
 
 def _networks(args: argparse.Namespace) -> list[Network]:
@@ -59,10 +59,10 @@ def _shape(args: argparse.Namespace) -> None:
         print(f"{network.name}: {format_value(tuple(shape))}")
         for name, out in zip(network.model.names, network.model.shapes(shape)):
             print(f"  {name}: {format_value(out)}")
-        pending = [c for c in network.model.constraints(shape) if c.holds is None]
-        if pending:
+        undecided = pending(network.model.constraints(shape))
+        if undecided:
             print("  valid when:")
-            for constraint in pending:
+            for constraint in undecided:
                 print(f"    {constraint.condition}   ({constraint.requirement})")
 
 

@@ -15,7 +15,7 @@ import sympy
 from . import symbolic as sym
 from .spec import Constraint, Sequential
 
-__all__ = ["Summary", "SummaryRow", "summarize"]
+__all__ = ["Summary", "SummaryRow", "format_value", "pending", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,10 @@ class Summary:
         lines = [f"input shape: {fmt(self.input_shape)}",
                  f"total params: {fmt(self.total_params)}",
                  f"total MACs: {fmt(self.total_macs)}  (FLOPs: {fmt(self.total_flops)})"]
-        pending = [c for c in self.constraints if c.holds is None]
-        if pending:
+        undecided = pending(self.constraints)
+        if undecided:
             lines.append("valid when:")
-            lines += [f"  {fmt(c.condition)}   ({c.requirement})" for c in pending]
+            lines += [f"  {fmt(c.condition)}   ({c.requirement})" for c in undecided]
         return lines
 
     def to_text(self) -> str:
@@ -93,6 +93,16 @@ class Summary:
 
     def _repr_markdown_(self) -> str:
         return self.to_markdown(latex=True)
+
+
+def pending(constraints) -> list[Constraint]:
+    """The constraints that still depend on symbols, each distinct condition once."""
+    seen, result = set(), []
+    for constraint in constraints:
+        if constraint.holds is None and constraint.condition not in seen:
+            seen.add(constraint.condition)
+            result.append(constraint)
+    return result
 
 
 def format_value(value) -> str:

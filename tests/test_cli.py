@@ -1,0 +1,91 @@
+"""The convgen command: summaries, shapes, examples, and clean errors."""
+
+import subprocess
+import sys
+
+import pytest
+
+from convgen.cli import main
+from convgen.config import bundled_examples, load
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_summary_of_every_bundled_example(capsys):
+    code, out, _ = run(capsys, "summary", "--examples")
+    assert code == 0
+    for path in bundled_examples().values():
+        for network in load(path):
+            assert network.name in out
+    assert "total params: 61,706" in out  # LeNet-5
+    assert "(64, 56, 56)" in out  # ResNet stem
+
+
+def test_bundled_examples_cover_the_lecture_lenet_resnet_mobilenet():
+    assert {"lecture", "lenet5", "resnet_block", "mobilenet_block"} <= set(bundled_examples())
+
+
+def test_summary_of_one_layer_markdown(capsys):
+    code, out, _ = run(capsys, "summary", "Conv2d(3, 16, 3, padding=1)", "--input-shape",
+                       "3,32,32", "--format", "markdown")
+    assert code == 0
+    assert "| 0 | Conv2d(3, 16, 3, padding=1) |" in out
+    assert "(16, 32, 32)" in out and "| 448 |" in out
+
+
+def test_summary_symbolic(capsys):
+    code, out, _ = run(capsys, "summary", "lenet5", "--symbolic")
+    assert code == 0
+    assert "(6, H - 4, W - 4)" in out
+    assert "valid when:" in out and "H >= 5" in out
+
+
+def test_shape_of_a_layer_file(tmp_path, capsys):
+    path = tmp_path / "layers.toml"
+    path.write_text('[[layer]]\nname = "p"\ntype = "MaxPool2d"\nkernel_size = 2\n'
+                    'ceil_mode = true\ninput_shape = [1, 5, 5]\n')
+    code, out, _ = run(capsys, "shape", str(path))
+    assert code == 0
+    assert out.splitlines() == ["p: (1, 5, 5)", "  p: (1, 3, 3)"]
+
+
+def test_shape_symbolic_prints_constraints(capsys):
+    code, out, _ = run(capsys, "shape", "Conv1d(1, 1, 5, padding_mode='reflect', padding=2)",
+                       "--input-shape", "1,L")
+    assert code == 0
+    assert "(1, L)" in out and "valid when:" in out
+    assert out.count("2 < L") == 1  # lo and hi give the same condition: shown once
+
+
+def test_examples_lists_files(capsys):
+    code, out, _ = run(capsys, "examples")
+    assert code == 0 and "lenet5:" in out and "lenet5.toml" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["summary"], "give a layer file"),
+    (["summary", "Conv2d(3, 8, 3)"], "needs --input-shape"),
+    (["summary", "lenet5", "--input-shape", "1,32,32"], "--input-shape applies to a layer"),
+    (["summary", "Conv2d(3, 8, 0)", "--input-shape", "3,8,8"], "kernel_size=0"),
+    (["shape", "Conv2d(3, 8, 3)", "--input-shape", "4,8,8"], "4 channels but in_channels=3"),
+    (["shape", "nosuchfile.toml"], "neither a layer file nor a bundled example"),
+])
+def test_user_mistakes_exit_2_without_traceback(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert err.startswith("convgen: error: ") and message in err
+    assert "Traceback" not in err and out == ""
+
+
+def test_console_script_runs_as_module():
+    result = subprocess.run([sys.executable, "-m", "convgen", "shape", "Conv2d(3, 8, 3)",
+                             "--input-shape", "3,8,8"], capture_output=True, text=True)
+    assert result.returncode == 0 and "(8, 6, 6)" in result.stdout
+    bad = subprocess.run([sys.executable, "-m", "convgen", "shape", "Conv2d(3, 8, 3)",
+                          "--input-shape", "3,2,2"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "exceeds padded input 2" in bad.stderr
