@@ -10,8 +10,15 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .config import (Network, bundled_examples, load, parse_layer, parse_shape, resolve_target,
-                     symbolic_input)
+from .config import (
+    Network,
+    bundled_examples,
+    load,
+    parse_layer,
+    parse_shape,
+    resolve_target,
+    symbolic_input,
+)
 from .errors import ConvgenError
 from .spec import Sequential
 from .summary import format_value, pending

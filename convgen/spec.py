@@ -30,7 +30,7 @@ import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 import sympy
 
@@ -55,7 +55,7 @@ DTYPE_SIZES = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8,
                "int8": 1, "uint8": 1, "int32": 4, "int64": 8}
 INDEX_DTYPE = "int64"
 
-Padding = Union[tuple[tuple[int, int], ...], str]
+Padding = tuple[tuple[int, int], ...] | str
 
 
 # --------------------------------------------------------------------------- validation helpers
@@ -108,7 +108,8 @@ def _pad_pair(owner: str, value: object, entry: object, ndim: int) -> tuple[int,
 
 def _padding_message(owner: str, value: object, ndim: int) -> str:
     return (f"{owner}: padding={value!r} must be an int >= 0, a sequence of {ndim} such ints, "
-            f"a sequence of {ndim} (lo, hi) pairs, or one of {', '.join(map(repr, PADDING_STRINGS))}")
+            f"a sequence of {ndim} (lo, hi) pairs, or one of "
+            f"{', '.join(map(repr, PADDING_STRINGS))}")
 
 
 def _padding(owner: str, value: object, ndim: int) -> Padding:
@@ -404,7 +405,7 @@ class Layer:
 
     def _is_default(self, field: dataclasses.Field, value: object) -> bool:
         if field.name == "stride" and field.default is None:
-            return value == _compact(getattr(self, "kernel_size"))
+            return value == _compact(self.kernel_size)
         if field.name == "padding" and value == 0:
             return True
         return value == _compact(field.default)
@@ -442,7 +443,7 @@ class _Windowed(Layer):
         """Dilated kernel extent per dimension."""
         return tuple(sym.dilated_extent(k, d) for k, d in zip(self.kernel_size, self.dilation))
 
-    def resolved_padding(self, spatial: Sequence[sym.Size]) -> tuple[tuple[sym.Size, sym.Size], ...]:
+    def resolved_padding(self, spatial: Sequence[sym.Size]) -> tuple:
         """``(lo, hi)`` per dimension, with ``'same'``/``'same_lower'`` resolved for ``spatial``."""
         if isinstance(self.padding, tuple):
             return self.padding

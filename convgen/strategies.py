@@ -24,6 +24,7 @@ __all__ = ["CONV_KINDS", "POOL_KINDS", "conv_layers", "input_shape_for", "layers
 
 CONV_KINDS = ("Conv", "ConvTranspose")
 POOL_KINDS = ("MaxPool", "AvgPool", "LPPool")
+ANY_NDIM = st.integers(1, 3)
 
 
 @st.composite
@@ -53,7 +54,7 @@ def _window(draw, ndim: int, max_kernel: int, max_stride: int, max_dilation: int
 
 
 @st.composite
-def conv_layers(draw, ndim=st.integers(1, 3), kinds=CONV_KINDS, max_channels: int = 4,
+def conv_layers(draw, ndim=ANY_NDIM, kinds=CONV_KINDS, max_channels: int = 4,
                 max_kernel: int = 3, max_stride: int = 3, max_dilation: int = 2) -> Layer:
     """A valid ``Conv*d`` or ``ConvTranspose*d`` spec."""
     n = draw(ndim)
@@ -78,7 +79,7 @@ def conv_layers(draw, ndim=st.integers(1, 3), kinds=CONV_KINDS, max_channels: in
 
 
 @st.composite
-def pool_layers(draw, ndim=st.integers(1, 3), kinds=POOL_KINDS, max_kernel: int = 4,
+def pool_layers(draw, ndim=ANY_NDIM, kinds=POOL_KINDS, max_kernel: int = 4,
                 max_stride: int = 3, max_dilation: int = 3) -> Layer:
     """A valid ``MaxPool*d``, ``AvgPool*d`` or ``LPPool*d`` spec."""
     n = draw(ndim)
@@ -140,7 +141,7 @@ def _smallest_size(layer: Layer, dim: int) -> int:
 
 
 @st.composite
-def layers_with_inputs(draw, families=("conv", "pool"), ndim=st.integers(1, 3)):
+def layers_with_inputs(draw, families=("conv", "pool"), ndim=ANY_NDIM):
     """``(layer, input_shape)`` pairs across the requested families."""
     family = draw(st.sampled_from(families))
     layer = draw(conv_layers(ndim=ndim) if family == "conv" else pool_layers(ndim=ndim))

@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Union
 
 import sympy
 
-Size = Union[int, sympy.Expr]
+Size = int | sympy.Expr
 
 __all__ = [
     "Size",

@@ -7,8 +7,7 @@ import sympy
 
 import convgen
 from convgen import SpecError
-from convgen.config import layer_from_mapping, load, loads, parse_layer, parse_shape, \
-    resolve_target
+from convgen.config import layer_from_mapping, load, loads, parse_layer, parse_shape, resolve_target
 from convgen.onnx_bridge import onnx_nodes
 from convgen.spec import padding_from_onnx
 
