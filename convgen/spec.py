@@ -25,6 +25,7 @@ value); for even ``p`` the two agree.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 import numbers
@@ -258,7 +259,7 @@ class Footprint:
 # --------------------------------------------------------------------------- the layer base
 
 
-class Layer:
+class Layer(abc.ABC):
     """Behaviour shared by every layer spec.  Subclasses are frozen dataclasses."""
 
     ndim: ClassVar[int]
@@ -319,6 +320,7 @@ class Layer:
 
     def _check_concrete(self, shape: InputShape) -> None:
         """Checks that have no closed symbolic form; run only on concrete sizes."""
+        return None  # most layers have none
 
     def _constraints(self, shape: InputShape) -> list[Constraint]:
         return []
@@ -326,8 +328,9 @@ class Layer:
     def _out_channels(self, shape: InputShape) -> sym.Size:
         return shape.channels
 
+    @abc.abstractmethod
     def _out_spatial(self, shape: InputShape) -> tuple:
-        raise NotImplementedError  # every concrete layer class overrides this
+        """Output spatial sizes for a validated input."""
 
     @property
     def num_weights(self) -> int:
@@ -387,8 +390,9 @@ class Layer:
         self._check(shape)
         return self._rf_steps(shape)
 
+    @abc.abstractmethod
     def _rf_steps(self, shape: InputShape) -> tuple:
-        raise NotImplementedError  # every concrete layer class overrides this
+        """Per dimension ``(window, step)`` for a validated input."""
 
     # -- presentation ---------------------------------------------------------------------
 
@@ -504,11 +508,6 @@ class _ConvMixin(_Windowed):
     @property
     def num_bias(self) -> int:
         return self.out_channels if self.bias else 0
-
-    @property
-    def weight_shape(self) -> tuple[int, ...]:
-        """PyTorch's weight layout."""
-        raise NotImplementedError  # Conv and ConvTranspose each override this
 
     def _extra_flops(self, shape: InputShape) -> sym.Size:
         """One add per output element for the bias."""
@@ -772,10 +771,7 @@ class _PoolNd(_Windowed):
         self._check(shape)
         outputs = sym.prod([shape.batch_or_one, shape.channels, *self._out_spatial(shape)])
         taps = sym.prod(self.kernel_size)
-        return sym._plain(outputs * self._ops_per_output(taps))
-
-    def _ops_per_output(self, taps: int) -> int:
-        raise NotImplementedError  # max, average and LP pooling each override this
+        return sym._plain(outputs * (taps * self._ops_per_tap + self._ops_per_output))
 
 
 class _MaxPoolNd(_PoolNd):
@@ -783,12 +779,11 @@ class _MaxPoolNd(_PoolNd):
         self._init_pool()
         self._set("return_indices", _bool(self._owner, "return_indices", self.return_indices))
 
-    def _ops_per_output(self, taps: int) -> int:
-        return taps  # one comparison per tap
-
 
 @dataclass(frozen=True)
 class _MaxPoolFields(_MaxPoolNd):
+    _ops_per_tap: ClassVar[int] = 1  # a comparison
+    _ops_per_output: ClassVar[int] = 0
     kernel_size: Any
     stride: Any = None
     padding: Any = 0
@@ -832,12 +827,11 @@ class _AvgPoolNd(_PoolNd):
             self._set("divisor_override", _int(owner, "divisor_override",
                                                self.divisor_override, 1))
 
-    def _ops_per_output(self, taps: int) -> int:
-        return taps + 1  # one add per tap, one division
-
 
 @dataclass(frozen=True)
 class _AvgPoolFields(_AvgPoolNd):
+    _ops_per_tap: ClassVar[int] = 1  # an add
+    _ops_per_output: ClassVar[int] = 1  # a division
     kernel_size: Any
     stride: Any = None
     padding: Any = 0
@@ -882,12 +876,11 @@ class _LPPoolNd(_PoolNd):
         self._set("norm_type", int(p) if float(p).is_integer() else float(p))
         self._init_pool()
 
-    def _ops_per_output(self, taps: int) -> int:
-        return 2 * taps + 1  # a power and an add per tap, one root
-
 
 @dataclass(frozen=True)
 class _LPPoolFields(_LPPoolNd):
+    _ops_per_tap: ClassVar[int] = 2  # a power and an add
+    _ops_per_output: ClassVar[int] = 1  # a root
     norm_type: Any
     kernel_size: Any
     stride: Any = None
@@ -962,7 +955,7 @@ class _AdaptiveNd(Layer):
             per_dim.append(n if o is None else sym._plain(sympy.Add(*taps)))
         total_taps = sym.prod([shape.batch_or_one, shape.channels, *per_dim])
         outputs = sym.prod([shape.batch_or_one, shape.channels, *self._targets(shape)])
-        return sym._plain(total_taps * self._ops_per_tap + outputs * self._ops_per_output_fixed)
+        return sym._plain(total_taps * self._ops_per_tap + outputs * self._ops_per_output)
 
     def _rf_steps(self, shape: InputShape) -> tuple:
         """The widest window, and the largest distance between window starts (upper bound)."""
@@ -976,7 +969,7 @@ class _AdaptiveNd(Layer):
 class _AdaptiveAvgFields(_AdaptiveNd):
     output_size: Any
     _ops_per_tap: ClassVar[int] = 1
-    _ops_per_output_fixed: ClassVar[int] = 1
+    _ops_per_output: ClassVar[int] = 1
 
 
 @dataclass(frozen=True)
@@ -984,7 +977,7 @@ class _AdaptiveMaxFields(_AdaptiveNd):
     output_size: Any
     return_indices: bool = False
     _ops_per_tap: ClassVar[int] = 1
-    _ops_per_output_fixed: ClassVar[int] = 0
+    _ops_per_output: ClassVar[int] = 0
 
 
 @dataclass(frozen=True)
@@ -1038,7 +1031,7 @@ class _GlobalNd(Layer):
     def _extra_flops(self, shape: InputShape) -> sym.Size:
         taps = sym.prod(shape.spatial)
         outputs = sym.prod([shape.batch_or_one, shape.channels])
-        return sym._plain(outputs * (taps + self._ops_per_output_fixed))
+        return sym._plain(outputs * (taps * self._ops_per_tap + self._ops_per_output))
 
     def _rf_steps(self, shape: InputShape) -> tuple:
         return tuple((n, n) for n in shape.spatial)
@@ -1049,7 +1042,8 @@ class GlobalAvgPool(_GlobalNd):
     """Global average pooling (ONNX ``GlobalAveragePool``) over ``ndim`` spatial dims."""
 
     ndim: int = 2
-    _ops_per_output_fixed: ClassVar[int] = 1
+    _ops_per_tap: ClassVar[int] = 1
+    _ops_per_output: ClassVar[int] = 1
 
 
 @dataclass(frozen=True)
@@ -1057,7 +1051,8 @@ class GlobalMaxPool(_GlobalNd):
     """Global max pooling (ONNX ``GlobalMaxPool``) over ``ndim`` spatial dims."""
 
     ndim: int = 2
-    _ops_per_output_fixed: ClassVar[int] = 0
+    _ops_per_tap: ClassVar[int] = 1
+    _ops_per_output: ClassVar[int] = 0
 
 
 # --------------------------------------------------------------------------- chains

@@ -152,12 +152,18 @@ ONNX_CASES = {
     "same dilation without shape": (
         lambda: onnx_nodes(C.Conv1d(1, 1, 3, dilation=2, padding="same")),
         "Conv1d: padding='same' with dilation needs input_shape"),
-    "no mapping": (lambda: onnx_nodes(object.__new__(_Unmapped)), "_Unmapped has no ONNX mapping"),
+    "no mapping": (lambda: onnx_nodes(_Unmapped()), "_Unmapped has no ONNX mapping"),
 }
 
 
 class _Unmapped(convgen.Layer):
     ndim = 1
+
+    def _out_spatial(self, shape):
+        return shape.spatial
+
+    def _rf_steps(self, shape):
+        return ((1, 1),)
 
 
 GOOD_MODEL = """

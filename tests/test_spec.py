@@ -121,3 +121,25 @@ def test_receptive_field_of_a_chain():
 def test_symbolic_input_entries_may_be_names():
     H = sympy.Symbol("H", integer=True, positive=True)
     assert convgen.Conv1d(1, 1, 3).output_shape((1, "H")) == (1, H - 2)
+
+
+def test_receptive_field_through_transpose_and_adaptive_pooling():
+    up = convgen.Sequential(convgen.Conv1d(1, 1, 3), convgen.ConvTranspose1d(1, 1, 4, stride=2))
+    rows = up.summary((1, 16)).rows
+    # each transposed output reads at most floor(3/2) + 1 = 2 inputs, which sit 1 apart
+    assert [r.receptive_field for r in rows] == [(3,), (4,)]
+    pooled = convgen.Sequential(convgen.AdaptiveAvgPool1d(3), convgen.Conv1d(1, 1, 2))
+    rows = pooled.summary((1, 7)).rows
+    # windows 3 wide whose starts lie at most 3 apart
+    assert [r.receptive_field for r in rows] == [(3,), (3 + 3,)]
+    (n,) = sym.size_symbols("n")
+    symbolic_rows = pooled.summary((1, n)).rows
+    assert symbolic_rows[1].receptive_field[0].subs(n, 7) == 6
+
+
+def test_sequential_behaves_like_a_sequence_and_constraints_print():
+    chain = convgen.Sequential(convgen.Conv1d(1, 1, 3), convgen.MaxPool1d(2))
+    assert len(chain) == 2 and list(chain) == [chain[0], chain[1]]
+    (L,) = sym.size_symbols("L")
+    text = str(chain.constraints((1, L))[1])
+    assert "L >= 3" in text and "fits in padded input L in dim 0" in text
