@@ -427,6 +427,17 @@ def _compact(value: object) -> object:
     return value
 
 
+def _dimensions(prefix: str, base: type, doc: str) -> tuple[type, type, type]:
+    """The 1-d, 2-d and 3-d classes of a layer family: ``base`` with ``ndim`` fixed."""
+    classes = []
+    for ndim in (1, 2, 3):
+        name = f"{prefix}{ndim}d"
+        classes.append(type(base)(name, (base,), {
+            "ndim": ndim, "__doc__": doc.format(n=ndim), "__module__": __name__,
+            "__qualname__": name}))
+    return tuple(classes)
+
+
 # --------------------------------------------------------------------------- sliding windows
 
 
@@ -586,22 +597,8 @@ class _ConvFields(_ConvNd):
     padding_mode: str = "zeros"
 
 
-@dataclass(frozen=True)
-class Conv1d(_ConvFields):
-    __doc__ = _CONV_DOC.format(n=1)
-    ndim: ClassVar[int] = 1
-
-
-@dataclass(frozen=True)
-class Conv2d(_ConvFields):
-    __doc__ = _CONV_DOC.format(n=2)
-    ndim: ClassVar[int] = 2
-
-
-@dataclass(frozen=True)
-class Conv3d(_ConvFields):
-    __doc__ = _CONV_DOC.format(n=3)
-    ndim: ClassVar[int] = 3
+Conv1d, Conv2d, Conv3d = _dimensions(
+    "Conv", _ConvFields, _CONV_DOC)
 
 
 # --------------------------------------------------------------------------- transposed conv
@@ -699,22 +696,8 @@ class _ConvTransposeFields(_ConvTransposeNd):
     padding_mode: str = "zeros"
 
 
-@dataclass(frozen=True)
-class ConvTranspose1d(_ConvTransposeFields):
-    __doc__ = _CONVT_DOC.format(n=1)
-    ndim: ClassVar[int] = 1
-
-
-@dataclass(frozen=True)
-class ConvTranspose2d(_ConvTransposeFields):
-    __doc__ = _CONVT_DOC.format(n=2)
-    ndim: ClassVar[int] = 2
-
-
-@dataclass(frozen=True)
-class ConvTranspose3d(_ConvTransposeFields):
-    __doc__ = _CONVT_DOC.format(n=3)
-    ndim: ClassVar[int] = 3
+ConvTranspose1d, ConvTranspose2d, ConvTranspose3d = _dimensions(
+    "ConvTranspose", _ConvTransposeFields, _CONVT_DOC)
 
 
 # --------------------------------------------------------------------------- window pooling
@@ -799,22 +782,8 @@ _MAXPOOL_DOC = """{n}-d max pooling, PyTorch's ``torch.nn.MaxPool{n}d``.
     """
 
 
-@dataclass(frozen=True)
-class MaxPool1d(_MaxPoolFields):
-    __doc__ = _MAXPOOL_DOC.format(n=1)
-    ndim: ClassVar[int] = 1
-
-
-@dataclass(frozen=True)
-class MaxPool2d(_MaxPoolFields):
-    __doc__ = _MAXPOOL_DOC.format(n=2)
-    ndim: ClassVar[int] = 2
-
-
-@dataclass(frozen=True)
-class MaxPool3d(_MaxPoolFields):
-    __doc__ = _MAXPOOL_DOC.format(n=3)
-    ndim: ClassVar[int] = 3
+MaxPool1d, MaxPool2d, MaxPool3d = _dimensions(
+    "MaxPool", _MaxPoolFields, _MAXPOOL_DOC)
 
 
 class _AvgPoolNd(_PoolNd):
@@ -849,22 +818,8 @@ _AVGPOOL_DOC = """{n}-d average pooling, PyTorch's ``torch.nn.AvgPool{n}d`` plus
     """
 
 
-@dataclass(frozen=True)
-class AvgPool1d(_AvgPoolFields):
-    __doc__ = _AVGPOOL_DOC.format(n=1)
-    ndim: ClassVar[int] = 1
-
-
-@dataclass(frozen=True)
-class AvgPool2d(_AvgPoolFields):
-    __doc__ = _AVGPOOL_DOC.format(n=2)
-    ndim: ClassVar[int] = 2
-
-
-@dataclass(frozen=True)
-class AvgPool3d(_AvgPoolFields):
-    __doc__ = _AVGPOOL_DOC.format(n=3)
-    ndim: ClassVar[int] = 3
+AvgPool1d, AvgPool2d, AvgPool3d = _dimensions(
+    "AvgPool", _AvgPoolFields, _AVGPOOL_DOC)
 
 
 class _LPPoolNd(_PoolNd):
@@ -896,22 +851,8 @@ _LPPOOL_DOC = """{n}-d power-average pooling: the Lp norm ``(sum |x|^p)^(1/p)`` 
     """
 
 
-@dataclass(frozen=True)
-class LPPool1d(_LPPoolFields):
-    __doc__ = _LPPOOL_DOC.format(n=1)
-    ndim: ClassVar[int] = 1
-
-
-@dataclass(frozen=True)
-class LPPool2d(_LPPoolFields):
-    __doc__ = _LPPOOL_DOC.format(n=2)
-    ndim: ClassVar[int] = 2
-
-
-@dataclass(frozen=True)
-class LPPool3d(_LPPoolFields):
-    __doc__ = _LPPOOL_DOC.format(n=3)
-    ndim: ClassVar[int] = 3
+LPPool1d, LPPool2d, LPPool3d = _dimensions(
+    "LPPool", _LPPoolFields, _LPPOOL_DOC)
 
 
 # --------------------------------------------------------------------------- adaptive pooling
@@ -980,40 +921,14 @@ class _AdaptiveMaxFields(_AdaptiveNd):
     _ops_per_output: ClassVar[int] = 0
 
 
-@dataclass(frozen=True)
-class AdaptiveAvgPool1d(_AdaptiveAvgFields):
-    """1-d adaptive average pooling, PyTorch's ``torch.nn.AdaptiveAvgPool1d``."""
-    ndim: ClassVar[int] = 1
+AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d = _dimensions(
+    "AdaptiveAvgPool", _AdaptiveAvgFields,
+    "{n}-d adaptive average pooling, PyTorch's ``torch.nn.AdaptiveAvgPool{n}d``.")
 
 
-@dataclass(frozen=True)
-class AdaptiveAvgPool2d(_AdaptiveAvgFields):
-    """2-d adaptive average pooling, PyTorch's ``torch.nn.AdaptiveAvgPool2d``."""
-    ndim: ClassVar[int] = 2
-
-
-@dataclass(frozen=True)
-class AdaptiveAvgPool3d(_AdaptiveAvgFields):
-    """3-d adaptive average pooling, PyTorch's ``torch.nn.AdaptiveAvgPool3d``."""
-    ndim: ClassVar[int] = 3
-
-
-@dataclass(frozen=True)
-class AdaptiveMaxPool1d(_AdaptiveMaxFields):
-    """1-d adaptive max pooling, PyTorch's ``torch.nn.AdaptiveMaxPool1d``."""
-    ndim: ClassVar[int] = 1
-
-
-@dataclass(frozen=True)
-class AdaptiveMaxPool2d(_AdaptiveMaxFields):
-    """2-d adaptive max pooling, PyTorch's ``torch.nn.AdaptiveMaxPool2d``."""
-    ndim: ClassVar[int] = 2
-
-
-@dataclass(frozen=True)
-class AdaptiveMaxPool3d(_AdaptiveMaxFields):
-    """3-d adaptive max pooling, PyTorch's ``torch.nn.AdaptiveMaxPool3d``."""
-    ndim: ClassVar[int] = 3
+AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d = _dimensions(
+    "AdaptiveMaxPool", _AdaptiveMaxFields,
+    "{n}-d adaptive max pooling, PyTorch's ``torch.nn.AdaptiveMaxPool{n}d``.")
 
 
 # --------------------------------------------------------------------------- global pooling
