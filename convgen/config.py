@@ -87,7 +87,7 @@ def _where(source: str, item: str) -> str:
 def layer_from_mapping(entry: Mapping, where: str = "layer") -> Layer:
     """Build a layer from a mapping with ``type`` plus the layer's keyword arguments."""
     kind = entry.get("type")
-    if kind not in LAYER_TYPES:
+    if not isinstance(kind, str) or kind not in LAYER_TYPES:
         raise SpecError(f"{where}: type={kind!r} must be one of {', '.join(LAYER_TYPES)}")
     cls = LAYER_TYPES[kind]
     allowed = [f.name for f in dataclasses.fields(cls)]
@@ -140,11 +140,32 @@ def _model(entry: object, where: str, seen: set) -> Network:
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             raise SpecError(f"{where}: layer {index} must be a table")
-        names.append(str(item.get("name", index)))
-        layers.append(layer_from_mapping(item, f"{where} layer {names[-1]!r}"))
-    model = Sequential(*layers, names=names)
-    model.shapes(shape)
-    return Network(name, shape, model, str(entry.get("description", "")))
+        if "input_shape" in item:
+            raise SpecError(f"{where}: layer {index} has an input_shape; in a model only the "
+                            "model has one (each layer takes the previous layer's output)")
+        label = item.get("name", str(index))
+        if not isinstance(label, str) or not label:
+            raise SpecError(f"{where}: layer {index} name={label!r} must be a non-empty string")
+        _description(item, f"{where} layer {label!r}")
+        names.append(label)
+        layers.append(layer_from_mapping(item, f"{where} layer {label!r}"))
+    return _network(name, shape, layers, names, _description(entry, where), where)
+
+
+def _network(name, shape, layers, names, description, where) -> Network:
+    try:
+        model = Sequential(*layers, names=names)
+        model.shapes(shape)
+    except SpecError as error:
+        raise SpecError(f"{where}: {error}") from None
+    return Network(name, shape, model, description)
+
+
+def _description(entry: dict, where: str) -> str:
+    value = entry.get("description", "")
+    if not isinstance(value, str):
+        raise SpecError(f"{where}: description={value!r} must be a string")
+    return value
 
 
 def _layer(entry: object, where: str, seen: set) -> Network:
@@ -153,9 +174,8 @@ def _layer(entry: object, where: str, seen: set) -> Network:
     name = _name(entry.get("name"), where, seen)
     where = f"{where} {name!r}"
     shape = _shape(entry.get("input_shape"), where)
-    model = Sequential(layer_from_mapping(entry, where), names=[name])
-    model.shapes(shape)
-    return Network(name, shape, model, str(entry.get("description", "")))
+    layer = layer_from_mapping(entry, where)
+    return _network(name, shape, [layer], [name], _description(entry, where), where)
 
 
 def loads(text: str, source: str = "<string>") -> list[Network]:
@@ -164,6 +184,7 @@ def loads(text: str, source: str = "<string>") -> list[Network]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"{source}: not valid TOML: {error}") from None
+    _description(data, source)
     unknown = sorted(set(data) - {"model", "layer", "description"})
     if unknown:
         raise SpecError(f"{source}: unknown top-level key(s) {', '.join(map(repr, unknown))}; "
@@ -192,6 +213,9 @@ def load(path: str | Path) -> list[Network]:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise SpecError(f"cannot read layer file {str(path)!r}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise SpecError(f"layer file {str(path)!r} is not UTF-8 text (byte {error.start})") \
+            from None
     return loads(text, source=str(path))
 
 
@@ -239,7 +263,7 @@ def parse_shape(text: str) -> tuple:
     items = [item.strip() for item in body.split(",") if item.strip()]
     shape = []
     for item in items:
-        if item.lstrip("-").isdigit():
+        if item.lstrip("-").isdecimal() and item.lstrip("-").isascii():
             shape.append(int(item))
         elif item.isidentifier():
             shape.append(item)

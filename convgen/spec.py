@@ -161,7 +161,7 @@ def padding_from_onnx(auto_pad: str = "NOTSET", pads: Sequence[int] | None = Non
     ``pads`` means zero padding (``ndim`` is then needed).
     """
     mapping = {"VALID": "valid", "SAME_UPPER": "same", "SAME_LOWER": "same_lower"}
-    if auto_pad in mapping:
+    if isinstance(auto_pad, str) and auto_pad in mapping:
         return mapping[auto_pad]
     if auto_pad != "NOTSET":
         raise SpecError(f"auto_pad={auto_pad!r} must be one of 'NOTSET', 'VALID', "
@@ -361,7 +361,7 @@ class Layer(abc.ABC):
 
     def memory(self, input_shape: Sequence, dtype: str = "float32") -> Footprint:
         """Bytes of input, output, weights, bias and (max pooling) int64 indices."""
-        size = DTYPE_SIZES.get(dtype)
+        size = DTYPE_SIZES.get(dtype) if isinstance(dtype, str) else None
         if size is None:
             raise SpecError(f"dtype={dtype!r} must be one of {', '.join(DTYPE_SIZES)}")
         shape = self.split_input(input_shape)
@@ -421,8 +421,7 @@ def _compact(value: object) -> object:
         if all(len(v) == 2 and v[0] == v[1] for v in value):
             return _compact(tuple(v[0] for v in value))
         return value
-    if isinstance(value, tuple) and value and all(v == value[0] for v in value) \
-            and not isinstance(value[0], tuple):
+    if isinstance(value, tuple) and value and all(_is_int(v) and v == value[0] for v in value):
         return value[0]
     return value
 
@@ -825,8 +824,12 @@ AvgPool1d, AvgPool2d, AvgPool3d = _dimensions(
 class _LPPoolNd(_PoolNd):
     def __post_init__(self) -> None:
         p = self.norm_type
-        if not isinstance(p, numbers.Real) or isinstance(p, bool) or not math.isfinite(p) \
-                or p <= 0:
+        try:
+            valid = isinstance(p, numbers.Real) and not isinstance(p, bool) \
+                and math.isfinite(p) and p > 0
+        except OverflowError:  # an int too large for a float
+            valid = False
+        if not valid:
             raise SpecError(f"{self._owner}: norm_type={p!r} must be a finite number > 0")
         self._set("norm_type", int(p) if float(p).is_integer() else float(p))
         self._init_pool()
@@ -993,6 +996,10 @@ class Sequential:
                             "strings, one per layer")
         if len(set(names)) != len(names):
             raise SpecError(f"Sequential: names={names!r} must be unique")
+        dims = sorted({layer.ndim for layer in layers})
+        if len(dims) > 1:
+            raise SpecError(f"Sequential: layers have {dims} spatial dimensions; a chain must "
+                            "keep one (give global pools the chain's ndim)")
         object.__setattr__(self, "layers", tuple(layers))
         object.__setattr__(self, "names", names)
 
@@ -1005,16 +1012,28 @@ class Sequential:
     def __getitem__(self, index: int) -> Layer:
         return self.layers[index]
 
-    def shapes(self, input_shape: Sequence) -> list[tuple]:
-        """Output shape after each layer; errors name the failing layer."""
-        shapes, shape = [], tuple(input_shape)
+    def walk(self, input_shape: Sequence):
+        """Yield ``(name, layer, input_shape_of_layer)``; errors name the failing layer."""
+        shape = tuple(input_shape)
         for name, layer in zip(self.names, self.layers):
+            yield name, layer, shape
             try:
                 shape = layer.output_shape(shape)
             except SpecError as error:
                 raise SpecError(f"layer {name!r}: {error}") from None
-            shapes.append(shape)
-        return shapes
+
+    def _each(self, method: str, input_shape: Sequence) -> list:
+        result = []
+        for name, layer, shape in self.walk(input_shape):
+            try:
+                result.append(getattr(layer, method)(shape))
+            except SpecError as error:
+                raise SpecError(f"layer {name!r}: {error}") from None
+        return result
+
+    def shapes(self, input_shape: Sequence) -> list[tuple]:
+        """Output shape after each layer."""
+        return self._each("output_shape", input_shape)
 
     def output_shape(self, input_shape: Sequence) -> tuple:
         """Output shape of the whole chain."""
@@ -1023,28 +1042,17 @@ class Sequential:
 
     def constraints(self, input_shape: Sequence) -> tuple[Constraint, ...]:
         """The constraints of every layer, on the shape that reaches it."""
-        result, shape = [], tuple(input_shape)
-        for layer in self.layers:
-            result.extend(layer.constraints(shape))
-            shape = layer.output_shape(shape)
-        return tuple(result)
+        return tuple(c for group in self._each("constraints", input_shape) for c in group)
 
     @property
     def num_params(self) -> int:
         return sum(layer.num_params for layer in self.layers)
 
     def macs(self, input_shape: Sequence) -> sym.Size:
-        return self._sum("macs", input_shape)
+        return sym._plain(sympy.Add(*self._each("macs", input_shape)))
 
     def flops(self, input_shape: Sequence) -> sym.Size:
-        return self._sum("flops", input_shape)
-
-    def _sum(self, method: str, input_shape: Sequence) -> sym.Size:
-        total, shape = 0, tuple(input_shape)
-        for layer in self.layers:
-            total = sym._plain(total + getattr(layer, method)(shape))
-            shape = layer.output_shape(shape)
-        return total
+        return sym._plain(sympy.Add(*self._each("flops", input_shape)))
 
     def summary(self, input_shape: Sequence, title: str | None = None):
         """A per-layer table of shapes, params, MACs and receptive field (see

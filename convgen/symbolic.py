@@ -246,9 +246,13 @@ def receptive_field_update(field: Size, jump: Size, window: Size,
     A unit whose field spans ``field`` input positions, with neighbouring units ``jump`` input
     positions apart, fed into a layer whose windows cover ``window`` of its own inputs and
     move by ``step``: the new field is ``field + (window - 1)*jump`` and the new jump
-    ``jump*step``.
+    ``jump*step``.  After a transposed convolution the jump is a fraction of an input
+    position; the field is then rounded up to whole positions (an upper bound).
     """
-    return _plain(field + (window - 1) * jump), _plain(jump * step)
+    wide = field + (window - 1) * jump
+    if not _ints(wide) and sympy.sympify(wide).is_integer is not True:
+        wide = sympy.ceiling(wide)  # a fractional jump, after a transposed convolution
+    return _plain(wide), _plain(jump * step)
 
 
 # --------------------------------------------------------------------------- counts

@@ -237,3 +237,55 @@ def test_spec_error_message(case):
 def test_spec_error_is_a_value_error():
     with pytest.raises(ValueError):
         C.Conv2d(3, 8, 0)
+
+
+MORE_CASES = {
+    "huge norm_type": (lambda: C.LPPool2d(10**400, 2), "LPPool2d: norm_type=1000"),
+    "dtype not a string": (lambda: C.Conv1d(1, 1, 1).memory((1, 4), dtype=["float32"]),
+                           r"dtype=\['float32'\] must be one of"),
+    "auto_pad not a string": (lambda: padding_from_onnx(["SAME_UPPER"]),
+                              r"auto_pad=\['SAME_UPPER'\] must be one of"),
+    "mixed dimensions": (lambda: C.Sequential(C.Conv2d(3, 8, 3), C.Conv1d(2, 4, 1)),
+                         r"Sequential: layers have \[1, 2\] spatial dimensions"),
+    "type not a string": (lambda: layer_from_mapping({"type": ["Conv2d"]}),
+                          r"layer: type=\['Conv2d'\] must be one of"),
+    "superscript digit": (lambda: parse_shape("3,4,\u00b2"), "must be comma-separated ints"),
+    "layer input_shape in model": (
+        lambda: loads(GOOD_MODEL.replace("kernel_size = 3", "kernel_size = 3, input_shape = [1]")),
+        "model 0 'm': layer 0 has an input_shape; in a model only the model has one"),
+    "layer name not a string": (
+        lambda: loads(GOOD_MODEL.replace('type = "Conv1d"', 'name = 1, type = "Conv1d"')),
+        "model 0 'm': layer 0 name=1 must be a non-empty string"),
+    "description not a string": (lambda: loads(GOOD_MODEL.replace('name = "m"',
+                                                                  'name = "m"\ndescription = 3')),
+                                 "model 0 'm': description=3 must be a string"),
+    "file description": (lambda: loads("description = 3\n" + GOOD_MODEL),
+                         "<string>: description=3 must be a string"),
+    "shape error names the file and model": (
+        lambda: loads(GOOD_MODEL.replace("[1, 8]", "[1, 0]")),
+        r"<string>: model 0 'm': layer '0': Conv1d: input_shape spatial\[0\]=0"),
+    "auto names collide with given names": (
+        lambda: loads(GOOD_MODEL.replace(
+            "layers = [", 'layers = [{ type = "MaxPool1d", kernel_size = 1 }, { name = "0", ')
+            .replace('{ type = "Conv1d"', 'type = "Conv1d"')),
+        r"<string>: model 0 'm': Sequential: names=\('0', '0'\) must be unique"),
+    "chain constraints name the layer": (
+        lambda: C.Sequential(C.Conv1d(1, 2, 3), C.Conv1d(2, 1, 9), names=["a", "b"])
+        .macs((1, 8)),
+        r"layer 'b': Conv1d: dilated kernel extent 9"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MORE_CASES))
+def test_more_spec_error_messages(case):
+    make, message = MORE_CASES[case]
+    with pytest.raises(SpecError) as info:
+        make()
+    assert re.search(message, str(info.value)), str(info.value)
+
+
+def test_non_utf8_layer_file(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_bytes(b"\xff\xfe[[model]]")
+    with pytest.raises(SpecError, match="is not UTF-8 text"):
+        load(path)

@@ -143,3 +143,20 @@ def test_sequential_behaves_like_a_sequence_and_constraints_print():
     (L,) = sym.size_symbols("L")
     text = str(chain.constraints((1, L))[1])
     assert "L >= 3" in text and "fits in padded input L in dim 0" in text
+
+
+def test_receptive_field_after_transposed_convolution_is_whole_positions():
+    def field(*layers):
+        return convgen.Sequential(*layers).summary((1, 9)).rows[-1].receptive_field[0]
+    assert field(convgen.ConvTranspose1d(1, 1, 2, stride=2), convgen.Conv1d(1, 1, 2)) == 2
+    assert field(convgen.ConvTranspose1d(1, 1, 4, stride=4), convgen.Conv1d(1, 1, 3)) == 2
+    assert field(convgen.ConvTranspose1d(1, 1, 3, stride=2), convgen.Conv1d(1, 1, 2)) == 3
+
+
+def test_describe_round_trips_through_parse_layer():
+    from convgen.config import parse_layer
+    for layer in (convgen.AdaptiveAvgPool2d((None, None)), convgen.AdaptiveMaxPool1d((None,)),
+                  convgen.Conv2d(3, 8, (3, 1), padding=((0, 1), (2, 2)), dilation=(1, 2)),
+                  convgen.LPPool1d(3, 2, padding=1, ceil_mode=True),
+                  convgen.ConvTranspose2d(2, 4, 3, stride=2, output_padding=1, groups=2)):
+        assert parse_layer(layer.describe()) == layer, layer.describe()
