@@ -752,8 +752,8 @@ class _PoolNd(_Windowed):
     def _extra_flops(self, shape: InputShape) -> sym.Size:
         self._check(shape)
         outputs = sym.prod([shape.batch_or_one, shape.channels, *self._out_spatial(shape)])
-        taps = sym.prod(self.kernel_size)
-        return sym._plain(outputs * (taps * self._ops_per_tap + self._ops_per_output))
+        taps = sym.prod([outputs, *self.kernel_size])
+        return sym.pool_flops(outputs, taps, self._ops_per_tap, self._ops_per_output)
 
 
 class _MaxPoolNd(_PoolNd):
@@ -899,7 +899,7 @@ class _AdaptiveNd(Layer):
             per_dim.append(n if o is None else sym._plain(sympy.Add(*taps)))
         total_taps = sym.prod([shape.batch_or_one, shape.channels, *per_dim])
         outputs = sym.prod([shape.batch_or_one, shape.channels, *self._targets(shape)])
-        return sym._plain(total_taps * self._ops_per_tap + outputs * self._ops_per_output)
+        return sym.pool_flops(outputs, total_taps, self._ops_per_tap, self._ops_per_output)
 
     def _rf_steps(self, shape: InputShape) -> tuple:
         """The widest window, and the largest distance between window starts (upper bound)."""
@@ -947,9 +947,9 @@ class _GlobalNd(Layer):
         return (1,) * self.ndim
 
     def _extra_flops(self, shape: InputShape) -> sym.Size:
-        taps = sym.prod(shape.spatial)
         outputs = sym.prod([shape.batch_or_one, shape.channels])
-        return sym._plain(outputs * (taps * self._ops_per_tap + self._ops_per_output))
+        taps = sym.prod([outputs, *shape.spatial])
+        return sym.pool_flops(outputs, taps, self._ops_per_tap, self._ops_per_output)
 
     def _rf_steps(self, shape: InputShape) -> tuple:
         return tuple((n, n) for n in shape.spatial)

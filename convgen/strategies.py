@@ -127,8 +127,11 @@ def _smallest_size(layer: Layer, dim: int) -> int:
         return ext if getattr(layer, "padding_mode", "zeros") != "zeros" else 1
     lo, hi = padding[dim]
     if hasattr(layer, "output_padding"):  # the cropped output must keep a position
-        crop = lo + hi + 1 - ext - layer.output_padding[dim]
-        return max(1, 1 + sym.cdiv(crop, layer.stride[dim]))
+        n, args = 1, (layer.kernel_size[dim], layer.stride[dim], layer.dilation[dim], lo, hi,
+                      layer.output_padding[dim])
+        while sym.conv_transpose_output_size(n, *args) < 1:
+            n += 1
+        return n
     smallest = max(1, ext - lo - hi)
     mode = getattr(layer, "padding_mode", "zeros")
     if mode == "reflect":

@@ -42,6 +42,7 @@ __all__ = [
     "dilated_extent",
     "fdiv",
     "is_symbolic",
+    "pool_flops",
     "pool_output_size",
     "prod",
     "receptive_field_update",
@@ -285,6 +286,16 @@ def conv_transpose_macs(batch: Size, in_channels: Size, in_spatial: Sequence[Siz
     """
     taps = conv_weight_count(out_channels, 1, groups, kernel)
     return _plain(prod([batch, in_channels, *in_spatial]) * taps)
+
+
+def pool_flops(outputs: Size, taps: Size, ops_per_tap: int, ops_per_output: int) -> Size:
+    """FLOPs of pooling: ``ops_per_tap`` per window tap visited plus ``ops_per_output`` per
+    output element (max: 1 and 0; average: 1 and 1; LP: 2 and 1).
+
+    ``taps`` is the number of taps summed over all windows (``outputs * prod(kernel)`` for
+    uniform windows).
+    """
+    return _plain(taps * ops_per_tap + outputs * ops_per_output)
 
 
 def dense_params(n_in: Size, n_out: Size) -> Size:
