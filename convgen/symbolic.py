@@ -23,7 +23,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import sympy
+
+from .errors import SpecError
 
 Size = int | sympy.Expr
 
@@ -44,6 +47,7 @@ __all__ = [
     "is_symbolic",
     "pool_flops",
     "pool_output_size",
+    "padded_source",
     "prod",
     "receptive_field_update",
     "same_output_size",
@@ -131,6 +135,36 @@ def tap_index(out_index: Size, tap: Size, stride: Size, dilation: Size, pad_lo: 
     ``[0, n)`` is a tap on the padding.
     """
     return _plain(window_start(out_index, stride, pad_lo) + tap * dilation)
+
+
+def _select(condition, if_true, if_false):
+    """``if_true if condition else if_false`` for ints, NumPy arrays or SymPy expressions."""
+    if isinstance(condition, np.ndarray):
+        return np.where(condition, if_true, if_false)
+    if isinstance(condition, (bool, np.bool_)):
+        return if_true if condition else if_false
+    return sympy.Piecewise((if_true, condition), (if_false, True))
+
+
+def padded_source(position: Size, n: Size, padding_mode: str):
+    """Input index that a tap at unpadded ``position`` reads, under ``padding_mode``.
+
+    ``position`` may be an int, a NumPy int array or a SymPy expression; padding positions are
+    ``position < 0`` or ``position >= n``.  ``'zeros'`` returns ``position`` unchanged (the tap
+    reads a zero unless ``0 <= position < n``); ``'reflect'`` mirrors without repeating the
+    edge (needs pad < n); ``'replicate'`` clamps; ``'circular'`` wraps (needs pad <= n).
+    """
+    if padding_mode == "zeros":
+        return position
+    if padding_mode == "circular":
+        return position % n  # floor modulo in Python, NumPy and SymPy alike
+    if padding_mode == "replicate":
+        return _select(position < 0, 0, _select(position >= n, n - 1, position))
+    if padding_mode == "reflect":
+        return _select(position < 0, -position,
+                       _select(position >= n, 2 * (n - 1) - position, position))
+    raise SpecError(f"padding_mode={padding_mode!r} must be one of 'zeros', 'reflect', "
+                    "'replicate', 'circular'")
 
 
 def conv_output_size(n: Size, kernel: Size, stride: Size, dilation: Size, pad_lo: Size,

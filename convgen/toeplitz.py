@@ -1,0 +1,445 @@
+"""The equivalent linear operator of a layer: its (block-)Toeplitz matrix.
+
+A convolution is a linear map ``vec(y) = T @ vec(x) + b``.  Rows of ``T`` follow ``vec(y)`` and
+columns follow ``vec(x)``, both in C order of ``(C, *spatial)`` for one sample: row
+``(o, p_1, ..., p_n)`` is ``o*prod(out) + ravel(p)``, column ``(i, x_1, ..., x_n)`` is
+``i*prod(in) + ravel(x)``.  For a 2x2 kernel ``[[a, b], [c, d]]`` on a 1x3x3 input the rows are
+``[a b 0 c d 0 0 0 0]``, ``[0 a b 0 c d 0 0 0]``, ``[0 0 0 a b 0 c d 0]``, ``[0 0 0 0 a b 0 c d]``.
+
+Every operator is first described by its :class:`Entries` (a COO list: entry ``t`` adds
+``value(keys[t])`` at ``(rows[t], cols[t])``), built with vectorized NumPy from the index
+expressions of :mod:`convgen.symbolic` (``tap_index``, ``padded_source``, ``adaptive_window``).
+The same entries give the symbolic SymPy matrix, the numeric ``scipy.sparse`` matrix, and the
+exact product used as an oracle.
+
+* Convolution: keys are flat indices into the weight ``(C_out, C_in/groups, *kernel)``; the
+  reflect/replicate/circular padding modes fold several taps onto one column, whose entry is
+  then the sum of those weights.
+* Transposed convolution: defined as ``T.T`` of the matching convolution (whose input is the
+  transposed convolution's output), with PyTorch's weight layout ``(C_in, C_out/groups, *k)``,
+  which is the matching convolution's weight layout.
+* Average pooling (window, adaptive, global): keys are divisors; the entry is ``1/divisor``.
+* Max pooling is not linear: :func:`selection_matrix` gives the 0/1 matrix it applies to one
+  particular input, and :func:`max_pool_counterexample` shows ``f(x1 + x2) != f(x1) + f(x2)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse
+import sympy
+
+from . import symbolic as sym
+from .errors import SpecError
+from .spec import Layer
+
+__all__ = ["Counterexample", "Entries", "Structure", "apply_entries", "bias_vector", "entries",
+           "is_linear", "max_pool_counterexample", "selection_matrix", "structure", "toeplitz"]
+
+SYMBOLIC_LIMIT = 200_000  # entries; a SymPy matrix beyond this is too slow to be useful
+
+
+@dataclass(frozen=True)
+class Entries:
+    """A linear operator as COO entries.
+
+    ``kind == "weight"``: entry ``t`` holds ``weight.flat[keys[t]]``; ``kind == "divisor"``:
+    it holds ``1/keys[t]``.  Entries with equal ``(row, col)`` add up.  ``canonical``: rows
+    ascending and no ``(row, col)`` twice, so the CSR arrays follow without sorting.
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+    keys: np.ndarray
+    shape: tuple[int, int]
+    kind: str
+    canonical: bool
+
+    @property
+    def transpose(self) -> Entries:
+        return Entries(self.cols, self.rows, self.keys, self.shape[::-1], self.kind, False)
+
+
+@dataclass(frozen=True)
+class Structure:
+    """Shape and sparsity of an operator."""
+
+    shape: tuple[int, int]
+    nnz: int
+    density: float
+    distinct_weights: int | None
+
+    def __str__(self) -> str:
+        text = (f"shape {self.shape[0]:,} x {self.shape[1]:,}, {self.nnz:,} nonzeros, "
+                f"density {self.density:.3g}")
+        if self.distinct_weights is not None:
+            text += f", {self.distinct_weights:,} distinct weights"
+        return text
+
+
+# --------------------------------------------------------------------------- per-dimension tables
+
+
+def _tap_table(n_in: int, n_out: int, kernel: int, stride: int, dilation: int, pad_lo: int,
+               padding_mode: str):
+    """``(o, j, source)`` for every tap ``j`` of every window ``o`` that reads an input."""
+    out = np.arange(n_out, dtype=np.int64)[:, None]
+    tap = np.arange(kernel, dtype=np.int64)[None, :]
+    position = sym.tap_index(out, tap, stride, dilation, pad_lo)
+    source = sym.padded_source(position, n_in, padding_mode)
+    real = (source >= 0) & (source < n_in)
+    return (np.broadcast_to(out, real.shape)[real], np.broadcast_to(tap, real.shape)[real],
+            source[real])
+
+
+def _adaptive_table(n_in: int, n_out: int):
+    """``(o, j, source)`` of adaptive pooling windows, and each window's size."""
+    outs, taps, sources, sizes = [], [], [], []
+    for o in range(n_out):
+        start, end = sym.adaptive_window(o, n_in, n_out)
+        outs.append(np.full(end - start, o))
+        taps.append(np.arange(end - start))
+        sources.append(np.arange(start, end))
+        sizes.append(end - start)
+    return (np.concatenate(outs), np.concatenate(taps), np.concatenate(sources),
+            np.array(sizes, dtype=np.int64))
+
+
+def _avg_counts(layer: Layer, n_in: int, n_out: int, dim: int, pads) -> np.ndarray:
+    """Per window of one dimension, how many taps the divisor counts."""
+    lo, hi = pads
+    out = np.arange(n_out, dtype=np.int64)[:, None]
+    tap = np.arange(layer.kernel_size[dim], dtype=np.int64)[None, :]
+    position = sym.tap_index(out, tap, layer.stride[dim], layer.dilation[dim], lo)
+    if layer.count_include_pad:  # padding counts, the ceil-mode overhang past it does not
+        counted = (position >= -lo) & (position < n_in + hi)
+    else:
+        counted = (position >= 0) & (position < n_in)
+    return counted.sum(axis=1)
+
+
+def _product(tables, out_sizes, in_sizes, tap_sizes):
+    """Combine per-dimension tables into flat (row, col, tap) over all spatial dims.
+
+    Sorted by row, then by tap in C order (the scan order of a window).
+    """
+    row = col = tap = np.zeros(1, dtype=np.int64)
+    for (o, j, x), n_out, n_in, k in zip(tables, out_sizes, in_sizes, tap_sizes):
+        row = (row[:, None] * n_out + o[None, :]).ravel()
+        col = (col[:, None] * n_in + x[None, :]).ravel()
+        tap = (tap[:, None] * k + j[None, :]).ravel()
+    order = np.lexsort((tap, row))
+    return row[order], col[order], tap[order]
+
+
+def _index_dtype(*limits: int):
+    return np.int32 if max(limits) < np.iinfo(np.int32).max else np.int64
+
+
+# --------------------------------------------------------------------------- operators
+
+
+def _sample(layer: Layer, input_shape: Sequence) -> tuple[int, tuple[int, ...]]:
+    shape = layer.split_input(input_shape)
+    if sym.is_symbolic(shape.channels, *shape.spatial):
+        raise SpecError(f"{type(layer).__name__}: the Toeplitz matrix needs a concrete "
+                        f"input_shape, got {tuple(input_shape)!r}")
+    layer.output_shape(input_shape)  # validates
+    return shape.channels, shape.spatial
+
+
+def _conv_entries(in_channels: int, out_channels: int, groups: int, in_spatial, out_spatial,
+                  layer: Layer, pads, padding_mode: str) -> Entries:
+    tables = [_tap_table(n, m, k, s, d, lo, padding_mode) for n, m, k, s, d, (lo, _) in
+              zip(in_spatial, out_spatial, layer.kernel_size, layer.stride, layer.dilation,
+                  pads)]
+    sp_row, sp_col, sp_tap = _product(tables, out_spatial, in_spatial, layer.kernel_size)
+    p_out, p_in, p_k = (sym.prod(out_spatial), sym.prod(in_spatial),
+                        sym.prod(layer.kernel_size))
+    cg_in, cg_out = in_channels // groups, out_channels // groups
+    itype = _index_dtype(out_channels * p_out, in_channels * p_in, out_channels * cg_in * p_k)
+    co = np.arange(out_channels, dtype=itype)[:, None, None]
+    ci = np.arange(cg_in, dtype=itype)[None, None, :]
+    sp_row, sp_col, sp_tap = (a.astype(itype)[None, :, None] for a in (sp_row, sp_col, sp_tap))
+    rows = co * itype(p_out) + sp_row + 0 * ci
+    cols = ((co // cg_out) * cg_in + ci) * itype(p_in) + sp_col
+    keys = (co * cg_in + ci) * itype(p_k) + sp_tap
+    shape = (out_channels * p_out, in_channels * p_in)
+    # distinct taps read distinct inputs unless the padding mode folds them together
+    return Entries(rows.ravel(), cols.ravel(), keys.ravel(), shape, "weight",
+                   padding_mode == "zeros")
+
+
+def _pool_entries(channels: int, in_spatial, out_spatial, tables, divisors) -> Entries:
+    """Depthwise entries: each channel pools itself; keys are per-window divisors."""
+    taps = [int(t[1].max()) + 1 if len(t[1]) else 1 for t in tables]
+    sp_row, sp_col, _ = _product(tables, out_spatial, in_spatial, taps)
+    p_out, p_in = sym.prod(out_spatial), sym.prod(in_spatial)
+    c = np.arange(channels, dtype=np.int64)[:, None]
+    rows = (c * p_out + sp_row[None, :]).ravel()
+    cols = (c * p_in + sp_col[None, :]).ravel()
+    keys = np.broadcast_to(divisors[sp_row][None, :], (channels, len(sp_row))).ravel()
+    return Entries(rows, cols, keys, (channels * p_out, channels * p_in), "divisor", True)
+
+
+def _window_pool_tables(layer: Layer, in_spatial, out_spatial, pads):
+    return [_tap_table(n, m, k, s, d, lo, "zeros") for n, m, k, s, d, (lo, _) in
+            zip(in_spatial, out_spatial, layer.kernel_size, layer.stride, layer.dilation, pads)]
+
+
+def _row_divisors(layer: Layer, in_spatial, out_spatial, pads) -> np.ndarray:
+    if layer.divisor_override is not None:
+        return np.full(sym.prod(out_spatial), layer.divisor_override, dtype=np.int64)
+    counts = [_avg_counts(layer, n, m, dim, pads[dim])
+              for dim, (n, m) in enumerate(zip(in_spatial, out_spatial))]
+    divisor = np.ones(1, dtype=np.int64)
+    for count in counts:
+        divisor = (divisor[:, None] * count[None, :]).ravel()
+    return divisor
+
+
+def _adaptive_tables(layer: Layer, in_spatial):
+    tables, divisor = [], np.ones(1, dtype=np.int64)
+    sizes = layer._out_spatial(layer.split_input((1, *in_spatial)))
+    for n, m in zip(in_spatial, sizes):
+        o, j, x, counts = _adaptive_table(n, m)
+        tables.append((o, j, x))
+        divisor = (divisor[:, None] * counts[None, :]).ravel()
+    return tables, sizes, divisor
+
+
+def entries(layer: Layer, input_shape: Sequence) -> Entries:
+    """The COO entries of ``layer``'s operator for one sample of ``input_shape``.
+
+    For max pooling the entries list every (window, input) pair the window reads, in scan
+    order, with ``keys`` the tap index; they are not a linear operator by themselves.
+    """
+    channels, in_spatial = _sample(layer, input_shape)
+    kind = type(layer).__name__
+    if kind.startswith("ConvTranspose"):
+        out_spatial = layer.output_shape(input_shape)[-layer.ndim:]
+        pads = layer.resolved_padding(in_spatial)
+        forward = _conv_entries(layer.out_channels, layer.in_channels, layer.groups,
+                                out_spatial, in_spatial, layer, pads, "zeros")
+        return forward.transpose
+    out_spatial = layer.output_shape(input_shape)[-layer.ndim:]
+    if kind.startswith("Conv"):
+        pads = layer.resolved_padding(in_spatial)
+        return _conv_entries(layer.in_channels, layer.out_channels, layer.groups, in_spatial,
+                             out_spatial, layer, pads, layer.padding_mode)
+    if kind.startswith(("Adaptive", "Global")):
+        tables, _, divisors = _adaptive_tables(layer, in_spatial)
+        return _pool_entries(channels, in_spatial, out_spatial, tables, divisors)
+    pads = layer.resolved_padding(in_spatial)
+    tables = _window_pool_tables(layer, in_spatial, out_spatial, pads)
+    if kind.startswith("AvgPool"):
+        divisors = _row_divisors(layer, in_spatial, out_spatial, pads)
+    else:
+        divisors = np.ones(sym.prod(out_spatial), dtype=np.int64)
+    return _pool_entries(channels, in_spatial, out_spatial, tables, divisors)
+
+
+def is_linear(layer: Layer) -> bool:
+    """Convolutions and average pools are linear; max and LP pooling are not."""
+    return type(layer).__name__.startswith(("Conv", "AvgPool", "AdaptiveAvgPool",
+                                            "GlobalAvgPool"))
+
+
+def _linear_kind(layer: Layer) -> str:
+    kind = type(layer).__name__
+    if kind.startswith("Conv"):
+        return "conv"
+    if kind.startswith(("AvgPool", "AdaptiveAvgPool", "GlobalAvgPool")):
+        return "avg"
+    raise SpecError(f"{kind} is not linear, so it has no Toeplitz matrix; for max pooling use "
+                    "convgen.toeplitz.selection_matrix(layer, x)")
+
+
+def _check_weight(layer: Layer, weight) -> np.ndarray:
+    weight = np.asarray(weight)
+    if weight.shape != tuple(layer.weight_shape):
+        raise SpecError(f"{type(layer).__name__}: weight has shape {weight.shape}; "
+                        f"expected {tuple(layer.weight_shape)}")
+    if weight.dtype.kind not in "iuf":
+        raise SpecError(f"{type(layer).__name__}: weight dtype {weight.dtype} must be an "
+                        "integer or floating dtype for the numeric matrix")
+    return weight
+
+
+def toeplitz(layer: Layer, input_shape: Sequence, weight=None, symbolic: bool | None = None):
+    """The matrix ``T`` of ``layer`` for one sample of ``input_shape``.
+
+    Convolutions: without ``weight`` a SymPy matrix whose entries are the weight symbols
+    ``w[o, i, *taps]`` (sums of them where padding folds taps together); with ``weight`` (in
+    PyTorch's layout) a ``scipy.sparse.csr_array`` of ``weight``'s dtype (integers give
+    float64).  Average pooling: a ``csr_array`` of float64, or with ``symbolic=True`` a SymPy
+    matrix of exact rationals.  Add :func:`bias_vector` for the bias.
+    """
+    kind = _linear_kind(layer)
+    if kind == "avg" and weight is not None:
+        raise SpecError(f"{type(layer).__name__} has no weight; call toeplitz without weight")
+    if symbolic is None:
+        symbolic = kind == "conv" and weight is None
+    ops = entries(layer, input_shape)
+    if symbolic:
+        return _symbolic_matrix(ops, layer)
+    if kind == "conv":
+        if weight is None:
+            raise SpecError(f"{type(layer).__name__}: the numeric matrix needs weight")
+        weight = _check_weight(layer, weight)
+        dtype = weight.dtype if weight.dtype.kind == "f" else np.float64
+        data = weight.ravel().astype(dtype)[ops.keys]
+    else:
+        data = 1.0 / ops.keys.astype(np.float64)
+    return _csr(ops, data)
+
+
+def _csr(ops: Entries, data: np.ndarray) -> scipy.sparse.csr_array:
+    """CSR from entries: directly when canonical, else through COO (summing duplicates)."""
+    if ops.canonical:
+        counts = np.bincount(ops.rows, minlength=ops.shape[0])
+        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(ops.cols.dtype)
+        return scipy.sparse.csr_array((data, ops.cols, indptr), shape=ops.shape)
+    matrix = scipy.sparse.coo_array((data, (ops.rows, ops.cols)), shape=ops.shape)
+    result = matrix.tocsr()  # sums duplicate (row, col) entries: the folded padding taps
+    result.sum_duplicates()
+    return result
+
+
+def _symbolic_matrix(ops: Entries, layer: Layer) -> sympy.ImmutableSparseMatrix:
+    if len(ops.rows) > SYMBOLIC_LIMIT:
+        raise SpecError(f"{type(layer).__name__}: the symbolic matrix would hold "
+                        f"{len(ops.rows):,} entries (limit {SYMBOLIC_LIMIT:,}); pass weight= "
+                        "for the sparse numeric matrix")
+    values = {}
+    if ops.kind == "weight":
+        w = sympy.IndexedBase("w")
+        index = np.unravel_index(ops.keys, layer.weight_shape)
+        terms = [w[tuple(int(i) for i in ix)] for ix in zip(*index)]
+    else:
+        terms = [sympy.Rational(1, int(k)) for k in ops.keys]
+    for r, c, term in zip(ops.rows.tolist(), ops.cols.tolist(), terms):
+        values[(r, c)] = values.get((r, c), 0) + term
+    return sympy.ImmutableSparseMatrix(*ops.shape, values)
+
+
+def bias_vector(layer: Layer, input_shape: Sequence, bias=None):
+    """The bias of ``vec(y) = T @ vec(x) + b``: ``b[o]`` repeated over output positions.
+
+    Symbolic (``b[o]`` symbols) without ``bias``, else a NumPy vector; zeros for a layer
+    without bias.
+    """
+    out = layer.output_shape(input_shape)[-layer.ndim - 1:]
+    per_channel = sym.prod(out[1:])
+    if not getattr(layer, "bias", False):
+        return sympy.zeros(sym.prod(out), 1) if bias is None else np.zeros(sym.prod(out))
+    if bias is None:
+        b = sympy.IndexedBase("b")
+        return sympy.Matrix([b[o] for o in range(out[0]) for _ in range(per_channel)])
+    bias = np.asarray(bias)
+    if bias.shape != (layer.out_channels,):
+        raise SpecError(f"{type(layer).__name__}: bias has shape {bias.shape}; expected "
+                        f"({layer.out_channels},)")
+    return np.repeat(bias, per_channel)
+
+
+def apply_entries(ops: Entries, x: np.ndarray, weight=None) -> np.ndarray:
+    """``T @ x`` for one flattened sample, exactly for object arrays (ints, Fractions).
+
+    ``weight`` supplies the values of ``kind == "weight"`` entries; divisor entries divide.
+    """
+    from fractions import Fraction
+
+    x = np.asarray(x).ravel()
+    exact = x.dtype == object
+    if ops.kind == "weight":
+        values = np.asarray(weight).ravel()[ops.keys] * x[ops.cols]
+    elif exact:
+        values = np.array([Fraction(1, int(k)) for k in ops.keys], dtype=object) * x[ops.cols]
+    else:
+        values = x[ops.cols] / ops.keys
+    y = np.zeros(ops.shape[0], dtype=object if exact else np.result_type(values, np.float64))
+    if exact:
+        y[:] = 0
+    np.add.at(y, ops.rows, values)
+    return y
+
+
+def structure(layer: Layer, input_shape: Sequence) -> Structure:
+    """Shape, nonzeros, density and (convolutions) distinct weights of the operator."""
+    _linear_kind(layer)
+    ops = entries(layer, input_shape)
+    flat = ops.rows.astype(np.int64) * ops.shape[1] + ops.cols
+    nnz = len(np.unique(flat))
+    distinct = len(np.unique(ops.keys)) if ops.kind == "weight" else None
+    return Structure(ops.shape, nnz, nnz / (ops.shape[0] * ops.shape[1]), distinct)
+
+
+# --------------------------------------------------------------------------- max pooling
+
+
+def selection_matrix(layer: Layer, x) -> scipy.sparse.csr_array:
+    """The 0/1 matrix ``S`` with ``maxpool(x) == S @ vec(x)`` for this particular ``x``.
+
+    ``x`` has shape ``(C, *spatial)`` (one sample), real values.  Each row selects the window's
+    maximum; ties go to the first element in scan order, and a NaN wins (the last NaN), as in
+    PyTorch.
+    """
+    kind = type(layer).__name__
+    if not kind.startswith(("MaxPool", "AdaptiveMaxPool", "GlobalMaxPool")):
+        raise SpecError(f"{kind}: selection_matrix is for max pooling layers")
+    x = np.asarray(x, dtype=np.float64)
+    ops = entries(layer, x.shape)
+    values = x.ravel()[ops.cols]
+    starts = np.searchsorted(ops.rows, np.arange(ops.shape[0]))
+    position = np.arange(len(ops.rows)) - starts[ops.rows]
+    best = starts.copy()
+    for step in range(1, int(position.max()) + 1 if len(position) else 0):
+        at = np.flatnonzero(position == step)
+        rows = ops.rows[at]
+        better = (values[at] > values[best[rows]]) | np.isnan(values[at])
+        best[rows[better]] = at[better]
+    data = np.ones(ops.shape[0])
+    return scipy.sparse.csr_array((data, (np.arange(ops.shape[0]), ops.cols[best])),
+                                  shape=ops.shape)
+
+
+@dataclass(frozen=True)
+class Counterexample:
+    """Inputs with ``f(x1 + x2) != f(x1) + f(x2)``: max pooling is not additive."""
+
+    x1: np.ndarray
+    x2: np.ndarray
+    f_sum: np.ndarray
+    sum_f: np.ndarray
+
+    def __str__(self) -> str:
+        row = int(np.flatnonzero(self.f_sum != self.sum_f)[0])
+        return (f"f(x1 + x2)[{row}] = {self.f_sum[row]:g} but f(x1)[{row}] + f(x2)[{row}] = "
+                f"{self.sum_f[row]:g}: max pooling is not linear")
+
+
+def max_pool_counterexample(layer: Layer, input_shape: Sequence) -> Counterexample:
+    """Two one-hot inputs in one window: their sum pools to 1, their pools add to 2."""
+    channels, spatial = _sample(layer, input_shape)
+    ops = entries(layer, (channels, *spatial))
+    starts = np.searchsorted(ops.rows, np.arange(ops.shape[0]))
+    sizes = np.diff(np.append(starts, len(ops.rows)))
+    wide = np.flatnonzero(sizes >= 2)
+    if not len(wide):
+        raise SpecError(f"{type(layer).__name__}: every window reads at most one input "
+                        f"element for input_shape={tuple(input_shape)!r}, so max pooling is "
+                        "linear here (a selection)")
+    first = starts[wide[0]]
+    x1, x2 = np.zeros(ops.shape[1]), np.zeros(ops.shape[1])
+    x1[ops.cols[first]], x2[ops.cols[first + 1]] = 1.0, 1.0
+    shape = (channels, *spatial)
+
+    def pool(v):
+        return selection_matrix(layer, v.reshape(shape)) @ v
+
+    return Counterexample(x1.reshape(shape), x2.reshape(shape), pool(x1 + x2),
+                          pool(x1) + pool(x2))
