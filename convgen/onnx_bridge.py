@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from . import symbolic as sym
 from .errors import SpecError
 from .spec import Layer
 
@@ -40,12 +41,13 @@ def _window_attributes(layer: Layer, input_shape) -> dict:
     """Kernel, strides, dilations and padding.
 
     ONNX Runtime does not honour dilation under ``auto_pad=SAME_*`` (Conv rejects it, the
-    pools ignore it), so with a dilation above 1 the resolved pads are written explicitly.
+    pools ignore it) and fails where ONNX's unclamped total padding is negative, so in those
+    cases the resolved pads are written explicitly.
     """
     attrs = {"kernel_shape": list(layer.kernel_size), "strides": list(layer.stride),
              "dilations": list(layer.dilation)}
     pads = layer.padding
-    if isinstance(pads, str) and max(layer.dilation) > 1:
+    if isinstance(pads, str) and not _onnxruntime_same_ok(layer, input_shape):
         if input_shape is None:
             raise SpecError(f"{type(layer).__name__}: padding={pads!r} with dilation needs "
                             "input_shape to write explicit ONNX pads")
@@ -55,6 +57,16 @@ def _window_attributes(layer: Layer, input_shape) -> dict:
     else:
         attrs["pads"] = [lo for lo, _ in pads] + [hi for _, hi in pads]
     return attrs
+
+
+def _onnxruntime_same_ok(layer: Layer, input_shape) -> bool:
+    if max(layer.dilation) > 1:
+        return False
+    if hasattr(layer, "output_padding") or input_shape is None:
+        return True
+    spatial = layer.split_input(input_shape).spatial
+    return all(sym.same_total(n, k, s, d) >= 0 for n, k, s, d in
+               zip(spatial, layer.kernel_size, layer.stride, layer.dilation))
 
 
 def onnx_nodes(layer: Layer, input_shape: Sequence[int] | None = None) -> list[OnnxNode]:

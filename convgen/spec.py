@@ -394,6 +394,11 @@ class Layer(abc.ABC):
     def _rf_steps(self, shape: InputShape) -> tuple:
         """Per dimension ``(window, step)`` for a validated input."""
 
+    def toeplitz(self, input_shape: Sequence, weight=None, symbolic: bool | None = None):
+        """The layer's matrix for one sample; see :func:`convgen.toeplitz.toeplitz`."""
+        from .toeplitz import toeplitz
+        return toeplitz(self, input_shape, weight=weight, symbolic=symbolic)
+
     # -- presentation ---------------------------------------------------------------------
 
     def describe(self) -> str:

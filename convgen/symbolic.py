@@ -52,6 +52,7 @@ __all__ = [
     "receptive_field_update",
     "same_output_size",
     "same_padding",
+    "same_total",
     "size_symbols",
     "smax",
     "tap_index",
@@ -202,6 +203,16 @@ def same_output_size(n: Size, stride: Size) -> Size:
     return cdiv(n, stride)
 
 
+def same_total(n: Size, kernel: Size, stride: Size, dilation: Size) -> Size:
+    """Padding that ``'same'`` needs in total, before clamping at 0 (ONNX's formula).
+
+    ``(ceil(n/s) - 1)*s + dilated_extent - n``; negative when the last window ends before the
+    input does (then no padding is used, and the output is still ``ceil(n/s)``).
+    """
+    return _plain((same_output_size(n, stride) - 1) * stride + dilated_extent(kernel, dilation)
+                  - n)
+
+
 def same_padding(n: Size, kernel: Size, stride: Size, dilation: Size,
                  lower: bool = False) -> tuple[Size, Size]:
     """``(lo, hi)`` padding that makes the output size ``ceil(n / stride)``.
@@ -210,8 +221,7 @@ def same_padding(n: Size, kernel: Size, stride: Size, dilation: Size,
     extra position goes to the high side (``'same'``, ONNX ``SAME_UPPER``, PyTorch's
     ``'same'`` at stride 1) or to the low side (``'same_lower'``, ONNX ``SAME_LOWER``).
     """
-    needed = (same_output_size(n, stride) - 1) * stride + dilated_extent(kernel, dilation) - n
-    total = smax(0, needed)
+    total = smax(0, same_total(n, kernel, stride, dilation))
     small, large = fdiv(total, 2), _plain(total - fdiv(total, 2))
     return (large, small) if lower else (small, large)
 

@@ -13,18 +13,21 @@ from convgen.strategies import conv_layers, input_shape_for, pool_layers
 ort = pytest.importorskip("onnxruntime")
 
 
-def run_onnxruntime(layer, input_shape):
-    """Run ``layer`` in ONNX Runtime on zeros; return the outputs."""
+def run_onnxruntime(layer, input_shape, x=None, weight=None, bias=None):
+    """Run ``layer`` in ONNX Runtime (float32); inputs default to zeros."""
     model = onnx_model(layer, input_shape)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(model.SerializeToString(), options,
                                    providers=["CPUExecutionProvider"])
-    feeds = {"X": np.zeros(input_shape, np.float32)}
+    zeros = np.zeros
+    feeds = {"X": zeros(input_shape, np.float32) if x is None else x.astype(np.float32)}
     if hasattr(layer, "weight_shape"):
-        feeds["W"] = np.zeros(layer.weight_shape, np.float32)
+        feeds["W"] = zeros(layer.weight_shape, np.float32) if weight is None \
+            else weight.astype(np.float32)
         if layer.bias:
-            feeds["B"] = np.zeros(layer.out_channels, np.float32)
+            feeds["B"] = zeros(layer.out_channels, np.float32) if bias is None \
+                else bias.astype(np.float32)
     return session.run(None, feeds)
 
 
