@@ -762,6 +762,8 @@ class _PoolNd(_Windowed):
 
 
 class _MaxPoolNd(_PoolNd):
+    _ops_per_tap = 1  # a comparison
+    _ops_per_output = 0
     def __post_init__(self) -> None:
         self._init_pool()
         self._set("return_indices", _bool(self._owner, "return_indices", self.return_indices))
@@ -769,8 +771,6 @@ class _MaxPoolNd(_PoolNd):
 
 @dataclass(frozen=True)
 class _MaxPoolFields(_MaxPoolNd):
-    _ops_per_tap: ClassVar[int] = 1  # a comparison
-    _ops_per_output: ClassVar[int] = 0
     kernel_size: Any
     stride: Any = None
     padding: Any = 0
@@ -791,6 +791,8 @@ MaxPool1d, MaxPool2d, MaxPool3d = _dimensions(
 
 
 class _AvgPoolNd(_PoolNd):
+    _ops_per_tap = 1  # an add
+    _ops_per_output = 1  # a division
     def __post_init__(self) -> None:
         self._init_pool()
         owner = self._owner
@@ -803,8 +805,6 @@ class _AvgPoolNd(_PoolNd):
 
 @dataclass(frozen=True)
 class _AvgPoolFields(_AvgPoolNd):
-    _ops_per_tap: ClassVar[int] = 1  # an add
-    _ops_per_output: ClassVar[int] = 1  # a division
     kernel_size: Any
     stride: Any = None
     padding: Any = 0
@@ -827,6 +827,8 @@ AvgPool1d, AvgPool2d, AvgPool3d = _dimensions(
 
 
 class _LPPoolNd(_PoolNd):
+    _ops_per_tap = 2  # a power and an add
+    _ops_per_output = 1  # a root
     def __post_init__(self) -> None:
         p = self.norm_type
         try:
@@ -842,8 +844,6 @@ class _LPPoolNd(_PoolNd):
 
 @dataclass(frozen=True)
 class _LPPoolFields(_LPPoolNd):
-    _ops_per_tap: ClassVar[int] = 2  # a power and an add
-    _ops_per_output: ClassVar[int] = 1  # a root
     norm_type: Any
     kernel_size: Any
     stride: Any = None
@@ -917,16 +917,16 @@ class _AdaptiveNd(Layer):
 @dataclass(frozen=True)
 class _AdaptiveAvgFields(_AdaptiveNd):
     output_size: Any
-    _ops_per_tap: ClassVar[int] = 1
-    _ops_per_output: ClassVar[int] = 1
+    _ops_per_tap = 1
+    _ops_per_output = 1
 
 
 @dataclass(frozen=True)
 class _AdaptiveMaxFields(_AdaptiveNd):
     output_size: Any
     return_indices: bool = False
-    _ops_per_tap: ClassVar[int] = 1
-    _ops_per_output: ClassVar[int] = 0
+    _ops_per_tap = 1
+    _ops_per_output = 0
 
 
 AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d = _dimensions(
@@ -965,8 +965,8 @@ class GlobalAvgPool(_GlobalNd):
     """Global average pooling (ONNX ``GlobalAveragePool``) over ``ndim`` spatial dims."""
 
     ndim: int = 2
-    _ops_per_tap: ClassVar[int] = 1
-    _ops_per_output: ClassVar[int] = 1
+    _ops_per_tap = 1
+    _ops_per_output = 1
 
 
 @dataclass(frozen=True)
@@ -974,8 +974,8 @@ class GlobalMaxPool(_GlobalNd):
     """Global max pooling (ONNX ``GlobalMaxPool``) over ``ndim`` spatial dims."""
 
     ndim: int = 2
-    _ops_per_tap: ClassVar[int] = 1
-    _ops_per_output: ClassVar[int] = 0
+    _ops_per_tap = 1
+    _ops_per_output = 0
 
 
 # --------------------------------------------------------------------------- chains
