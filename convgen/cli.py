@@ -73,6 +73,31 @@ def _shape(args: argparse.Namespace) -> None:
                 print(f"    {constraint.condition}   ({constraint.requirement})")
 
 
+LATEX_LIMIT = 4096  # matrix entries; past this LaTeX is unreadable
+
+
+def _toeplitz(args: argparse.Namespace) -> None:
+    from .toeplitz import structure, toeplitz
+
+    layer = parse_layer(args.layer)
+    shape = parse_shape(args.input_shape)
+    info = structure(layer, shape)
+    print(f"{layer.describe()} on {format_value(tuple(shape))}: {info}")
+    if getattr(layer, "num_weights", 0):
+        print(f"weights in the spec: {layer.num_weights:,} (num_params {layer.num_params:,} "
+              f"minus {layer.num_bias:,} bias)")
+    if args.latex:
+        rows, cols = info.shape
+        if rows * cols > LATEX_LIMIT:
+            raise ConvgenError(f"--latex: the matrix has {rows:,} x {cols:,} entries, more "
+                               f"than {LATEX_LIMIT:,}; use a smaller --input-shape or --plot")
+        import sympy
+        print(sympy.latex(toeplitz(layer, shape, symbolic=True)))
+    if args.plot:
+        from .plot import plot_toeplitz
+        print(f"wrote {plot_toeplitz(layer, shape, args.plot)}")
+
+
 def _examples(args: argparse.Namespace) -> None:
     for name, path in bundled_examples().items():
         networks = load(path)
@@ -97,7 +122,7 @@ def _add_targets(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="convgen", description="Convolution and pooling layers: symbolic shapes, "
-        "parameter counts and MACs.")
+        "parameter counts, MACs and equivalent matrices.")
     parser.add_argument("--version", action="version", version=f"convgen {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     summary = commands.add_parser("summary", help="per-layer table of shapes, params, MACs, "
@@ -108,6 +133,16 @@ def build_parser() -> argparse.ArgumentParser:
     shape = commands.add_parser("shape", help="output shape after every layer")
     _add_targets(shape)
     shape.set_defaults(run=_shape)
+    matrix = commands.add_parser("toeplitz", help="the layer's equivalent matrix: structure, "
+                                 "LaTeX, picture")
+    matrix.add_argument("layer", metavar="LAYER", help="a layer such as 'Conv2d(1, 1, 2)'")
+    matrix.add_argument("--input-shape", metavar="SHAPE", required=True,
+                        help="concrete input shape (C, *spatial), e.g. 1,3,3")
+    matrix.add_argument("--latex", action="store_true",
+                        help="print the symbolic matrix as LaTeX (small cases)")
+    matrix.add_argument("--plot", metavar="FILE.png",
+                        help="draw the matrix structure, coloured by weight")
+    matrix.set_defaults(run=_toeplitz)
     examples = commands.add_parser("examples", help="list the bundled example layer files")
     examples.set_defaults(run=_examples)
     return parser

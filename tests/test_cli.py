@@ -89,3 +89,23 @@ def test_console_script_runs_as_module():
                           "--input-shape", "3,2,2"], capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "exceeds padded input 2" in bad.stderr
+
+
+def test_toeplitz_latex_and_plot(tmp_path, capsys):
+    path = tmp_path / "t.png"
+    code, out, _ = run(capsys, "toeplitz", "Conv2d(1, 1, 2, bias=False)", "--input-shape",
+                       "1,3,3", "--latex", "--plot", str(path))
+    assert code == 0
+    assert "shape 4 x 9, 16 nonzeros" in out and "4 distinct weights" in out
+    assert r"{w}_{0,0,0,0} & {w}_{0,0,0,1} & 0 & {w}_{0,0,1,0}" in out
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["toeplitz", "MaxPool2d(2)", "--input-shape", "1,4,4"], "not linear"),
+    (["toeplitz", "Conv2d(3, 8, 3)", "--input-shape", "3,32,32", "--latex"],
+     "more than 4,096; use a smaller --input-shape or --plot"),
+])
+def test_toeplitz_mistakes(capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and message in err and "Traceback" not in err

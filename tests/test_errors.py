@@ -2,6 +2,7 @@
 
 import re
 
+import numpy as np
 import pytest
 import sympy
 
@@ -283,3 +284,75 @@ def test_non_utf8_layer_file(tmp_path):
     path.write_bytes(b"\xff\xfe[[model]]")
     with pytest.raises(SpecError, match="is not UTF-8 text"):
         load(path)
+
+
+def _operator_cases():
+    from convgen import reference, toeplitz
+    from convgen.plot import plot_toeplitz
+    from convgen.symbolic import padded_source, size_symbols
+
+    (H,) = size_symbols("H")
+    conv = C.Conv1d(1, 2, 3)
+    return {
+        "symbolic input": (lambda: toeplitz.toeplitz(conv, (1, H)),
+                           r"Conv1d: the Toeplitz matrix needs a concrete input_shape"),
+        "not linear": (lambda: toeplitz.toeplitz(C.LPPool1d(2, 2), (1, 4)),
+                       "LPPool1d is not linear, so it has no Toeplitz matrix"),
+        "weight shape": (lambda: toeplitz.toeplitz(conv, (1, 5), weight=np.ones((2, 1, 2))),
+                         r"Conv1d: weight has shape \(2, 1, 2\); expected \(2, 1, 3\)"),
+        "weight dtype": (lambda: toeplitz.toeplitz(conv, (1, 5),
+                                                   weight=np.full((2, 1, 3), "a")),
+                         "Conv1d: weight dtype <U1 must be an integer or floating dtype"),
+        "pool weight": (lambda: toeplitz.toeplitz(C.AvgPool1d(2), (1, 4), weight=np.ones(2)),
+                        "AvgPool1d has no weight"),
+        "numeric without weight": (lambda: toeplitz.toeplitz(conv, (1, 5), symbolic=False),
+                                   "Conv1d: the numeric matrix needs weight"),
+        "symbolic too large": (lambda: toeplitz.toeplitz(C.Conv2d(3, 64, 7), (3, 64, 64)),
+                               "the symbolic matrix would hold .* entries"),
+        "bias shape": (lambda: toeplitz.bias_vector(conv, (1, 5), bias=np.ones(3)),
+                       r"Conv1d: bias has shape \(3,\); expected \(2,\)"),
+        "selection of a conv": (lambda: toeplitz.selection_matrix(conv, np.ones((1, 5))),
+                                "Conv1d: selection_matrix is for max pooling layers"),
+        "forward without weight": (lambda: reference.forward(conv, np.ones((1, 5))),
+                                   r"Conv1d: forward needs weight of shape \(2, 1, 3\)"),
+        "forward weight shape": (lambda: reference.forward(conv, np.ones((1, 5)), np.ones(3)),
+                                 r"Conv1d: weight has shape \(3,\); expected \(2, 1, 3\)"),
+        "forward bias shape": (lambda: reference.forward(conv, np.ones((1, 5)),
+                                                         np.ones((2, 1, 3)), np.ones(1)),
+                               r"Conv1d: bias must be None or of shape \(2,\), got shape"),
+        "forward bias without bias": (
+            lambda: reference.forward(C.Conv1d(1, 2, 3, bias=False), np.ones((1, 5)),
+                                      np.ones((2, 1, 3)), np.ones(2)),
+            r"Conv1d: bias must be None, got shape \(2,\)"),
+        "forward pool weight": (lambda: reference.forward(C.MaxPool1d(2), np.ones((1, 4)),
+                                                          np.ones(2)),
+                                "MaxPool1d has no weight or bias"),
+        "forward input shape": (lambda: reference.forward(conv, np.ones((2, 5))),
+                                "Conv1d: input_shape has 2 channels but in_channels=1"),
+        "forward unknown layer": (lambda: reference.forward(_Unmapped(), np.ones((1, 4))),
+                                  "_Unmapped has no reference implementation"),
+        "toeplitz_forward nonlinear": (
+            lambda: reference.toeplitz_forward(C.MaxPool1d(2), np.ones((1, 4))),
+            "MaxPool1d is not linear; it has no Toeplitz product"),
+        "plot nonlinear": (lambda: plot_toeplitz(C.MaxPool1d(2), (1, 4), "x.png"),
+                           "MaxPool1d is not linear: it has no matrix to draw"),
+        "padding mode": (lambda: padded_source(0, 4, "mirror"),
+                         "padding_mode='mirror' must be one of"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_operator_cases()))
+def test_operator_error_messages(case):
+    make, message = _operator_cases()[case]
+    with pytest.raises(convgen.ConvgenError) as info:
+        make()
+    assert re.search(message, str(info.value)), str(info.value)
+
+
+def test_plot_without_matplotlib_says_how_to_install(monkeypatch):
+    import sys
+
+    from convgen.plot import plot_toeplitz
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(convgen.ConvgenError, match=r"pip install 'convgen\[plot\]'"):
+        plot_toeplitz(C.Conv1d(1, 1, 2), (1, 4), "x.png")

@@ -1,0 +1,72 @@
+"""Pictures of operators: the structure of a layer's Toeplitz matrix.
+
+Needs matplotlib (the ``plot`` extra); nothing else in convgen imports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from . import symbolic as sym
+from .errors import ConvgenError
+from .spec import Layer
+from .toeplitz import entries, is_linear, structure
+
+__all__ = ["MAX_PIXELS", "plot_toeplitz"]
+
+MAX_PIXELS = 1200  # per side; larger matrices are binned
+
+
+def _binned(rows, cols, keys, shape):
+    """Image of the matrix, at most MAX_PIXELS per side: key + 1 per pixel, 0 for zero."""
+    scale = max(1, -(-max(shape) // MAX_PIXELS))
+    size = (-(-shape[0] // scale), -(-shape[1] // scale))
+    image = np.zeros(size, dtype=np.int64)
+    image[rows // scale, cols // scale] = keys + 1
+    return image, scale
+
+
+def plot_toeplitz(layer: Layer, input_shape: Sequence, path: str | Path) -> Path:
+    """Draw ``layer``'s matrix for ``input_shape`` into a PNG at ``path``.
+
+    Each nonzero is coloured by the weight it holds (its flat index in PyTorch's weight
+    layout; for average pooling, by its divisor); white is zero.  Grey lines separate the
+    blocks of each (output channel, input channel) pair.  Matrices wider than
+    :data:`MAX_PIXELS` are binned, and the title says by how much.
+    """
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise ConvgenError("--plot needs matplotlib: pip install 'convgen[plot]'") from error
+    if not is_linear(layer):
+        raise ConvgenError(f"{type(layer).__name__} is not linear: it has no matrix to draw")
+    ops = entries(layer, input_shape)
+    image, scale = _binned(ops.rows, ops.cols, ops.keys, ops.shape)
+    figure, axes = plt.subplots(figsize=(8, 8 * min(2.0, max(0.25, image.shape[0] /
+                                                              image.shape[1]))))
+    masked = np.ma.masked_equal(image, 0)
+    colours = plt.get_cmap("turbo").with_extremes(bad="white")
+    shown = axes.imshow(masked, cmap=colours, interpolation="nearest", aspect="auto",
+                        extent=(0, ops.shape[1], ops.shape[0], 0))
+    out_block = sym.prod(layer.output_shape(input_shape)[-layer.ndim:])
+    in_block = ops.shape[1] // layer.split_input(input_shape).channels
+    for row in range(out_block, ops.shape[0], out_block):
+        axes.axhline(row, color="0.6", linewidth=0.6)
+    for col in range(in_block, ops.shape[1], in_block):
+        axes.axvline(col, color="0.6", linewidth=0.6)
+    label = "divisor" if ops.kind == "divisor" else "weight index (PyTorch layout)"
+    figure.colorbar(shown, ax=axes, label=label, shrink=0.8)
+    binned = f", binned {scale}x{scale}" if scale > 1 else ""
+    axes.set_title(f"{layer.describe()} on {tuple(input_shape)}\n"
+                   f"{structure(layer, input_shape)}{binned}", fontsize=9)
+    axes.set_xlabel("input index (C order of (C, *spatial))")
+    axes.set_ylabel("output index (C order of (C, *spatial))")
+    path = Path(path)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    return path
