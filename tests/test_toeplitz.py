@@ -139,3 +139,15 @@ def test_stem_operator_is_sparse_and_exact_on_a_sample():
     direct = reference.forward(small, x.astype(np.float64), weight.astype(np.float64),
                                np.zeros(64))
     assert (y[sample] == direct[0][sample]).all()
+
+
+@settings(max_examples=25)
+@given(st.data())
+def test_distinct_weight_symbols_equal_num_params_minus_bias(data):
+    layer = data.draw(conv_layers(ndim=st.integers(1, 2), kinds=("Conv",), **SMALL))
+    layer = dataclasses.replace(layer, padding=0, padding_mode="zeros")
+    spatial = [e + data.draw(st.integers(0, 2)) for e in layer.extents]
+    T = toeplitz.toeplitz(layer, (layer.in_channels, *spatial))
+    assert len(T.atoms(sympy.Indexed)) == layer.num_params - layer.num_bias
+    out = layer.output_shape((layer.in_channels, *spatial))
+    assert T.shape == (int(np.prod(out)), layer.in_channels * int(np.prod(spatial)))
