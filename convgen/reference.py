@@ -93,7 +93,7 @@ def _zeros(shape, exact: bool) -> np.ndarray:
 
 def _window(starts, strides, dilations, kernel):
     """Index of the window taps ``start + j*dilation`` in padded coordinates."""
-    return tuple(slice(p * s, p * s + (k - 1) * d + 1, d)
+    return tuple(slice(sym.window_start(p, s, 0), sym.tap_index(p, k - 1, s, d, 0) + 1, d)
                  for p, s, d, k in zip(starts, strides, dilations, kernel))
 
 
@@ -134,7 +134,7 @@ def _conv(layer: Layer, x, weight, bias, exact):
 def _conv_transpose(layer: Layer, x, weight, bias, exact):
     """The scatter: input ``i`` adds ``x[i]*w[j]`` at ``i*stride + j*dilation``, then crop."""
     n, channels, *spatial = x.shape
-    full = [(m - 1) * s + (k - 1) * d + 1 + op for m, s, d, k, op in
+    full = [sym.conv_transpose_output_size(m, k, s, d, 0, 0, op) for m, s, d, k, op in
             zip(spatial, layer.stride, layer.dilation, layer.kernel_size, layer.output_padding)]
     y = _zeros((n, layer.out_channels, *full), exact)
     cg_in, cg_out = channels // layer.groups, layer.out_channels // layer.groups
@@ -164,7 +164,8 @@ def _pool_windows(layer: Layer, x):
     spatial = x.shape[2:]
     out = layer.output_shape(x.shape)
     pads = layer.resolved_padding(spatial)
-    ext = [(o - 1) * s + e for o, s, e in zip(out[2:], layer.stride, layer.extents)]
+    ext = [sym.tap_index(o - 1, k - 1, s, d, 0) + 1 for o, k, s, d in
+           zip(out[2:], layer.kernel_size, layer.stride, layer.dilation)]
     tail = [max(0, e - (m + lo + hi)) for e, m, (lo, hi) in zip(ext, spatial, pads)]
     padded = _pad(x, pads, "zeros", tail)
     real = _pad(np.ones((1, 1, *spatial), dtype=bool), pads, "zeros", tail)[0, 0]
