@@ -723,7 +723,22 @@ class _PoolNd(_Windowed):
                         "otherwise a window could lie entirely in the padding")
 
     def _constraints(self, shape: InputShape) -> list[Constraint]:
-        return self._fit_constraints(shape)
+        """Floor mode: the window fits the padded input.  Ceil mode: at least one window,
+        which may run past the padded input (PyTorch's "output size is too small" check)."""
+        if not self.ceil_mode or isinstance(self.padding, str):
+            return self._fit_constraints(shape)
+        result = []
+        for dim, (n, size, (lo, hi), k, d) in enumerate(zip(
+                shape.spatial, self._out_spatial(shape), self.padding, self.kernel_size,
+                self.dilation)):
+            padded = sym._plain(n + lo + hi)
+            what = f"ceil-mode output size {size} in dim {dim}"
+            result.append(_constraint(
+                sympy.sympify(size) >= 1, f"{what} >= 1",
+                f"{self._owner}: {what} is not positive: dilated kernel extent "
+                f"{sym.dilated_extent(k, d)} (kernel_size={k}, dilation={d}) reaches past "
+                f"padded input {padded} by a stride or more"))
+        return result
 
     def _check_concrete(self, shape: InputShape) -> None:
         """With dilation, a window can straddle a narrow input between two taps.

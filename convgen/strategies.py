@@ -126,6 +126,8 @@ def _smallest_size(layer: Layer, dim: int) -> int:
             return layer.dilation[dim]  # no window between two taps
         return ext if getattr(layer, "padding_mode", "zeros") != "zeros" else 1
     lo, hi = padding[dim]
+    if getattr(layer, "ceil_mode", False):  # one partial window is enough in ceil mode
+        ext = max(1, ext - layer.stride[dim] + 1)
     if hasattr(layer, "output_padding"):  # the cropped output must keep a position
         n, args = 1, (layer.kernel_size[dim], layer.stride[dim], layer.dilation[dim], lo, hi,
                       layer.output_padding[dim])

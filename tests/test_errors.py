@@ -123,6 +123,10 @@ SHAPE_CASES = {
         lambda: C.ConvTranspose1d(1, 1, 1, padding=((1, 1),)).output_shape((1, 1)),
         r"ConvTranspose1d: output size -1 in dim 0 is not positive: padding \(1, 1\) crops "
         "more than the transposed convolution produces"),
+    "ceil mode without a window": (
+        lambda: C.MaxPool1d(5, 2, ceil_mode=True).output_shape((1, 2)),
+        r"MaxPool1d: ceil-mode output size 0 in dim 0 is not positive: dilated kernel extent 5 "
+        r"\(kernel_size=5, dilation=1\) reaches past padded input 2 by a stride or more"),
     "dilated window between taps": (
         lambda: C.MaxPool1d(2, stride=1, dilation=2, padding="same").output_shape((1, 1)),
         r"MaxPool1d: window 0 in dim 0 reads no input element \(input size 1, dilation=2, "

@@ -188,3 +188,16 @@ def test_conv_transpose_agrees_with_onnxruntime(data):
     (theirs,) = run_onnxruntime(layer, x.shape, x, weight, bias)
     assert np.array_equal(reference.forward(layer, x, weight, bias), theirs)
     assert np.array_equal(reference.toeplitz_forward(layer, x, weight, bias), theirs)
+
+
+def test_ceil_mode_window_larger_than_the_padded_input():
+    """PyTorch and ONNX Runtime keep one partial window (values from torch 2.13)."""
+    avg = convgen.AvgPool2d(3, 3, ceil_mode=True)
+    x = np.arange(4).reshape(1, 1, 2, 2)
+    assert reference.forward(avg, x).tolist() == [[[[Fraction(3, 2)]]]]
+    assert reference.toeplitz_forward(avg, x).tolist() == [[[[Fraction(3, 2)]]]]
+    pool = convgen.MaxPool1d(3, 3, padding=1, dilation=2, ceil_mode=True, return_indices=True)
+    y, idx = reference.forward(pool, np.array([[[1.0, 7.0]]]))
+    assert y.tolist() == [[[7.0]]] and idx.tolist() == [[[1]]]
+    (theirs,) = run_onnxruntime(avg, x.shape, x.astype(np.float64))
+    assert theirs.tolist() == [[[[1.5]]]]
