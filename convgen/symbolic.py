@@ -31,6 +31,11 @@ from .errors import SpecError
 Size = int | sympy.Expr
 
 __all__ = [
+    "transpose_gather",
+    "interior_range",
+    "inside_padded",
+    "inside",
+    "flat_index",
     "Size",
     "adaptive_window",
     "adaptive_window_taps",
@@ -282,6 +287,54 @@ def transpose_tap_count(kernel: Size, stride: Size, dilation: Size) -> Size:
     holds at most ``floor(dilation*(kernel - 1)/stride) + 1`` integers.
     """
     return _plain(fdiv(dilation * (kernel - 1), stride) + 1)
+
+
+def inside(position: Size, n: Size):
+    """Whether an unpadded position reads a real input element: ``0 <= position < n``."""
+    return sympy.And(sympy.Ge(position, 0), sympy.Lt(position, n))
+
+
+def inside_padded(position: Size, n: Size, pad_lo: Size, pad_hi: Size):
+    """Whether an unpadded position lies in the padded input (not in a ceil-mode overhang)."""
+    return sympy.And(sympy.Ge(position, -pad_lo), sympy.Lt(position, n + pad_hi))
+
+
+def interior_range(n: int, n_out: int, kernel: int, stride: int, dilation: int,
+                   pad_lo: int) -> tuple[int, int]:
+    """Half-open range of output positions whose every tap reads a real input element.
+
+    Window ``o`` reads ``o*stride - lo`` up to ``o*stride - lo + dilation*(kernel - 1)``; both
+    ends must lie in ``[0, n)``.  Empty (first >= stop) when no window fits inside.
+    """
+    first = cdiv(pad_lo, stride)
+    last = fdiv(n - 1 + pad_lo - dilation * (kernel - 1), stride)
+    first, stop = max(0, min(first, n_out)), max(0, min(last + 1, n_out))
+    return (first, stop) if first < stop else (0, 0)
+
+
+def transpose_gather(out_index: Size, tap: Size, stride: Size, dilation: Size,
+                     pad_lo: Size) -> tuple[Size, Size]:
+    """Which input feeds output ``out_index`` of a transposed convolution through ``tap``.
+
+    The scatter writes input ``i`` to ``i*stride - lo + tap*dilation``; so the output reads
+    input ``numerator / stride`` when ``numerator = out_index + lo - tap*dilation`` is a
+    non-negative multiple of ``stride`` (and the quotient is below the input size).
+    Returns ``(numerator, stride)``.
+    """
+    return _plain(out_index + pad_lo - tap * dilation), stride
+
+
+def flat_index(indices: Sequence[Size], shape: Sequence[Size]) -> Size:
+    """Row-major (C order) offset of ``indices`` in an array of ``shape``.
+
+    ``((i0*s1 + i1)*s2 + i2)...``; ``shape[0]`` (the batch, often unknown) is not used.
+    """
+    if len(indices) != len(shape):
+        raise SpecError(f"flat_index: {len(indices)} indices for a {len(shape)}-d shape")
+    offset = indices[0]
+    for index, size in zip(indices[1:], shape[1:]):
+        offset = offset * size + index
+    return _plain(offset)
 
 
 def receptive_field_update(field: Size, jump: Size, window: Size,

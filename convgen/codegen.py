@@ -1,0 +1,275 @@
+"""Spec -> specialized C source text.  Renders templates; never compiles.
+
+Every size is a compile-time constant and every index expression comes from
+:mod:`convgen.symbolic`, printed to C by :class:`IndexPrinter` (SymPy's C99 printer with
+integer ``floor``/``ceiling``, ``Min``/``Max`` and ``Piecewise`` as C expressions).  The
+templates in ``templates/c/`` hold only structure: loops, the interior/border split, the
+reduction of each family.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import keyword
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+
+import jinja2
+import sympy
+from sympy.printing.c import C99CodePrinter
+
+from . import __version__
+from . import symbolic as sym
+from .errors import SpecError
+from .resources import templates_dir
+from .spec import Layer
+
+__all__ = ["C_TYPES", "GeneratedKernel", "IndexPrinter", "ccode", "family", "generate",
+           "generator_hash", "kernel_name"]
+
+C_TYPES = {"float32": "float", "float64": "double", "int8": "int8_t", "uint8": "uint8_t"}
+_C_KEYWORDS = set("""auto break case char const continue default do double else enum extern
+float for goto if inline int long register restrict return short signed sizeof static struct
+switch typedef union unsigned void volatile while _Bool _Complex _Imaginary""".split())
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
+
+
+# --------------------------------------------------------------------------- printing
+
+
+class IndexPrinter(C99CodePrinter):
+    """C for integer index arithmetic.
+
+    ``floor(a/b)`` and ``ceiling(a/b)`` of a non-negative integer ``a`` and a positive
+    integer ``b`` become C integer division; ``Min``/``Max``/``Piecewise`` become ternaries;
+    ``Mod`` becomes ``%`` (used only in divisibility tests, where C's truncation is harmless).
+    """
+
+    def _fraction(self, expr):
+        numerator, denominator = sympy.fraction(sympy.together(expr.args[0]))
+        if not (denominator.is_Integer and denominator > 0 and numerator.is_nonnegative):
+            raise SpecError(f"cannot print {expr} as C integer division: the numerator must "
+                            "be a non-negative integer and the denominator a positive constant")
+        return self._print(numerator), self._print(denominator)
+
+    def _print_floor(self, expr):
+        numerator, denominator = self._fraction(expr)
+        return f"(({numerator}) / {denominator})"
+
+    def _print_ceiling(self, expr):
+        numerator, denominator = self._fraction(expr)
+        return f"(({numerator} + {denominator} - 1) / {denominator})"
+
+    def _print_Min(self, expr):
+        a, b = self._print(expr.args[0]), self._print(sympy.Min(*expr.args[1:]))
+        return f"(({a}) < ({b}) ? ({a}) : ({b}))"
+
+    def _print_Max(self, expr):
+        a, b = self._print(expr.args[0]), self._print(sympy.Max(*expr.args[1:]))
+        return f"(({a}) > ({b}) ? ({a}) : ({b}))"
+
+    def _print_Piecewise(self, expr):
+        *pieces, (last, _) = expr.args
+        text = self._print(last)
+        for value, condition in reversed(pieces):
+            text = f"(({self._print(condition)}) ? ({self._print(value)}) : ({text}))"
+        return text
+
+    def _print_Mod(self, expr):
+        a, b = expr.args
+        return f"(({self._print(a)}) % {self._print(b)})"
+
+
+def ccode(expr) -> str:
+    """Print an index expression (or condition) as C."""
+    return IndexPrinter().doprint(sympy.sympify(expr))
+
+
+def _symbols(prefix: str, count: int, nonnegative: bool = True) -> list[sympy.Symbol]:
+    """Loop counters (non-negative) or input positions (may fall on the padding)."""
+    return [sympy.Symbol(f"{prefix}{i}", integer=True, nonnegative=nonnegative or None)
+            for i in range(count)]
+
+
+_N, _C, _OC, _IC, _G = (sympy.Symbol(s, integer=True, nonnegative=True)
+                        for s in ("n", "c", "oc", "ic", "g"))
+_AXES = {1: ["width"], 2: ["height", "width"], 3: ["depth", "height", "width"]}
+
+
+# --------------------------------------------------------------------------- naming
+
+
+def family(layer: Layer) -> str:
+    """Template family: conv, conv_transpose, pool (window) or adaptive_pool."""
+    kind = type(layer).__name__
+    if kind.startswith("ConvTranspose"):
+        return "conv_transpose"
+    if kind.startswith("Conv"):
+        return "conv"
+    if kind.startswith(("Adaptive", "Global")):
+        return "adaptive_pool"
+    return "pool"
+
+
+def kernel_name(layer: Layer, input_shape: Sequence, dtype: str, name: str | None = None) -> str:
+    """A C identifier for the kernel: ``name`` when given (validated), else derived."""
+    if name is not None:
+        if not isinstance(name, str) or not _NAME.match(name) or name in _C_KEYWORDS \
+                or keyword.iskeyword(name) or name.startswith("__"):
+            raise SpecError(f"name={name!r} must be a C identifier: a letter or '_' then "
+                            "letters, digits or '_', at most 63 characters, not a C keyword "
+                            "and not starting with '__'")
+        return name
+    spec = f"{layer!r}|{tuple(input_shape)!r}|{dtype}"
+    digest = hashlib.sha256(spec.encode()).hexdigest()[:10]
+    return f"{type(layer).__name__.lower()}_{digest}_{dtype}"
+
+
+@cache
+def generator_hash() -> str:
+    """sha256 over the templates and the generator's code: part of every cache key."""
+    digest = hashlib.sha256(__version__.encode())
+    from pathlib import Path
+    here = Path(__file__).resolve().parent
+    for path in sorted(templates_dir().rglob("*.j2")) + [here / "codegen.py",
+                                                          here / "symbolic.py"]:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())),
+                              undefined=jinja2.StrictUndefined, trim_blocks=True,
+                              lstrip_blocks=True, keep_trailing_newline=True,
+                              autoescape=False)
+
+
+# --------------------------------------------------------------------------- the product
+
+
+@dataclass(frozen=True)
+class GeneratedKernel:
+    """The text of one kernel and what a caller needs to use it."""
+
+    name: str
+    layer: Layer
+    input_shape: tuple          # (C, *spatial), one sample
+    output_shape: tuple         # (C_out, *spatial_out), one sample
+    dtype: str
+    source: str                 # the .c file
+    header: str                 # the .h file
+    cdef: str                   # the prototype, for cffi
+    arguments: tuple            # argument names in order: x, [w], [b], y, [indices], batch
+    family: str
+
+
+def _check_dtype(layer: Layer, dtype: str) -> None:
+    allowed = ["float32", "float64"]
+    if type(layer).__name__.startswith(("MaxPool", "AdaptiveMaxPool", "GlobalMaxPool")):
+        allowed += ["int8", "uint8"]
+    if dtype not in allowed:
+        raise SpecError(f"{type(layer).__name__}: dtype={dtype!r} must be one of "
+                        f"{', '.join(allowed)}")
+
+
+def generate(layer: Layer, input_shape: Sequence, dtype: str = "float32",
+             name: str | None = None, openmp: bool = True) -> GeneratedKernel:
+    """Render the C kernel of ``layer`` for inputs ``(N, C, *spatial)`` of ``input_shape``.
+
+    ``input_shape`` is ``(C, *spatial)`` or ``(N, C, *spatial)`` with concrete sizes; the batch
+    size stays a runtime argument.
+    """
+    shape = layer.split_input(input_shape)
+    if sym.is_symbolic(shape.channels, *shape.spatial):
+        raise SpecError(f"{type(layer).__name__}: code generation needs a concrete "
+                        f"input_shape, got {tuple(input_shape)!r}")
+    _check_dtype(layer, dtype)
+    sample = (shape.channels, *shape.spatial)
+    out = tuple(layer.output_shape(sample))
+    name = kernel_name(layer, sample, dtype, name)
+    kind = family(layer)
+    context = _CONTEXTS[kind](layer, sample, out, dtype)
+    arguments = context.pop("arguments")
+    ctype = C_TYPES[dtype]
+    params = [f"const {ctype} *restrict {a}" if a in ("x", "w", "b") else
+              f"int64_t *restrict {a}" if a == "indices" else
+              f"{ctype} *restrict {a}" for a in arguments]
+    signature = f"void {name}({', '.join(params + ['long batch'])})"
+    cdef = signature.replace("restrict ", "").replace("int64_t", "int64_t") + ";"
+    banner = [f"Generated by convgen {__version__} from templates/c/{kind}.c.j2; do not edit.",
+              f"Layer: {layer.describe()}",
+              f"Input (N, {', '.join(map(str, sample))}) -> output (N, "
+              f"{', '.join(map(str, out))}), {dtype}, N = batch at run time."]
+    common = dict(name=name, banner=banner, signature=signature, ctype=ctype,
+                  openmp=openmp, **context)
+    source = _environment().get_template(f"c/{kind}.c.j2").render(**common)
+    header = _render_header(name, banner, signature, layer, sample, out, arguments, kind)
+    return GeneratedKernel(name, layer, sample, out, dtype, source, header, cdef,
+                           tuple(arguments), kind)
+
+
+def _render_header(name, banner, signature, layer, sample, out, arguments, kind) -> str:
+    sizes = [dict(name="X_SAMPLE", value=sym.prod(sample), check=" * ".join(map(str, sample)),
+                  doc=f"x: (N, {', '.join(map(str, sample))}) per sample"),
+             dict(name="Y_SAMPLE", value=sym.prod(out), check=" * ".join(map(str, out)),
+                  doc=f"y: (N, {', '.join(map(str, out))}) per sample")]
+    if "w" in arguments:
+        sizes.append(dict(name="W_SIZE", value=sym.prod(layer.weight_shape),
+                          check=" * ".join(map(str, layer.weight_shape)),
+                          doc=f"w: {tuple(layer.weight_shape)}, PyTorch's layout"))
+    if "b" in arguments:
+        sizes.append(dict(name="B_SIZE", value=layer.out_channels, check=None,
+                          doc=f"b: ({layer.out_channels},)"))
+    if "indices" in arguments:
+        sizes.append(dict(name="INDICES_SAMPLE", value=sym.prod(out), check=None,
+                          doc="indices: like y, int64, flat within each (n, c) input plane"))
+    includes = ["stdint.h"]
+    banner = banner + ["Call: " + signature.replace("restrict ", "") + ";"]
+    return _environment().get_template("c/header.h.j2").render(
+        name=name, banner=banner, signature=signature, sizes=sizes, includes=includes)
+
+
+# --------------------------------------------------------------------------- contexts
+
+
+def _axes(ndim: int) -> list[str]:
+    return _AXES.get(ndim, [f"dim {i}" for i in range(ndim)])
+
+
+def _conv_context(layer, sample, out, dtype) -> dict:
+    ndim, (c_in, *spatial) = layer.ndim, sample
+    o, k = _symbols("o", ndim), _symbols("k", ndim)
+    p, q = _symbols("p", ndim, False), _symbols("q", ndim, False)
+    pads = layer.resolved_padding(spatial)
+    cg_in, cg_out = c_in // layer.groups, layer.out_channels // layer.groups
+    dims, ranges = [], []
+    for i, (n, m, kk, s, d, (lo, _)) in enumerate(zip(spatial, out[1:], layer.kernel_size,
+                                                      layer.stride, layer.dilation, pads)):
+        first, stop = sym.interior_range(n, m, kk, s, d, lo)
+        ranges.append(sympy.And(sympy.Ge(o[i], first), sympy.Lt(o[i], stop))
+                      if stop > first else sympy.false)
+        dims.append(dict(axis=_axes(ndim)[i], out=m, kernel=kk,
+                         tap=ccode(sym.tap_index(o[i], k[i], s, d, lo)),
+                         inside=ccode(sym.inside(p[i], n)),
+                         source=ccode(sym.padded_source(p[i], n, layer.padding_mode))))
+    interior = sympy.And(*ranges)
+    channel = _G * cg_in + _IC
+    zeros = layer.padding_mode == "zeros"
+    return dict(
+        arguments=["x", "w", *(["b"] if layer.bias else []), "y"],
+        dims=dims, c_out=layer.out_channels, cg_in=cg_in,
+        group=ccode(sympy.floor(_OC / cg_out)), zeros=zeros, padding_mode=layer.padding_mode,
+        interior="" if interior is sympy.false else ccode(interior),
+        acc_type=C_TYPES[dtype], acc_init="b[oc]" if layer.bias else "0",
+        x_interior=ccode(sym.flat_index([_N, channel, *p], [None, c_in, *spatial])),
+        x_border=ccode(sym.flat_index([_N, channel, *(p if zeros else q)],
+                                      [None, c_in, *spatial])),
+        w_index=ccode(sym.flat_index([_OC, _IC, *k], list(layer.weight_shape))),
+        y_index=ccode(sym.flat_index([_N, _OC, *o], [None, *out])))
+
+
+_CONTEXTS = {"conv": _conv_context}
