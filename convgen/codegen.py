@@ -272,4 +272,101 @@ def _conv_context(layer, sample, out, dtype) -> dict:
         y_index=ccode(sym.flat_index([_N, _OC, *o], [None, *out])))
 
 
-_CONTEXTS = {"conv": _conv_context}
+def _reduction(layer, dtype: str) -> tuple[str, dict]:
+    """The pooling operation and what its C needs (NaN test, LP power and root)."""
+    kind = type(layer).__name__
+    floating = dtype in ("float32", "float64")
+    if "Max" in kind:
+        return "max", dict(nan=floating, indices=getattr(layer, "return_indices", False),
+                           override=False)
+    if "Avg" in kind:
+        return "avg", dict(override=getattr(layer, "divisor_override", None) is not None)
+    suffix = "f" if dtype == "float32" else ""
+    p = layer.norm_type
+    if isinstance(p, int):
+        power = " * ".join(["a"] * p)
+        root = {1: "acc", 2: f"sqrt{suffix}(acc)"}.get(p, f"pow{suffix}(acc, 1.0{suffix} / {p})")
+    else:
+        power, root = f"pow{suffix}(a, {p!r}{suffix})", f"pow{suffix}(acc, 1.0{suffix} / {p!r}{suffix})"
+    return "lp", dict(fabs=f"fabs{suffix}", power=power, root=root)
+
+
+def _pool_arguments(layer) -> list[str]:
+    return ["x", "y", *(["indices"] if getattr(layer, "return_indices", False) else [])]
+
+
+def _pool_context(layer, sample, out, dtype) -> dict:
+    ndim, (channels, *spatial) = layer.ndim, sample
+    o, k, p = _symbols("o", ndim), _symbols("k", ndim), _symbols("p", ndim, False)
+    pads = layer.resolved_padding(spatial)
+    dims, ranges, inside = [], [], []
+    for i, (n, m, kk, s, d, (lo, hi)) in enumerate(zip(spatial, out[1:], layer.kernel_size,
+                                                       layer.stride, layer.dilation, pads)):
+        first, stop = sym.interior_range(n, m, kk, s, d, lo)
+        ranges.append(sympy.And(sympy.Ge(o[i], first), sympy.Lt(o[i], stop))
+                      if stop > first else sympy.false)
+        inside.append(sym.inside(p[i], n))
+        dims.append(dict(axis=_axes(ndim)[i], out=m, kernel=kk,
+                         tap=ccode(sym.tap_index(o[i], k[i], s, d, lo)),
+                         inside_padded=ccode(sym.inside_padded(p[i], n, lo, hi))))
+    interior = sympy.And(*ranges)
+    op, norm = _reduction(layer, dtype)
+    override = getattr(layer, "divisor_override", None)
+    return dict(
+        arguments=_pool_arguments(layer), dims=dims, channels=channels, op=op, norm=norm,
+        interior="" if interior is sympy.false else ccode(interior),
+        inside=ccode(sympy.And(*inside)),
+        interior_count=sym.prod(layer.kernel_size),
+        count_include_pad=getattr(layer, "count_include_pad", False),
+        divisor=override if override is not None else "count",
+        x_index=ccode(sym.flat_index([_N, _C, *p], [None, channels, *spatial])),
+        plane_index=ccode(sym.flat_index(p, [None, *spatial[1:]]) if ndim > 1 else p[0]),
+        y_index=ccode(sym.flat_index([_N, _C, *o], [None, *out])))
+
+
+def _adaptive_context(layer, sample, out, dtype) -> dict:
+    ndim, (channels, *spatial) = layer.ndim, sample
+    o, p = _symbols("o", ndim), _symbols("p", ndim)
+    dims, sizes = [], []
+    for i, (n, m) in enumerate(zip(spatial, out[1:])):
+        start, end = sym.adaptive_window(o[i], n, m)
+        sizes.append(end - start)
+        dims.append(dict(axis=_axes(ndim)[i], out=m, start=ccode(start), end=ccode(end)))
+    op, norm = _reduction(layer, dtype)
+    return dict(
+        arguments=_pool_arguments(layer), dims=dims, channels=channels, op=op, norm=norm,
+        window_size=ccode(sym.prod(sizes)),
+        x_index=ccode(sym.flat_index([_N, _C, *p], [None, channels, *spatial])),
+        plane_index=ccode(sym.flat_index(p, [None, *spatial[1:]]) if ndim > 1 else p[0]),
+        y_index=ccode(sym.flat_index([_N, _C, *o], [None, *out])))
+
+
+def _conv_transpose_context(layer, sample, out, dtype) -> dict:
+    ndim, (c_in, *spatial) = layer.ndim, sample
+    o, k = _symbols("o", ndim), _symbols("k", ndim)
+    r_any, r, i = _symbols("r", ndim, False), _symbols("r", ndim), _symbols("i", ndim)
+    pads = layer.resolved_padding(spatial)
+    cg_in, cg_out = c_in // layer.groups, layer.out_channels // layer.groups
+    dims = []
+    for d, (n, m, kk, s, dil, (lo, _)) in enumerate(zip(spatial, out[1:], layer.kernel_size,
+                                                        layer.stride, layer.dilation, pads)):
+        numerator, stride = sym.transpose_gather(o[d], k[d], s, dil, lo)
+        skip = sympy.Or(sympy.Lt(r_any[d], 0), sympy.Ne(sympy.Mod(r_any[d], stride), 0))
+        dims.append(dict(axis=_axes(ndim)[d], out=m, kernel=kk, numerator=ccode(numerator),
+                         skip=ccode(skip), source=ccode(sympy.floor(r[d] / stride)),
+                         beyond=ccode(sympy.Ge(i[d], n))))
+    group = sympy.floor(_OC / cg_out)
+    channel = _G * cg_in + sympy.Symbol("icl", integer=True, nonnegative=True)
+    ocl = sympy.Symbol("ocl", integer=True, nonnegative=True)
+    return dict(
+        arguments=["x", "w", *(["b"] if layer.bias else []), "y"],
+        dims=dims, c_out=layer.out_channels, cg_in=cg_in, group=ccode(group),
+        local_oc=ccode(_OC - cg_out * group),
+        acc_type=C_TYPES[dtype], acc_init="b[oc]" if layer.bias else "0",
+        x_index=ccode(sym.flat_index([_N, channel, *i], [None, c_in, *spatial])),
+        w_index=ccode(sym.flat_index([channel, ocl, *k], list(layer.weight_shape))),
+        y_index=ccode(sym.flat_index([_N, _OC, *o], [None, *out])))
+
+
+_CONTEXTS = {"conv": _conv_context, "pool": _pool_context, "adaptive_pool": _adaptive_context,
+             "conv_transpose": _conv_transpose_context}
