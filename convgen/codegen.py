@@ -287,7 +287,8 @@ def _reduction(layer, dtype: str) -> tuple[str, dict]:
         power = " * ".join(["a"] * p)
         root = {1: "acc", 2: f"sqrt{suffix}(acc)"}.get(p, f"pow{suffix}(acc, 1.0{suffix} / {p})")
     else:
-        power, root = f"pow{suffix}(a, {p!r}{suffix})", f"pow{suffix}(acc, 1.0{suffix} / {p!r}{suffix})"
+        power = f"pow{suffix}(a, {p!r}{suffix})"
+        root = f"pow{suffix}(acc, 1.0{suffix} / {p!r}{suffix})"
     return "lp", dict(fabs=f"fabs{suffix}", power=power, root=root)
 
 
