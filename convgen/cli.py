@@ -98,6 +98,70 @@ def _toeplitz(args: argparse.Namespace) -> None:
         print(f"wrote {plot_toeplitz(layer, shape, args.plot)}")
 
 
+def _layer_files(args: argparse.Namespace) -> list:
+    """Layer files named on the command line; the bundled examples by default."""
+    targets = list(args.targets)
+    if args.examples or not targets:
+        targets += [str(p) for p in bundled_examples().values()]
+    return [resolve_target(t) for t in targets]
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from .emit import check, kernel_files, write
+
+    planned = kernel_files(_layer_files(args))
+    if args.check:
+        problems = check(planned, args.output)
+        for problem in problems:
+            print(problem)
+        if problems:
+            print(f"{args.output} differs from what convgen {__version__} generates: "
+                  f"{len(problems)} file(s); run 'convgen generate -o {args.output}'")
+            return 1
+        print(f"{args.output} matches the generator: {len(planned)} kernels")
+        return 0
+    written = write(planned, args.output)
+    print(f"wrote {len(planned)} kernels ({len(written)} files) to {args.output}")
+    return 0
+
+
+def _verify_items(target: str) -> list:
+    """``(folder, network)`` items from a generated folder (its ``.toml`` specs) or a file."""
+    from pathlib import Path
+
+    path = Path(target)
+    files = sorted(path.rglob("*.toml")) if path.is_dir() else [resolve_target(target)]
+    if not files:
+        raise ConvgenError(f"{target!r} holds no layer files (.toml)")
+    return [(file, network) for file in files for network in load(file)]
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .emit import plan
+    from .verify import verify_layers
+
+    outcomes, stale = [], []
+    for file, network in _verify_items(args.target):
+        planned = plan([network], file.stem)
+        for item in planned:  # a generated folder: its sources must be the generator's
+            source = file.parent / f"{item.kernel.name}.c"
+            if file.name == f"{item.kernel.name}.toml" and (
+                    not source.is_file() or source.read_text() != item.kernel.source):
+                stale.append(str(source))
+        items = [(k.kernel.layer, k.kernel.input_shape, k.kernel.name) for k in planned]
+        outcomes += verify_layers(items, dtype=network.dtype, cases=args.cases, batch=args.batch)
+    width = max(len(o.name) for o in outcomes)
+    print(f"{'kernel'.ljust(width)}  {'dtype':7}  cases  {'worst ULP':>9}  result")
+    for o in outcomes:
+        verdict = "pass" if o.passed else f"FAIL: {o.detail}"
+        print(f"{o.name.ljust(width)}  {o.dtype:7}  {o.cases:5}  {o.worst_ulps:9.3g}  {verdict}")
+    for path in stale:
+        print(f"stale: {path} is not what the generator produces now (run convgen generate)")
+    failed = sum(not o.passed for o in outcomes)
+    print(f"{len(outcomes) - failed} passed, {failed} failed")
+    return 1 if failed or stale else 0
+
+
 def _examples(args: argparse.Namespace) -> None:
     for name, path in bundled_examples().items():
         networks = load(path)
@@ -143,6 +207,24 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--plot", metavar="FILE.png",
                         help="draw the matrix structure, coloured by weight")
     matrix.set_defaults(run=_toeplitz)
+    generate = commands.add_parser("generate", help="write C kernels, specs and reports for "
+                                   "layer files (the bundled examples by default)")
+    generate.add_argument("targets", nargs="*", metavar="LAYERS",
+                          help="layer files (TOML) or bundled example names")
+    generate.add_argument("--examples", action="store_true",
+                          help="also take every bundled example layer file")
+    generate.add_argument("-o", "--output", default="generated", metavar="DIR",
+                          help="output folder (default: generated)")
+    generate.add_argument("--check", action="store_true",
+                          help="write nothing; exit 1 when DIR differs from the generator")
+    generate.set_defaults(run=_generate)
+    verify = commands.add_parser("verify", help="compile kernels and compare them with the "
+                                 "exact oracle; exit 1 on any failure")
+    verify.add_argument("target", metavar="DIR_OR_TOML",
+                        help="a generated folder, a layer file or a bundled example name")
+    verify.add_argument("--cases", type=int, default=2, help="random inputs per kernel")
+    verify.add_argument("--batch", type=int, default=2, help="batch size of each input")
+    verify.set_defaults(run=_verify)
     examples = commands.add_parser("examples", help="list the bundled example layer files")
     examples.set_defaults(run=_examples)
     return parser
@@ -153,11 +235,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.run(args)
+        return args.run(args) or 0
     except ConvgenError as error:
         print(f"convgen: error: {error}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -50,8 +50,9 @@ __all__ = ["Network", "bundled_examples", "layer_from_mapping", "load", "loads",
            "parse_layer", "parse_shape", "resolve_target", "symbolic_input"]
 
 SPATIAL_SYMBOLS = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
-_MODEL_KEYS = {"name", "description", "input_shape", "layers"}
-_LAYER_META_KEYS = {"name", "type", "input_shape", "description"}
+_MODEL_KEYS = {"name", "description", "input_shape", "layers", "dtype"}
+_LAYER_META_KEYS = {"name", "type", "input_shape", "description", "dtype"}
+DTYPES = ("float32", "float64", "int8", "uint8")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Network:
     input_shape: tuple
     model: Sequential
     description: str = ""
+    dtype: str = "float32"
 
     def summary(self, symbolic: bool = False):
         """The model's :class:`~convgen.summary.Summary` (spatial sizes as symbols if asked)."""
@@ -140,25 +142,29 @@ def _model(entry: object, where: str, seen: set) -> Network:
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             raise SpecError(f"{where}: layer {index} must be a table")
-        if "input_shape" in item:
-            raise SpecError(f"{where}: layer {index} has an input_shape; in a model only the "
-                            "model has one (each layer takes the previous layer's output)")
+        for key in ("input_shape", "dtype"):
+            if key in item:
+                raise SpecError(f"{where}: layer {index} has {key}; in a model only the model "
+                                f"has one (each layer takes the previous layer's output)")
         label = item.get("name", str(index))
         if not isinstance(label, str) or not label:
             raise SpecError(f"{where}: layer {index} name={label!r} must be a non-empty string")
         _description(item, f"{where} layer {label!r}")
         names.append(label)
         layers.append(layer_from_mapping(item, f"{where} layer {label!r}"))
-    return _network(name, shape, layers, names, _description(entry, where), where)
+    return _network(name, shape, layers, names, entry, where)
 
 
-def _network(name, shape, layers, names, description, where) -> Network:
+def _network(name, shape, layers, names, entry: dict, where) -> Network:
     try:
         model = Sequential(*layers, names=names)
         model.shapes(shape)
     except SpecError as error:
         raise SpecError(f"{where}: {error}") from None
-    return Network(name, shape, model, description)
+    dtype = entry.get("dtype", "float32")
+    if dtype not in DTYPES:
+        raise SpecError(f"{where}: dtype={dtype!r} must be one of {', '.join(DTYPES)}")
+    return Network(name, shape, model, _description(entry, where), dtype)
 
 
 def _description(entry: dict, where: str) -> str:
@@ -175,7 +181,7 @@ def _layer(entry: object, where: str, seen: set) -> Network:
     where = f"{where} {name!r}"
     shape = _shape(entry.get("input_shape"), where)
     layer = layer_from_mapping(entry, where)
-    return _network(name, shape, [layer], [name], _description(entry, where), where)
+    return _network(name, shape, [layer], [name], entry, where)
 
 
 def loads(text: str, source: str = "<string>") -> list[Network]:

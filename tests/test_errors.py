@@ -193,7 +193,7 @@ CONFIG_CASES = {
     "top-level key": (lambda: loads("models = 1"), "unknown top-level key\\(s\\) 'models'"),
     "model not table": (lambda: loads("model = [1]"), "model 0 must be a table"),
     "model key": (lambda: loads(GOOD_MODEL + "shape = 1\n"),
-                  "model 0: unknown key\\(s\\) 'shape'; allowed: description, input_shape"),
+                  "model 0: unknown key\\(s\\) 'shape'; allowed: description, dtype, input_shape"),
     "model name": (lambda: loads(GOOD_MODEL.replace('"m"', '""')),
                    "model 0: name='' must be a non-empty string"),
     "duplicate name": (lambda: loads(GOOD_MODEL + GOOD_MODEL), "name='m' is used twice"),
@@ -248,7 +248,7 @@ MORE_CASES = {
     "superscript digit": (lambda: parse_shape("3,4,\u00b2"), "must be comma-separated ints"),
     "layer input_shape in model": (
         lambda: loads(GOOD_MODEL.replace("kernel_size = 3", "kernel_size = 3, input_shape = [1]")),
-        "model 0 'm': layer 0 has an input_shape; in a model only the model has one"),
+        "model 0 'm': layer 0 has input_shape; in a model only the model has one"),
     "layer name not a string": (
         lambda: loads(GOOD_MODEL.replace('type = "Conv1d"', 'name = 1, type = "Conv1d"')),
         "model 0 'm': layer 0 name=1 must be a non-empty string"),
@@ -360,3 +360,10 @@ def test_plot_without_matplotlib_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(convgen.ConvgenError, match=r"pip install 'convgen\[plot\]'"):
         plot_toeplitz(C.Conv1d(1, 1, 2), (1, 4), "x.png")
+
+
+def test_layer_file_dtype_errors():
+    with pytest.raises(SpecError, match="model 0 'm': dtype='float16' must be one of float32"):
+        loads(GOOD_MODEL.replace('name = "m"', 'name = "m"\ndtype = "float16"'))
+    with pytest.raises(SpecError, match="layer 0 has dtype; in a model only the model has one"):
+        loads(GOOD_MODEL.replace("kernel_size = 3", 'kernel_size = 3, dtype = "float64"'))

@@ -22,7 +22,8 @@ def _readme_commands():
 def test_readme_has_exactly_two_quick_start_commands_and_ci_runs_the_test_one():
     commands = _readme_commands()
     assert len(commands) == 2
-    assert "convgen summary --examples" in commands[0] and "pytest" in commands[1]
+    assert "convgen generate" in commands[0] and "convgen verify" in commands[0]
+    assert "pytest" in commands[1]
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert commands[1] in ci  # verbatim, on a line of its own
     assert "set -euo pipefail" in ci

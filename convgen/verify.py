@@ -1,0 +1,111 @@
+"""Kernel vs oracle: compile generated kernels and compare them with the exact reference.
+
+Inputs are seeded small integers stored in the kernel's dtype, so every sum a kernel forms is
+exact: convolutions and max pooling must match :func:`convgen.reference.forward` bit for bit
+(the oracle runs in float64, exact on such inputs); average pooling must equal the exact
+rational quotient correctly rounded (one division; the oracle runs in exact arithmetic); LP
+pooling must lie within :data:`LP_ULPS` ULP of the root.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+import sympy
+
+from .build import DEFAULT_FLAGS, Kernel, compile_kernels
+from .reference import forward
+
+__all__ = ["LP_ULPS", "Outcome", "check_kernel", "random_case", "verify_layers"]
+
+LP_ULPS = 4
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The verdict on one kernel."""
+
+    name: str
+    description: str
+    dtype: str
+    cases: int
+    worst_ulps: float
+    passed: bool
+    detail: str = ""
+
+
+def random_case(kernel: Kernel, rng: np.random.Generator, batch: int = 2):
+    """Integer-valued ``x`` (and ``weight``, ``bias``) in the kernel's dtype."""
+    g = kernel.generated
+    low, high = (0, 9) if g.dtype == "uint8" else (-4, 5)
+    x = rng.integers(low, high, size=(batch, *g.input_shape)).astype(g.dtype)
+    args = [x]
+    if "w" in g.arguments:
+        args.append(rng.integers(-3, 4, size=g.layer.weight_shape).astype(g.dtype))
+    if "b" in g.arguments:
+        args.append(rng.integers(-9, 10, size=g.layer.out_channels).astype(g.dtype))
+    return args
+
+
+def _ulps(got: np.ndarray, exact: np.ndarray, dtype: str) -> float:
+    """Largest distance from the exact values, in ULPs of the exact values' magnitude."""
+    exact_float = np.array([float(sympy.N(v, 40)) if isinstance(v, sympy.Basic) else float(v)
+                            for v in exact.flat]).reshape(exact.shape)
+    if dtype in ("int8", "uint8"):
+        return 0.0 if np.array_equal(got, exact_float) else float("inf")
+    unit = np.spacing(np.abs(exact_float).astype(dtype)).astype(np.float64)
+    return float(np.max(np.abs(got.astype(np.float64) - exact_float) / unit, initial=0.0))
+
+
+def _correctly_rounded(got: np.ndarray, exact: np.ndarray) -> bool:
+    """Every value is the exact rational rounded to the nearest representable one."""
+    for value, truth in zip(got.flat, exact.flat):
+        truth = Fraction(truth)
+        candidates = [np.nextafter(value, -np.inf), value, np.nextafter(value, np.inf)]
+        if min(abs(Fraction(float(c)) - truth) for c in candidates) != abs(
+                Fraction(float(value)) - truth):
+            return False
+    return True
+
+
+def _oracle_input(array: np.ndarray, kind: str) -> np.ndarray:
+    """Exact arithmetic where a kernel divides (average pooling); float64 elsewhere, which is
+    exact on these small integers and far faster on big layers."""
+    return array.astype(np.int64 if "Avg" in kind else np.float64)
+
+
+def check_kernel(kernel: Kernel, cases: int = 2, seed: int = 0, batch: int = 2) -> Outcome:
+    """Run ``kernel`` on ``cases`` seeded inputs and judge it against the exact oracle."""
+    g = kernel.generated
+    rng = np.random.default_rng(seed)
+    kind = type(g.layer).__name__
+    worst, passed, detail = 0.0, True, ""
+    for _ in range(cases):
+        args = random_case(kernel, rng, batch)
+        got = kernel(*args)
+        exact = forward(g.layer, *[_oracle_input(a, kind) for a in args])
+        if isinstance(got, tuple):
+            if not np.array_equal(got[1], exact[1]):
+                passed, detail = False, "indices differ"
+            got, exact = got[0], exact[0]
+        ulps = _ulps(got, exact, g.dtype)
+        worst = max(worst, ulps)
+        if "LP" in kind:
+            ok = ulps <= LP_ULPS
+        elif "Avg" in kind:
+            ok = _correctly_rounded(got, exact)
+        else:
+            ok = ulps == 0
+        if not ok:
+            passed, detail = False, detail or f"values differ ({ulps:.3g} ULP)"
+    return Outcome(g.name, g.layer.describe(), g.dtype, cases, worst, passed, detail)
+
+
+def verify_layers(items: Sequence[tuple], dtype: str = "float32", cases: int = 2,
+                  flags: Sequence[str] = DEFAULT_FLAGS, batch: int = 2) -> list[Outcome]:
+    """Build ``(layer, input_shape[, name])`` items in one module and check each kernel."""
+    kernels = compile_kernels(items, dtype=dtype, flags=flags)
+    return [check_kernel(k, cases=cases, seed=i, batch=batch) for i, k in enumerate(kernels)]
