@@ -4,6 +4,9 @@ The pipeline is ``spec -> symbolic -> codegen -> build -> verify``.  This packag
 layer specs (PyTorch's names and meanings), their symbolic shapes, parameter counts and MACs.
 """
 
+__version__ = "0.1.0"
+
+from .build import compile
 from .errors import BuildError, ConvgenError, SpecError, VerificationError
 from .spec import (
     AdaptiveAvgPool1d,
@@ -36,8 +39,6 @@ from .spec import (
 )
 from .symbolic import size_symbols
 
-__version__ = "0.1.0"
-
 __all__ = [
     "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d",
     "AdaptiveMaxPool2d", "AdaptiveMaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
@@ -45,5 +46,5 @@ __all__ = [
     "ConvTranspose2d", "ConvTranspose3d", "ConvgenError", "GlobalAvgPool", "GlobalMaxPool",
     "LPPool1d", "LPPool2d", "LPPool3d", "Layer", "MaxPool1d", "MaxPool2d", "MaxPool3d",
     "Sequential", "SpecError", "VerificationError", "__version__", "padding_from_onnx",
-    "size_symbols",
+    "compile", "size_symbols",
 ]

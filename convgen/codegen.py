@@ -44,7 +44,7 @@ class IndexPrinter(C99CodePrinter):
 
     ``floor(a/b)`` and ``ceiling(a/b)`` of a non-negative integer ``a`` and a positive
     integer ``b`` become C integer division; ``Min``/``Max``/``Piecewise`` become ternaries;
-    ``Mod`` becomes ``%`` (used only in divisibility tests, where C's truncation is harmless).
+    ``Mod`` becomes a floor modulo (C's ``%`` truncates towards zero).
     """
 
     def _fraction(self, expr):
@@ -78,8 +78,10 @@ class IndexPrinter(C99CodePrinter):
         return text
 
     def _print_Mod(self, expr):
-        a, b = expr.args
-        return f"(({self._print(a)}) % {self._print(b)})"
+        a, b = (self._print(arg) for arg in expr.args)
+        if expr.args[0].is_nonnegative:
+            return f"(({a}) % {b})"
+        return f"(((({a}) % {b}) + {b}) % {b})"  # floor modulo, as SymPy means it
 
 
 def ccode(expr) -> str:
@@ -255,7 +257,9 @@ def _conv_context(layer, sample, out, dtype) -> dict:
         dims.append(dict(axis=_axes(ndim)[i], out=m, kernel=kk,
                          tap=ccode(sym.tap_index(o[i], k[i], s, d, lo)),
                          inside=ccode(sym.inside(p[i], n)),
-                         source=ccode(sym.padded_source(p[i], n, layer.padding_mode))))
+                         source=ccode(sym.padded_source(p[i], n, layer.padding_mode)),
+                         source_reads_p=sympy.sympify(
+                             sym.padded_source(p[i], n, layer.padding_mode)).has(p[i])))
     interior = sympy.And(*ranges)
     channel = _G * cg_in + _IC
     zeros = layer.padding_mode == "zeros"

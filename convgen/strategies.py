@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from . import symbolic as sym
 from .spec import LAYER_TYPES, Layer
 
-__all__ = ["CONV_KINDS", "POOL_KINDS", "conv_layers", "input_shape_for", "layers_with_inputs",
-           "pool_layers"]
+__all__ = ["CONV_KINDS", "FAMILIES", "POOL_KINDS", "adaptive_layers", "conv_layers",
+           "input_shape_for", "layers_with_inputs", "pool_layers"]
 
 CONV_KINDS = ("Conv", "ConvTranspose")
 POOL_KINDS = ("MaxPool", "AvgPool", "LPPool")
@@ -146,8 +146,25 @@ def _smallest_size(layer: Layer, dim: int) -> int:
 
 
 @st.composite
+def adaptive_layers(draw, ndim=ANY_NDIM, max_output: int = 5) -> Layer:
+    """A valid adaptive (average or max) or global pooling spec."""
+    n = draw(ndim)
+    kind = draw(st.sampled_from(["AdaptiveAvgPool", "AdaptiveMaxPool", "GlobalAvgPool",
+                                 "GlobalMaxPool"]))
+    if kind.startswith("Global"):
+        return LAYER_TYPES[kind](ndim=n)
+    size = tuple(draw(st.one_of(st.none(), st.integers(1, max_output))) for _ in range(n))
+    extra = {"return_indices": draw(st.booleans())} if kind == "AdaptiveMaxPool" else {}
+    return LAYER_TYPES[f"{kind}{n}d"](size, **extra)
+
+
+FAMILIES = ("conv", "pool", "adaptive")
+
+
+@st.composite
 def layers_with_inputs(draw, families=("conv", "pool"), ndim=ANY_NDIM):
-    """``(layer, input_shape)`` pairs across the requested families."""
+    """``(layer, input_shape)`` pairs across the requested families (see :data:`FAMILIES`)."""
     family = draw(st.sampled_from(families))
-    layer = draw(conv_layers(ndim=ndim) if family == "conv" else pool_layers(ndim=ndim))
+    make = {"conv": conv_layers, "pool": pool_layers, "adaptive": adaptive_layers}[family]
+    layer = draw(make(ndim=ndim))
     return layer, draw(input_shape_for(layer))

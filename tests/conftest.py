@@ -1,4 +1,4 @@
-"""Shared test set-up: hypothesis profiles.
+"""Shared test set-up: hypothesis profiles and a private kernel cache.
 
 ``dev`` (the default) keeps the suite quick; ``ci`` (chosen when ``CI`` is set, as in
 ``.ci/run``) draws more examples.  ``HYPOTHESIS_PROFILE`` overrides either.
@@ -6,9 +6,22 @@
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile("dev", max_examples=40, deadline=None, print_blob=True)
 settings.register_profile("ci", max_examples=150, deadline=None, print_blob=True,
-                          suppress_health_check=[HealthCheck.too_slow])
+                          suppress_health_check=[HealthCheck.too_slow,
+                                                 HealthCheck.data_too_large])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+#: How many configs one bulk property example builds into a single module.
+BULK = int(os.environ.get("CONVGEN_TEST_BULK", "40" if os.environ.get("CI") else "20"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _kernel_cache(tmp_path_factory):
+    """Build kernels into a cache of this test session unless CONVGEN_CACHE_DIR is set."""
+    if not os.environ.get("CONVGEN_CACHE_DIR"):
+        os.environ["CONVGEN_CACHE_DIR"] = str(tmp_path_factory.mktemp("kernel-cache"))
+    yield
