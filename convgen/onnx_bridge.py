@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from . import symbolic as sym
 from .errors import SpecError
-from .spec import Layer
+from .spec import Layer, padding_from_onnx
 
-__all__ = ["OnnxNode", "OPSET", "onnx_model", "onnx_nodes"]
+__all__ = ["OnnxNode", "OPSET", "layer_from_onnx", "onnx_indices", "onnx_model", "onnx_nodes"]
 
 OPSET = 21
 _PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
@@ -163,3 +163,99 @@ def onnx_model(layer: Layer, input_shape: Sequence[int], dtype: str = "float32")
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     onnx.checker.check_model(model)
     return model
+
+
+# --------------------------------------------------------------------------- importing
+
+
+def _attributes(node) -> dict:
+    from onnx import helper
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _decoded(value):
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _import_padding(attrs: dict, ndim: int):
+    auto_pad = _decoded(attrs.get("auto_pad", "NOTSET"))
+    return padding_from_onnx(auto_pad, attrs.get("pads"), ndim)
+
+
+def _transpose_padding(attrs, ndim, spatial, kernel, stride, dilation):
+    """ONNX ConvTranspose pads, including those implied by ``output_shape``."""
+    output_padding = list(attrs.get("output_padding", [0] * ndim))
+    if "output_shape" not in attrs:
+        return _import_padding(attrs, ndim), tuple(output_padding)
+    pads = []
+    for dim, (n, k, s, d, want) in enumerate(zip(spatial, kernel, stride, dilation,
+                                                 attrs["output_shape"][-ndim:])):
+        total = sym.conv_transpose_output_size(n, k, s, d, 0, 0, output_padding[dim]) - want
+        if total < 0:  # the requested output is longer than the scatter: pad at the end
+            output_padding[dim] -= total
+            total = 0
+        upper = _decoded(attrs.get("auto_pad", "NOTSET")) == "SAME_UPPER"
+        pads.append((total // 2, total - total // 2) if upper else
+                    (total - total // 2, total // 2))
+    return tuple(pads), tuple(output_padding)
+
+
+def layer_from_onnx(node, input_shapes: Sequence[Sequence[int]]) -> Layer:
+    """The layer spec of one ONNX node (Conv, ConvTranspose, MaxPool, AveragePool, LpPool,
+    GlobalAveragePool, GlobalMaxPool) for concrete input shapes ``[X, W?, B?]``.
+
+    MaxPool's ``storage_order`` only changes how ONNX numbers the indices: convert convgen's
+    indices with :func:`onnx_indices`.
+    """
+    from . import spec
+
+    attrs, op = _attributes(node), node.op_type
+    x_shape = list(input_shapes[0])
+    ndim = len(x_shape) - 2
+    if op in ("GlobalAveragePool", "GlobalMaxPool"):
+        cls = spec.GlobalAvgPool if op == "GlobalAveragePool" else spec.GlobalMaxPool
+        return cls(ndim=ndim)
+    if ndim not in (1, 2, 3):
+        raise SpecError(f"{op}: {ndim} spatial dimensions; convgen layers have 1 to 3")
+    kernel = list(attrs.get("kernel_shape") or list(input_shapes[1])[2:])
+    stride = attrs.get("strides", [1] * ndim)
+    dilation = attrs.get("dilations", [1] * ndim)
+    common = dict(kernel_size=kernel, stride=stride, dilation=dilation)
+    if op == "Conv":
+        w = list(input_shapes[1])
+        return spec.LAYER_TYPES[f"Conv{ndim}d"](
+            x_shape[1], w[0], groups=attrs.get("group", 1), bias=len(input_shapes) > 2,
+            padding=_import_padding(attrs, ndim), **common)
+    if op == "ConvTranspose":
+        w, groups = list(input_shapes[1]), attrs.get("group", 1)
+        padding, output_padding = _transpose_padding(attrs, ndim, x_shape[2:], kernel, stride,
+                                                     dilation)
+        return spec.LAYER_TYPES[f"ConvTranspose{ndim}d"](
+            x_shape[1], w[1] * groups, groups=groups, bias=len(input_shapes) > 2,
+            padding=padding, output_padding=output_padding, **common)
+    pool = dict(padding=_import_padding(attrs, ndim), ceil_mode=bool(attrs.get("ceil_mode", 0)),
+                **common)
+    if op == "MaxPool":
+        return spec.LAYER_TYPES[f"MaxPool{ndim}d"](return_indices=len(node.output) > 1, **pool)
+    if op == "AveragePool":
+        return spec.LAYER_TYPES[f"AvgPool{ndim}d"](
+            count_include_pad=bool(attrs.get("count_include_pad", 0)), **pool)
+    if op == "LpPool":
+        return spec.LAYER_TYPES[f"LPPool{ndim}d"](attrs.get("p", 2), **pool)
+    raise SpecError(f"ONNX operator {op!r} has no convgen layer")
+
+
+def onnx_indices(indices, input_shape: Sequence[int], storage_order: int = 0):
+    """convgen's max-pooling indices (row-major within each ``(n, c)`` plane, as PyTorch's)
+    as ONNX numbers them: flat over the whole input, row-major (``storage_order=0``) or
+    column-major within the plane (``storage_order=1``)."""
+    import numpy as np
+
+    indices = np.asarray(indices)
+    spatial = tuple(input_shape[2:])
+    if storage_order:
+        coords = np.unravel_index(indices, spatial)
+        indices = np.ravel_multi_index(coords, spatial, order="F")
+    planes = np.arange(int(np.prod(indices.shape[:2]))).reshape(
+        *indices.shape[:2], *[1] * (indices.ndim - 2))
+    return indices + planes * int(np.prod(spatial))

@@ -1,0 +1,64 @@
+"""ONNX's own conformance cases (onnx.backend.test.case.node) through the generated C."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from convgen import SpecError
+from convgen.build import compile_kernels
+from convgen.onnx_bridge import _attributes, layer_from_onnx, onnx_indices
+
+onnx_cases = pytest.importorskip("onnx.backend.test.case.node")
+
+OPS = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool", "GlobalAveragePool",
+       "GlobalMaxPool")
+DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64",
+          np.dtype(np.int8): "int8", np.dtype(np.uint8): "uint8"}
+
+
+def _cases():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cases = onnx_cases.collect_testcases(None)
+    return [c for c in cases if c.model.graph.node and c.model.graph.node[0].op_type in OPS]
+
+
+CASES = _cases()
+
+
+def _run(case):
+    """Compile and run one case; return (passed, reason)."""
+    node = case.model.graph.node[0]
+    inputs, expected = case.data_sets[0]
+    try:
+        layer = layer_from_onnx(node, [np.shape(a) for a in inputs])
+    except SpecError as error:
+        return False, f"not representable: {error}"
+    dtype = DTYPES[np.asarray(inputs[0]).dtype]
+    (kernel,) = compile_kernels([(layer, tuple(np.shape(inputs[0])[1:]))], dtype=dtype)
+    arrays = [np.ascontiguousarray(a) for a in inputs]
+    got = kernel(*arrays)
+    outputs = got if isinstance(got, tuple) else (got,)
+    for index, (ours, theirs) in enumerate(zip(outputs, expected)):
+        if index == 1:  # ONNX indices are flat over the whole tensor, ours per plane
+            order = _attributes(node).get("storage_order", 0)
+            ours = onnx_indices(ours, inputs[0].shape, order)
+        if ours.shape != theirs.shape:
+            return False, f"output {index}: shape {ours.shape} != {theirs.shape}"
+        # ONNX's backend runner compares with rtol=1e-3, atol=1e-7; some expected outputs
+        # are printed to 4 decimals.
+        if not np.allclose(ours, theirs, rtol=1e-3, atol=1e-7, equal_nan=True):
+            return False, f"output {index}: values differ by {np.max(np.abs(ours - theirs))}"
+    return True, ""
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_onnx_conformance_case(case):
+    passed, reason = _run(case)
+    assert passed, reason
+
+
+def test_every_pooling_and_convolution_case_is_collected():
+    assert len(CASES) >= 60
+    assert {c.model.graph.node[0].op_type for c in CASES} == set(OPS)
