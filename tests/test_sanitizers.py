@@ -62,7 +62,8 @@ SAMPLE = [(layer, "float32") for layer in FAMILY_EXAMPLES] + [
 ]
 
 
-@pytest.mark.parametrize("layer, dtype", SAMPLE, ids=[f"{layer.describe()}-{d}" for layer, d in SAMPLE])
+@pytest.mark.parametrize("layer, dtype", SAMPLE,
+                         ids=[f"{layer.describe()}-{d}" for layer, d in SAMPLE])
 def test_kernel_is_clean_under_address_and_undefined_sanitizers(layer, dtype, tmp_path):
     kernel = codegen.generate(layer, _shape(layer), dtype=dtype, name="k")
     (tmp_path / "k.c").write_text(kernel.source)
