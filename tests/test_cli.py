@@ -109,3 +109,59 @@ def test_toeplitz_latex_and_plot(tmp_path, capsys):
 def test_toeplitz_mistakes(capsys, argv, message):
     code, _, err = run(capsys, *argv)
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_generated_folder_matches_the_generator(capsys):
+    from tests.test_packaging import ROOT
+    code, out, _ = run(capsys, "generate", "--check", "-o", str(ROOT / "generated"))
+    assert code == 0, out
+    assert "matches the generator: 34 kernels" in out
+
+
+def test_generate_check_and_verify_a_layer_file(tmp_path, capsys):
+    layers = tmp_path / "layers.toml"
+    layers.write_text('[[model]]\nname = "net"\ninput_shape = [2, 9, 9]\ndtype = "float64"\n'
+                      'layers = [\n  { name = "c", type = "Conv2d", in_channels = 2, '
+                      'out_channels = 3, kernel_size = 3, padding = "same", '
+                      'padding_mode = "reflect" },\n'
+                      '  { name = "p", type = "MaxPool2d", kernel_size = 2, '
+                      'return_indices = true },\n]\n')
+    out_dir = tmp_path / "out"
+    code, out, _ = run(capsys, "generate", str(layers), "-o", str(out_dir))
+    assert code == 0 and "wrote 2 kernels (8 files)" in out
+    names = sorted(p.name for p in (out_dir / "layers").iterdir())
+    assert names == ["net_c.c", "net_c.h", "net_c.md", "net_c.toml",
+                     "net_p.c", "net_p.h", "net_p.md", "net_p.toml"]
+    report = (out_dir / "layers" / "net_c.md").read_text()
+    assert "MACs per sample: 4,374" in report and "## Verification" in report
+    assert run(capsys, "generate", str(layers), "-o", str(out_dir), "--check")[0] == 0
+    code, out, _ = run(capsys, "verify", str(out_dir))
+    assert code == 0 and "2 passed, 0 failed" in out and "float64" in out
+    # a hand edit is caught by both --check and verify
+    source = out_dir / "layers" / "net_p.c"
+    source.write_text(source.read_text().replace("v > best", "v >= best"))
+    code, out, _ = run(capsys, "generate", str(layers), "-o", str(out_dir), "--check")
+    assert code == 1 and "differs:" in out and "net_p.c" in out
+    code, out, _ = run(capsys, "verify", str(out_dir))
+    assert code == 1 and "stale:" in out
+    (out_dir / "layers" / "extra.c").write_text("")
+    assert "unexpected:" in run(capsys, "generate", str(layers), "-o", str(out_dir),
+                                "--check")[1]
+
+
+def test_verify_reports_a_wrong_kernel(monkeypatch, capsys):
+    """A kernel that disagrees with the oracle makes verify fail (an output off by one)."""
+    import dataclasses
+
+    from convgen import codegen
+    real = codegen.generate
+
+    def off_by_one(*args, **kwargs):
+        kernel = real(*args, **kwargs)
+        return dataclasses.replace(kernel, source=kernel.source.replace("= acc;", "= acc + 1;"))
+
+    monkeypatch.setattr(codegen, "generate", off_by_one)
+    code, out, _ = run(capsys, "verify", "lecture", "--cases", "1")
+    assert code == 1
+    assert "lecture_toeplitz" in out and "FAIL: values differ" in out
+    assert "lecture_pooling_max" in out and out.count(" pass\n") >= 1  # pools untouched
