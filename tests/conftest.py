@@ -15,8 +15,11 @@ settings.register_profile("ci", max_examples=150, deadline=None, print_blob=True
                                                  HealthCheck.data_too_large])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
-#: How many configs one bulk property example builds into a single module.
-BULK = int(os.environ.get("CONVGEN_TEST_BULK", "40" if os.environ.get("CI") else "20"))
+#: How many configs one bulk property example builds into a single module (at least half
+#: that many), and how many such examples run: in CI at least 60 * 30 = 1,800 configs.
+BULK = int(os.environ.get("CONVGEN_TEST_BULK", "60" if os.environ.get("CI") else "20"))
+BULK_EXAMPLES = int(os.environ.get("CONVGEN_TEST_BULK_EXAMPLES",
+                                   "60" if os.environ.get("CI") else "8"))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -12,15 +12,16 @@ from convgen import codegen
 from convgen.build import compile_kernels
 from convgen.strategies import FAMILIES, layers_with_inputs
 from convgen.verify import verify_layers
-from tests.conftest import BULK
+from tests.conftest import BULK, BULK_EXAMPLES
 
 
 def _sample(layer, shape):
     return tuple(shape[-layer.ndim - 1:])
 
 
-@settings(max_examples=25)
-@given(cases=st.lists(layers_with_inputs(families=FAMILIES), min_size=1, max_size=BULK),
+@settings(max_examples=BULK_EXAMPLES)
+@given(cases=st.lists(layers_with_inputs(families=FAMILIES), min_size=max(1, BULK // 2),
+                      max_size=BULK),
        dtype=st.sampled_from(["float32", "float64"]))
 def test_generated_kernels_match_the_exact_oracle(cases, dtype):
     """One module per example holds up to BULK kernels; each is judged on its own."""
