@@ -26,7 +26,7 @@ from .errors import SpecError
 from .resources import templates_dir
 from .spec import Layer
 
-__all__ = ["C_TYPES", "GeneratedKernel", "IndexPrinter", "ccode", "family", "generate",
+__all__ = ["Access", "C_TYPES", "GeneratedKernel", "IndexPrinter", "ccode", "family", "generate",
            "generator_hash", "kernel_name"]
 
 C_TYPES = {"float32": "float", "float64": "double", "int8": "int8_t", "uint8": "uint8_t"}
@@ -97,6 +97,31 @@ def _symbols(prefix: str, count: int, nonnegative: bool = True) -> list[sympy.Sy
 
 _N, _C, _OC, _IC, _G = (sympy.Symbol(s, integer=True, nonnegative=True)
                         for s in ("n", "c", "oc", "ic", "g"))
+_BATCH = sympy.Symbol("batch", integer=True, positive=True)
+
+
+@dataclass(frozen=True)
+class Access:
+    """One array access of a kernel, as the bounds proof sees it.
+
+    ``index`` must lie in ``[0, size)`` whenever every condition of ``domain`` holds: the
+    loop ranges, the branch guards, and the definitions of the kernel's local variables
+    (``p0 == k0 + o0 - 1``, ...), all the same SymPy expressions the template prints.
+    """
+
+    array: str
+    index: sympy.Expr
+    size: sympy.Expr
+    where: str
+    domain: tuple
+
+
+def _loop(symbol, stop) -> list:
+    return [sympy.Ge(symbol, 0), sympy.Lt(symbol, stop)]
+
+
+def _loops(symbols, stops) -> list:
+    return [c for symbol, stop in zip(symbols, stops) for c in _loop(symbol, stop)]
 _AXES = {1: ["width"], 2: ["height", "width"], 3: ["depth", "height", "width"]}
 
 
@@ -167,6 +192,7 @@ class GeneratedKernel:
     cdef: str                   # the prototype, for cffi
     arguments: tuple            # argument names in order: x, [w], [b], y, [indices], batch
     family: str
+    accesses: tuple = ()        # every array access, for the bounds proof (convgen.bounds)
 
 
 def _check_dtype(layer: Layer, dtype: str) -> None:
@@ -196,6 +222,7 @@ def generate(layer: Layer, input_shape: Sequence, dtype: str = "float32",
     kind = family(layer)
     context = _CONTEXTS[kind](layer, sample, out, dtype)
     arguments = context.pop("arguments")
+    accesses = tuple(context.pop("accesses"))
     ctype = C_TYPES[dtype]
     params = [f"const {ctype} *restrict {a}" if a in ("x", "w", "b") else
               f"int64_t *restrict {a}" if a == "indices" else
@@ -211,7 +238,7 @@ def generate(layer: Layer, input_shape: Sequence, dtype: str = "float32",
     source = _environment().get_template(f"c/{kind}.c.j2").render(**common)
     header = _render_header(name, banner, signature, layer, sample, out, arguments, kind)
     return GeneratedKernel(name, layer, sample, out, dtype, source, header, cdef,
-                           tuple(arguments), kind)
+                           tuple(arguments), kind, accesses)
 
 
 def _render_header(name, banner, signature, layer, sample, out, arguments, kind) -> str:
@@ -263,17 +290,36 @@ def _conv_context(layer, sample, out, dtype) -> dict:
     interior = sympy.And(*ranges)
     channel = _G * cg_in + _IC
     zeros = layer.padding_mode == "zeros"
+    x_interior = sym.flat_index([_N, channel, *p], [None, c_in, *spatial])
+    x_border = sym.flat_index([_N, channel, *(p if zeros else q)], [None, c_in, *spatial])
+    w_index = sym.flat_index([_OC, _IC, *k], list(layer.weight_shape))
+    y_index = sym.flat_index([_N, _OC, *o], [None, *out])
+    position = [sympy.Ge(_BATCH, 1), *_loop(_N, _BATCH), *_loop(_OC, layer.out_channels),
+                sympy.Eq(_G, sympy.floor(_OC / cg_out)), *_loops(o, out[1:])]
+    taps = [*position, *_loop(_IC, cg_in), *_loops(k, layer.kernel_size),
+            *[sympy.Eq(p[i], sym.tap_index(o[i], k[i], s, d, lo)) for i, (s, d, (lo, _)) in
+              enumerate(zip(layer.stride, layer.dilation, pads))]]
+    border = [sym.inside(p[i], n) for i, n in enumerate(spatial)] if zeros else \
+        [sympy.Eq(q[i], sym.padded_source(p[i], n, layer.padding_mode))
+         for i, n in enumerate(spatial)]
+    x_size, y_size = _BATCH * sym.prod(sample), _BATCH * sym.prod(out)
+    accesses = [Access("x", x_border, x_size, "x, border taps", tuple(taps + border)),
+                Access("w", w_index, sym.prod(layer.weight_shape), "w", tuple(taps)),
+                Access("y", y_index, y_size, "y", tuple(position))]
+    if interior is not sympy.false:
+        accesses.insert(0, Access("x", x_interior, x_size, "x, interior taps",
+                                  tuple(taps + [interior])))
+    if layer.bias:
+        accesses.append(Access("b", _OC, layer.out_channels, "b", tuple(position)))
     return dict(
+        accesses=accesses,
         arguments=["x", "w", *(["b"] if layer.bias else []), "y"],
         dims=dims, c_out=layer.out_channels, cg_in=cg_in,
         group=ccode(sympy.floor(_OC / cg_out)), zeros=zeros, padding_mode=layer.padding_mode,
         interior="" if interior is sympy.false else ccode(interior),
         acc_type=C_TYPES[dtype], acc_init="b[oc]" if layer.bias else "0",
-        x_interior=ccode(sym.flat_index([_N, channel, *p], [None, c_in, *spatial])),
-        x_border=ccode(sym.flat_index([_N, channel, *(p if zeros else q)],
-                                      [None, c_in, *spatial])),
-        w_index=ccode(sym.flat_index([_OC, _IC, *k], list(layer.weight_shape))),
-        y_index=ccode(sym.flat_index([_N, _OC, *o], [None, *out])))
+        x_interior=ccode(x_interior), x_border=ccode(x_border), w_index=ccode(w_index),
+        y_index=ccode(y_index))
 
 
 def _reduction(layer, dtype: str) -> tuple[str, dict]:
@@ -317,16 +363,43 @@ def _pool_context(layer, sample, out, dtype) -> dict:
     interior = sympy.And(*ranges)
     op, norm = _reduction(layer, dtype)
     override = getattr(layer, "divisor_override", None)
+    x_index = sym.flat_index([_N, _C, *p], [None, channels, *spatial])
+    plane = sym.flat_index(p, [None, *spatial[1:]])
+    y_index = sym.flat_index([_N, _C, *o], [None, *out])
+    position = [sympy.Ge(_BATCH, 1), *_loop(_N, _BATCH), *_loop(_C, channels),
+                *_loops(o, out[1:])]
+    taps = [*position, *_loops(k, layer.kernel_size),
+            *[sympy.Eq(p[i], sym.tap_index(o[i], k[i], s, d, lo)) for i, (s, d, (lo, _)) in
+              enumerate(zip(layer.stride, layer.dilation, pads))]]
+    border = [*[sym.inside_padded(p[i], n, lo, hi) for i, (n, (lo, hi)) in
+                enumerate(zip(spatial, pads))], *inside]
+    accesses = _pool_accesses(layer, x_index, plane, y_index, sample, out, position,
+                              [taps + border] + ([taps + [interior]]
+                                                 if interior is not sympy.false else []))
     return dict(
+        accesses=accesses,
         arguments=_pool_arguments(layer), dims=dims, channels=channels, op=op, norm=norm,
         interior="" if interior is sympy.false else ccode(interior),
         inside=ccode(sympy.And(*inside)),
         interior_count=sym.prod(layer.kernel_size),
         count_include_pad=getattr(layer, "count_include_pad", False),
         divisor=override if override is not None else "count",
-        x_index=ccode(sym.flat_index([_N, _C, *p], [None, channels, *spatial])),
-        plane_index=ccode(sym.flat_index(p, [None, *spatial[1:]]) if ndim > 1 else p[0]),
-        y_index=ccode(sym.flat_index([_N, _C, *o], [None, *out])))
+        x_index=ccode(x_index), plane_index=ccode(plane), y_index=ccode(y_index))
+
+
+def _pool_accesses(layer, x_index, plane, y_index, sample, out, position, reads) -> list:
+    """x under each read domain, y (and indices) per output, and the index values' range."""
+    x_size, y_size = _BATCH * sym.prod(sample), _BATCH * sym.prod(out)
+    accesses = []
+    for domain in reads:
+        accesses.append(Access("x", x_index, x_size, "x", tuple(domain)))
+        if getattr(layer, "return_indices", False):
+            accesses.append(Access("indices value", plane, sym.prod(sample[1:]),
+                                   "the stored index, within the input plane", tuple(domain)))
+    accesses.append(Access("y", y_index, y_size, "y", tuple(position)))
+    if getattr(layer, "return_indices", False):
+        accesses.append(Access("indices", y_index, y_size, "indices", tuple(position)))
+    return accesses
 
 
 def _adaptive_context(layer, sample, out, dtype) -> dict:
@@ -338,12 +411,20 @@ def _adaptive_context(layer, sample, out, dtype) -> dict:
         sizes.append(end - start)
         dims.append(dict(axis=_axes(ndim)[i], out=m, start=ccode(start), end=ccode(end)))
     op, norm = _reduction(layer, dtype)
+    x_index = sym.flat_index([_N, _C, *p], [None, channels, *spatial])
+    plane = sym.flat_index(p, [None, *spatial[1:]])
+    y_index = sym.flat_index([_N, _C, *o], [None, *out])
+    position = [sympy.Ge(_BATCH, 1), *_loop(_N, _BATCH), *_loop(_C, channels),
+                *_loops(o, out[1:])]
+    window = [c for i, (n, m) in enumerate(zip(spatial, out[1:]))
+              for c in (sympy.Ge(p[i], sym.adaptive_window(o[i], n, m)[0]),
+                        sympy.Lt(p[i], sym.adaptive_window(o[i], n, m)[1]))]
     return dict(
+        accesses=_pool_accesses(layer, x_index, plane, y_index, sample, out, position,
+                                [position + window]),
         arguments=_pool_arguments(layer), dims=dims, channels=channels, op=op, norm=norm,
-        window_size=ccode(sym.prod(sizes)),
-        x_index=ccode(sym.flat_index([_N, _C, *p], [None, channels, *spatial])),
-        plane_index=ccode(sym.flat_index(p, [None, *spatial[1:]]) if ndim > 1 else p[0]),
-        y_index=ccode(sym.flat_index([_N, _C, *o], [None, *out])))
+        window_size=ccode(sym.prod(sizes)), x_index=ccode(x_index), plane_index=ccode(plane),
+        y_index=ccode(y_index))
 
 
 def _conv_transpose_context(layer, sample, out, dtype) -> dict:
@@ -361,16 +442,32 @@ def _conv_transpose_context(layer, sample, out, dtype) -> dict:
                          skip=ccode(skip), source=ccode(sympy.floor(r[d] / stride)),
                          beyond=ccode(sympy.Ge(i[d], n))))
     group = sympy.floor(_OC / cg_out)
-    channel = _G * cg_in + sympy.Symbol("icl", integer=True, nonnegative=True)
+    icl = sympy.Symbol("icl", integer=True, nonnegative=True)
+    channel = _G * cg_in + icl
     ocl = sympy.Symbol("ocl", integer=True, nonnegative=True)
+    x_index = sym.flat_index([_N, channel, *i], [None, c_in, *spatial])
+    w_index = sym.flat_index([channel, ocl, *k], list(layer.weight_shape))
+    y_index = sym.flat_index([_N, _OC, *o], [None, *out])
+    position = [sympy.Ge(_BATCH, 1), *_loop(_N, _BATCH), *_loop(_OC, layer.out_channels),
+                sympy.Eq(_G, group), sympy.Eq(ocl, _OC - cg_out * _G), *_loops(o, out[1:])]
+    taps = [*position, *_loop(icl, cg_in), *_loops(k, layer.kernel_size)]
+    for d, (n, s, dil, (lo, _)) in enumerate(zip(spatial, layer.stride, layer.dilation, pads)):
+        numerator, stride = sym.transpose_gather(o[d], k[d], s, dil, lo)
+        taps += [sympy.Eq(r_any[d], numerator), sympy.Ge(r_any[d], 0),
+                 sympy.Eq(sympy.Mod(r_any[d], stride), 0),
+                 sympy.Eq(i[d], sympy.floor(r_any[d] / stride)), sympy.Lt(i[d], n)]
+    accesses = [Access("x", x_index, _BATCH * sym.prod(sample), "x", tuple(taps)),
+                Access("w", w_index, sym.prod(layer.weight_shape), "w", tuple(taps)),
+                Access("y", y_index, _BATCH * sym.prod(out), "y", tuple(position))]
+    if layer.bias:
+        accesses.append(Access("b", _OC, layer.out_channels, "b", tuple(position)))
     return dict(
+        accesses=accesses,
         arguments=["x", "w", *(["b"] if layer.bias else []), "y"],
         dims=dims, c_out=layer.out_channels, cg_in=cg_in, group=ccode(group),
         local_oc=ccode(_OC - cg_out * group),
         acc_type=C_TYPES[dtype], acc_init="b[oc]" if layer.bias else "0",
-        x_index=ccode(sym.flat_index([_N, channel, *i], [None, c_in, *spatial])),
-        w_index=ccode(sym.flat_index([channel, ocl, *k], list(layer.weight_shape))),
-        y_index=ccode(sym.flat_index([_N, _OC, *o], [None, *out])))
+        x_index=ccode(x_index), w_index=ccode(w_index), y_index=ccode(y_index))
 
 
 _CONTEXTS = {"conv": _conv_context, "pool": _pool_context, "adaptive_pool": _adaptive_context,

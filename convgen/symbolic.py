@@ -43,6 +43,7 @@ __all__ = [
     "conv_macs",
     "conv_output_size",
     "conv_transpose_macs",
+    "conv_transpose_output_padding",
     "conv_transpose_output_size",
     "conv_transpose_same_padding",
     "conv_weight_count",
@@ -241,6 +242,16 @@ def conv_transpose_output_size(n: Size, kernel: Size, stride: Size, dilation: Si
     """
     full = (n - 1) * stride + dilated_extent(kernel, dilation) + output_padding
     return _plain(full - pad_lo - pad_hi)
+
+
+def conv_transpose_output_padding(m: Size, kernel: Size, stride: Size, dilation: Size,
+                                  pad_lo: Size, pad_hi: Size) -> Size:
+    """The ``output_padding`` that makes a transposed convolution return a size ``m`` from
+    the convolution's output: ``(m + lo + hi - dilated_extent) mod stride``."""
+    room = m + pad_lo + pad_hi - dilated_extent(kernel, dilation)
+    if _ints(room, stride):
+        return int(_plain(room)) % int(_plain(stride))
+    return _plain(sympy.Mod(room, stride))
 
 
 def conv_transpose_same_padding(kernel: Size, stride: Size, dilation: Size,

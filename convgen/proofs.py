@@ -1,0 +1,391 @@
+"""Statements about convgen's formulas, proved for every size or refuted with a counterexample.
+
+A statement is built from the very functions of :mod:`convgen.symbolic` that specs, oracles
+and templates use, called with SymPy symbols, and handed to z3 through :func:`to_z3`, the one
+place where SymPy becomes solver terms.  The solver looks for an assignment of the integer
+variables that satisfies the assumptions (the domains) and violates the claim:
+
+* none exists: **proved** for every size in the domain;
+* one exists: **refuted**, with the smallest counterexample (least sum of the variables);
+* the solver gives up: **unknown**, with its reason (never reported as proved).
+
+Polynomial inequalities that z3's integer arithmetic cannot settle are proved by
+:func:`nonnegative_polynomial` (every coefficient of the expanded polynomial, in variables
+shifted to start at 0, is non-negative).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import sympy
+import z3
+
+from . import symbolic as sym
+from .errors import SpecError
+
+__all__ = ["CATALOGUE", "Result", "Statement", "nonnegative_polynomial", "prove",
+           "run_catalogue", "to_z3"]
+
+TIMEOUT_MS = 20_000
+
+
+# --------------------------------------------------------------------------- translation
+
+
+def _fraction(expr):
+    numerator, denominator = sympy.fraction(sympy.together(expr))
+    return numerator, denominator
+
+
+def to_z3(expr, env: dict):
+    """Translate a SymPy integer expression or condition into z3 terms.
+
+    ``env`` maps SymPy symbols to z3 ``Int`` terms (missing symbols are added).  Supports
+    sums, products, integer powers, ``floor``/``ceiling`` of a quotient (z3's integer division
+    is the floor for a positive divisor; every divisor here is a stride, a kernel size or an
+    output size, positive by the domains), ``Mod``, ``Min``/``Max``, ``Piecewise``, relations
+    and boolean connectives.
+    """
+    expr = sympy.sympify(expr)
+    if expr is sympy.true:
+        return z3.BoolVal(True)
+    if expr is sympy.false:
+        return z3.BoolVal(False)
+    if expr.is_Integer:
+        return z3.IntVal(int(expr))
+    if expr.is_Symbol:
+        if expr not in env:
+            env[expr] = z3.Int(str(expr))
+        return env[expr]
+    args = [to_z3(a, env) for a in expr.args] if not isinstance(
+        expr, (sympy.floor, sympy.ceiling, sympy.Piecewise)) else None
+    if isinstance(expr, sympy.Add):
+        return z3.Sum(*args)
+    if isinstance(expr, sympy.Mul):
+        if any(a.is_Rational and not a.is_Integer for a in expr.args):
+            raise SpecError(f"cannot translate {expr} to integer arithmetic")
+        return z3.Product(*args)
+    if isinstance(expr, sympy.Pow) and expr.exp.is_Integer and expr.exp >= 0:
+        return z3.Product(*[args[0]] * int(expr.exp)) if expr.exp else z3.IntVal(1)
+    if isinstance(expr, (sympy.floor, sympy.ceiling)):
+        numerator, denominator = (to_z3(e, env) for e in _fraction(expr.args[0]))
+        if isinstance(expr, sympy.floor):
+            return numerator / denominator
+        return -((-numerator) / denominator)
+    if isinstance(expr, sympy.Mod):
+        return args[0] % args[1]
+    if isinstance(expr, (sympy.Min, sympy.Max)):
+        result = args[0]
+        for a in args[1:]:
+            take = a < result if isinstance(expr, sympy.Min) else a > result
+            result = z3.If(take, a, result)
+        return result
+    if isinstance(expr, sympy.Piecewise):
+        *pieces, (last, _) = expr.args
+        result = to_z3(last, env)
+        for value, condition in reversed(pieces):
+            result = z3.If(to_z3(condition, env), to_z3(value, env), result)
+        return result
+    relations = {sympy.Eq: lambda a, b: a == b, sympy.Ne: lambda a, b: a != b,
+                 sympy.Lt: lambda a, b: a < b, sympy.Le: lambda a, b: a <= b,
+                 sympy.Gt: lambda a, b: a > b, sympy.Ge: lambda a, b: a >= b}
+    for kind, make in relations.items():
+        if isinstance(expr, kind):
+            return make(*args)
+    if isinstance(expr, sympy.And):
+        return z3.And(*args)
+    if isinstance(expr, sympy.Or):
+        return z3.Or(*args)
+    if isinstance(expr, sympy.Not):
+        return z3.Not(*args)
+    raise SpecError(f"cannot translate {expr!r} ({type(expr).__name__}) to z3")
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Result:
+    """The outcome of one statement."""
+
+    name: str
+    statement: str
+    assumptions: tuple[str, ...]
+    status: str                      # "proved", "refuted" or "unknown"
+    counterexample: dict = field(default_factory=dict)
+    reason: str = ""
+    method: str = "z3"
+    seconds: float = 0.0
+    expected: str = "proved"
+
+    @property
+    def as_expected(self) -> bool:
+        return self.status == self.expected
+
+
+def prove(claim, assumptions: Sequence, name: str = "", statement: str = "",
+          minimize: bool = True) -> Result:
+    """Prove ``claim`` under ``assumptions`` (SymPy conditions) for all integers, or refute it
+    with the smallest counterexample."""
+    start = time.perf_counter()
+    env: dict = {}
+    hypotheses = [to_z3(a, env) for a in assumptions]
+    negated = z3.Not(to_z3(claim, env))
+    hypotheses += _symbol_assumptions(env)
+    solver = z3.Solver()
+    solver.set("timeout", TIMEOUT_MS)
+    solver.add(*hypotheses, negated)
+    verdict = solver.check()
+    texts = tuple(str(a) for a in assumptions)
+    statement = statement or str(claim)
+    if verdict == z3.unsat:
+        return Result(name, statement, texts, "proved", seconds=time.perf_counter() - start)
+    if verdict == z3.unknown:
+        return Result(name, statement, texts, "unknown", reason=solver.reason_unknown(),
+                      seconds=time.perf_counter() - start)
+    model = _smallest(hypotheses, negated, env) if minimize else solver.model()
+    example = {str(s): model.eval(v, model_completion=True).as_long() for s, v in env.items()}
+    return Result(name, statement, texts, "refuted", dict(sorted(example.items())),
+                  seconds=time.perf_counter() - start)
+
+
+def _symbol_assumptions(env: dict) -> list:
+    """SymPy simplifies ``n >= 0`` away for a non-negative symbol; z3 must still know it."""
+    facts = []
+    for symbol, variable in env.items():
+        if symbol.is_positive:
+            facts.append(variable >= 1)
+        elif symbol.is_nonnegative:
+            facts.append(variable >= 0)
+    return facts
+
+
+def _smallest(hypotheses, negated, env):
+    optimizer = z3.Optimize()
+    optimizer.set("timeout", TIMEOUT_MS)
+    optimizer.add(*hypotheses, negated)
+    optimizer.minimize(z3.Sum(*env.values()))
+    if optimizer.check() == z3.sat:
+        return optimizer.model()
+    solver = z3.Solver()
+    solver.add(*hypotheses, negated)
+    solver.check()
+    return solver.model()
+
+
+def nonnegative_polynomial(expr, lower_bounds: dict) -> bool:
+    """Whether ``expr >= 0`` for all integers ``v >= lower_bounds[v]``: shift every variable
+    to start at 0 and check that the expanded polynomial has no negative coefficient."""
+    shifted = sympy.expand(expr.subs({v: v + low for v, low in lower_bounds.items()},
+                                     simultaneous=True))
+    return all(c >= 0 for c in sympy.Poly(shifted, *lower_bounds).coeffs())
+
+
+# --------------------------------------------------------------------------- the catalogue
+
+
+def _ints(names: str) -> tuple[sympy.Symbol, ...]:
+    return tuple(sympy.symbols(names, integer=True, seq=True))
+
+
+N, K, S, D, LO, HI = _ints("n k s d lo hi")
+DOMAIN = [N >= 1, K >= 1, S >= 1, D >= 1, LO >= 0, HI >= 0]
+
+
+def _windows_claim(out, padded, extent):
+    """Windows 0..out-1 fit in the padded input and window ``out`` does not."""
+    return sympy.And(out >= 1, (out - 1) * S + extent <= padded, out * S + extent > padded)
+
+
+def conv_window_count() -> Result:
+    extent, padded = sym.dilated_extent(K, D), N + LO + HI
+    out = sym.conv_output_size(N, K, S, D, LO, HI)
+    return prove(_windows_claim(out, padded, extent), [*DOMAIN, padded >= extent],
+                 "conv-output-size",
+                 "conv_output_size(n, k, s, d, lo, hi) is the number of windows that lie "
+                 "inside the padded input")
+
+
+def pool_floor_window_count() -> Result:
+    extent, padded = sym.dilated_extent(K, D), N + LO + HI
+    out = sym.pool_output_size(N, K, S, D, LO, HI, False)
+    return prove(_windows_claim(out, padded, extent), [*DOMAIN, padded >= extent],
+                 "pool-floor-output-size",
+                 "pooling in floor mode counts the windows inside the padded input")
+
+
+def _ceil_assumptions(extent, padded):
+    return [*DOMAIN, LO < extent, HI < extent, padded + S > extent]
+
+
+def pool_ceil_window_count() -> Result:
+    """Ceil mode: windows are kept while the previous one left the padded input uncovered,
+    except one that would start in the right padding."""
+    extent, padded = sym.dilated_extent(K, D), N + LO + HI
+    out = sym.pool_output_size(N, K, S, D, LO, HI, True)
+
+    def kept(i):
+        return sympy.And(sympy.Or(sympy.Eq(i, 0), (i - 1) * S + extent < padded),
+                         i * S < LO + N)
+
+    claim = sympy.And(out >= 1, kept(out - 1), sympy.Not(kept(out)))
+    return prove(claim, _ceil_assumptions(extent, padded), "pool-ceil-output-size",
+                 "pool_output_size(ceil_mode=True) counts the windows of PyTorch's ceil rule")
+
+
+def pool_ceil_never_starts_in_right_padding() -> Result:
+    extent, padded = sym.dilated_extent(K, D), N + LO + HI
+    out = sym.pool_output_size(N, K, S, D, LO, HI, True)
+    return prove((out - 1) * S < N + LO, _ceil_assumptions(extent, padded),
+                 "pool-ceil-last-window",
+                 "in ceil mode the last window starts inside the input or the left padding")
+
+
+def same_padding_size(lower: bool) -> Result:
+    lo, hi = sym.same_padding(N, K, S, D, lower)
+    out = sym.conv_output_size(N, K, S, D, lo, hi)
+    claim = sympy.And(sympy.Eq(out, sym.same_output_size(N, S)), lo >= 0, hi >= 0)
+    mode = "same_lower" if lower else "same"
+    return prove(claim, DOMAIN[:4], f"{mode}-padding",
+                 f"'{mode}' padding gives ceil(n/s) outputs with non-negative pads")
+
+
+def same_padding_stride_one() -> Result:
+    lo, hi = sym.same_padding(N, K, 1, D)
+    return prove(sympy.Eq(sym.conv_output_size(N, K, 1, D, lo, hi), N),
+                 [N >= 1, K >= 1, D >= 1], "same-padding-stride-1",
+                 "at stride 1, 'same' padding keeps the size: n outputs")
+
+
+def conv_transpose_inverts_conv() -> Result:
+    """For every conv input m, the transposed convolution of conv(m) with the right
+    output_padding gives m back, and that output_padding is below the stride."""
+    (m,) = _ints("m")
+    extent = sym.dilated_extent(K, D)
+    n = sym.conv_output_size(m, K, S, D, LO, HI)
+    op = sym.conv_transpose_output_padding(m, K, S, D, LO, HI)
+    claim = sympy.And(sympy.Eq(sym.conv_transpose_output_size(n, K, S, D, LO, HI, op), m),
+                      op >= 0, op < S)
+    return prove(claim, [m >= 1, *DOMAIN[1:], m + LO + HI >= extent],
+                 "conv-transpose-inverse",
+                 "conv_transpose_output_size(conv_output_size(m), output_padding) == m with "
+                 "0 <= output_padding < stride")
+
+
+def weight_index_bijection() -> Result:
+    """The flat weight index of (o, i, j1, j2) is a bijection onto [0, C_out*C_in/g*k1*k2): the
+    Toeplitz matrix can hold at most that many distinct weights."""
+    co, cg, k1, k2 = _ints("c_out cg_in k1 k2")
+    a = _ints("o i j1 j2")
+    b = _ints("o_ i_ j1_ j2_")
+    shape = [co, cg, k1, k2]
+    box = [sympy.And(0 <= x, x < size) for xs in (a, b) for x, size in zip(xs, shape)]
+    fa, fb = sym.flat_index(list(a), shape), sym.flat_index(list(b), shape)
+    injective = sympy.Or(sympy.Ne(fa, fb), sympy.And(*[sympy.Eq(x, y) for x, y in zip(a, b)]))
+    in_range = sympy.And(fa >= 0, fa < sym.conv_weight_count(cg, co, 1, [k1, k2]))
+    return prove(sympy.And(injective, in_range), [*[s >= 1 for s in shape], *box],
+                 "weight-index-bijection",
+                 "weights (o, i, j1, j2) have distinct flat indices in [0, C_out*C_in/g*k1*k2)")
+
+
+def every_tap_reaches_the_input() -> Result:
+    """Without padding each tap j of window 0 reads input j*d: every weight appears in T."""
+    (j,) = _ints("j")
+    position = sym.tap_index(0, j, S, D, 0)
+    return prove(sympy.And(position >= 0, position < N),
+                 [*DOMAIN[:4], 0 <= j, j < K, N >= sym.dilated_extent(K, D)],
+                 "every-weight-in-toeplitz",
+                 "with zero padding and a kernel that fits, every tap of window 0 reads the "
+                 "input, so T holds every weight")
+
+
+def stacked_valid_convs_shrink() -> list[Result]:
+    """By induction: n valid k x k convolutions shrink a side H by n(k - 1)."""
+    (h, count) = _ints("H n_layers")
+    step = prove(sympy.Eq(sym.conv_output_size(h - count * (K - 1), K, 1, 1, 0, 0),
+                          h - (count + 1) * (K - 1)),
+                 [count >= 0, K >= 1, h - (count + 1) * (K - 1) >= 1],
+                 "stacked-convs-step",
+                 "induction step: one more valid k x k conv takes H - n(k-1) to H - (n+1)(k-1)")
+    base = prove(sympy.Eq(sym.conv_output_size(h, K, 1, 1, 0, 0), h - (K - 1)),
+                 [K >= 1, h >= K], "stacked-convs-base",
+                 "base case: one valid k x k conv takes H to H - (k-1)")
+    return [base, step]
+
+
+def dense_versus_conv_params() -> list[Result]:
+    """A dense layer with the conv's input and output sizes needs at least as many parameters
+    as the conv (weights and bias) whenever the kernel fits inside the unpadded input, with
+    equality exactly when the kernel covers the whole input (a 1 x 1 output)."""
+    ci, co, k, h, w = _ints("C_in C_out k H W")
+    out = [sym.conv_output_size(h, k, 1, 1, 0, 0), sym.conv_output_size(w, k, 1, 1, 0, 0)]
+    dense = sym.dense_params(ci * h * w, co * out[0] * out[1])
+    conv = sym.conv_weight_count(ci, co, 1, [k, k]) + co
+    a, b = _ints("a b")  # H = k + a, W = k + b: the kernel fits when a, b >= 0
+    gap = sympy.expand((dense - conv).subs({h: k + a, w: k + b}))
+    bounds = {ci: 1, co: 1, k: 1, a: 0, b: 0}
+    start = time.perf_counter()
+    at_least = nonnegative_polynomial(gap, bounds)
+    equality = sympy.expand(gap.subs({a: 0, b: 0})) == 0 and \
+        nonnegative_polynomial(gap - a - b, bounds)
+    seconds = time.perf_counter() - start
+    assumptions = ("C_in >= 1", "C_out >= 1", "k >= 1", "H >= k", "W >= k")
+    return [
+        Result("dense-at-least-conv", "n(m+1) >= C_out*C_in*k^2 + C_out for a k x k conv of a "
+               "C_in x H x W input (m = C_in*H*W, n = C_out*(H-k+1)*(W-k+1))", assumptions,
+               "proved" if at_least else "unknown",
+               reason="" if at_least else "a coefficient of the shifted polynomial is negative",
+               method="sympy: non-negative coefficients", seconds=seconds),
+        Result("dense-equals-conv", "n(m+1) == C_out*C_in*k^2 + C_out exactly when H == k and "
+               "W == k (the gap is at least (H-k) + (W-k))", assumptions,
+               "proved" if equality else "unknown",
+               reason="" if equality else "the gap is not bounded below by (H-k) + (W-k)",
+               method="sympy: non-negative coefficients", seconds=seconds)]
+
+
+def ceil_rule_equals_plain_ceil() -> Result:
+    """False on purpose: PyTorch's ceil rule is not plain ceil."""
+    extent, padded = sym.dilated_extent(K, D), N + LO + HI
+    plain = sym.cdiv(padded - extent, S) + 1
+    result = prove(sympy.Eq(sym.pool_output_size(N, K, S, D, LO, HI, True), plain),
+                   _ceil_assumptions(extent, padded), "ceil-rule-is-plain-ceil (false)",
+                   "PyTorch's ceil-mode output size equals ceil((n+lo+hi-ext)/s) + 1")
+    return Result(**{**result.__dict__, "expected": "refuted"})
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A catalogue entry: a number, a title and the function that decides it."""
+
+    number: int
+    title: str
+    decide: Callable[[], Result | list[Result]]
+
+
+CATALOGUE = (
+    Statement(1, "conv output size = windows allowed by the definition", conv_window_count),
+    Statement(2, "pooling output size, floor and ceil mode", lambda: [
+        pool_floor_window_count(), pool_ceil_window_count(),
+        pool_ceil_never_starts_in_right_padding()]),
+    Statement(3, "'same' and 'same_lower' padding", lambda: [
+        same_padding_size(False), same_padding_size(True), same_padding_stride_one()]),
+    Statement(4, "ConvTranspose inverts conv", conv_transpose_inverts_conv),
+    Statement(5, "parameter count = distinct weights of the Toeplitz matrix", lambda: [
+        weight_index_bijection(), every_tap_reaches_the_input()]),
+    Statement(6, "the seed lecture's claims", lambda: [
+        *stacked_valid_convs_shrink(), *dense_versus_conv_params()]),
+    Statement(7, "a false statement, refuted on purpose", ceil_rule_equals_plain_ceil),
+)
+
+
+def run_catalogue() -> list[tuple[Statement, Result]]:
+    """Decide every statement of the catalogue."""
+    results = []
+    for statement in CATALOGUE:
+        decided = statement.decide()
+        for result in decided if isinstance(decided, list) else [decided]:
+            results.append((statement, result))
+    return results
