@@ -162,6 +162,53 @@ def _verify(args: argparse.Namespace) -> int:
     return 1 if failed or stale else 0
 
 
+def _prove(args: argparse.Namespace) -> int:
+    from .proofs import layer_statements, run_catalogue
+
+    if args.layer:
+        layer = parse_layer(args.layer)
+        rows = [("layer", r) for r in layer_statements(layer)]
+        if args.input_shape:
+            from .bounds import prove_bounds
+            from .codegen import generate
+            kernel = generate(layer, parse_shape(args.input_shape))
+            rows += [("bounds", r) for r in prove_bounds(kernel)]
+    elif args.input_shape:
+        raise ConvgenError("--input-shape needs --layer")
+    else:
+        rows = [(str(statement.number), r) for statement, r in run_catalogue()]
+    print(_proof_table(rows, args.format))
+    wrong = [r for _, r in rows if not r.as_expected]
+    return 1 if wrong else 0
+
+
+def _proof_table(rows, fmt: str) -> str:
+    lines = []
+    if fmt == "markdown":
+        lines += ["| # | statement | assumptions | status | counterexample / reason |",
+                  "|---|---|---|---|---|"]
+    for label, r in rows:
+        detail = ", ".join(f"{k}={v}" for k, v in r.counterexample.items()) or r.reason
+        status = r.status + ("" if r.as_expected else " (UNEXPECTED)")
+        if fmt == "markdown":
+            lines.append(f"| {label} | {r.name}: {r.statement} | "
+                         f"{'; '.join(r.assumptions)} | {status} | {detail} |")
+        else:
+            lines += [f"[{label}] {r.name}: {status} ({r.method}, {r.seconds:.2f} s)",
+                      f"    {r.statement}"]
+            if r.assumptions:
+                lines.append(f"    assuming {'; '.join(r.assumptions)}")
+            if detail:
+                lines.append(f"    {'counterexample' if r.counterexample else 'reason'}: "
+                             f"{detail}")
+    proved = sum(r.status == "proved" for _, r in rows)
+    refuted = sum(r.status == "refuted" for _, r in rows)
+    unexpected = sum(not r.as_expected for _, r in rows)
+    lines.append(f"{proved} proved, {refuted} refuted, {len(rows) - proved - refuted} unknown; "
+                 f"{unexpected} not as expected")
+    return "\n".join(lines)
+
+
 def _examples(args: argparse.Namespace) -> None:
     for name, path in bundled_examples().items():
         networks = load(path)
@@ -225,6 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--cases", type=int, default=2, help="random inputs per kernel")
     verify.add_argument("--batch", type=int, default=2, help="batch size of each input")
     verify.set_defaults(run=_verify)
+    prove = commands.add_parser("prove", help="prove the formula catalogue, or the statements "
+                                "and kernel bounds of one layer")
+    prove.add_argument("--layer", metavar="LAYER",
+                       help="prove one layer's statements, e.g. 'MaxPool2d(3, 2, ceil_mode=True)'")
+    prove.add_argument("--input-shape", metavar="SHAPE",
+                       help="with --layer: also prove the generated kernel's bounds")
+    prove.add_argument("--format", choices=("text", "markdown"), default="text")
+    prove.set_defaults(run=_prove)
     examples = commands.add_parser("examples", help="list the bundled example layer files")
     examples.set_defaults(run=_examples)
     return parser

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from . import symbolic as sym
+from .bounds import bounds_summary, prove_bounds
 from .codegen import GeneratedKernel, generate
 from .config import Network, load
 from .errors import SpecError
@@ -97,7 +98,8 @@ def _report(name: str, kernel: GeneratedKernel, network: Network, layer_name: st
               f"- MACs per sample: {layer.macs(sample):,}; FLOPs per sample: "
               f"{layer.flops(sample):,}",
               f"- signature: `{kernel.cdef[:-1]}`", "",
-              "## Verification", "", VERIFIED_BY, ""]
+              "## Verification", "", VERIFIED_BY, "",
+              f"Bounds: {bounds_summary(prove_bounds(kernel))}.", ""]
     return "\n".join(lines)
 
 

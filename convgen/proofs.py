@@ -26,8 +26,8 @@ import z3
 from . import symbolic as sym
 from .errors import SpecError
 
-__all__ = ["CATALOGUE", "Result", "Statement", "nonnegative_polynomial", "prove",
-           "run_catalogue", "to_z3"]
+__all__ = ["CATALOGUE", "Result", "Statement", "layer_statements", "nonnegative_polynomial",
+           "prove", "run_catalogue", "to_z3"]
 
 TIMEOUT_MS = 20_000
 
@@ -38,6 +38,19 @@ TIMEOUT_MS = 20_000
 def _fraction(expr):
     numerator, denominator = sympy.fraction(sympy.together(expr))
     return numerator, denominator
+
+
+def _integral_sides(relation, env: dict):
+    """Both sides of a relation over the integers: SymPy may leave fractions such as
+    ``n/2 - 1/2`` in a relation; multiplying by the positive common denominator clears them."""
+    try:
+        return to_z3(relation.lhs, env), to_z3(relation.rhs, env)
+    except SpecError:
+        pass
+    numerator, denominator = sympy.fraction(sympy.together(relation.lhs - relation.rhs))
+    if not (denominator.is_Integer and denominator > 0):
+        raise SpecError(f"cannot translate {relation} to integer arithmetic")
+    return to_z3(sympy.expand(numerator), env), z3.IntVal(0)
 
 
 def to_z3(expr, env: dict):
@@ -61,7 +74,7 @@ def to_z3(expr, env: dict):
             env[expr] = z3.Int(str(expr))
         return env[expr]
     args = [to_z3(a, env) for a in expr.args] if not isinstance(
-        expr, (sympy.floor, sympy.ceiling, sympy.Piecewise)) else None
+        expr, (sympy.floor, sympy.ceiling, sympy.Piecewise, sympy.Rel)) else None
     if isinstance(expr, sympy.Add):
         return z3.Sum(*args)
     if isinstance(expr, sympy.Mul):
@@ -94,13 +107,15 @@ def to_z3(expr, env: dict):
                  sympy.Gt: lambda a, b: a > b, sympy.Ge: lambda a, b: a >= b}
     for kind, make in relations.items():
         if isinstance(expr, kind):
-            return make(*args)
+            return make(*_integral_sides(expr, env))
     if isinstance(expr, sympy.And):
         return z3.And(*args)
     if isinstance(expr, sympy.Or):
         return z3.Or(*args)
     if isinstance(expr, sympy.Not):
         return z3.Not(*args)
+    if isinstance(expr, sympy.Implies):
+        return z3.Implies(*args)
     raise SpecError(f"cannot translate {expr!r} ({type(expr).__name__}) to z3")
 
 
@@ -389,3 +404,80 @@ def run_catalogue() -> list[tuple[Statement, Result]]:
         for result in decided if isinstance(decided, list) else [decided]:
             results.append((statement, result))
     return results
+
+
+# --------------------------------------------------------------------------- one layer
+
+
+def layer_statements(layer) -> list[Result]:
+    """Statements about one layer spec, for symbolic input sizes ``n0, n1, ...``.
+
+    Window layers: the output size counts the windows of the definition (floor or ceil rule,
+    resolved 'same' padding included).  Transposed convolution: the matching convolution maps
+    the output size back to ``n`` (when ``output_padding < stride``).  Adaptive and global
+    pools: the windows start at 0, end at ``n`` and leave no gap.  Each under the layer's own
+    constraints on the symbolic shape.
+    """
+    ndim = layer.ndim
+    sizes = [sympy.Symbol(f"n{i}", integer=True, positive=True) for i in range(ndim)]
+    channels = getattr(layer, "in_channels", 1)
+    shape = (channels, *sizes)
+    domain = [c.condition for c in layer.constraints(shape)]
+    kind = type(layer).__name__
+    results = []
+    for dim, n in enumerate(sizes):
+        if kind.startswith("ConvTranspose"):
+            results.append(_transpose_statement(layer, shape, dim, n, domain))
+        elif kind.startswith(("Adaptive", "Global")):
+            results.append(_adaptive_statement(layer, shape, dim, n, domain))
+        else:
+            results.append(_window_statement(layer, shape, dim, n, domain))
+    return results
+
+
+def _window_statement(layer, shape, dim, n, domain) -> Result:
+    out = layer.output_shape(shape)[dim + 1]
+    lo, hi = layer.resolved_padding(shape[1:])[dim]
+    stride, extent = layer.stride[dim], layer.extents[dim]
+    padded = n + lo + hi
+    if getattr(layer, "ceil_mode", False) and not isinstance(layer.padding, str):
+        def kept(i):
+            return sympy.And(sympy.Or(sympy.Eq(i, 0), (i - 1) * stride + extent < padded),
+                             i * stride < lo + n)
+        claim = sympy.And(out >= 1, kept(out - 1), sympy.Not(kept(out)))
+        words = "counts the windows of PyTorch's ceil rule"
+    else:
+        claim = sympy.And(out >= 1, (out - 1) * stride + extent <= padded,
+                          out * stride + extent > padded)
+        words = "counts the windows inside the padded input"
+    return prove(claim, [n >= 1, *domain], f"{layer.describe()}: dim {dim}",
+                 f"output size {out} {words} (input size {n})")
+
+
+def _transpose_statement(layer, shape, dim, n, domain) -> Result:
+    out = layer.output_shape(shape)[dim + 1]
+    lo, hi = layer.resolved_padding(shape[1:])[dim]
+    k, s, d = layer.kernel_size[dim], layer.stride[dim], layer.dilation[dim]
+    name = f"{layer.describe()}: dim {dim}"
+    if layer.output_padding[dim] >= s:
+        return Result(name, "the matching convolution inverts the output size",
+                      tuple(map(str, domain)), "unknown",
+                      reason=f"output_padding {layer.output_padding[dim]} >= stride {s}: the "
+                      "extra positions lie past every window of the matching convolution",
+                      expected="unknown")
+    claim = sympy.Eq(sym.conv_output_size(out, k, s, d, lo, hi), n)
+    return prove(claim, [n >= 1, *domain], name,
+                 f"the matching convolution maps the output size {out} back to {n}")
+
+
+def _adaptive_statement(layer, shape, dim, n, domain) -> Result:
+    out = layer.output_shape(shape)[dim + 1]
+    (i,) = _ints("i")
+    first, _ = sym.adaptive_window(0, n, out)
+    _, last = sym.adaptive_window(out - 1, n, out)
+    start_next, _ = sym.adaptive_window(i + 1, n, out)
+    _, end = sym.adaptive_window(i, n, out)
+    claim = sympy.And(sympy.Eq(first, 0), sympy.Eq(last, n),
+                      sympy.Implies(sympy.And(i >= 0, i + 1 < out), start_next <= end))
+    return prove(claim, [n >= 1, *domain], f"{layer.describe()}: dim {dim}",
+                 f"the {out} windows cover [0, {n}) without a gap")
