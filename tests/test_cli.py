@@ -165,3 +165,16 @@ def test_verify_reports_a_wrong_kernel(monkeypatch, capsys):
     assert code == 1
     assert "lecture_toeplitz" in out and "FAIL: values differ" in out
     assert "lecture_pooling_max" in out and out.count(" pass\n") >= 1  # pools untouched
+
+
+def test_prove_catalogue_and_layer(capsys):
+    code, out, _ = run(capsys, "prove")
+    assert code == 0 and "14 proved, 1 refuted, 0 unknown; 0 not as expected" in out
+    assert "counterexample: d=1, hi=0, k=1, lo=0, n=2, s=2" in out
+    code, out, _ = run(capsys, "prove", "--format", "markdown")
+    assert code == 0 and out.startswith("| # | statement |")
+    code, out, _ = run(capsys, "prove", "--layer", "MaxPool2d(3, 2, ceil_mode=True)",
+                       "--input-shape", "4,9,9")
+    assert code == 0 and "[bounds]" in out and "5 proved, 0 refuted" in out
+    code, _, err = run(capsys, "prove", "--input-shape", "4,9,9")
+    assert code == 2 and "--input-shape needs --layer" in err
