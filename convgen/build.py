@@ -261,12 +261,8 @@ def compile_kernels(layers: Sequence[tuple], dtype: str = "float32",
 
     generated = [generate(item[0], item[1], dtype=dtype,
                           name=item[2] if len(item) > 2 else None) for item in layers]
-    names = [g.name for g in generated]
-    if len(set(names)) != len(names):
-        unique = {g.name: g for g in generated}
-        module = build_modules(list(unique.values()), flags, openmp)
-    else:
-        module = build_modules(generated, flags, openmp)
+    unique = list({g.name: g for g in generated}.values())  # one definition per name
+    module = build_modules(unique, flags, openmp)
     return [Kernel(g, module) for g in generated]
 
 
