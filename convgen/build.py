@@ -29,7 +29,7 @@ from pathlib import Path
 from .codegen import GeneratedKernel, generator_hash
 from .errors import BuildError, SpecError
 
-__all__ = ["DEFAULT_FLAGS", "STRICT_FLAGS", "Kernel", "build_modules", "cache_dir", "compile",
+__all__ = ["DEFAULT_FLAGS", "STRICT_FLAGS", "Kernel", "KernelCall", "build_modules", "cache_dir", "compile",
            "compile_kernels", "compiler"]
 
 STRICT_FLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")
@@ -173,20 +173,20 @@ def build_modules(kernels: Sequence[GeneratedKernel], flags: Sequence[str] = DEF
 # --------------------------------------------------------------------------- callables
 
 
-class Kernel:
-    """A compiled kernel as a Python callable on NumPy arrays.
+class KernelCall:
+    """What every compiled kernel does as a Python callable on NumPy arrays.
 
     ``kernel(x, weight, bias=None) -> y`` for convolutions (PyTorch's weight layouts; ``bias``
     required exactly when the layer has one), ``kernel(x) -> y`` for pools, ``(y, indices)``
     with ``return_indices``.  ``x`` is ``(N, C, *spatial)`` with the spatial sizes the kernel
     was generated for.  Arrays must have the kernel's dtype and be C-contiguous: nothing is
-    converted or copied behind your back.
+    converted or copied behind your back.  Targets implement :meth:`_run`.
     """
 
-    def __init__(self, generated: GeneratedKernel, module):
+    target = ""
+
+    def __init__(self, generated):
         self.generated = generated
-        self._function = getattr(module.lib, generated.name)
-        self._ffi = module.ffi
 
     @property
     def name(self) -> str:
@@ -194,7 +194,8 @@ class Kernel:
 
     def __repr__(self) -> str:
         g = self.generated
-        return f"<convgen kernel {g.name}: {g.layer.describe()} on {g.input_shape}, {g.dtype}>"
+        return (f"<convgen {self.target} kernel {g.name}: {g.layer.describe()} on "
+                f"{g.input_shape}, {g.dtype}>")
 
     def _array(self, label: str, value, shape: tuple):
         import numpy as np
@@ -213,42 +214,63 @@ class Kernel:
                             "numpy.ascontiguousarray(...) yourself (no silent copies)")
         return value
 
-    def _pointer(self, array, const: bool):
-        ctype = {"float32": "float", "float64": "double", "int8": "int8_t",
-                 "uint8": "uint8_t", "int64": "int64_t"}[str(array.dtype)]
-        return self._ffi.from_buffer(f"{ctype}[]", array, require_writable=not const)
-
-    def __call__(self, x, weight=None, bias=None):
+    def _inputs(self, x, weight, bias) -> list:
+        """The checked input arrays in argument order: x, [weight], [bias]."""
         import numpy as np
 
         g = self.generated
         if not isinstance(x, np.ndarray) or x.ndim != len(g.input_shape) + 1:
             raise SpecError(f"{g.name}: x must be a numpy.ndarray of shape (N, "
                             f"{', '.join(map(str, g.input_shape))})")
-        batch = x.shape[0]
-        x = self._array("x", x, (batch, *g.input_shape))
-        args = [self._pointer(x, True)]
+        inputs = [self._array("x", x, (x.shape[0], *g.input_shape))]
         if "w" in g.arguments:
-            args.append(self._pointer(self._array("weight", weight, tuple(g.layer.weight_shape)),
-                                      True))
+            inputs.append(self._array("weight", weight, tuple(g.layer.weight_shape)))
         elif weight is not None:
             raise SpecError(f"{g.name}: {type(g.layer).__name__} takes no weight")
         if "b" in g.arguments:
             if bias is None:
                 raise SpecError(f"{g.name}: the layer has a bias; pass bias of shape "
                                 f"({g.layer.out_channels},)")
-            args.append(self._pointer(self._array("bias", bias, (g.layer.out_channels,)), True))
+            inputs.append(self._array("bias", bias, (g.layer.out_channels,)))
         elif bias is not None:
             raise SpecError(f"{g.name}: the layer has no bias (bias=False); got a bias")
-        y = np.empty((batch, *g.output_shape), dtype=g.dtype)
-        args.append(self._pointer(y, False))
-        indices = None
+        return inputs
+
+    def __call__(self, x, weight=None, bias=None):
+        import numpy as np
+
+        g = self.generated
+        inputs = self._inputs(x, weight, bias)
+        batch = x.shape[0]
+        outputs = [np.empty((batch, *g.output_shape), dtype=g.dtype)]
         if "indices" in g.arguments:
-            indices = np.empty((batch, *g.output_shape), dtype=np.int64)
-            args.append(self._pointer(indices, False))
+            outputs.append(np.empty((batch, *g.output_shape), dtype=np.int64))
         if batch:
-            self._function(*args, batch)
-        return (y, indices) if getattr(g.layer, "return_indices", False) else y
+            self._run(inputs, outputs, batch)
+        return tuple(outputs) if getattr(g.layer, "return_indices", False) else outputs[0]
+
+    def _run(self, inputs: list, outputs: list, batch: int) -> None:
+        raise NotImplementedError
+
+
+class Kernel(KernelCall):
+    """A C kernel compiled through cffi (see :class:`KernelCall` for the calling rules)."""
+
+    target = "c"
+
+    def __init__(self, generated: GeneratedKernel, module):
+        super().__init__(generated)
+        self._function = getattr(module.lib, generated.name)
+        self._ffi = module.ffi
+
+    def _pointer(self, array, const: bool):
+        ctype = {"float32": "float", "float64": "double", "int8": "int8_t",
+                 "uint8": "uint8_t", "int64": "int64_t"}[str(array.dtype)]
+        return self._ffi.from_buffer(f"{ctype}[]", array, require_writable=not const)
+
+    def _run(self, inputs, outputs, batch) -> None:
+        self._function(*[self._pointer(a, True) for a in inputs],
+                       *[self._pointer(a, False) for a in outputs], batch)
 
 
 _LOADED: dict = {}

@@ -233,7 +233,7 @@ def generate(layer: Layer, input_shape: Sequence, dtype: str = "float32",
               f"Layer: {layer.describe()}",
               f"Input (N, {', '.join(map(str, sample))}) -> output (N, "
               f"{', '.join(map(str, out))}), {dtype}, N = batch at run time."]
-    common = dict(name=name, banner=banner, signature=signature, ctype=ctype,
+    common = dict(name=name, banner=banner, signature=signature, ctype=ctype, i64="int64_t",
                   openmp=openmp, **context)
     source = _environment().get_template(f"c/{kind}.c.j2").render(**common)
     header = _render_header(name, banner, signature, layer, sample, out, arguments, kind)

@@ -31,6 +31,8 @@ from .errors import SpecError
 Size = int | sympy.Expr
 
 __all__ = [
+    "tile_extent",
+    "unflatten",
     "transpose_gather",
     "interior_range",
     "inside_padded",
@@ -346,6 +348,28 @@ def flat_index(indices: Sequence[Size], shape: Sequence[Size]) -> Size:
     for index, size in zip(indices[1:], shape[1:]):
         offset = offset * size + index
     return _plain(offset)
+
+
+def unflatten(offset: Size, shape: Sequence[Size]) -> list[Size]:
+    """The indices whose row-major offset in ``shape`` is ``offset``: the inverse of
+    :func:`flat_index` on ``0 <= offset < prod(shape)``.  Index ``i`` is
+    ``floor(offset / stride_i) mod shape_i``; the outermost one is left unreduced."""
+    indices, stride = [], 1
+    for i in reversed(range(len(shape))):
+        quotient = fdiv(offset, stride)
+        if i == 0:
+            indices.append(quotient)
+        else:
+            indices.append(quotient % shape[i] if _ints(quotient, shape[i])
+                           else _plain(sympy.Mod(quotient, shape[i])))
+        stride = stride * shape[i]
+    return indices[::-1]
+
+
+def tile_extent(tile: Size, kernel: Size, stride: Size, dilation: Size) -> Size:
+    """Input positions that a run of ``tile`` consecutive outputs reads along one axis:
+    ``(tile - 1)*stride + (kernel - 1)*dilation + 1``, the tile plus its halo."""
+    return _plain((tile - 1) * stride + dilated_extent(kernel, dilation))
 
 
 def receptive_field_update(field: Size, jump: Size, window: Size,
