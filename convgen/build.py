@@ -216,11 +216,9 @@ class KernelCall:
 
     def _inputs(self, x, weight, bias) -> list:
         """The checked input arrays in argument order: x, [weight], [bias]."""
-        import numpy as np
-
         g = self.generated
-        if not isinstance(x, np.ndarray) or x.ndim != len(g.input_shape) + 1:
-            raise SpecError(f"{g.name}: x must be a numpy.ndarray of shape (N, "
+        if not hasattr(x, "shape") or len(x.shape) != len(g.input_shape) + 1:
+            raise SpecError(f"{g.name}: x must be an array of shape (N, "
                             f"{', '.join(map(str, g.input_shape))})")
         inputs = [self._array("x", x, (x.shape[0], *g.input_shape))]
         if "w" in g.arguments:
@@ -290,13 +288,35 @@ def compile_kernels(layers: Sequence[tuple], dtype: str = "float32",
 
 def compile(layer, input_shape: Sequence, target: str = "c", dtype: str = "float32",
             name: str | None = None, flags: Sequence[str] = DEFAULT_FLAGS,
-            openmp: bool = False) -> Kernel:
+            openmp: bool = False, schedule: str | None = None) -> KernelCall:
     """Generate, build (cached) and load the kernel of ``layer`` for ``input_shape``.
 
-    ``target="c"`` builds through cffi.  ``flags`` replace the optimization flags
+    ``target="c"`` builds the C kernel through cffi.  ``flags`` replace the optimization flags
     (``-O3 -march=native``); the strict warning flags always apply and ``-ffast-math`` is
     refused.  ``openmp=True`` parallelizes over batch and channels.
+
+    ``target="cuda"`` compiles the CUDA kernel with nvcc and launches it through PyCUDA on
+    the GPU; ``target="cuda-cpu"`` runs the same CUDA text on the CPU through OpenCL (PoCL).
+    ``schedule`` picks a CUDA entry point, ``"tiled"`` (convolutions) or ``"direct"``; the
+    default is the first the generator lists (tiled where a convolution has one).
     """
-    if target != "c":
-        raise SpecError(f"target={target!r} must be 'c' (CUDA arrives with the CUDA target)")
-    return compile_kernels([(layer, input_shape, name)], dtype, flags, openmp)[0]
+    if target == "c":
+        if schedule is not None:
+            raise SpecError("schedule= applies to the CUDA targets; the C kernel has one "
+                            "schedule")
+        return compile_kernels([(layer, input_shape, name)], dtype, flags, openmp)[0]
+    if target not in ("cuda", "cuda-cpu"):
+        raise SpecError(f"target={target!r} must be 'c', 'cuda' (GPU, PyCUDA) or 'cuda-cpu' "
+                        "(the CUDA text on the CPU, PyOpenCL + PoCL)")
+    if tuple(flags) != DEFAULT_FLAGS or openmp:
+        raise SpecError(f"flags= and openmp= apply to target='c', not {target!r}")
+    from .cudagen import generate_cuda
+
+    generated = generate_cuda(layer, input_shape, dtype=dtype, name=name)
+    if target == "cuda":
+        from .gpu import GpuKernel
+
+        return GpuKernel(generated, schedule)
+    from .opencl import CpuKernel
+
+    return CpuKernel(generated, "pocl", schedule)

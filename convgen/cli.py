@@ -109,7 +109,7 @@ def _layer_files(args: argparse.Namespace) -> list:
 def _generate(args: argparse.Namespace) -> int:
     from .emit import check, kernel_files, write
 
-    planned = kernel_files(_layer_files(args))
+    planned = kernel_files(_layer_files(args), _kinds(args.kinds))
     if args.check:
         problems = check(planned, args.output)
         for problem in problems:
@@ -136,20 +136,45 @@ def _verify_items(target: str) -> list:
     return [(file, network) for file in files for network in load(file)]
 
 
+def _kinds(text: str) -> list[str]:
+    from .emit import TARGETS
+
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    if not kinds or any(k not in TARGETS for k in kinds):
+        raise ConvgenError(f"--target {text!r} must be a comma-separated list of "
+                           f"{', '.join(TARGETS)}")
+    return kinds
+
+
 def _verify(args: argparse.Namespace) -> int:
-    from .emit import plan
-    from .verify import verify_layers
+    from .emit import named_layers
+    from .verify import check_kernel, verify_layers
 
     outcomes, stale = [], []
+    suffix = ".c" if args.kind == "c" else ".cu"
     for file, network in _verify_items(args.target):
-        planned = plan([network], file.stem)
-        for item in planned:  # a generated folder: its sources must be the generator's
-            source = file.parent / f"{item.kernel.name}.c"
-            if file.name == f"{item.kernel.name}.toml" and (
-                    not source.is_file() or source.read_text() != item.kernel.source):
+        layers = named_layers([network], file.stem)
+        items = [(layer, shape, name) for name, _, _, layer, shape in layers]
+        if args.kind == "c":
+            from .codegen import generate as render
+        else:
+            from .cudagen import generate_cuda as render
+        for layer, shape, name in items:  # a generated folder: its sources must be current
+            source = file.parent / f"{name}{suffix}"
+            if file.name == f"{name}.toml" and (not source.is_file() or source.read_text()
+                                                != render(layer, shape, network.dtype,
+                                                          name).source):
                 stale.append(str(source))
-        items = [(k.kernel.layer, k.kernel.input_shape, k.kernel.name) for k in planned]
-        outcomes += verify_layers(items, dtype=network.dtype, cases=args.cases, batch=args.batch)
+        if args.kind == "c":
+            outcomes += verify_layers(items, dtype=network.dtype, cases=args.cases,
+                                      batch=args.batch)
+            continue
+        if args.kind == "cuda":
+            from .gpu import compile_gpu as compile_cuda
+        else:
+            from .opencl import compile_cpu as compile_cuda
+        outcomes += [check_kernel(k, cases=args.cases, seed=i, batch=args.batch)
+                     for i, k in enumerate(compile_cuda(items, dtype=network.dtype))]
     width = max(len(o.name) for o in outcomes)
     print(f"{'kernel'.ljust(width)}  {'dtype':7}  cases  {'worst ULP':>9}  result")
     for o in outcomes:
@@ -254,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--plot", metavar="FILE.png",
                         help="draw the matrix structure, coloured by weight")
     matrix.set_defaults(run=_toeplitz)
-    generate = commands.add_parser("generate", help="write C kernels, specs and reports for "
+    generate = commands.add_parser("generate", help="write C and CUDA kernels, specs and reports for "
                                    "layer files (the bundled examples by default)")
     generate.add_argument("targets", nargs="*", metavar="LAYERS",
                           help="layer files (TOML) or bundled example names")
@@ -264,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="output folder (default: generated)")
     generate.add_argument("--check", action="store_true",
                           help="write nothing; exit 1 when DIR differs from the generator")
+    generate.add_argument("--target", dest="kinds", default="c,cuda", metavar="KINDS",
+                          help="kernels to write: c, cuda or c,cuda (default; cuda needs "
+                          "nvcc, which checks each kernel and reports its resources)")
     generate.set_defaults(run=_generate)
     verify = commands.add_parser("verify", help="compile kernels and compare them with the "
                                  "exact oracle; exit 1 on any failure")
@@ -271,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a generated folder, a layer file or a bundled example name")
     verify.add_argument("--cases", type=int, default=2, help="random inputs per kernel")
     verify.add_argument("--batch", type=int, default=2, help="batch size of each input")
+    verify.add_argument("--target", dest="kind", choices=("c", "cuda-cpu", "cuda"), default="c",
+                        help="c: the C kernels (default); cuda-cpu: the CUDA text on the CPU "
+                        "(PyOpenCL + PoCL); cuda: the CUDA kernels on a GPU (PyCUDA)")
     verify.set_defaults(run=_verify)
     prove = commands.add_parser("prove", help="prove the formula catalogue, or the statements "
                                 "and kernel bounds of one layer")

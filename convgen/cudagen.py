@@ -8,8 +8,9 @@ channels, in ``__shared__`` memory, then each thread accumulates its output posi
 that block of channels in registers.
 
 The text is plain CUDA with no ``#include`` and no ``extern "C"`` (PyCUDA adds it).  Global
-pointer parameters carry the macro ``CONVGEN_GLOBAL`` and 64-bit integers are
-``CONVGEN_INT64``; both default to CUDA's meaning, so an OpenCL prelude
+pointer parameters carry the macro ``CONVGEN_GLOBAL``, 64-bit integers are ``CONVGEN_INT64``
+and each kernel states its block size with ``CONVGEN_BLOCK(threads)``; all default to CUDA's
+meaning (the last to nothing, so ptxas keeps its own register budget), so an OpenCL prelude
 (``templates/cuda/opencl_prelude.cl``) can run the exact same text on a CPU.
 """
 
@@ -131,6 +132,8 @@ def generate_cuda(layer: Layer, input_shape: Sequence, dtype: str = "float32",
                          "number", (*_loop(_T, y_sample),))
                   for n, e, size in zip(names, coordinates, out)), *c_accesses]
     tiled = _tiled_context(layer, kernel, ctype) if kind == "conv" else None
+    if tiled is not None and tiled["oc_blocks"] > MAX_GRID_Z:
+        tiled = None  # more channel blocks than gridDim.y allows: the direct kernel only
     if tiled is not None:
         launches.insert(0, Launch(f"{kernel.name}_tiled", "tiled", tiled["threads"],
                                   tiled["tiles"], tiled["oc_blocks"], tiled["shared_bytes"],

@@ -1,7 +1,7 @@
 """Layer files -> kernel files: ``.c``, ``.h``, the layer's own ``.toml`` and a ``.md`` report.
 
 ``convgen generate LAYERS.toml -o DIR`` writes, for every layer of every network, into
-``DIR/<file stem>/``: the kernel (``<name>.c``, ``<name>.h``), its spec as a one-layer layer
+``DIR/<file stem>/``: the kernels (``<name>.c``, ``<name>.h``, ``<name>.cu``), its spec as a one-layer layer
 file (``<name>.toml``, which ``convgen verify`` reads back) and a report (``<name>.md``).
 The output is byte-deterministic, so ``convgen generate --check`` can compare a folder with
 what the generator produces now.
@@ -10,8 +10,10 @@ what the generator produces now.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +22,11 @@ from . import symbolic as sym
 from .bounds import bounds_summary, prove_bounds
 from .codegen import GeneratedKernel, generate
 from .config import Network, load
+from .cudagen import MAX_GRID_Z, CudaKernel, generate_cuda
 from .errors import SpecError
 from .spec import DTYPE_SIZES
 
-__all__ = ["KernelFiles", "check", "kernel_files", "plan", "toml_value", "write"]
+__all__ = ["TARGETS", "KernelFiles", "check", "named_layers", "kernel_files", "plan", "toml_value", "write"]
 
 VERIFIED_BY = ("`convgen verify` compiles the kernel with `-std=c99 -Wall -Wextra -Werror "
                "-pedantic -O3 -march=native` and compares it with `convgen.reference.forward` "
@@ -75,7 +78,8 @@ def _spec_toml(name: str, kernel: GeneratedKernel) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _report(name: str, kernel: GeneratedKernel, network: Network, layer_name: str) -> str:
+def _report(name: str, kernel: GeneratedKernel, network: Network, layer_name: str,
+            with_c: bool = True) -> str:
     layer, size = kernel.layer, DTYPE_SIZES[kernel.dtype]
     sample = kernel.input_shape
     lines = [f"# {name}", "",
@@ -97,15 +101,45 @@ def _report(name: str, kernel: GeneratedKernel, network: Network, layer_name: st
     lines += [f"- parameters: {layer.num_params:,}",
               f"- MACs per sample: {layer.macs(sample):,}; FLOPs per sample: "
               f"{layer.flops(sample):,}",
-              f"- signature: `{kernel.cdef[:-1]}`", "",
-              "## Verification", "", VERIFIED_BY, "",
-              f"Bounds: {bounds_summary(prove_bounds(kernel))}.", ""]
+              f"- signature: `{kernel.cdef[:-1]}`", ""]
+    if with_c:
+        lines += ["## Verification", "", VERIFIED_BY, "",
+                  f"Bounds: {bounds_summary(prove_bounds(kernel))}.", ""]
     return "\n".join(lines)
 
 
-def plan(networks: Iterable[Network], folder: str) -> list[KernelFiles]:
-    """The kernel files for every layer of ``networks``, in order."""
-    result, seen = [], set()
+TARGETS = ("c", "cuda")
+
+
+def _cuda_report(kernel: CudaKernel, usages: list) -> str:
+    from .nvcc import ARCHS, CHECK_FLAGS, nvcc, nvcc_version
+
+    lines = [f"## CUDA: `{kernel.name}.cu`", "",
+             "Generated from `templates/cuda/kernel.cu.j2`; the direct kernel's work per "
+             "output is the same template macro as the C kernel's.  nvcc "
+             f"({nvcc_version(nvcc())}) compiled it for {' and '.join(ARCHS)} with "
+             f"`{' '.join(CHECK_FLAGS)}`: no warnings, no spills, no local memory.", "",
+             "| entry point | block | grid (x, y, z) | static shared memory | "
+             + " | ".join(f"registers {a}" for a in ARCHS) + " |",
+             "|---|---|---|---|" + "---|" * len(ARCHS)]
+    for launch in kernel.launches:
+        registers = [next((str(u.registers) for u in usages
+                           if u.entry == launch.entry and u.arch == a), "?") for a in ARCHS]
+        lines.append(f"| `{launch.entry}` ({launch.schedule}) | {launch.block} | "
+                     f"{launch.grid_x}, {launch.grid_y}, min(N, {MAX_GRID_Z}) | "
+                     f"{launch.shared_bytes:,} bytes | " + " | ".join(registers) + " |")
+    lines += ["", *[f"- {launch.schedule}: {launch.note}." for launch in kernel.launches], "",
+              "`convgen verify --target cuda-cpu` runs this exact text on the CPU (PyOpenCL + "
+              "PoCL) against the exact oracle; `--target cuda` runs it on a GPU.", "",
+              f"Bounds (thread positions, shared-memory tiles and every array access): "
+              f"{bounds_summary(prove_bounds(kernel))}.", ""]
+    return "\n".join(lines)
+
+
+def named_layers(networks: Iterable[Network], folder: str) -> list[tuple]:
+    """``(kernel name, network, layer name, layer, input shape)`` for every layer, in order;
+    a network of one layer gives its kernel the network's name."""
+    layers, seen = [], set()
     for network in networks:
         for layer_name, layer, shape in network.model.walk(network.input_shape):
             name = network.name if len(network.model) == 1 else _identifier(network.name,
@@ -115,19 +149,51 @@ def plan(networks: Iterable[Network], folder: str) -> list[KernelFiles]:
                 raise SpecError(f"kernel name {name!r} (from {network.name!r}, layer "
                                 f"{layer_name!r}) is used twice in {folder!r}")
             seen.add(name)
-            kernel = generate(layer, shape, dtype=network.dtype, name=name)
-            files = {f"{name}.c": kernel.source, f"{name}.h": kernel.header,
-                     f"{name}.toml": _spec_toml(name, kernel),
-                     f"{name}.md": _report(name, kernel, network, layer_name)}
-            result.append(KernelFiles(kernel, folder, files))
+            layers.append((name, network, layer_name, layer, shape))
+    return layers
+
+
+def plan(networks: Iterable[Network], folder: str,
+         targets: Sequence[str] = TARGETS) -> list[KernelFiles]:
+    """The kernel files for every layer of ``networks``, in order.
+
+    ``targets`` chooses the kernels: ``c`` (``.c``/``.h``) and ``cuda`` (``.cu``, checked by
+    nvcc, whose resource report goes into the ``.md``; needs nvcc).
+    """
+    for target in targets:
+        if target not in TARGETS:
+            raise SpecError(f"target {target!r} must be one of {', '.join(TARGETS)}")
+    layers = named_layers(networks, folder)
+    kernels = [generate(layer, shape, dtype=network.dtype, name=name)
+               for name, network, _, layer, shape in layers]
+    cuda = []
+    if "cuda" in targets:
+        from .nvcc import check as nvcc_check
+
+        cuda = [generate_cuda(layer, shape, dtype=network.dtype, name=name)
+                for name, network, _, layer, shape in layers]
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            usages = list(pool.map(nvcc_check, cuda))
+    result = []
+    for index, (name, network, layer_name, _, _) in enumerate(layers):
+        kernel = kernels[index]
+        files = {}
+        if "c" in targets:
+            files.update({f"{name}.c": kernel.source, f"{name}.h": kernel.header})
+        report = _report(name, kernel, network, layer_name, "c" in targets)
+        if cuda:
+            files[f"{name}.cu"] = cuda[index].source
+            report += "\n" + _cuda_report(cuda[index], usages[index])
+        files.update({f"{name}.toml": _spec_toml(name, kernel), f"{name}.md": report})
+        result.append(KernelFiles(kernel, folder, files))
     return result
 
 
-def kernel_files(paths: Iterable[Path]) -> list[KernelFiles]:
+def kernel_files(paths: Iterable[Path], targets: Sequence[str] = TARGETS) -> list[KernelFiles]:
     """Plan every layer file: each goes to a folder named after the file."""
     result = []
     for path in paths:
-        result += plan(load(path), Path(path).stem)
+        result += plan(load(path), Path(path).stem, targets)
     return result
 
 

@@ -101,7 +101,9 @@ def check_kernel(kernel: Kernel, cases: int = 2, seed: int = 0, batch: int = 2) 
             ok = ulps == 0
         if not ok:
             passed, detail = False, detail or f"values differ ({ulps:.3g} ULP)"
-    return Outcome(g.name, g.layer.describe(), g.dtype, cases, worst, passed, detail)
+    schedule = getattr(kernel, "schedule", None)
+    name = f"{g.name} ({schedule})" if schedule else g.name
+    return Outcome(name, g.layer.describe(), g.dtype, cases, worst, passed, detail)
 
 
 def verify_layers(items: Sequence[tuple], dtype: str = "float32", cases: int = 2,

@@ -14,13 +14,13 @@ void resnet_stem_maxpool(const float *restrict x, float *restrict y, long batch)
         for (long c = 0; c < 64; ++c) { /* channel */
             for (long o0 = 0; o0 < 56; ++o0) { /* height */
                 for (long o1 = 0; o1 < 56; ++o1) { /* width */
-                    float best = 0; int64_t best_at = 0; int have = 0;
+                    float best = 0; int have = 0;
                     if (o0 >= 1 && o1 >= 1 && o0 < 56 && o1 < 56) { /* every tap reads the input: no bounds checks */
                         for (long k0 = 0; k0 < 3; ++k0) { /* tap, height */
                             const long p0 = k0 + 2*o0 - 1;
                             for (long k1 = 0; k1 < 3; ++k1) { /* tap, width */
                                 const long p1 = k1 + 2*o1 - 1;
-                                { const float v = x[12544*c + 802816*n + 112*p0 + p1]; if (!have || v > best || v != v) { best = v; best_at = 112*p0 + p1; have = 1; } } /* first maximum; a NaN wins */
+                                { const float v = x[12544*c + 802816*n + 112*p0 + p1]; if (!have || v > best || v != v) { best = v; have = 1; } } /* first maximum; a NaN wins */
                             }
                         }
                     } else { /* border: taps on the padding or past it (ceil mode) */
@@ -31,11 +31,11 @@ void resnet_stem_maxpool(const float *restrict x, float *restrict y, long batch)
                                 const long p1 = k1 + 2*o1 - 1;
                                 if (!(p1 >= -1 && p1 < 113)) continue; /* past the padded input */
                                 if (!(p0 >= 0 && p1 >= 0 && p0 < 112 && p1 < 112)) continue; /* padding */
-                                { const float v = x[12544*c + 802816*n + 112*p0 + p1]; if (!have || v > best || v != v) { best = v; best_at = 112*p0 + p1; have = 1; } } /* first maximum; a NaN wins */
+                                { const float v = x[12544*c + 802816*n + 112*p0 + p1]; if (!have || v > best || v != v) { best = v; have = 1; } } /* first maximum; a NaN wins */
                             }
                         }
                     }
-                    y[3136*c + 200704*n + 56*o0 + o1] = best; (void)best_at;
+                    y[3136*c + 200704*n + 56*o0 + o1] = best;
                 }
             }
         }

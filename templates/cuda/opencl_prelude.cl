@@ -5,7 +5,7 @@
 #define CONVGEN_GLOBAL __global
 #define CONVGEN_INT64 long
 #define __global__ __kernel
-#define __launch_bounds__(threads) __attribute__((reqd_work_group_size(threads, 1, 1)))
+#define CONVGEN_BLOCK(threads) __attribute__((reqd_work_group_size(threads, 1, 1)))
 #define __restrict__ restrict
 #define __shared__ __local
 #define __syncthreads() barrier(CLK_LOCAL_MEM_FENCE)

@@ -1,0 +1,148 @@
+"""Generated CUDA kernels on an NVIDIA GPU, through PyCUDA.
+
+PyCUDA is the optional ``[cuda]`` extra and is imported here only, when a GPU kernel is
+built; nothing else in convgen needs it.  The ``.cu`` text is compiled by
+:func:`convgen.nvcc.cubin` for the device's own architecture (cached by content) and loaded
+with ``module_from_buffer``; each call launches the entry point with the geometry the
+generator derived.  Inputs may be NumPy arrays (copied to and from the device) or PyCUDA
+``GPUArray``s (nothing leaves the device; the outputs are ``GPUArray``s).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+from functools import cache
+
+from .build import KernelCall
+from .cudagen import CudaKernel, generate_cuda
+from .errors import ConvgenError, SpecError
+from .nvcc import cubin
+
+__all__ = ["GpuKernel", "available", "compile_gpu"]
+
+INSTALL = ("PyCUDA builds from source against the CUDA toolkit and driver: on a machine with "
+           "both, run  pip install \"convgen[cuda]\"  (see the README, 'CUDA on a GPU')")
+
+
+def _driver():
+    try:
+        import pycuda.driver as cuda
+    except ImportError as error:
+        raise ConvgenError(f"target='cuda' needs PyCUDA, which is not importable ({error}). "
+                           f"{INSTALL}") from None
+    try:
+        cuda.init()
+        count = cuda.Device.count()
+    except cuda.Error as error:
+        raise ConvgenError(f"target='cuda': the CUDA driver is not usable ({error})") \
+            from None
+    if count == 0:
+        raise ConvgenError("target='cuda': no CUDA GPU is visible to the driver")
+    return cuda
+
+
+@cache
+def _device():
+    """The device (``$CONVGEN_CUDA_DEVICE``, default 0) with its primary context current."""
+    cuda = _driver()
+    ordinal = int(os.environ.get("CONVGEN_CUDA_DEVICE", "0"))
+    if not 0 <= ordinal < cuda.Device.count():
+        raise ConvgenError(f"CONVGEN_CUDA_DEVICE={ordinal} must be below the number of GPUs, "
+                           f"{cuda.Device.count()}")
+    device = cuda.Device(ordinal)
+    context = device.retain_primary_context()
+    context.push()
+    atexit.register(context.pop)
+    return device
+
+
+def available() -> str | None:
+    """``None`` when a GPU kernel can run here, else the reason it cannot."""
+    try:
+        _device()
+    except ConvgenError as error:
+        return str(error)
+    return None
+
+
+def arch() -> str:
+    """The current device's architecture, as nvcc names it (``sm_90`` on an H100)."""
+    major, minor = _device().compute_capability()
+    return f"sm_{major}{minor}"
+
+
+class GpuKernel(KernelCall):
+    """One entry point of a CUDA kernel on the GPU (see :class:`~convgen.build.KernelCall`;
+    ``GPUArray`` inputs give ``GPUArray`` outputs)."""
+
+    target = "cuda"
+
+    def __init__(self, generated: CudaKernel, schedule: str | None = None):
+        super().__init__(generated)
+        cuda = _driver()
+        self.launch = generated.launch(schedule)
+        self.schedule = self.launch.schedule
+        self.arch = arch()
+        self._module = cuda.module_from_buffer(cubin(generated, self.arch))
+        self._function = self._module.get_function(self.launch.entry)
+
+    def __repr__(self) -> str:
+        return super().__repr__()[:-1] + f", {self.schedule} on {self.arch}>"
+
+    def __call__(self, x, weight=None, bias=None):
+        import numpy as np
+
+        if isinstance(x, np.ndarray):
+            return super().__call__(x, weight, bias)
+        from pycuda import gpuarray
+
+        if not isinstance(x, gpuarray.GPUArray):
+            raise SpecError(f"{self.name}: x must be a numpy.ndarray or a "
+                            f"pycuda.gpuarray.GPUArray, got {type(x).__name__}")
+        g = self.generated
+        inputs = self._inputs(x, weight, bias)
+        batch = x.shape[0]
+        outputs = [gpuarray.empty((batch, *g.output_shape), dtype=g.dtype)]
+        if "indices" in g.arguments:
+            outputs.append(gpuarray.empty((batch, *g.output_shape), dtype=np.int64))
+        if batch:
+            self._launch([a.gpudata for a in inputs], [a.gpudata for a in outputs], batch)
+        return tuple(outputs) if getattr(g.layer, "return_indices", False) else outputs[0]
+
+    def _array(self, label, value, shape):
+        import numpy as np
+
+        if isinstance(value, np.ndarray):
+            return super()._array(label, value, shape)
+        g = self.generated
+        for attribute in ("dtype", "shape", "flags", "gpudata"):
+            if not hasattr(value, attribute):
+                raise SpecError(f"{g.name}: {label} must be a GPUArray like x, got "
+                                f"{type(value).__name__}")
+        if value.dtype != np.dtype(g.dtype) or tuple(value.shape) != shape or \
+                not value.flags.c_contiguous:
+            raise SpecError(f"{g.name}: {label} must be a C-contiguous {g.dtype} GPUArray of "
+                            f"shape {shape}; got {value.dtype}, {tuple(value.shape)}")
+        return value
+
+    def _run(self, inputs, outputs, batch) -> None:
+        cuda = _driver()
+        self._launch([cuda.In(a) for a in inputs], [cuda.Out(a) for a in outputs], batch)
+
+    def _launch(self, inputs, outputs, batch) -> None:
+        import numpy as np
+
+        cuda = _driver()
+        launch = self.launch
+        self._function(*inputs, *outputs, np.int64(batch), block=(launch.block, 1, 1),
+                       grid=launch.grid(batch))
+        cuda.Context.synchronize()
+
+
+def compile_gpu(items, dtype: str = "float32", schedules=None) -> list[GpuKernel]:
+    """:func:`convgen.opencl.compile_cpu`'s counterpart on the GPU."""
+    generated = [generate_cuda(item[0], item[1], dtype=dtype,
+                               name=item[2] if len(item) > 2 else None) for item in items]
+    return [GpuKernel(g, launch.schedule) for g in generated for launch in g.launches
+            if schedules is None or launch.schedule in schedules]
