@@ -29,8 +29,8 @@ from pathlib import Path
 from .codegen import GeneratedKernel, generator_hash
 from .errors import BuildError, SpecError
 
-__all__ = ["DEFAULT_FLAGS", "STRICT_FLAGS", "Kernel", "KernelCall", "build_modules", "cache_dir", "compile",
-           "compile_kernels", "compiler"]
+__all__ = ["DEFAULT_FLAGS", "STRICT_FLAGS", "Kernel", "KernelCall", "build_modules",
+           "cache_dir", "compile", "compile_kernels", "compiler"]
 
 STRICT_FLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")
 DEFAULT_FLAGS = ("-O3", "-march=native")

@@ -279,8 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--plot", metavar="FILE.png",
                         help="draw the matrix structure, coloured by weight")
     matrix.set_defaults(run=_toeplitz)
-    generate = commands.add_parser("generate", help="write C and CUDA kernels, specs and reports for "
-                                   "layer files (the bundled examples by default)")
+    generate = commands.add_parser("generate", help="write C and CUDA kernels, specs and "
+                                   "reports for layer files (the bundled examples by default)")
     generate.add_argument("targets", nargs="*", metavar="LAYERS",
                           help="layer files (TOML) or bundled example names")
     generate.add_argument("--examples", action="store_true",

@@ -1,8 +1,9 @@
-"""Layer files -> kernel files: ``.c``, ``.h``, the layer's own ``.toml`` and a ``.md`` report.
+"""Layer files -> kernel files: ``.c``, ``.h``, ``.cu``, the layer's ``.toml`` and a report.
 
 ``convgen generate LAYERS.toml -o DIR`` writes, for every layer of every network, into
-``DIR/<file stem>/``: the kernels (``<name>.c``, ``<name>.h``, ``<name>.cu``), its spec as a one-layer layer
-file (``<name>.toml``, which ``convgen verify`` reads back) and a report (``<name>.md``).
+``DIR/<file stem>/``: the kernels (``<name>.c``, ``<name>.h``, ``<name>.cu``), its spec as a
+one-layer layer file (``<name>.toml``, which ``convgen verify`` reads back) and a report
+(``<name>.md``).
 The output is byte-deterministic, so ``convgen generate --check`` can compare a folder with
 what the generator produces now.
 """
@@ -26,7 +27,8 @@ from .cudagen import MAX_GRID_Z, CudaKernel, generate_cuda
 from .errors import SpecError
 from .spec import DTYPE_SIZES
 
-__all__ = ["TARGETS", "KernelFiles", "check", "named_layers", "kernel_files", "plan", "toml_value", "write"]
+__all__ = ["TARGETS", "KernelFiles", "check", "kernel_files", "named_layers", "plan",
+           "toml_value", "write"]
 
 VERIFIED_BY = ("`convgen verify` compiles the kernel with `-std=c99 -Wall -Wextra -Werror "
                "-pedantic -O3 -march=native` and compares it with `convgen.reference.forward` "

@@ -33,6 +33,7 @@ __all__ = ["ARCHS", "CHECK_FLAGS", "Usage", "check", "cubin", "nvcc", "nvcc_vers
 #: Architectures every generated kernel is checked for: Ampere (A100) and Hopper (H100).
 ARCHS = ("sm_80", "sm_90")
 CHECK_FLAGS = ("-Werror", "all-warnings", "-Xptxas", "-v,-warn-spills,-warn-lmem-usage,-Werror")
+_FALLBACK = "/usr/local/cuda/bin/nvcc"
 _FIND = ("set NVCC to its path, put it on PATH or set CUDA_HOME, or generate C only "
          "(convgen generate --target c)")
 
@@ -43,7 +44,7 @@ def nvcc() -> str:
     candidates = [os.environ.get("NVCC"),
                   os.environ.get("CUDA_HOME") and str(Path(os.environ["CUDA_HOME"]) / "bin" /
                                                       "nvcc"),
-                  shutil.which("nvcc"), "/usr/local/cuda/bin/nvcc"]
+                  shutil.which("nvcc"), _FALLBACK]
     for candidate in candidates:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate

@@ -21,6 +21,11 @@ BULK = int(os.environ.get("CONVGEN_TEST_BULK", "60" if os.environ.get("CI") else
 BULK_EXAMPLES = int(os.environ.get("CONVGEN_TEST_BULK_EXAMPLES",
                                    "60" if os.environ.get("CI") else "8"))
 
+#: Examples of the bulk property test of the CUDA text on the CPU (PoCL): in CI at least
+#: 20 * 30 = 600 configs, each with every schedule.
+CUDA_EXAMPLES = int(os.environ.get("CONVGEN_TEST_CUDA_EXAMPLES",
+                                   "20" if os.environ.get("CI") else "5"))
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _kernel_cache(tmp_path_factory):

@@ -128,15 +128,22 @@ def test_generate_check_and_verify_a_layer_file(tmp_path, capsys):
                       'return_indices = true },\n]\n')
     out_dir = tmp_path / "out"
     code, out, _ = run(capsys, "generate", str(layers), "-o", str(out_dir))
-    assert code == 0 and "wrote 2 kernels (8 files)" in out
+    assert code == 0 and "wrote 2 kernels (10 files)" in out
     names = sorted(p.name for p in (out_dir / "layers").iterdir())
-    assert names == ["net_c.c", "net_c.h", "net_c.md", "net_c.toml",
-                     "net_p.c", "net_p.h", "net_p.md", "net_p.toml"]
+    assert names == ["net_c.c", "net_c.cu", "net_c.h", "net_c.md", "net_c.toml",
+                     "net_p.c", "net_p.cu", "net_p.h", "net_p.md", "net_p.toml"]
     report = (out_dir / "layers" / "net_c.md").read_text()
     assert "MACs per sample: 4,374" in report and "## Verification" in report
+    assert "## CUDA: `net_c.cu`" in report and "| `net_c_tiled` (tiled) |" in report
     assert run(capsys, "generate", str(layers), "-o", str(out_dir), "--check")[0] == 0
     code, out, _ = run(capsys, "verify", str(out_dir))
     assert code == 0 and "2 passed, 0 failed" in out and "float64" in out
+    code, out, _ = run(capsys, "verify", str(out_dir), "--target", "cuda-cpu")
+    assert code == 0 and "3 passed, 0 failed" in out and "net_c (tiled)" in out
+    cu = out_dir / "layers" / "net_c.cu"
+    cu.write_text(cu.read_text().replace("acc[j] += v", "acc[j] -= v"))
+    code, out, _ = run(capsys, "verify", str(out_dir), "--target", "cuda-cpu")
+    assert code == 1 and "stale:" in out and "net_c.cu" in out
     # a hand edit is caught by both --check and verify
     source = out_dir / "layers" / "net_p.c"
     source.write_text(source.read_text().replace("v > best", "v >= best"))
@@ -147,6 +154,25 @@ def test_generate_check_and_verify_a_layer_file(tmp_path, capsys):
     (out_dir / "layers" / "extra.c").write_text("")
     assert "unexpected:" in run(capsys, "generate", str(layers), "-o", str(out_dir),
                                 "--check")[1]
+
+
+def test_generate_c_only_needs_no_nvcc_and_gpu_verify_explains(tmp_path, capsys,
+                                                                monkeypatch):
+    monkeypatch.setenv("NVCC", str(tmp_path / "missing"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr("convgen.nvcc._FALLBACK", str(tmp_path / "nvcc"))
+    code, _, err = run(capsys, "generate", "lecture", "-o", str(tmp_path / "out"))
+    assert code == 2 and "nvcc (the CUDA compiler) was not found" in err and "--target c" in err
+    code, out, _ = run(capsys, "generate", "lecture", "-o", str(tmp_path / "out"),
+                       "--target", "c")
+    assert code == 0 and not list((tmp_path / "out").rglob("*.cu"))
+    code, _, err = run(capsys, "generate", "lecture", "--target", "c,metal")
+    assert code == 2 and "--target 'c,metal' must be a comma-separated list of c, cuda" in err
+    from convgen import gpu
+    if gpu.available() is None:
+        return
+    code, _, err = run(capsys, "verify", "lecture", "--target", "cuda")
+    assert code == 2 and "target='cuda'" in err
 
 
 def test_verify_reports_a_wrong_kernel(monkeypatch, capsys):

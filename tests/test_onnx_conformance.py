@@ -1,4 +1,6 @@
-"""ONNX's own conformance cases (onnx.backend.test.case.node) through the generated C."""
+"""ONNX's own conformance cases (onnx.backend.test.case.node) through the generated C, and
+through the generated CUDA: its text on the CPU (PoCL, every schedule) and on a GPU when
+one is present."""
 
 import warnings
 
@@ -8,6 +10,7 @@ import pytest
 from convgen import SpecError
 from convgen.build import compile_kernels
 from convgen.onnx_bridge import _attributes, layer_from_onnx, onnx_indices
+from tests.targets import cuda_kernels
 
 onnx_cases = pytest.importorskip("onnx.backend.test.case.node")
 
@@ -27,8 +30,8 @@ def _cases():
 CASES = _cases()
 
 
-def _run(case):
-    """Compile and run one case; return (passed, reason)."""
+def _run(case, target="c"):
+    """Compile and run one case on ``target``; return (passed, reason)."""
     node = case.model.graph.node[0]
     inputs, expected = case.data_sets[0]
     try:
@@ -36,9 +39,18 @@ def _run(case):
     except SpecError as error:
         return False, f"not representable: {error}"
     dtype = DTYPES[np.asarray(inputs[0]).dtype]
-    (kernel,) = compile_kernels([(layer, tuple(np.shape(inputs[0])[1:]))], dtype=dtype)
+    item = (layer, tuple(np.shape(inputs[0])[1:]))
+    kernels = compile_kernels([item], dtype=dtype) if target == "c" else \
+        cuda_kernels(target, [item], dtype)
     arrays = [np.ascontiguousarray(a) for a in inputs]
-    got = kernel(*arrays)
+    for kernel in kernels:
+        passed, reason = _compare(kernel(*arrays), expected, node, inputs)
+        if not passed:
+            return False, f"{getattr(kernel, 'schedule', target)}: {reason}"
+    return True, ""
+
+
+def _compare(got, expected, node, inputs):
     outputs = got if isinstance(got, tuple) else (got,)
     for index, (ours, theirs) in enumerate(zip(outputs, expected)):
         if index == 1:  # ONNX indices are flat over the whole tensor, ours per plane
@@ -56,6 +68,19 @@ def _run(case):
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_onnx_conformance_case(case):
     passed, reason = _run(case)
+    assert passed, reason
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_onnx_conformance_case_through_the_cuda_text_on_the_cpu(case):
+    passed, reason = _run(case, "cuda-cpu")
+    assert passed, reason
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_onnx_conformance_case_on_the_gpu(case):
+    passed, reason = _run(case, "cuda")
     assert passed, reason
 
 

@@ -26,6 +26,7 @@ def test_readme_has_exactly_two_quick_start_commands_and_ci_runs_the_test_one():
     assert "pytest" in commands[1]
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert commands[1] in ci  # verbatim, on a line of its own
+    assert commands[0] in ci
     assert "set -euo pipefail" in ci
 
 

@@ -16,4 +16,3 @@
 #define sqrtf sqrt
 #define powf pow
 #define fabsf fabs
-#line 1

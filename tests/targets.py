@@ -1,0 +1,19 @@
+"""Which CUDA targets this machine can run, and the reasons it cannot, for visible skips."""
+
+import pytest
+
+from convgen import gpu, opencl
+
+
+def cuda_kernels(target: str, items, dtype: str):
+    """Every entry point of ``items`` on ``target`` (``cuda-cpu`` or ``cuda``), or a skip
+    that says why the target is unavailable here."""
+    if target == "cuda":
+        reason = gpu.available()
+        if reason:
+            pytest.skip(f"no GPU run: {reason}")
+        return gpu.compile_gpu(items, dtype)
+    reason = opencl.available("pocl")
+    if reason:
+        pytest.skip(f"no CUDA-on-CPU run: {reason}")
+    return opencl.compile_cpu(items, dtype)
