@@ -218,7 +218,7 @@ class KernelCall:
         """The checked input arrays in argument order: x, [weight], [bias]."""
         g = self.generated
         if not hasattr(x, "shape") or len(x.shape) != len(g.input_shape) + 1:
-            raise SpecError(f"{g.name}: x must be an array of shape (N, "
+            raise SpecError(f"{g.name}: x must be a numpy.ndarray of shape (N, "
                             f"{', '.join(map(str, g.input_shape))})")
         inputs = [self._array("x", x, (x.shape[0], *g.input_shape))]
         if "w" in g.arguments:
@@ -274,6 +274,20 @@ class Kernel(KernelCall):
 _LOADED: dict = {}
 
 
+def distinct(kernels) -> dict:
+    """``{name: kernel}``, one per name; two different kernels under one name is an error
+    (one would silently run as the other)."""
+    unique: dict = {}
+    for kernel in kernels:
+        other = unique.setdefault(kernel.name, kernel)
+        if other.source != kernel.source:
+            raise SpecError(f"two different kernels are both named {kernel.name!r} "
+                            f"({other.layer.describe()} on {other.input_shape} and "
+                            f"{kernel.layer.describe()} on {kernel.input_shape}); "
+                            "give each a distinct name")
+    return unique
+
+
 def compile_kernels(layers: Sequence[tuple], dtype: str = "float32",
                     flags: Sequence[str] = DEFAULT_FLAGS, openmp: bool = False) -> list[Kernel]:
     """Generate and build several ``(layer, input_shape[, name])`` kernels in one module."""
@@ -281,7 +295,7 @@ def compile_kernels(layers: Sequence[tuple], dtype: str = "float32",
 
     generated = [generate(item[0], item[1], dtype=dtype,
                           name=item[2] if len(item) > 2 else None) for item in layers]
-    unique = list({g.name: g for g in generated}.values())  # one definition per name
+    unique = list(distinct(generated).values())  # one definition per name
     module = build_modules(unique, flags, openmp)
     return [Kernel(g, module) for g in generated]
 

@@ -194,10 +194,14 @@ def _prove(args: argparse.Namespace) -> int:
         layer = parse_layer(args.layer)
         rows = [("layer", r) for r in layer_statements(layer)]
         if args.input_shape:
-            from .bounds import prove_bounds
+            from .bounds import prove_access, prove_bounds
             from .codegen import generate
+            from .cudagen import generate_cuda
             kernel = generate(layer, parse_shape(args.input_shape))
             rows += [("bounds", r) for r in prove_bounds(kernel)]
+            cuda = generate_cuda(layer, parse_shape(args.input_shape))
+            rows += [("cuda", prove_access(cuda.name, a)) for a in cuda.accesses
+                     if a.where.startswith(("direct:", "tiled:"))]  # the rest are C's
     elif args.input_shape:
         raise ConvgenError("--input-shape needs --layer")
     else:

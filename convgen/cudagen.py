@@ -41,6 +41,7 @@ _MAX_GRID_X = 2**31 - 1
 _DIRECT_BLOCK = 256
 _TILES = {1: (128,), 2: (8, 16), 3: (4, 4, 8)}
 _OC_BLOCK = 8
+_MIN_THREADS = 32
 
 _T = sympy.Symbol("t", integer=True, nonnegative=True)          # thread (or element) number
 _TILE = sympy.Symbol("tile", integer=True, nonnegative=True)    # blockIdx.x of a tiled kernel
@@ -132,8 +133,8 @@ def generate_cuda(layer: Layer, input_shape: Sequence, dtype: str = "float32",
                          "number", (*_loop(_T, y_sample),))
                   for n, e, size in zip(names, coordinates, out)), *c_accesses]
     tiled = _tiled_context(layer, kernel, ctype) if kind == "conv" else None
-    if tiled is not None and tiled["oc_blocks"] > MAX_GRID_Z:
-        tiled = None  # more channel blocks than gridDim.y allows: the direct kernel only
+    if tiled is not None and (tiled["oc_blocks"] > MAX_GRID_Z or tiled["tiles"] > _MAX_GRID_X):
+        tiled = None  # more blocks than the grid's x or y axis allows: the direct kernel only
     if tiled is not None:
         launches.insert(0, Launch(f"{kernel.name}_tiled", "tiled", tiled["threads"],
                                   tiled["tiles"], tiled["oc_blocks"], tiled["shared_bytes"],
@@ -158,12 +159,14 @@ def generate_cuda(layer: Layer, input_shape: Sequence, dtype: str = "float32",
                       tuple(launches), tuple(accesses))
 
 
-def _tile_shape(layer, out, cg_in, cg_out, size) -> tuple | None:
-    """Output tile, output-channel block and shared bytes; ``None`` when nothing fits."""
-    ndim = layer.ndim
-    tile = [min(t, m) for t, m in zip(_TILES[ndim], out[1:])]
+def _tile_shape(layer, out, cg_out, size) -> tuple | None:
+    """Output tile, output-channel block and shared bytes; ``None`` when no tile of at least
+    :data:`_MIN_THREADS` positions (or the whole output, if smaller) fits in shared memory:
+    a smaller block would stage a big halo for a few outputs, and the direct kernel wins."""
+    tile = [min(t, m) for t, m in zip(_TILES[layer.ndim], out[1:])]
     oc_block = min(_OC_BLOCK, cg_out)
     taps = sym.prod(layer.kernel_size)
+    least = min(_MIN_THREADS, sym.prod(out[1:]))
 
     def shared(tile, oc_block):
         halo = sym.prod(sym.tile_extent(t, k, s, d) for t, k, s, d in
@@ -171,13 +174,17 @@ def _tile_shape(layer, out, cg_in, cg_out, size) -> tuple | None:
         return (halo + oc_block * taps) * size
 
     while shared(tile, oc_block) > SHARED_LIMIT:
-        if max(tile) > 1:
+        if oc_block > 1 and oc_block * taps * size > SHARED_LIMIT // 4:
+            oc_block //= 2  # the taps crowd out the halo: fewer channels first
+        elif sym.prod(tile) > least:
             widest = tile.index(max(tile))
             tile[widest] = (tile[widest] + 1) // 2
         elif oc_block > 1:
             oc_block //= 2
         else:
             return None
+    if sym.prod(tile) < least:
+        return None
     return tuple(tile), oc_block, shared(tile, oc_block)
 
 
@@ -186,7 +193,7 @@ def _tiled_context(layer, kernel, ctype) -> dict | None:
     (c_in, *spatial), out = kernel.input_shape, kernel.output_shape
     cg_in, cg_out = c_in // layer.groups, layer.out_channels // layer.groups
     size = DTYPE_SIZES[kernel.dtype]
-    chosen = _tile_shape(layer, out, cg_in, cg_out, size)
+    chosen = _tile_shape(layer, out, cg_out, size)
     if chosen is None:
         return None
     tile, oc_block, shared_bytes = chosen
@@ -238,11 +245,14 @@ def _tiled_context(layer, kernel, ctype) -> dict | None:
             *[sympy.Eq(e_s[i], e_at[i]) for i in range(ndim)],
             *[sympy.Eq(p_s[i], load_at[i]) for i in range(ndim)]]
     inside = [sym.inside(p_s[i], n) for i, n in enumerate(spatial)]
+    padded = [sym.inside_padded(p_s[i], n, lo, hi) for i, (n, (lo, hi)) in
+              enumerate(zip(spatial, pads))]
     if zeros:
         load_x = load + inside
-    else:
-        load_x = load + [sympy.Eq(q_s[i], sym.padded_source(p_s[i], n, layer.padding_mode))
-                         for i, n in enumerate(spatial)]
+    else:  # the last tiles' halo may reach past the padded input, where no output reads
+        load_x = load + padded + [sympy.Eq(q_s[i], sym.padded_source(p_s[i], n,
+                                                                     layer.padding_mode))
+                                  for i, n in enumerate(spatial)]
     weights = [*block, *_loop(_IC, cg_in), *_loop(_E, oc_block * taps),
                sympy.Eq(_J, sympy.floor(_E / taps)), sympy.Eq(kk, sympy.Mod(_E, taps)),
                channel_ok]
@@ -269,7 +279,7 @@ def _tiled_context(layer, kernel, ctype) -> dict | None:
             axis=cg._axes(ndim)[i], tile=tile[i], halo=halo[i], kernel=layer.kernel_size[i],
             u=cg.ccode(u[i]), t=cg.ccode(local[i]), e=cg.ccode(e_at[i]),
             o=cg.ccode(u_s[i] * tile[i] + t_s[i]), p=cg.ccode(load_at[i]),
-            inside=cg.ccode(sym.inside(p_s[i], n)),
+            inside=cg.ccode(sym.inside(p_s[i], n)), inside_padded=cg.ccode(padded[i]),
             source=cg.ccode(sym.padded_source(p_s[i], n, layer.padding_mode)),
             source_reads_p=sympy.sympify(sym.padded_source(p_s[i], n, layer.padding_mode))
             .has(p_s[i])))

@@ -43,32 +43,40 @@ def _driver():
 
 
 @cache
-def _device():
-    """The device (``$CONVGEN_CUDA_DEVICE``, default 0) with its primary context current."""
+def _primary():
+    """The primary context of ``$CONVGEN_CUDA_DEVICE`` (default 0), made current once."""
     cuda = _driver()
     ordinal = int(os.environ.get("CONVGEN_CUDA_DEVICE", "0"))
     if not 0 <= ordinal < cuda.Device.count():
         raise ConvgenError(f"CONVGEN_CUDA_DEVICE={ordinal} must be below the number of GPUs, "
                            f"{cuda.Device.count()}")
-    device = cuda.Device(ordinal)
-    context = device.retain_primary_context()
+    context = cuda.Device(ordinal).retain_primary_context()
     context.push()
     atexit.register(context.pop)
-    return device
+    return context
+
+
+def _context():
+    """The context kernels are loaded into: the caller's current one (say ``pycuda.autoinit``'s,
+    so its arrays work), else the device's primary context."""
+    cuda = _driver()
+    return cuda.Context.get_current() or _primary()
 
 
 def available() -> str | None:
     """``None`` when a GPU kernel can run here, else the reason it cannot."""
     try:
-        _device()
+        _context()
     except ConvgenError as error:
         return str(error)
     return None
 
 
-def arch() -> str:
-    """The current device's architecture, as nvcc names it (``sm_90`` on an H100)."""
-    major, minor = _device().compute_capability()
+def arch(context=None) -> str:
+    """The architecture of ``context``'s device (default: the current one) as nvcc names it
+    (``sm_90`` on an H100)."""
+    context = context or _context()
+    major, minor = context.get_device().compute_capability()
     return f"sm_{major}{minor}"
 
 
@@ -83,23 +91,35 @@ class GpuKernel(KernelCall):
         cuda = _driver()
         self.launch = generated.launch(schedule)
         self.schedule = self.launch.schedule
-        self.arch = arch()
-        self._module = cuda.module_from_buffer(cubin(generated, self.arch))
-        self._function = self._module.get_function(self.launch.entry)
+        self._context = _context()  # every call runs in the context the module lives in
+        self.arch = arch(self._context)
+        binary = cubin(generated, self.arch)
+        self._context.push()
+        try:
+            self._module = cuda.module_from_buffer(binary)
+            self._function = self._module.get_function(self.launch.entry)
+        finally:
+            cuda.Context.pop()
 
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f", {self.schedule} on {self.arch}>"
 
     def __call__(self, x, weight=None, bias=None):
         import numpy as np
-
-        if isinstance(x, np.ndarray):
-            return super().__call__(x, weight, bias)
         from pycuda import gpuarray
 
-        if not isinstance(x, gpuarray.GPUArray):
+        kind = np.ndarray if isinstance(x, np.ndarray) else gpuarray.GPUArray
+        if not isinstance(x, kind):
             raise SpecError(f"{self.name}: x must be a numpy.ndarray or a "
                             f"pycuda.gpuarray.GPUArray, got {type(x).__name__}")
+        for label, value in (("weight", weight), ("bias", bias)):
+            if value is not None and not isinstance(value, kind):
+                what = "numpy.ndarray" if kind is np.ndarray else "GPUArray"
+                raise SpecError(f"{self.name}: x is a {what}, so {label} must be one "
+                                f"too (got {type(value).__name__}); pass every array on the "
+                                "device or every array as a numpy array")
+        if kind is np.ndarray:
+            return super().__call__(x, weight, bias)
         g = self.generated
         inputs = self._inputs(x, weight, bias)
         batch = x.shape[0]
@@ -116,10 +136,9 @@ class GpuKernel(KernelCall):
         if isinstance(value, np.ndarray):
             return super()._array(label, value, shape)
         g = self.generated
-        for attribute in ("dtype", "shape", "flags", "gpudata"):
-            if not hasattr(value, attribute):
-                raise SpecError(f"{g.name}: {label} must be a GPUArray like x, got "
-                                f"{type(value).__name__}")
+        if not hasattr(value, "gpudata"):
+            raise SpecError(f"{g.name}: {label} must be a numpy.ndarray or a GPUArray, got "
+                            f"{type(value).__name__}")
         if value.dtype != np.dtype(g.dtype) or tuple(value.shape) != shape or \
                 not value.flags.c_contiguous:
             raise SpecError(f"{g.name}: {label} must be a C-contiguous {g.dtype} GPUArray of "
@@ -135,14 +154,19 @@ class GpuKernel(KernelCall):
 
         cuda = _driver()
         launch = self.launch
-        self._function(*inputs, *outputs, np.int64(batch), block=(launch.block, 1, 1),
-                       grid=launch.grid(batch))
-        cuda.Context.synchronize()
+        self._context.push()
+        try:
+            self._function(*inputs, *outputs, np.int64(batch), block=(launch.block, 1, 1),
+                           grid=launch.grid(batch))
+            cuda.Context.synchronize()
+        finally:
+            cuda.Context.pop()
 
 
 def compile_gpu(items, dtype: str = "float32", schedules=None) -> list[GpuKernel]:
     """:func:`convgen.opencl.compile_cpu`'s counterpart on the GPU."""
-    generated = [generate_cuda(item[0], item[1], dtype=dtype,
+    generated = [item if isinstance(item, CudaKernel) else
+                 generate_cuda(item[0], item[1], dtype=dtype,
                                name=item[2] if len(item) > 2 else None) for item in items]
     return [GpuKernel(g, launch.schedule) for g in generated for launch in g.launches
             if schedules is None or launch.schedule in schedules]

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
-from .build import KernelCall
+from .build import KernelCall, distinct
 from .cudagen import CudaKernel, generate_cuda
 from .errors import ConvgenError
 from .resources import templates_dir
@@ -51,9 +51,9 @@ def prelude() -> str:
 def opencl_source(kernels: Sequence[CudaKernel]) -> str:
     """The prelude and each distinct kernel's CUDA text, unchanged; ``#line`` directives make
     diagnostics name the ``.cu`` file and its line."""
-    unique = {k.name: k.source for k in kernels}
-    return prelude() + "".join(f'#line 1 "{name}.cu"\n{source}'
-                               for name, source in unique.items())
+    unique = distinct(kernels)
+    return prelude() + "".join(f'#line 1 "{name}.cu"\n{kernel.source}'
+                               for name, kernel in unique.items())
 
 
 def _pyopencl():

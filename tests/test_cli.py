@@ -201,6 +201,7 @@ def test_prove_catalogue_and_layer(capsys):
     assert code == 0 and out.startswith("| # | statement |")
     code, out, _ = run(capsys, "prove", "--layer", "MaxPool2d(3, 2, ceil_mode=True)",
                        "--input-shape", "4,9,9")
-    assert code == 0 and "[bounds]" in out and "5 proved, 0 refuted" in out
+    assert code == 0 and "[bounds]" in out and "8 proved, 0 refuted" in out
+    assert out.count("[cuda]") == 3 and "direct: c from the thread number" in out
     code, _, err = run(capsys, "prove", "--input-shape", "4,9,9")
     assert code == 2 and "--input-shape needs --layer" in err

@@ -80,10 +80,13 @@ def test_tiled_kernel_for_every_convolution_that_fits():
     assert (tiled.schedule, direct.schedule) == ("tiled", "direct")
     assert tiled.shared_bytes <= cudagen.SHARED_LIMIT
     assert "__shared__" in kernel.source and "__syncthreads()" in kernel.source
-    # a halo too large for shared memory: the generator shrinks the tile, then the block
+    # a halo too large for shared memory: the generator shrinks the channel block and tile
     big = generate_cuda(convgen.Conv2d(1, 16, 40, dilation=2), (1, 100, 100))
-    assert big.launches[0].schedule == "tiled"
+    assert big.launches[0].schedule == "tiled" and big.launches[0].block >= 32
     assert big.launches[0].shared_bytes <= cudagen.SHARED_LIMIT
+    # ... but not below 32 positions a block: then the direct kernel alone
+    huge = generate_cuda(convgen.Conv2d(1, 3, 25, dilation=3), (1, 90, 90), "float64")
+    assert [x.schedule for x in huge.launches] == ["direct"]
     # pools and transposed convolutions have the direct kernel only
     assert [x.schedule for x in generate_cuda(convgen.MaxPool2d(2), (1, 4, 4)).launches] == \
         ["direct"]
@@ -274,6 +277,28 @@ def test_every_cuda_access_and_thread_position_is_proved_in_bounds(case):
                                                         if r.status != "proved"][0]
 
 
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_tiled_halo_past_the_padded_input_is_never_loaded(mode):
+    """The last tile's halo can reach past the padded input, where reflect's remap would
+    leave the input: the staging loop loads only inside the padded input (review finding)."""
+    layer = convgen.Conv2d(1, 1, (2, 1), padding=(3, 0), padding_mode=mode)
+    kernel = generate_cuda(layer, (1, 4, 4))
+    assert kernel.launches[0].schedule == "tiled"
+    assert all(r.status == "proved" for r in prove_bounds(kernel))
+    if opencl.available("oclgrind") is None:
+        findings = opencl.race_check([kernel])
+        assert not [f for f in findings if f.diagnostics or not f.passed]
+
+
+def test_two_kernels_under_one_name_are_refused():
+    items = [(convgen.Conv1d(1, 1, 3), (1, 8), "k"), (convgen.Conv1d(1, 1, 3, padding=1),
+                                                      (1, 8), "k")]
+    with pytest.raises(SpecError, match="two different kernels are both named 'k'"):
+        opencl.opencl_source([generate_cuda(*item[:2], name=item[2]) for item in items])
+    with pytest.raises(SpecError, match="two different kernels are both named 'k'"):
+        convgen.build.compile_kernels(items)
+
+
 def test_a_tile_one_short_is_refuted(monkeypatch):
     real = sym.tile_extent
     monkeypatch.setattr(sym, "tile_extent", lambda *a: real(*a) - 1)
@@ -311,6 +336,45 @@ def test_only_the_gpu_module_imports_pycuda():
     code = "import convgen, convgen.cli, convgen.opencl, convgen.nvcc, sys; " \
            "assert 'pycuda' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ))
+
+
+def test_gpu_runtime_against_a_pycuda_stand_in(monkeypatch, tmp_path):
+    """convgen.gpu end to end without a GPU: a fake PyCUDA (tests/fake_pycuda.py) runs each
+    launch on PoCL and rejects what a driver would (no current context, bad geometry)."""
+    _needs_nvcc()
+    _needs_pocl()
+    from convgen import gpu
+    from tests import fake_pycuda
+
+    monkeypatch.setenv("CONVGEN_CACHE_DIR", str(tmp_path))
+    items = [(convgen.Conv2d(4, 6, 3, padding=1, groups=2), (4, 7, 9)),
+             (convgen.MaxPool2d(3, 2, return_indices=True), (2, 7, 7))]
+    fake_pycuda.install(monkeypatch, [generate_cuda(*item) for item in items])
+    gpu._primary.cache_clear()
+    try:
+        assert gpu.available() is None
+        kernels = gpu.compile_gpu(items)
+        assert [k.schedule for k in kernels] == ["tiled", "direct", "direct"]
+        assert all(k.arch == "sm_90" for k in kernels)
+        for index, kernel in enumerate(kernels):
+            assert check_kernel(kernel, cases=1, seed=index, batch=3).passed
+        conv = kernels[0]
+        rng = np.random.default_rng(1)
+        x = rng.integers(-4, 5, (2, 4, 7, 9)).astype(np.float32)
+        w = rng.integers(-3, 4, (6, 2, 3, 3)).astype(np.float32)
+        b = rng.integers(-9, 10, 6).astype(np.float32)
+        gpuarray = fake_pycuda.GPUArray
+        on_device = conv(gpuarray(x), gpuarray(w), gpuarray(b))
+        assert isinstance(on_device, gpuarray)
+        assert np.array_equal(on_device.get(), conv(x, w, b))
+        with pytest.raises(SpecError, match="x is a GPUArray, so weight must be one too"):
+            conv(gpuarray(x), w, gpuarray(b))
+        with pytest.raises(SpecError, match="x is a numpy.ndarray, so bias must be one too"):
+            conv(x, w, gpuarray(b))
+        assert conv(x[:0], w, b).shape == (0, 6, 7, 9)
+        assert fake_pycuda._Context.stack  # the primary context stays current for the user
+    finally:
+        gpu._primary.cache_clear()
 
 
 @pytest.mark.cuda
