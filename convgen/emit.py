@@ -212,6 +212,18 @@ def write(planned: Iterable[KernelFiles], out: Path) -> list[Path]:
     return written
 
 
+_NVCC = re.compile(r"nvcc \(([^)]*)\) compiled it")
+
+
+def _why(old: str, new: str) -> str:
+    """An explanation for a differing report whose CUDA resources came from another nvcc."""
+    before, now = _NVCC.search(old), _NVCC.search(new)
+    if before and now and before.group(1) != now.group(1):
+        return (f" (its CUDA resource table is from nvcc {before.group(1)}; this machine has "
+                f"nvcc {now.group(1)}, whose ptxas may allocate registers differently)")
+    return ""
+
+
 def check(planned: Iterable[KernelFiles], out: Path) -> list[str]:
     """Differences between ``out`` and the planned files (empty when they match)."""
     problems, expected = [], set()
@@ -222,7 +234,7 @@ def check(planned: Iterable[KernelFiles], out: Path) -> list[str]:
             if not path.is_file():
                 problems.append(f"missing: {path}")
             elif path.read_text(encoding="utf-8") != text:
-                problems.append(f"differs: {path}")
+                problems.append(f"differs: {path}{_why(path.read_text(encoding='utf-8'), text)}")
     folders = {(Path(out) / item.folder).resolve() for item in planned}
     for folder in sorted(folders):
         for path in sorted(folder.glob("*")) if folder.is_dir() else []:

@@ -399,3 +399,17 @@ def test_gpu_kernels_take_device_arrays():
     on_device = kernel(gpuarray.to_gpu(x), gpuarray.to_gpu(w), gpuarray.to_gpu(b))
     assert isinstance(on_device, gpuarray.GPUArray)
     assert np.array_equal(on_device.get(), kernel(x, w, b))
+
+
+def test_generate_check_explains_reports_from_another_nvcc(tmp_path):
+    from convgen import emit
+
+    path = GENERATED[0].with_suffix(".md")
+    text = path.read_text()
+    other = re.sub(r"nvcc \(release [^)]*\)", "nvcc (release 99.9, V99.9.1)", text)
+    assert other != text
+    planned = [emit.KernelFiles(None, "f", {"k.md": text})]
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "k.md").write_text(other)
+    (problem,) = emit.check(planned, tmp_path)
+    assert problem.startswith("differs:") and "from nvcc release 99.9, V99.9.1" in problem
