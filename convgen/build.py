@@ -237,14 +237,21 @@ class KernelCall:
     def __call__(self, x, weight=None, bias=None):
         import numpy as np
 
+        return self._call(x, weight, bias, np.empty, self._run)
+
+    def _call(self, x, weight, bias, empty, run):
+        """Check the inputs, allocate the outputs with ``empty(shape, dtype)``, then
+        ``run(inputs, outputs, batch)`` unless the batch is empty."""
+        import numpy as np
+
         g = self.generated
         inputs = self._inputs(x, weight, bias)
         batch = x.shape[0]
-        outputs = [np.empty((batch, *g.output_shape), dtype=g.dtype)]
+        outputs = [empty((batch, *g.output_shape), g.dtype)]
         if "indices" in g.arguments:
-            outputs.append(np.empty((batch, *g.output_shape), dtype=np.int64))
+            outputs.append(empty((batch, *g.output_shape), np.int64))
         if batch:
-            self._run(inputs, outputs, batch)
+            run(inputs, outputs, batch)
         return tuple(outputs) if getattr(g.layer, "return_indices", False) else outputs[0]
 
     def _run(self, inputs: list, outputs: list, batch: int) -> None:

@@ -120,15 +120,9 @@ class GpuKernel(KernelCall):
                                 "device or every array as a numpy array")
         if kind is np.ndarray:
             return super().__call__(x, weight, bias)
-        g = self.generated
-        inputs = self._inputs(x, weight, bias)
-        batch = x.shape[0]
-        outputs = [gpuarray.empty((batch, *g.output_shape), dtype=g.dtype)]
-        if "indices" in g.arguments:
-            outputs.append(gpuarray.empty((batch, *g.output_shape), dtype=np.int64))
-        if batch:
-            self._launch([a.gpudata for a in inputs], [a.gpudata for a in outputs], batch)
-        return tuple(outputs) if getattr(g.layer, "return_indices", False) else outputs[0]
+        return self._call(x, weight, bias, gpuarray.empty, lambda inputs, outputs, batch:
+                          self._launch([a.gpudata for a in inputs],
+                                       [a.gpudata for a in outputs], batch))
 
     def _array(self, label, value, shape):
         import numpy as np
