@@ -238,6 +238,40 @@ def _proof_table(rows, fmt: str) -> str:
     return "\n".join(lines)
 
 
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise ConvgenError(f"{what} {text!r} must be a comma-separated list of positive "
+                           "integers, e.g. 1,2")
+    return values
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    from .bench import SUITE, format_tables, plot_roofline, run
+
+    names = [n.strip() for n in args.layers.split(",")] if args.layers else None
+    threads, batches = _ints(args.threads, "--threads"), _ints(args.batch, "--batch")
+    if args.smoke:  # one small layer, few repeats: checks the harness, not the speed
+        names, batches, repeats, min_time = names or [SUITE[0][0]], batches[:1], 1, 0.0
+    else:
+        repeats, min_time = args.repeats, args.min_time
+    runs = run(threads, batches, names, repeats, min_time)
+    print(format_tables(runs))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as stream:
+            json.dump(runs, stream, indent=1)
+        print(f"wrote {args.json}")
+    if args.png:
+        plot_roofline(runs, args.png)
+        print(f"wrote {args.png}")
+    return 0
+
+
 def _examples(args: argparse.Namespace) -> None:
     for name, path in bundled_examples().items():
         networks = load(path)
@@ -315,6 +349,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --layer: also prove the generated kernel's bounds")
     prove.add_argument("--format", choices=("text", "markdown"), default="text")
     prove.set_defaults(run=_prove)
+    bench = commands.add_parser("bench", help="time the generated C kernels against ONNX "
+                                "Runtime, numpy (im2col + BLAS) and PyTorch (when installed)")
+    bench.add_argument("--threads", default="1,2", help="thread counts (default 1,2)")
+    bench.add_argument("--batch", default="1,8", help="batch sizes (default 1,8)")
+    bench.add_argument("--layers", help="comma-separated suite names (default: all)")
+    bench.add_argument("--repeats", type=int, default=7, help="timed calls at least")
+    bench.add_argument("--min-time", type=float, default=0.3,
+                       help="seconds of timed calls at least, per measurement")
+    bench.add_argument("--json", metavar="FILE", help="write every measurement as JSON")
+    bench.add_argument("--png", metavar="FILE", help="write a roofline plot (matplotlib)")
+    bench.add_argument("--smoke", action="store_true",
+                       help="one small layer, one batch, one repeat: a check of the harness")
+    bench.set_defaults(run=_bench)
     examples = commands.add_parser("examples", help="list the bundled example layer files")
     examples.set_defaults(run=_examples)
     return parser

@@ -125,14 +125,16 @@ def _padded_conv(layer: Layer, attrs: dict, input_shape) -> list[OnnxNode]:
     return [pad, OnnxNode("Conv", conv)]
 
 
-def onnx_model(layer: Layer, input_shape: Sequence[int], dtype: str = "float32"):
+def onnx_model(layer: Layer, input_shape: Sequence[int], dtype: str = "float32",
+               weights: dict | None = None):
     """A one-layer ONNX model with inputs ``X`` (and ``W``, ``B`` for convolutions).
 
     ``input_shape`` is ``(N, C, *spatial)`` with ints.  Outputs ``Y`` (and ``Indices`` for
-    max pooling with ``return_indices``).
+    max pooling with ``return_indices``).  ``weights`` (``{"W": array, "B": array}``) makes
+    the weights constant initializers, as in a deployed model, instead of inputs.
     """
     import onnx
-    from onnx import TensorProto, helper
+    from onnx import TensorProto, helper, numpy_helper
 
     elem = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}[dtype]
     nodes = onnx_nodes(layer, input_shape)
@@ -145,11 +147,13 @@ def onnx_model(layer: Layer, input_shape: Sequence[int], dtype: str = "float32")
                                                    values))
             names.append(name)
         if node.op_type in ("Conv", "ConvTranspose"):
-            inputs.append(helper.make_tensor_value_info("W", elem, list(layer.weight_shape)))
-            names.append("W")
-            if layer.bias:
-                inputs.append(helper.make_tensor_value_info("B", elem, [layer.out_channels]))
-                names.append("B")
+            for name, shape in [("W", list(layer.weight_shape))] + (
+                    [("B", [layer.out_channels])] if layer.bias else []):
+                if weights is not None:
+                    initializers.append(numpy_helper.from_array(weights[name], name))
+                else:
+                    inputs.append(helper.make_tensor_value_info(name, elem, shape))
+                names.append(name)
         last = index == len(nodes) - 1
         outs = ["Y", "Indices"][:node.outputs] if last else [f"t{index}"]
         graph_nodes.append(helper.make_node(node.op_type, names, outs, **node.attributes))

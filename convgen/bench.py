@@ -1,0 +1,298 @@
+"""The benchmark: generated C kernels against ONNX Runtime, numpy (im2col + BLAS) and PyTorch.
+
+Every thread count runs in its own subprocess with ``OMP_NUM_THREADS``,
+``OPENBLAS_NUM_THREADS`` and ``MKL_NUM_THREADS`` set before anything loads, and ONNX Runtime's
+``intra_op_num_threads`` and PyTorch's ``set_num_threads`` set to the same count, so every
+peer gets the same cores.  Each timing is the median of repeated calls from Python after two
+warm-up calls.  The same subprocess measures the machine's sgemm peak (numpy float32 matmul,
+best of several) and its copy bandwidth, which turn times into fractions of the roofs.
+
+``convgen bench`` prints one table per thread count (median time, GFLOP/s, fraction of the
+sgemm peak, and the ratio of each peer's time to convgen's: above 1 means convgen is
+faster), and writes JSON and a roofline plot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from .errors import ConvgenError
+from .spec import (
+    AvgPool2d,
+    Conv2d,
+    GlobalAvgPool,
+    MaxPool2d,
+)
+
+__all__ = ["SUITE", "format_tables", "measure", "plot_roofline", "run"]
+
+#: (name, layer, input shape per sample): the issue's suite, float32, PyTorch's defaults.
+SUITE = [
+    ("lenet_conv1", Conv2d(1, 6, 5), (1, 32, 32)),
+    ("conv5_3x32x32", Conv2d(3, 3, 5), (3, 32, 32)),
+    ("conv3_3x128x128", Conv2d(3, 16, 3, padding=1), (3, 128, 128)),
+    ("resnet_3x3", Conv2d(64, 64, 3, padding=1), (64, 56, 56)),
+    ("stem_7x7s2", Conv2d(3, 64, 7, stride=2, padding=3), (3, 224, 224)),
+    ("depthwise_3x3", Conv2d(128, 128, 3, padding=1, groups=128), (128, 56, 56)),
+    ("pointwise_1x1", Conv2d(128, 256, 1), (128, 28, 28)),
+    ("maxpool_2x2s2", MaxPool2d(2, 2), (64, 112, 112)),
+    ("avgpool_3x3s1p1", AvgPool2d(3, 1, 1), (64, 56, 56)),
+    ("global_avgpool", GlobalAvgPool(), (512, 7, 7)),
+]
+PEERS = ("onnxruntime", "numpy", "torch")
+
+
+def _median_time(repeats: int, min_time: float, function, *args) -> float:
+    """Median seconds of ``function(*args)`` over at least ``repeats`` calls and at least
+    ``min_time`` seconds, after two warm-up calls."""
+    function(*args)
+    function(*args)
+    times, start = [], time.perf_counter()
+    while len(times) < repeats or (time.perf_counter() - start < min_time and len(times) < 10000):
+        begin = time.perf_counter()
+        function(*args)
+        times.append(time.perf_counter() - begin)
+    return statistics.median(times)
+
+
+def _sgemm_peak(repeats: int) -> float:
+    import numpy as np
+
+    n = 2048
+    a = np.ones((n, n), np.float32)
+    b = np.ones((n, n), np.float32)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _bandwidth(repeats: int) -> float:
+    """Copy bandwidth in GB/s (bytes read + bytes written), numpy on 256 MiB."""
+    import numpy as np
+
+    source = np.ones(64 * 2**20, np.float32)
+    target = np.empty_like(source)
+    np.copyto(target, source)
+    best = min(_timed(lambda: np.copyto(target, source)) for _ in range(repeats))
+    return 2 * source.nbytes / best / 1e9
+
+
+def _timed(function) -> float:
+    begin = time.perf_counter()
+    function()
+    return time.perf_counter() - begin
+
+
+def _numpy_peer(layer, shape):
+    """im2col + one BLAS matmul per group (einsum for grouped convs), or window reductions."""
+    import numpy as np
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    kind = type(layer).__name__
+    if kind == "GlobalAvgPool":
+        return lambda x, *w: x.mean(axis=(2, 3))
+    (top, bottom), (left, right) = layer.resolved_padding(shape[1:])
+    kh, kw = layer.kernel_size
+    (sh, sw), (dh, dw) = layer.stride, layer.dilation
+
+    def windows(x):
+        if top or bottom or left or right:
+            x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+        view = sliding_window_view(x, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
+        return view[:, :, ::sh, ::sw, ::dh, ::dw]  # (N, C, OH, OW, kh, kw)
+
+    if kind == "MaxPool2d":
+        return lambda x: windows(x).max(axis=(4, 5))
+    if kind == "AvgPool2d":
+        return lambda x: windows(x).mean(axis=(4, 5), dtype=np.float32)
+    groups, c_out = layer.groups, layer.out_channels
+
+    def conv(x, w, b):
+        cols = windows(x)
+        n, c, oh, ow = cols.shape[:4]
+        if groups == 1:
+            matrix = cols.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
+            y = (matrix @ w.reshape(c_out, -1).T).reshape(n, oh, ow, c_out)
+            y = y.transpose(0, 3, 1, 2)
+        else:
+            cols = cols.reshape(n, groups, c // groups, oh, ow, kh, kw)
+            weights = w.reshape(groups, c_out // groups, c // groups, kh, kw)
+            y = np.einsum("ngcxyij,gocij->ngoxy", cols, weights, optimize=True)
+            y = y.reshape(n, c_out, oh, ow)
+        return y + b[None, :, None, None]
+
+    return conv
+
+
+def _torch_peer(layer, torch):
+    import torch.nn.functional as F
+
+    kind = type(layer).__name__
+    if kind == "GlobalAvgPool":
+        return lambda x: F.adaptive_avg_pool2d(x, 1)
+    padding = tuple(lo for lo, _ in layer.padding) if isinstance(layer.padding, tuple) else 0
+    if kind == "MaxPool2d":
+        return lambda x: F.max_pool2d(x, layer.kernel_size, layer.stride, padding,
+                                      layer.dilation)
+    if kind == "AvgPool2d":
+        return lambda x: F.avg_pool2d(x, layer.kernel_size, layer.stride, padding,
+                                      count_include_pad=layer.count_include_pad)
+    return lambda x, w, b: F.conv2d(x, w, b, layer.stride, padding, layer.dilation,
+                                    layer.groups)
+
+
+def measure(threads: int, batches: Sequence[int], names: Sequence[str] | None = None,
+            repeats: int = 7, min_time: float = 0.3) -> dict:
+    """Time every implementation on this process's threads (call from a fresh process with
+    the thread variables set: :func:`run` does)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from .build import compile as compile_kernel
+    from .onnx_bridge import onnx_model
+
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    else:
+        torch.set_num_threads(threads)
+    results = []
+    rng = np.random.default_rng(0)
+    for name, layer, shape in SUITE:
+        if names and name not in names:
+            continue
+        kernel = compile_kernel(layer, shape, openmp=True)
+        weights = []
+        if hasattr(layer, "weight_shape"):
+            weights = [rng.standard_normal(layer.weight_shape).astype(np.float32),
+                       rng.standard_normal(layer.out_channels).astype(np.float32)]
+        sample = tuple(shape)
+        for batch in batches:
+            x = rng.standard_normal((batch, *sample)).astype(np.float32)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            model = onnx_model(layer, (batch, *sample),
+                               weights=dict(zip("WB", weights)) if weights else None)
+            session = ort.InferenceSession(model.SerializeToString(), options,
+                                           providers=["CPUExecutionProvider"])
+            ours = kernel(x, *weights)
+            reference = session.run(None, {"X": x})[0]
+            agrees = bool(np.allclose(ours, reference.reshape(ours.shape), rtol=1e-4,
+                                      atol=1e-4))
+            timing = (repeats, min_time)
+            timings = {"convgen": _median_time(*timing, kernel, x, *weights),
+                       "onnxruntime": _median_time(*timing, session.run, None, {"X": x}),
+                       "numpy": _median_time(*timing, _numpy_peer(layer, sample), x, *weights)}
+            if torch is not None:
+                arrays = [torch.from_numpy(a) for a in [x, *weights]]
+                with torch.no_grad():
+                    timings["torch"] = _median_time(*timing, _torch_peer(layer, torch), *arrays)
+            flops = layer.flops((batch, *sample))
+            out = layer.output_shape(sample)
+            moved = 4 * (batch * (int(np.prod(sample)) + int(np.prod(out)))
+                         + sum(w.size for w in weights))
+            results.append(dict(layer=name, describe=layer.describe(), batch=batch,
+                                flops=int(flops), bytes=int(moved), agrees=agrees,
+                                seconds=timings))
+    return dict(threads=threads, sgemm_gflops=_sgemm_peak(5), bandwidth_gbs=_bandwidth(5),
+                torch=None if torch is None else torch.__version__,
+                onnxruntime=ort.__version__, results=results)
+
+
+def run(threads: Sequence[int] = (1, 2), batches: Sequence[int] = (1, 8),
+        names: Sequence[str] | None = None, repeats: int = 7, min_time: float = 0.3) -> list:
+    """:func:`measure` for each thread count, each in a fresh subprocess."""
+    known = {name for name, _, _ in SUITE}
+    for name in names or ():
+        if name not in known:
+            raise ConvgenError(f"--layers: {name!r} is not in the suite; choose from "
+                               f"{', '.join(sorted(known))}")
+    runs = []
+    for count in threads:
+        if not isinstance(count, int) or count < 1:
+            raise ConvgenError(f"--threads: {count!r} must be a positive integer")
+        env = dict(os.environ, OMP_NUM_THREADS=str(count), OPENBLAS_NUM_THREADS=str(count),
+                   MKL_NUM_THREADS=str(count))
+        request = json.dumps(dict(threads=count, batches=list(batches),
+                                  names=list(names or []), repeats=repeats,
+                                  min_time=min_time))
+        done = subprocess.run([sys.executable, "-m", "convgen.bench", request], env=env,
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise ConvgenError(f"the benchmark with {count} thread(s) failed:\n{done.stderr}")
+        runs.append(json.loads(done.stdout))
+    return runs
+
+
+def format_tables(runs: list) -> str:
+    """One table per thread count: times, GFLOP/s, fraction of peak, ratios to the peers."""
+    lines = []
+    for result in runs:
+        peak = result["sgemm_gflops"]
+        lines += [f"threads {result['threads']}: sgemm peak {peak:.1f} GFLOP/s, copy "
+                  f"bandwidth {result['bandwidth_gbs']:.1f} GB/s; ONNX Runtime "
+                  f"{result['onnxruntime']}, PyTorch {result['torch'] or 'not installed'}",
+                  f"{'layer':18} {'N':>2} {'convgen ms':>11} {'GFLOP/s':>8} {'% peak':>7} "
+                  f"{'x bw':>6} " + " ".join(f"{'x ' + p:>13}" for p in PEERS) + "  agrees"]
+        for row in result["results"]:
+            ours = row["seconds"]["convgen"]
+            gflops = row["flops"] / ours / 1e9
+            bandwidth_time = row["bytes"] / (result["bandwidth_gbs"] * 1e9)
+            ratios = " ".join(f"{row['seconds'][p] / ours:13.2f}" if p in row["seconds"]
+                              else f"{'-':>13}" for p in PEERS)
+            lines.append(f"{row['layer']:18} {row['batch']:2} {ours * 1e3:11.3f} "
+                         f"{gflops:8.2f} {100 * gflops / peak:6.1f}% "
+                         f"{ours / bandwidth_time:6.1f} {ratios}  "
+                         f"{'yes' if row['agrees'] else 'NO'}")
+        lines.append("")
+    lines.append("x peer = peer time / convgen time (above 1: convgen is faster); x bw = "
+                 "convgen time / time to move the layer's bytes at copy bandwidth.")
+    return "\n".join(lines)
+
+
+def plot_roofline(runs: list, path: str) -> None:
+    """GFLOP/s against arithmetic intensity per implementation, under the sgemm and
+    bandwidth roofs (one panel per thread count)."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConvgenError("--png needs matplotlib: pip install 'convgen[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(runs), figsize=(7 * len(runs), 5.5), squeeze=False)
+    markers = {"convgen": "o", "onnxruntime": "s", "numpy": "^", "torch": "D"}
+    for axis, result in zip(axes[0], runs):
+        intensities = [r["flops"] / r["bytes"] for r in result["results"]]
+        low, high = min(intensities) / 2, max(intensities) * 2
+        xs = [low * (high / low) ** (i / 100) for i in range(101)]
+        axis.plot(xs, [min(result["sgemm_gflops"], x * result["bandwidth_gbs"]) for x in xs],
+                  "k-", label="roof: sgemm peak / copy bandwidth")
+        for impl, marker in markers.items():
+            points = [(r["flops"] / r["bytes"], r["flops"] / r["seconds"][impl] / 1e9)
+                      for r in result["results"] if impl in r["seconds"]]
+            if points:
+                axis.scatter(*zip(*points), marker=marker, label=impl, alpha=0.8)
+        for r, x in zip(result["results"], intensities):
+            axis.annotate(f"{r['layer']} N{r['batch']}", (x, r["flops"] / r["seconds"]
+                                                           ["convgen"] / 1e9), fontsize=6)
+        axis.set(xscale="log", yscale="log", xlabel="FLOPs per byte moved",
+                 ylabel="GFLOP/s", title=f"{result['threads']} thread(s)")
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+if __name__ == "__main__":
+    request = json.loads(sys.argv[1])
+    json.dump(measure(**request), sys.stdout)

@@ -1,0 +1,50 @@
+"""The benchmark harness (a smoke run; speed itself is never asserted in tests)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from convgen import bench
+from convgen.cli import main
+from convgen.reference import forward
+
+
+def test_smoke_run_writes_tables_json_and_plot(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("matplotlib")
+    out, png = tmp_path / "b.json", tmp_path / "b.png"
+    code = main(["bench", "--smoke", "--threads", "1", "--json", str(out), "--png", str(png)])
+    text = capsys.readouterr().out
+    assert code == 0 and "threads 1: sgemm peak" in text and "lenet_conv1" in text
+    (run,) = json.loads(out.read_text())
+    assert run["threads"] == 1 and run["sgemm_gflops"] > 0 and run["bandwidth_gbs"] > 0
+    (row,) = run["results"]
+    assert row["agrees"] and {"convgen", "onnxruntime", "numpy"} <= set(row["seconds"])
+    assert row["flops"] == bench.SUITE[0][1].flops((1, 1, 32, 32))
+    assert png.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("name, layer, shape", bench.SUITE, ids=[s[0] for s in bench.SUITE])
+def test_numpy_peer_computes_the_layer(name, layer, shape):
+    """A peer that computes something else would make its ratio meaningless."""
+    rng = np.random.default_rng(0)
+    small = (shape[0], min(shape[1], 12), min(shape[2], 12))
+    x = rng.integers(-4, 5, (2, *small)).astype(np.float32)
+    weights = []
+    if hasattr(layer, "weight_shape"):
+        weights = [rng.integers(-3, 4, layer.weight_shape).astype(np.float32),
+                   rng.integers(-9, 10, layer.out_channels).astype(np.float32)]
+    got = bench._numpy_peer(layer, small)(x, *weights)
+    exact = forward(layer, *[a.astype(np.float64) for a in [x, *weights]])
+    assert np.allclose(got.reshape(exact.shape), exact.astype(np.float64), rtol=1e-6)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--layers", "nope"], "--layers: 'nope' is not in the suite"),
+    (["--threads", "0"], "--threads '0' must be a comma-separated list of positive"),
+    (["--batch", "x"], "--batch 'x' must be a comma-separated list of positive"),
+])
+def test_bench_mistakes_name_the_option(argv, message, capsys):
+    assert main(["bench", *argv]) == 2
+    assert message in capsys.readouterr().err
