@@ -296,12 +296,15 @@ def distinct(kernels) -> dict:
 
 
 def compile_kernels(layers: Sequence[tuple], dtype: str = "float32",
-                    flags: Sequence[str] = DEFAULT_FLAGS, openmp: bool = False) -> list[Kernel]:
-    """Generate and build several ``(layer, input_shape[, name])`` kernels in one module."""
+                    flags: Sequence[str] = DEFAULT_FLAGS, openmp: bool = False,
+                    schedule: str = "auto") -> list[Kernel]:
+    """Generate and build several ``(layer, input_shape[, name])`` kernels in one module
+    (``schedule``: see :func:`convgen.codegen.generate`)."""
     from .codegen import generate
 
     generated = [generate(item[0], item[1], dtype=dtype,
-                          name=item[2] if len(item) > 2 else None) for item in layers]
+                          name=item[2] if len(item) > 2 else None, schedule=schedule)
+                 for item in layers]
     unique = list(distinct(generated).values())  # one definition per name
     module = build_modules(unique, flags, openmp)
     return [Kernel(g, module) for g in generated]
@@ -314,7 +317,9 @@ def compile(layer, input_shape: Sequence, target: str = "c", dtype: str = "float
 
     ``target="c"`` builds the C kernel through cffi.  ``flags`` replace the optimization flags
     (``-O3 -march=native``); the strict warning flags always apply and ``-ffast-math`` is
-    refused.  ``openmp=True`` parallelizes over batch and channels.
+    refused.  ``openmp=True`` parallelizes over batch and channels.  ``schedule`` is
+    ``"auto"`` (the default: :func:`convgen.codegen.choose_schedule`), ``"reference"`` or
+    ``"blocked"``.
 
     ``target="cuda"`` compiles the CUDA kernel with nvcc and launches it through PyCUDA on
     the GPU; ``target="cuda-cpu"`` runs the same CUDA text on the CPU through OpenCL (PoCL).
@@ -322,10 +327,8 @@ def compile(layer, input_shape: Sequence, target: str = "c", dtype: str = "float
     default is the first the generator lists (tiled where a convolution has one).
     """
     if target == "c":
-        if schedule is not None:
-            raise SpecError("schedule= applies to the CUDA targets; the C kernel has one "
-                            "schedule")
-        return compile_kernels([(layer, input_shape, name)], dtype, flags, openmp)[0]
+        return compile_kernels([(layer, input_shape, name)], dtype, flags, openmp,
+                               schedule or "auto")[0]
     if target not in ("cuda", "cuda-cpu"):
         raise SpecError(f"target={target!r} must be 'c', 'cuda' (GPU, PyCUDA) or 'cuda-cpu' "
                         "(the CUDA text on the CPU, PyOpenCL + PoCL)")

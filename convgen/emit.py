@@ -103,7 +103,8 @@ def _report(name: str, kernel: GeneratedKernel, network: Network, layer_name: st
     lines += [f"- parameters: {layer.num_params:,}",
               f"- MACs per sample: {layer.macs(sample):,}; FLOPs per sample: "
               f"{layer.flops(sample):,}",
-              f"- signature: `{kernel.cdef[:-1]}`", ""]
+              f"- signature: `{kernel.cdef[:-1]}`",
+              f"- C schedule: {kernel.schedule} ({kernel.schedule_reason})", ""]
     if with_c:
         lines += ["## Verification", "", VERIFIED_BY, "",
                   f"Bounds: {bounds_summary(prove_bounds(kernel))}.", ""]

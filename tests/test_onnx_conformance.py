@@ -40,8 +40,14 @@ def _run(case, target="c"):
         return False, f"not representable: {error}"
     dtype = DTYPES[np.asarray(inputs[0]).dtype]
     item = (layer, tuple(np.shape(inputs[0])[1:]))
-    kernels = compile_kernels([item], dtype=dtype) if target == "c" else \
-        cuda_kernels(target, [item], dtype)
+    if target == "c-blocked":
+        if type(layer).__name__ != "Conv2d" or layer.padding_mode != "zeros":
+            pytest.skip("the blocked schedule covers 2-D convolutions with zero padding")
+        kernels = compile_kernels([item], dtype=dtype, schedule="blocked")
+    elif target == "c":
+        kernels = compile_kernels([item], dtype=dtype)
+    else:
+        kernels = cuda_kernels(target, [item], dtype)
     arrays = [np.ascontiguousarray(a) for a in inputs]
     for kernel in kernels:
         passed, reason = _compare(kernel(*arrays), expected, node, inputs)
@@ -68,6 +74,15 @@ def _compare(got, expected, node, inputs):
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_onnx_conformance_case(case):
     passed, reason = _run(case)
+    assert passed, reason
+
+
+CONV_CASES = [c for c in CASES if c.model.graph.node[0].op_type == "Conv"]
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=[c.name for c in CONV_CASES])
+def test_onnx_conformance_case_through_the_blocked_schedule(case):
+    passed, reason = _run(case, "c-blocked")
     assert passed, reason
 
 
