@@ -62,10 +62,8 @@ SAMPLE = [(layer, "float32") for layer in FAMILY_EXAMPLES] + [
 ]
 
 
-@pytest.mark.parametrize("layer, dtype", SAMPLE,
-                         ids=[f"{layer.describe()}-{d}" for layer, d in SAMPLE])
-def test_kernel_is_clean_under_address_and_undefined_sanitizers(layer, dtype, tmp_path):
-    kernel = codegen.generate(layer, _shape(layer), dtype=dtype, name="k")
+def assert_clean_under_sanitizers(kernel, tmp_path):
+    """Build ``kernel`` (named ``k``) with ASan and UBSan into the harness and run it."""
     (tmp_path / "k.c").write_text(kernel.source)
     (tmp_path / "k.h").write_text(kernel.header)
     (tmp_path / "main.c").write_text(_harness(kernel))
@@ -77,6 +75,13 @@ def test_kernel_is_clean_under_address_and_undefined_sanitizers(layer, dtype, tm
     assert built.returncode == 0, built.stderr
     run = subprocess.run([str(program)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and run.stderr == "", run.stderr
+
+
+@pytest.mark.parametrize("layer, dtype", SAMPLE,
+                         ids=[f"{layer.describe()}-{d}" for layer, d in SAMPLE])
+def test_kernel_is_clean_under_address_and_undefined_sanitizers(layer, dtype, tmp_path):
+    assert_clean_under_sanitizers(codegen.generate(layer, _shape(layer), dtype=dtype, name="k"),
+                                  tmp_path)
 
 
 def test_the_harness_catches_a_buffer_one_element_short(tmp_path):

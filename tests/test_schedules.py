@@ -15,7 +15,7 @@ from convgen.bounds import prove_bounds
 from convgen.build import compile_kernels
 from convgen.verify import check_kernel
 from tests.conftest import BULK, BULK_EXAMPLES
-from tests.test_sanitizers import _harness
+from tests.test_sanitizers import assert_clean_under_sanitizers
 
 
 @st.composite
@@ -104,17 +104,7 @@ def test_an_explicit_non_default_schedule_gets_its_own_name():
 ])
 def test_blocked_kernels_are_clean_under_the_sanitizers(layer, shape, dtype, tmp_path):
     kernel = codegen.generate(layer, shape, dtype=dtype, name="k", schedule="blocked")
-    (tmp_path / "k.c").write_text(kernel.source)
-    (tmp_path / "k.h").write_text(kernel.header)
-    (tmp_path / "main.c").write_text(_harness(kernel))
-    program = tmp_path / "main"
-    command = ["gcc", "-std=c99", "-g", "-O1", "-fsanitize=address,undefined",
-               "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-I", str(tmp_path),
-               str(tmp_path / "main.c"), str(tmp_path / "k.c"), "-lm", "-o", str(program)]
-    built = subprocess.run(command, capture_output=True, text=True)
-    assert built.returncode == 0, built.stderr
-    run = subprocess.run([str(program)], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0 and run.stderr == "", run.stderr
+    assert_clean_under_sanitizers(kernel, tmp_path)
 
 
 @pytest.mark.parametrize("compiler", ["gcc", "clang"])
