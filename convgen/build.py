@@ -264,14 +264,18 @@ class Kernel(KernelCall):
     target = "c"
 
     def __init__(self, generated: GeneratedKernel, module):
+        import numpy as np
+
         super().__init__(generated)
         self._function = getattr(module.lib, generated.name)
         self._ffi = module.ffi
+        # cffi array types by NumPy dtype, looked up once: per call only from_buffer remains
+        self._types = {np.dtype(name): module.ffi.typeof(f"{ctype}[]") for name, ctype in
+                       (("float32", "float"), ("float64", "double"), ("int8", "int8_t"),
+                        ("uint8", "uint8_t"), ("int64", "int64_t"))}
 
     def _pointer(self, array, const: bool):
-        ctype = {"float32": "float", "float64": "double", "int8": "int8_t",
-                 "uint8": "uint8_t", "int64": "int64_t"}[str(array.dtype)]
-        return self._ffi.from_buffer(f"{ctype}[]", array, require_writable=not const)
+        return self._ffi.from_buffer(self._types[array.dtype], array, require_writable=not const)
 
     def _run(self, inputs, outputs, batch) -> None:
         self._function(*[self._pointer(a, True) for a in inputs],
