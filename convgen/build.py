@@ -12,6 +12,7 @@ that fails to load is rebuilt with a warning.  ``CONVGEN_CACHE_DIR`` sets the lo
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import importlib.util
 import os
@@ -173,7 +174,7 @@ def build_modules(kernels: Sequence[GeneratedKernel], flags: Sequence[str] = DEF
 # --------------------------------------------------------------------------- callables
 
 
-class KernelCall:
+class KernelCall(abc.ABC):
     """What every compiled kernel does as a Python callable on NumPy arrays.
 
     ``kernel(x, weight, bias=None) -> y`` for convolutions (PyTorch's weight layouts; ``bias``
@@ -254,8 +255,9 @@ class KernelCall:
             run(inputs, outputs, batch)
         return tuple(outputs) if getattr(g.layer, "return_indices", False) else outputs[0]
 
+    @abc.abstractmethod
     def _run(self, inputs: list, outputs: list, batch: int) -> None:
-        raise NotImplementedError
+        """Launch the kernel on checked ``inputs`` into allocated ``outputs``."""
 
 
 class Kernel(KernelCall):
