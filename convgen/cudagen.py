@@ -24,7 +24,7 @@ import sympy
 from . import __version__
 from . import codegen as cg
 from . import symbolic as sym
-from .codegen import Access
+from .codegen import Access, _loop, _loops
 from .errors import SpecError
 from .spec import DTYPE_SIZES, Layer
 
@@ -94,10 +94,6 @@ class CudaKernel:
                 return launch
         raise SpecError(f"{self.name}: schedule={schedule!r} must be one of "
                         f"{', '.join(repr(x.schedule) for x in self.launches)}")
-
-
-def _loop(symbol, stop) -> list:
-    return [sympy.Ge(symbol, 0), sympy.Lt(symbol, stop)]
 
 
 def generate_cuda(layer: Layer, input_shape: Sequence, dtype: str = "float32",
@@ -257,7 +253,7 @@ def _tiled_context(layer, kernel, ctype) -> dict | None:
                sympy.Eq(_J, sympy.floor(_E / taps)), sympy.Eq(kk, sympy.Mod(_E, taps)),
                channel_ok]
     compute = [*block, *_loop(_IC, cg_in), active, *_loop(_J, oc_block),
-               *_loops_of(k_s, layer.kernel_size)]
+               *_loops(k_s, layer.kernel_size)]
     store = [*block, active, *_loop(_J, oc_block), channel_ok]
     accesses = [
         Access("x", x_index, _BATCH * sym.prod(kernel.input_shape), "tiled: x, staging the "
@@ -296,7 +292,3 @@ def _tiled_context(layer, kernel, ctype) -> dict | None:
         x_index=cg.ccode(x_index), w_index=cg.ccode(w_index), xs_read=cg.ccode(xs_read),
         ws_read=cg.ccode(ws_read), y_index=cg.ccode(y_index),
         weight_j=cg.ccode(sympy.floor(_E / taps)), weight_kk=cg.ccode(sympy.Mod(_E, taps)))
-
-
-def _loops_of(symbols, stops) -> list:
-    return [c for symbol, stop in zip(symbols, stops) for c in _loop(symbol, stop)]
