@@ -575,7 +575,7 @@ def _blocked_context(layer, sample, out, dtype) -> dict:
     block = [sympy.Ge(_BATCH, 1), *_loop(_N, _BATCH), *_loop(ob, layer.out_channels // ocb),
              sympy.Eq(oc0, ob * ocb), sympy.Eq(_G, group), *_loop(o[0], out[1]),
              *_loop(o[1], out[2]), sympy.Eq(sympy.Mod(o[1], owb), 0),
-             sympy.Eq(width, sympy.Min(owb, out[2] - o[1])), *_loop(j, ocb)]
+             sympy.Eq(width, sym.block_extent(o[1], owb, out[2])), *_loop(j, ocb)]
     taps = [*block, *_loop(_IC, cg_in), *_loop(k[0], kn0), *_loop(k[1], kn1), *_loop(i, owb),
             sympy.Eq(p[0], sym.tap_index(o[0], k[0], s0, d0, pads[0][0])),
             sym.inside(p[0], spatial[0]),
@@ -601,7 +601,7 @@ def _blocked_context(layer, sample, out, dtype) -> dict:
         ocb=ocb, owb=owb, blocks=layer.out_channels // ocb,
         size=DTYPE_SIZES[dtype], contiguous=s1 == 1, group=ccode(group),
         mask_type="int" if dtype == "float32" else "long long",
-        width=ccode(sympy.Min(owb, out[2] - o[1])),
+        width=ccode(sym.block_extent(o[1], owb, out[2])),
         lanes_inside={sympy.true: "always", sympy.false: "never"}.get(lanes_inside) or
         ccode(lanes_inside),
         column=ccode(column), column_inside=ccode(sym.inside(q1, spatial[1])),

@@ -31,6 +31,7 @@ from .errors import SpecError
 Size = int | sympy.Expr
 
 __all__ = [
+    "block_extent",
     "tile_extent",
     "unflatten",
     "transpose_gather",
@@ -364,6 +365,14 @@ def unflatten(offset: Size, shape: Sequence[Size]) -> list[Size]:
                            else _plain(sympy.Mod(quotient, shape[i])))
         stride = stride * shape[i]
     return indices[::-1]
+
+
+def block_extent(start: Size, block: Size, n: Size) -> Size:
+    """Positions of a block of ``block`` starting at ``start`` that lie in ``[0, n)``:
+    ``min(block, n - start)`` (the last block of a row may be partial)."""
+    if _ints(start, block, n):
+        return min(int(block), int(n) - int(start))
+    return _plain(sympy.Min(block, n - start))
 
 
 def tile_extent(tile: Size, kernel: Size, stride: Size, dilation: Size) -> Size:
