@@ -324,8 +324,8 @@ def compile(layer, input_shape: Sequence, target: str = "c", dtype: str = "float
     ``target="c"`` builds the C kernel through cffi.  ``flags`` replace the optimization flags
     (``-O3 -march=native``); the strict warning flags always apply and ``-ffast-math`` is
     refused.  ``openmp=True`` parallelizes over batch and channels.  ``schedule`` is
-    ``"auto"`` (the default: :func:`convgen.codegen.choose_schedule`), ``"reference"`` or
-    ``"blocked"``.
+    ``"auto"`` (the default: :func:`convgen.codegen.choose_schedule`), ``"reference"``,
+    ``"blocked"`` or ``"packed"``.
 
     ``target="cuda"`` compiles the CUDA kernel with nvcc and launches it through PyCUDA on
     the GPU; ``target="cuda-cpu"`` runs the same CUDA text on the CPU through OpenCL (PoCL).

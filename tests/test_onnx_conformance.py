@@ -40,10 +40,10 @@ def _run(case, target="c"):
         return False, f"not representable: {error}"
     dtype = DTYPES[np.asarray(inputs[0]).dtype]
     item = (layer, tuple(np.shape(inputs[0])[1:]))
-    if target == "c-blocked":
+    if target in ("c-blocked", "c-packed"):
         if type(layer).__name__ != "Conv2d" or layer.padding_mode != "zeros":
-            pytest.skip("the blocked schedule covers 2-D convolutions with zero padding")
-        kernels = compile_kernels([item], dtype=dtype, schedule="blocked")
+            pytest.skip(f"the {target[2:]} schedule covers 2-D convolutions with zero padding")
+        kernels = compile_kernels([item], dtype=dtype, schedule=target[2:])
     elif target == "c":
         kernels = compile_kernels([item], dtype=dtype)
     else:
@@ -80,9 +80,10 @@ def test_onnx_conformance_case(case):
 CONV_CASES = [c for c in CASES if c.model.graph.node[0].op_type == "Conv"]
 
 
+@pytest.mark.parametrize("schedule", ["blocked", "packed"])
 @pytest.mark.parametrize("case", CONV_CASES, ids=[c.name for c in CONV_CASES])
-def test_onnx_conformance_case_through_the_blocked_schedule(case):
-    passed, reason = _run(case, "c-blocked")
+def test_onnx_conformance_case_through_the_fast_schedules(case, schedule):
+    passed, reason = _run(case, f"c-{schedule}")
     assert passed, reason
 
 

@@ -1,5 +1,7 @@
-"""The C schedules: the blocked schedule against the exact oracle, against the reference
-schedule bit for bit, in bounds (z3), under the sanitizers, and as the default where it pays."""
+"""The fast C schedules (blocked, packed): against the exact oracle, against the reference
+schedule bit for bit (packed: without FMA; with FMA within the dot-product error bound), in
+bounds (z3), under the sanitizers, on targets without AVX-512 or AVX, and as the default
+where they pay."""
 
 import subprocess
 
@@ -13,16 +15,20 @@ from convgen import codegen
 from convgen.bench import SUITE
 from convgen.bounds import prove_bounds
 from convgen.build import compile_kernels
+from convgen.reference import forward
 from convgen.verify import check_kernel
 from tests.conftest import BULK, BULK_EXAMPLES
 from tests.test_sanitizers import assert_clean_under_sanitizers
 
+FAST = ["blocked", "packed"]
+
 
 @st.composite
 def blocked_convs(draw):
-    """2-D zero-padded convolutions of every option the blocked schedule takes."""
+    """2-D zero-padded convolutions of every option the fast schedules take (up to 40 output
+    channels a group: several packed blocks, padding lanes)."""
     groups = draw(st.integers(1, 3))
-    c_in, c_out = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 20))
+    c_in, c_out = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 40))
     kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
     stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
@@ -34,48 +40,81 @@ def blocked_convs(draw):
     return layer, (c_in, *spatial)
 
 
+@pytest.mark.parametrize("schedule", FAST)
 @settings(max_examples=max(3, BULK_EXAMPLES // 3))
 @given(cases=st.lists(blocked_convs(), min_size=max(1, BULK // 2), max_size=BULK),
        dtype=st.sampled_from(["float32", "float64"]))
-def test_blocked_schedule_matches_the_exact_oracle(cases, dtype):
+def test_fast_schedule_matches_the_exact_oracle(schedule, cases, dtype):
     items = [(layer, shape, f"b{i}") for i, (layer, shape) in enumerate(cases)]
-    kernels = compile_kernels(items, dtype=dtype, schedule="blocked")
-    assert all(k.generated.schedule == "blocked" for k in kernels)
+    kernels = compile_kernels(items, dtype=dtype, schedule=schedule)
+    assert all(k.generated.schedule == schedule for k in kernels)
     outcomes = [check_kernel(k, cases=1, seed=i) for i, k in enumerate(kernels)]
     failures = [(o, case) for o, case in zip(outcomes, cases) if not o.passed]
     assert not failures, failures[0]
 
 
+@pytest.mark.parametrize("schedule", FAST)
 @settings(max_examples=max(5, BULK_EXAMPLES))
 @given(case=blocked_convs(), dtype=st.sampled_from(["float32", "float64"]))
-def test_blocked_schedule_is_proved_in_bounds(case, dtype):
+def test_fast_schedule_is_proved_in_bounds(schedule, case, dtype):
     layer, shape = case
-    kernel = codegen.generate(layer, shape, dtype, schedule="blocked")
+    kernel = codegen.generate(layer, shape, dtype, schedule=schedule)
     results = prove_bounds(kernel)
     assert all(r.status == "proved" for r in results), [r for r in results
                                                         if r.status != "proved"][0]
 
 
+def _real_data(layer, shape, seed, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, *shape)).astype(dtype)
+    w = rng.standard_normal(layer.weight_shape).astype(dtype)
+    b = [rng.standard_normal(layer.out_channels).astype(dtype)] if layer.bias else []
+    return x, w, b
+
+
+@pytest.mark.parametrize("schedule, flags", [
+    ("blocked", ("-O3", "-march=native")),
+    ("packed", ("-O3", "-march=native", "-mno-fma")),  # FMA rounds once: see the next test
+])
 @settings(max_examples=10)
 @given(case=blocked_convs(), seed=st.integers(0, 2**16))
-def test_blocked_equals_reference_bit_for_bit_on_real_data(case, seed):
+def test_fast_schedule_equals_reference_bit_for_bit_on_real_data(schedule, flags, case, seed):
     """Same products, same order, no contraction under the strict flags: identical floats."""
     layer, shape = case
-    rng = np.random.default_rng(seed)
-    blocked, reference = [compile_kernels([(layer, shape, f"k_{s}")], schedule=s)[0]
-                          for s in ("blocked", "reference")]
-    x = rng.standard_normal((2, *shape)).astype(np.float32)
-    w = rng.standard_normal(layer.weight_shape).astype(np.float32)
-    b = [rng.standard_normal(layer.out_channels).astype(np.float32)] if layer.bias else []
-    assert np.array_equal(blocked(x, w, *b), reference(x, w, *b))
+    fast, reference = [compile_kernels([(layer, shape, f"k_{s}")], schedule=s, flags=f)[0]
+                       for s, f in ((schedule, flags), ("reference", flags))]
+    x, w, b = _real_data(layer, shape, seed)
+    assert np.array_equal(fast(x, w, *b), reference(x, w, *b))
+
+
+@settings(max_examples=10)
+@given(case=blocked_convs(), seed=st.integers(0, 2**16))
+def test_packed_with_fma_is_within_the_dot_product_error_bound(case, seed):
+    """Recursive summation of K terms, the products fused or not, errs by at most
+    gamma_K * sum|terms| with gamma_K = K u / (1 - K u), u = 2**-24 (Higham, Accuracy and
+    Stability of Numerical Algorithms, 2nd ed., section 3.1).  The reference sum is taken in
+    float64 (float32 products are exact there), whose own error gamma_K(2**-53) is added."""
+    layer, shape = case
+    packed = compile_kernels([(layer, shape, "k_fma")], schedule="packed")[0]
+    x, w, b = _real_data(layer, shape, seed)
+    got = packed(x, w, *b).astype(np.float64)
+    wide = forward(layer, x, w, *b)  # float64
+    magnitude = forward(layer, np.abs(x), np.abs(w), *[np.abs(a) for a in b])
+    terms = (shape[0] // layer.groups) * int(np.prod(layer.kernel_size)) + 1
+
+    def gamma(unit):
+        return terms * unit / (1 - terms * unit)
+
+    bound = (gamma(2.0**-24) + 2 * gamma(2.0**-53)) * magnitude
+    assert np.all(np.abs(got - wide) <= bound), np.max(np.abs(got - wide) - bound)
 
 
 def test_default_schedule_is_chosen_and_recorded():
     for name, layer, shape in SUITE:
         kernel = codegen.generate(layer, shape)
-        expected = "blocked" if name in ("conv3_3x128x128", "resnet_3x3", "stem_7x7s2",
-                                         "depthwise_3x3", "pointwise_1x1", "lenet_conv1",
-                                         "conv5_3x32x32") else "reference"
+        expected = {"conv3_3x128x128": "packed", "resnet_3x3": "packed", "stem_7x7s2": "packed",
+                    "pointwise_1x1": "packed", "lenet_conv1": "packed",
+                    "conv5_3x32x32": "packed", "depthwise_3x3": "blocked"}.get(name, "reference")
         assert kernel.schedule == expected, (name, kernel.schedule_reason)
         assert kernel.schedule_reason
     pointwise = codegen.generate(convgen.Conv2d(128, 256, 1), (128, 28, 28))
@@ -93,7 +132,7 @@ def test_an_explicit_non_default_schedule_gets_its_own_name():
     layer = convgen.Conv2d(4, 8, 3, padding=1)
     auto = codegen.generate(layer, (4, 32, 32))
     other = codegen.generate(layer, (4, 32, 32), schedule="reference")
-    assert auto.schedule == "blocked" and other.name == auto.name + "_reference"
+    assert auto.schedule == "packed" and other.name == auto.name + "_reference"
 
 
 @pytest.mark.parametrize("layer, shape, dtype", [
@@ -102,22 +141,56 @@ def test_an_explicit_non_default_schedule_gets_its_own_name():
                     groups=2), (4, 11, 29), "float64"),
     (convgen.Conv2d(8, 8, 1), (8, 5, 7), "float32"),
 ])
-def test_blocked_kernels_are_clean_under_the_sanitizers(layer, shape, dtype, tmp_path):
-    kernel = codegen.generate(layer, shape, dtype=dtype, name="k", schedule="blocked")
+@pytest.mark.parametrize("schedule", FAST)
+def test_fast_kernels_are_clean_under_the_sanitizers(schedule, layer, shape, dtype, tmp_path):
+    kernel = codegen.generate(layer, shape, dtype=dtype, name="k", schedule=schedule)
     assert_clean_under_sanitizers(kernel, tmp_path)
 
 
+@pytest.mark.parametrize("schedule", FAST)
 @pytest.mark.parametrize("compiler", ["gcc", "clang"])
-def test_blocked_kernels_compile_clean_under_strict_flags(compiler, tmp_path):
+def test_fast_kernels_compile_clean_under_strict_flags(compiler, schedule, tmp_path):
     if subprocess.run(["which", compiler], capture_output=True).returncode:
         pytest.skip(f"{compiler} is not installed")
     for dtype in ("float32", "float64"):
-        kernel = codegen.generate(convgen.Conv2d(4, 8, 3, stride=2, padding=1), (4, 17, 33),
-                                  dtype=dtype, name="k", schedule="blocked")
+        kernel = codegen.generate(convgen.Conv2d(4, 40, 3, stride=2, padding=1), (4, 17, 33),
+                                  dtype=dtype, name="k", schedule=schedule)
         (tmp_path / "k.c").write_text(kernel.source)
         (tmp_path / "k.h").write_text(kernel.header)
-        for extra in ([], ["-fopenmp"], ["-mavx2", "-mfma"], ["-mno-avx"]):
+        for extra in ([], ["-fopenmp"], ["-mavx2", "-mfma"], ["-mavx512f", "-mfma"],
+                      ["-mno-avx"]):
             command = [compiler, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O3",
                        *extra, "-c", str(tmp_path / "k.c"), "-o", str(tmp_path / "k.o")]
             done = subprocess.run(command, capture_output=True, text=True)
             assert done.returncode == 0, (extra, done.stderr)
+
+
+@pytest.mark.parametrize("flags", [
+    ("-O2", "-mavx2", "-mfma"),  # 16 vector registers: the narrower register block, FMA
+    ("-O2", "-mno-avx"),  # SSE only: each 32-byte vector is two registers, no FMA
+    ("-O2", "-march=native", "-mno-avx512f"),
+])
+@pytest.mark.parametrize("schedule", FAST)
+def test_fast_schedules_are_exact_on_targets_without_avx512_or_avx(schedule, flags):
+    cases = [(convgen.Conv2d(6, 40, 3, padding=1, bias=True), (6, 9, 13)),
+             (convgen.Conv2d(4, 12, (2, 3), stride=(1, 2), dilation=(2, 1), padding=(1, 2),
+                             groups=2), (4, 8, 19)),
+             (convgen.Conv2d(8, 16, 1), (8, 5, 7))]
+    for dtype in ("float32", "float64"):
+        items = [(layer, shape, f"t{i}") for i, (layer, shape) in enumerate(cases)]
+        kernels = compile_kernels(items, dtype=dtype, schedule=schedule, flags=flags)
+        for i, kernel in enumerate(kernels):
+            outcome = check_kernel(kernel, cases=1, seed=i)
+            assert outcome.passed, (flags, outcome)
+
+
+def test_packed_weights_are_chunked_over_input_channels_and_stay_exact():
+    """A block's packed weights over 128 KiB split the input channels into chunks; the sums
+    so far wait in y between chunks."""
+    layer = convgen.Conv2d(300, 40, 3, padding=1, bias=True)
+    kernel = codegen.generate(layer, (300, 6, 11), schedule="packed")
+    # 2 blocks of 24 channels: 300 * 9 * 24 * 4 B = 253 KiB of packed weights a block
+    assert "(2 chunks of at most" in kernel.source
+    assert all(r.status == "proved" for r in prove_bounds(kernel))
+    built = compile_kernels([(layer, (300, 6, 11), "chunked")], schedule="packed")[0]
+    assert check_kernel(built, cases=1).passed
