@@ -508,6 +508,14 @@ def _channel_block(cg_out: int) -> int:
     return max(d for d in range(1, 17) if cg_out % d == 0)
 
 
+def _column_vectors(ocb: int, width: int, owb: int) -> int:
+    """Vectors of output columns a blocked register block holds: up to 12 accumulators
+    (channels x vectors), the row's vectors split into equal blocks."""
+    vectors = -(-width // owb)
+    blocks = -(-vectors // max(1, 12 // ocb))
+    return -(-vectors // blocks)
+
+
 def _pointwise(layer, sample) -> bool:
     """A 1x1 convolution with stride 1 and no padding: a GEMM over the flattened plane."""
     return (family(layer) == "conv" and layer.ndim == 2 and layer.kernel_size == (1, 1)
@@ -568,6 +576,7 @@ def _blocked_context(layer, sample, out, dtype) -> dict:
     cg_in, cg_out = c_in // layer.groups, layer.out_channels // layer.groups
     ocb = _channel_block(cg_out)
     owb = _OWB[dtype]
+    cv = _column_vectors(ocb, out[2], owb)
     pads = layer.resolved_padding(spatial)
     (s0, s1), (d0, d1), (kn0, kn1) = layer.stride, layer.dilation, layer.kernel_size
     ob, oc0, j, i, width = (sympy.Symbol(v, integer=True, nonnegative=True)
@@ -610,7 +619,8 @@ def _blocked_context(layer, sample, out, dtype) -> dict:
         accesses.append(Access("b", oc0 + j, layer.out_channels, "blocked: b", tuple(block)))
     context["accesses"] = accesses
     context["blocked"] = dict(
-        ocb=ocb, owb=owb, blocks=layer.out_channels // ocb,
+        ocb=ocb, owb=owb, blocks=layer.out_channels // ocb, cv=cv,
+        overhang=-(-out[2] // (cv * owb)) * cv * owb - out[2] >= owb,
         size=DTYPE_SIZES[dtype], contiguous=s1 == 1, group=ccode(group),
         mask_type="int" if dtype == "float32" else "long long",
         width=ccode(sym.block_extent(o[1], owb, out[2])),

@@ -6,9 +6,9 @@
 #include "mobilenet_separable_block_s2_depthwise.h"
 #include <string.h>
 
-/* Blocked schedule: a register block of 1 output channels x 8 consecutive output columns
-   (1 vectors of 8 lanes, GCC/Clang vector extensions; the compiler picks the
-   instructions: one 512-bit register per vector with AVX-512, two 256-bit ones with AVX2).
+/* Blocked schedule: a register block of 1 output channel(s) x 7 vector(s) of 8 consecutive
+   output columns (7 accumulators, GCC/Clang vector extensions; the compiler picks
+   the instructions).  A weight is loaded once for the 7 vector(s) of its channel.
    Taps that every lane of a block reads inside the input run as whole vectors; where some
    lanes fall on the padding, those lanes keep their sums unchanged (a bitwise select), as
    the reference schedule skips the tap.  Every output sums the same products in
@@ -26,20 +26,26 @@ void mobilenet_separable_block_s2_depthwise(const float *restrict x, const float
             for (long o0 = 0; o0 < 56; ++o0) { /* height */
                 const long oc0 = ob * 1; /* first output channel of the block */
                 const long g = oc0; /* group of the block (it lies in one group) */
-                for (long o1 = 0; o1 < 56; o1 += 8) { /* width, a block of columns */
-                    const long width = ((8) < (56 - o1) ? (8) : (56 - o1)); /* columns of this block inside the output */
-                    mobilenet_separable_block_s2_depthwise_vec acc[1];
-                    for (long j = 0; j < 1; ++j) acc[j] = (mobilenet_separable_block_s2_depthwise_vec){0} + 0;
+                for (long ob1 = 0; ob1 < 56; ob1 += 56) { /* width, a block of columns */
+                    mobilenet_separable_block_s2_depthwise_vec acc[1][7];
+                    for (long j = 0; j < 1; ++j) {
+                        for (long cv = 0; cv < 7; ++cv) acc[j][cv] = (mobilenet_separable_block_s2_depthwise_vec){0} + 0;
+                    }
                     for (long ic = 0; ic < 1; ++ic) { /* input channel in group */
                         for (long k0 = 0; k0 < 3; ++k0) { /* tap, height */
                             const long p0 = k0 + 2*o0 - 1;
                             if (!(p0 >= 0 && p0 < 112)) continue; /* zero padding */
                             for (long k1 = 0; k1 < 3; ++k1) { /* tap, width */
-                                const long p1 = k1 + 2*o1 - 1; /* input column of the block's first lane */
+#if defined(__GNUC__)
+#pragma GCC unroll 7
+#endif
+                              for (long cv = 0; cv < 7; ++cv) { /* vector of the block */
+                                const long o1 = ob1 + cv * 8; /* its first column */
+                                const long p1 = k1 + 2*o1 - 1; /* input column of the vector's first lane */
                                 if (p1 >= 0 && k1 + 2*o1 + 13 < 112) { /* every lane reads the input: whole vectors */
                                     mobilenet_separable_block_s2_depthwise_vec xv;
                                     for (long i = 0; i < 8; ++i) xv[i] = x[12544*g + 2*i + 12544*ic + 802816*n + 112*p0 + p1]; /* strided inputs */
-                                    for (long j = 0; j < 1; ++j) acc[j] += w[9*ic + 9*j + 3*k0 + k1 + 9*oc0] * xv;
+                                    for (long j = 0; j < 1; ++j) acc[j][cv] += w[9*ic + 9*j + 3*k0 + k1 + 9*oc0] * xv;
                                 } else { /* some lanes fall on the padding: those keep their sums */
                                     mobilenet_separable_block_s2_depthwise_vec xv = {0};
                                     mobilenet_separable_block_s2_depthwise_mask keep = {0}; /* all ones where the lane reads the input */
@@ -50,18 +56,23 @@ void mobilenet_separable_block_s2_depthwise(const float *restrict x, const float
                                         xv[i] = inside ? x[12544*g + 12544*ic + 802816*n + 112*p0 + q1] : 0; /* zero padding */
                                     }
                                     for (long j = 0; j < 1; ++j) {
-                                        const mobilenet_separable_block_s2_depthwise_vec sum = acc[j] + w[9*ic + 9*j + 3*k0 + k1 + 9*oc0] * xv;
-                                        acc[j] = (mobilenet_separable_block_s2_depthwise_vec)(((mobilenet_separable_block_s2_depthwise_mask)sum & keep) | ((mobilenet_separable_block_s2_depthwise_mask)acc[j] & ~keep));
+                                        const mobilenet_separable_block_s2_depthwise_vec sum = acc[j][cv] + w[9*ic + 9*j + 3*k0 + k1 + 9*oc0] * xv;
+                                        acc[j][cv] = (mobilenet_separable_block_s2_depthwise_vec)(((mobilenet_separable_block_s2_depthwise_mask)sum & keep) | ((mobilenet_separable_block_s2_depthwise_mask)acc[j][cv] & ~keep));
                                     }
                                 }
+                              }
                             }
                         }
                     }
                     for (long j = 0; j < 1; ++j) {
-                        if (width == 8) {
-                            memcpy(&y[3136*j + 200704*n + 56*o0 + o1 + 3136*oc0], &acc[j], sizeof acc[j]);
-                        } else {
-                            for (long i = 0; i < width; ++i) y[i + 3136*j + 200704*n + 56*o0 + o1 + 3136*oc0] = acc[j][i];
+                        for (long cv = 0; cv < 7; ++cv) {
+                            const long o1 = ob1 + cv * 8; /* first column of the vector */
+                            const long width = ((8) < (56 - o1) ? (8) : (56 - o1)); /* its columns inside the output */
+                            if (width == 8) {
+                                memcpy(&y[3136*j + 200704*n + 56*o0 + o1 + 3136*oc0], &acc[j][cv], sizeof acc[j][cv]);
+                            } else {
+                                for (long i = 0; i < width; ++i) y[i + 3136*j + 200704*n + 56*o0 + o1 + 3136*oc0] = acc[j][cv][i];
+                            }
                         }
                     }
                 }
