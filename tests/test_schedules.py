@@ -114,7 +114,8 @@ def test_default_schedule_is_chosen_and_recorded():
         kernel = codegen.generate(layer, shape)
         expected = {"conv3_3x128x128": "packed", "resnet_3x3": "packed", "stem_7x7s2": "packed",
                     "pointwise_1x1": "packed", "lenet_conv1": "packed",
-                    "conv5_3x32x32": "packed", "depthwise_3x3": "blocked"}.get(name, "reference")
+                    "conv5_3x32x32": "packed", "depthwise_3x3": "blocked",
+                    "avgpool_3x3s1p1": "blocked"}.get(name, "reference")
         assert kernel.schedule == expected, (name, kernel.schedule_reason)
         assert kernel.schedule_reason
     pointwise = codegen.generate(convgen.Conv2d(128, 256, 1), (128, 28, 28))
@@ -122,8 +123,10 @@ def test_default_schedule_is_chosen_and_recorded():
     reflect = codegen.generate(convgen.Conv2d(2, 2, 3, padding=1, padding_mode="reflect"),
                                (2, 9, 9))
     assert reflect.schedule == "reference" and "reflect padding" in reflect.schedule_reason
-    with pytest.raises(convgen.SpecError, match="schedule='blocked' applies to 2-D conv"):
+    with pytest.raises(convgen.SpecError, match="schedule='blocked' applies to 2-D float av"):
         codegen.generate(convgen.MaxPool2d(2), (1, 4, 4), schedule="blocked")
+    with pytest.raises(convgen.SpecError, match="schedule='packed' applies to 2-D conv"):
+        codegen.generate(convgen.MaxPool2d(2), (1, 4, 4), schedule="packed")
     with pytest.raises(convgen.SpecError, match="schedule='fast' must be 'auto' or one of"):
         codegen.generate(convgen.Conv2d(1, 1, 3), (1, 4, 4), schedule="fast")
 
@@ -194,3 +197,91 @@ def test_packed_weights_are_chunked_over_input_channels_and_stay_exact():
     assert all(r.status == "proved" for r in prove_bounds(kernel))
     built = compile_kernels([(layer, (300, 6, 11), "chunked")], schedule="packed")[0]
     assert check_kernel(built, cases=1).passed
+
+
+@st.composite
+def blocked_pools(draw):
+    """2-D float average and max pools (no indices) with column stride 1, every option,
+    wide enough for at least one vector of interior outputs a row."""
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    options = dict(stride=(draw(st.integers(1, 3)), 1), dilation=dilation,
+                   padding=tuple(draw(st.integers(0, k // 2)) for k in kernel),
+                   ceil_mode=draw(st.booleans()))
+    if draw(st.booleans()):
+        layer = convgen.AvgPool2d(kernel, count_include_pad=draw(st.booleans()),
+                                  divisor_override=draw(st.one_of(st.none(),
+                                                                  st.integers(1, 9))),
+                                  **options)
+    else:
+        layer = convgen.MaxPool2d(kernel, **options)
+    height = draw(st.integers((kernel[0] - 1) * dilation[0] + 1, (kernel[0] - 1) * dilation[0]
+                              + 9))
+    width = (kernel[1] - 1) * dilation[1] + draw(st.integers(8, 40))
+    return layer, (draw(st.integers(1, 3)), height, width)
+
+
+@settings(max_examples=max(3, BULK_EXAMPLES // 3))
+@given(cases=st.lists(blocked_pools(), min_size=max(1, BULK // 2), max_size=BULK),
+       dtype=st.sampled_from(["float32", "float64"]))
+def test_blocked_pools_match_the_exact_oracle(cases, dtype):
+    items = [(layer, shape, f"p{i}") for i, (layer, shape) in enumerate(cases)]
+    kernels = compile_kernels(items, dtype=dtype, schedule="blocked")
+    outcomes = [check_kernel(k, cases=1, seed=i) for i, k in enumerate(kernels)]
+    failures = [(o, case) for o, case in zip(outcomes, cases) if not o.passed]
+    assert not failures, failures[0]
+
+
+@settings(max_examples=10)
+@given(case=blocked_pools(), seed=st.integers(0, 2**16))
+def test_blocked_pools_equal_reference_bit_for_bit_with_nans_and_signed_zeros(case, seed):
+    layer, shape = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, *shape)).astype(np.float32)
+    specials = np.array([np.nan, -0.0, 0.0, np.inf, -np.inf], np.float32)
+    where = rng.random(x.shape) < 0.05
+    x[where] = rng.choice(specials, where.sum())
+    blocked, reference = [compile_kernels([(layer, shape, f"pool_{s}")], schedule=s)[0]
+                          for s in ("blocked", "reference")]
+    assert np.array_equal(blocked(x).view(np.int32), reference(x).view(np.int32))
+
+
+@settings(max_examples=max(5, BULK_EXAMPLES))
+@given(case=blocked_pools(), dtype=st.sampled_from(["float32", "float64"]))
+def test_blocked_pools_are_proved_in_bounds(case, dtype):
+    layer, shape = case
+    kernel = codegen.generate(layer, shape, dtype, schedule="blocked")
+    results = prove_bounds(kernel)
+    assert all(r.status == "proved" for r in results), [r for r in results
+                                                        if r.status != "proved"][0]
+
+
+@pytest.mark.parametrize("layer, shape, dtype", [
+    (convgen.AvgPool2d(3, 1, 1), (3, 9, 21), "float32"),
+    (convgen.AvgPool2d((3, 2), (2, 1), (1, 1), ceil_mode=True, count_include_pad=False),
+     (2, 10, 19), "float64"),
+    (convgen.MaxPool2d((2, 3), (1, 1), (1, 1), dilation=(2, 1)), (2, 8, 23), "float32"),
+])
+def test_blocked_pools_are_clean_under_the_sanitizers(layer, shape, dtype, tmp_path):
+    kernel = codegen.generate(layer, shape, dtype=dtype, name="k", schedule="blocked")
+    assert kernel.schedule == "blocked"
+    assert_clean_under_sanitizers(kernel, tmp_path)
+
+
+@pytest.mark.parametrize("compiler", ["gcc", "clang"])
+def test_blocked_pools_compile_clean_under_strict_flags(compiler, tmp_path):
+    if subprocess.run(["which", compiler], capture_output=True).returncode:
+        pytest.skip(f"{compiler} is not installed")
+    for layer in (convgen.AvgPool2d(3, (2, 1), 1, count_include_pad=False),
+                  convgen.MaxPool2d(3, (1, 1), 1)):
+        for dtype in ("float32", "float64"):
+            kernel = codegen.generate(layer, (2, 9, 30), dtype=dtype, name="k",
+                                      schedule="blocked")
+            (tmp_path / "k.c").write_text(kernel.source)
+            (tmp_path / "k.h").write_text(kernel.header)
+            for extra in ([], ["-fopenmp"], ["-mavx2"], ["-mno-avx"]):
+                command = [compiler, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic",
+                           "-O3", *extra, "-c", str(tmp_path / "k.c"), "-o",
+                           str(tmp_path / "k.o")]
+                done = subprocess.run(command, capture_output=True, text=True)
+                assert done.returncode == 0, (layer, extra, done.stderr)
