@@ -229,6 +229,12 @@ def generate(layer: Layer, input_shape: Sequence, dtype: str = "float32",
     elif schedule not in SCHEDULES:
         raise SpecError(f"schedule={schedule!r} must be 'auto' or one of "
                         f"{', '.join(map(repr, SCHEDULES))}")
+    elif schedule == "winograd" and _winograd_blocks(layer, sample, dtype) is None:
+        most = _WINOGRAD_BYTES // (16 * _OWB.get(dtype, 1) * DTYPE_SIZES.get(dtype, 1))
+        raise SpecError(f"schedule='winograd' applies to 2-D float convolutions with a 3x3 "
+                        f"kernel, stride 1, no dilation, zero padding, at least 2 output "
+                        f"channels and at most {most} input channels a group, not "
+                        f"{layer.describe()} on {sample}")
     elif schedule == "blocked" and family(layer) == "pool":
         if _pool_vector_span(layer, sample, out, dtype) is None:
             raise SpecError(f"schedule='blocked' applies to 2-D float average and max pools "
@@ -246,7 +252,7 @@ def generate(layer: Layer, input_shape: Sequence, dtype: str = "float32",
     name = kernel_name(layer, sample, dtype, name)
     kind = family(layer)
     fast = {("conv", "blocked"): _blocked_context, ("conv", "packed"): _packed_context,
-            ("pool", "blocked"): _pool_blocked_context}
+            ("pool", "blocked"): _pool_blocked_context, ("conv", "winograd"): _winograd_context}
     context = fast.get((kind, schedule), _CONTEXTS[kind])(layer, sample, out, dtype)
     arguments = context.pop("arguments")
     accesses = tuple(context.pop("accesses"))
@@ -504,7 +510,7 @@ def _conv_transpose_context(layer, sample, out, dtype) -> dict:
 #: output columns in vector lanes; bit for bit the reference) and ``packed`` (the same
 #: layers: output channels in vector lanes, packed weights, broadcast inputs; bit for bit
 #: the reference without FMA, within the dot-product error bound with it).
-SCHEDULES = ("reference", "blocked", "packed")
+SCHEDULES = ("reference", "blocked", "packed", "winograd")
 _OWB = {"float32": 8, "float64": 4}  # output columns a block: 32 bytes, one vector
 
 
@@ -656,10 +662,10 @@ _PACKED_COLUMNS = {"avx512": {1: 12, 2: 8, 3: 6, 4: 5}, "other": {1: 8, 2: 4, 3:
 _PACK_BYTES = 128 * 1024  # packed weights of one block and one chunk of input channels
 
 
-def _packed_blocks(cg_out: int, lanes: int) -> tuple[int, int]:
-    """(vectors per block, blocks per group): the fewest blocks of at most 4 vectors, then
-    the fewest vectors per block, so that padding lanes are as few as possible."""
-    blocks = -(-cg_out // (4 * lanes))
+def _packed_blocks(cg_out: int, lanes: int, most: int = 4) -> tuple[int, int]:
+    """(vectors per block, blocks per group): the fewest blocks of at most ``most`` vectors,
+    then the fewest vectors per block, so that padding lanes are as few as possible."""
+    blocks = -(-cg_out // (most * lanes))
     return -(-cg_out // (blocks * lanes)), blocks
 
 
@@ -803,6 +809,114 @@ def _pool_blocked_context(layer, sample, out, dtype) -> dict:
         row_inside=ccode(sym.inside(p0, spatial[0])),
         x_row=ccode(x_row), y_row=ccode(y_row), count=count,
         divisor=override if override is not None else "count")
+    return context
+
+
+_WINOGRAD_BYTES = 128 * 1024  # the transformed weights of one block of output channels
+
+
+def _winograd_blocks(layer, sample, dtype) -> tuple[int, int] | None:
+    """(vectors per block, blocks per group) of the Winograd schedule, or None where it does
+    not apply: 3x3, stride 1, no dilation, zero padding, 2-D, float, two or more output
+    channels a group, and a block's 16 transformed weight matrices within 128 KiB."""
+    if (family(layer) != "conv" or layer.ndim != 2 or dtype not in _OWB
+            or layer.kernel_size != (3, 3) or layer.stride != (1, 1)
+            or layer.dilation != (1, 1) or layer.padding_mode != "zeros"):
+        return None
+    cg_in, cg_out = sample[0] // layer.groups, layer.out_channels // layer.groups
+    lanes = _OWB[dtype]
+    if cg_out < 2:
+        return None
+    for most in (4, 3, 2, 1):
+        if 16 * cg_in * most * lanes * DTYPE_SIZES[dtype] <= _WINOGRAD_BYTES:
+            return _packed_blocks(cg_out, lanes, most)
+    return None
+
+
+def _winograd_context(layer, sample, out, dtype) -> dict:
+    """The reference conv context plus the transforms and loops of
+    ``conv_winograd.c.j2``: F(2x2, 3x3), Lavin & Gray, "Fast Algorithms for Convolutional
+    Neural Networks" (CVPR 2016)."""
+    context = _conv_context(layer, sample, out, dtype)
+    (c_in, *spatial), (_, oh, ow) = sample, out
+    cg_in, cg_out = c_in // layer.groups, layer.out_channels // layer.groups
+    lanes, size = _OWB[dtype], DTYPE_SIZES[dtype]
+    ocv, nb = _winograd_blocks(layer, sample, dtype)
+    pads = layer.resolved_padding(spatial)
+    (pt, _), (pl, _) = pads
+    th, tw = -(-oh // 2), -(-ow // 2)  # 2x2 output tiles
+    tb = max(1, min(tw, 64 * 1024 // (16 * cg_in * size)))  # tiles a block: V <= 64 KiB
+    tblocks = -(-tw // tb)
+    tile_rows = max(1, min(th, -(-512 // tw)))  # tile rows a task: U packed once per 512 tiles
+    tasks = -(-th // tile_rows)
+    tile_rows = -(-th // tasks)
+    names = ("gb", "rt", "r", "tbk", "icl", "xi", "v", "l", "t", "q", "a", "i", "j", "cw")
+    gb, rt, r, tbk, icl, xi, v, lane, t, q, a, i, j, cw = (
+        sympy.Symbol(s_, integer=True, nonnegative=True) for s_ in names)
+    group = sympy.floor(gb / nb) if layer.groups > 1 else sympy.Integer(0)
+    local = (gb - nb * group) * ocv * lanes + v * lanes + lane
+    oc = group * cg_out + local
+    valid = sympy.Lt(local, cg_out)
+    tile_row = rt * tile_rows + r
+    tw0 = tbk * tb
+    tbn = sympy.Min(tb, tw - tw0)
+    row = 2 * tile_row - pt + a  # input row a of the tile row
+    col = 2 * tw0 - pl + q  # input column q of the block's padded rows
+    x_index = sym.flat_index([_N, group * cg_in + icl, row, col], [None, c_in, *spatial])
+    w_index = sym.flat_index([oc, icl, i, j], list(layer.weight_shape))
+    # [16][...] buffers: each of the 16 matrices padded by 16 elements, so that the 16 do
+    # not start at the same offset modulo 4 KiB (L1 set conflicts: measured 17 % of the time)
+    u_stride, v_stride, m_stride = (cg_in * ocv * lanes + 16, cg_in * tb + 16,
+                                    tb * ocv * lanes + 16)
+    u_index = xi * u_stride + icl * ocv * lanes + v * lanes + lane
+    v_index = xi * v_stride + icl * tb + t
+    m_index = xi * m_stride + t * ocv * lanes + v * lanes + lane
+    y_index = sym.flat_index([_N, oc, 2 * tile_row + i, 2 * (tw0 + t) + j], [None, *out])
+    x_size, y_size = _BATCH * sym.prod(sample), _BATCH * sym.prod(out)
+    u_size, v_size, m_size = 16 * u_stride, 16 * v_stride, 16 * m_stride
+    task = [sympy.Ge(_BATCH, 1), *_loop(_N, _BATCH), *_loop(gb, layer.groups * nb),
+            *_loop(rt, tasks)]
+    pack = [*task, *_loop(icl, cg_in), *_loop(v, ocv), *_loop(lane, lanes), *_loop(xi, 16)]
+    block = [*task, *_loop(r, tile_rows), sympy.Lt(tile_row, th), *_loop(tbk, tblocks)]
+    tiles = [*block, *_loop(t, tbn)]
+    accesses = [
+        Access("w", w_index, sym.prod(layer.weight_shape), "winograd: w",
+               tuple(pack + [valid, *_loop(i, 3), *_loop(j, 3)])),
+        Access("U", u_index, u_size, "winograd: transformed weights", tuple(pack)),
+        Access("x", x_index, x_size, "winograd: x, the padded rows of a tile block",
+               tuple(block + [*_loop(icl, cg_in), *_loop(a, 4), *_loop(q, 2 * tbn + 2),
+                              sym.inside(row, spatial[0]), sym.inside(col, spatial[1])])),
+        Access("V", v_index, v_size, "winograd: transformed inputs",
+               tuple(tiles + [*_loop(icl, cg_in), *_loop(xi, 16)])),
+        Access("M", m_index, m_size, "winograd: products summed over input channels",
+               tuple(tiles + [*_loop(xi, 16), *_loop(v, ocv), *_loop(lane, lanes)])),
+        Access("y", y_index, y_size, "winograd: y", tuple(
+            tiles + [*_loop(v, ocv), *_loop(lane, lanes), valid, *_loop(i, 2), *_loop(j, 2),
+                     sympy.Lt(2 * tile_row + i, oh), sympy.Lt(2 * (tw0 + t) + j, ow)]))]
+    if layer.bias:
+        accesses.append(Access("b", oc, layer.out_channels, "winograd: b",
+                               tuple(task + [*_loop(v, ocv), *_loop(lane, lanes), valid])))
+    context["accesses"] = accesses
+    from .winograd import AMPLIFICATION, transforms
+
+    context["wino"] = dict(
+        transforms=transforms(C_TYPES[dtype], "half"), amplification=AMPLIFICATION,
+        bias=layer.bias, cg_in=cg_in, cg_out=cg_out, lanes=lanes, size=size, ocv=ocv, nb=nb,
+        blocks=layer.groups * nb, columns=_PACKED_COLUMNS, every_lane=cg_out % (ocv * lanes) == 0,
+        th=th, tw=tw, tb=tb, tblocks=tblocks, tile_rows=tile_rows, tasks=tasks,
+        u_size=u_size, v_size=v_size, m_size=m_size,
+        stack_kib=-(-(u_size + v_size + m_size + 4 * (2 * tb + 2)) * size // 1024),
+        local=ccode(local), oc=ccode(oc), tile_row=ccode(tile_row), tw0=ccode(tw0),
+        tbn=ccode(tbn), row=ccode(row), col=ccode(col),
+        row_inside=ccode(sym.inside(row, spatial[0])),
+        col_inside=ccode(sym.inside(col, spatial[1])),
+        x_index=ccode(x_index), w_index=ccode(w_index), u_index=ccode(u_index),
+        u_vector=ccode(u_index.subs(lane, 0)), v_index=ccode(v_index),
+        v_rows=[ccode(v_index.subs(xi, 4 * row + sympy.Symbol("k", integer=True)))
+                for row in range(4)],
+        m_index=ccode(m_index), m_vector=ccode(m_index.subs(lane, 0)), y_index=ccode(y_index),
+        y_inside=ccode(sympy.And(sympy.Lt(2 * tile_row + i, oh), sympy.Lt(2 * (tw0 + t) + j, ow))),
+        fma={"float32": "_mm256_fmadd_ps", "float64": "_mm256_fmadd_pd"}[dtype])
     return context
 
 _CONTEXTS = {"conv": _conv_context, "pool": _pool_context, "adaptive_pool": _adaptive_context,

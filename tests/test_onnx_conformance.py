@@ -41,7 +41,7 @@ def _run(case, target="c"):
         return False, f"not representable: {error}"
     dtype = DTYPES[np.asarray(inputs[0]).dtype]
     item = (layer, tuple(np.shape(inputs[0])[1:]))
-    if target in ("c-blocked", "c-packed"):
+    if target in ("c-blocked", "c-packed", "c-winograd"):
         try:
             generate(*item, dtype=dtype, schedule=target[2:])
         except SpecError as error:  # the schedule does not take this layer: says which
@@ -84,7 +84,7 @@ FAST_CASES = [c for c in CASES if c.model.graph.node[0].op_type in ("Conv", "Ave
                                                                     "MaxPool")]
 
 
-@pytest.mark.parametrize("schedule", ["blocked", "packed"])
+@pytest.mark.parametrize("schedule", ["blocked", "packed", "winograd"])
 @pytest.mark.parametrize("case", FAST_CASES, ids=[c.name for c in FAST_CASES])
 def test_onnx_conformance_case_through_the_fast_schedules(case, schedule):
     passed, reason = _run(case, f"c-{schedule}")

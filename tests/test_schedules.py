@@ -285,3 +285,99 @@ def test_blocked_pools_compile_clean_under_strict_flags(compiler, tmp_path):
                            str(tmp_path / "k.o")]
                 done = subprocess.run(command, capture_output=True, text=True)
                 assert done.returncode == 0, (layer, extra, done.stderr)
+
+
+@st.composite
+def winograd_convs(draw):
+    """2-D 3x3 stride-1 convolutions of every option the Winograd schedule takes."""
+    groups = draw(st.integers(1, 3))
+    c_in, c_out = groups * draw(st.integers(1, 12)), groups * draw(st.integers(2, 40))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    spatial = [draw(st.integers(3, 24)), draw(st.integers(3, 40))]
+    layer = convgen.Conv2d(c_in, c_out, 3, padding=padding, groups=groups,
+                           bias=draw(st.booleans()))
+    return layer, (c_in, *spatial)
+
+
+@settings(max_examples=max(3, BULK_EXAMPLES // 3))
+@given(cases=st.lists(winograd_convs(), min_size=max(1, BULK // 2), max_size=BULK),
+       dtype=st.sampled_from(["float32", "float64"]))
+def test_winograd_is_exact_on_small_integers(cases, dtype):
+    """The transforms' 1/2 and 1/4 are exact: small integer data gives the exact result."""
+    items = [(layer, shape, f"w{i}") for i, (layer, shape) in enumerate(cases)]
+    kernels = compile_kernels(items, dtype=dtype, schedule="winograd")
+    outcomes = [check_kernel(k, cases=1, seed=i) for i, k in enumerate(kernels)]
+    failures = [(o, case) for o, case in zip(outcomes, cases) if not o.passed]
+    assert not failures, failures[0]
+
+
+@settings(max_examples=max(5, BULK_EXAMPLES))
+@given(case=winograd_convs(), dtype=st.sampled_from(["float32", "float64"]))
+def test_winograd_is_proved_in_bounds(case, dtype):
+    layer, shape = case
+    kernel = codegen.generate(layer, shape, dtype, schedule="winograd")
+    results = prove_bounds(kernel)
+    assert all(r.status == "proved" for r in results), [r for r in results
+                                                        if r.status != "proved"][0]
+
+
+@settings(max_examples=15)
+@given(case=winograd_convs(), seed=st.integers(0, 2**16))
+def test_winograd_is_within_its_error_bound_on_real_data(case, seed):
+    """|y~ - y| <= gamma_(C+11) * T + |b| u (convgen.winograd.error_bound), T the Winograd
+    magnitudes."""
+    from convgen.winograd import error_bound
+    layer, shape = case
+    kernel = compile_kernels([(layer, shape, "k_wino")], schedule="winograd")[0]
+    x, w, b = _real_data(layer, shape, seed)
+    got = kernel(x, w, *b).astype(np.float64)
+    wide = forward(layer, x, w, *b)
+    bound = error_bound(layer, x, w, *b, unit=2.0**-24)
+    assert np.all(np.abs(got - wide) <= bound), np.max(np.abs(got - wide) - bound)
+
+
+def test_winograd_matrices_compute_the_correlation_and_weigh_products_at_most_4x():
+    from convgen import winograd
+    assert winograd.identity()
+    assert winograd.amplification() == winograd.AMPLIFICATION == 4
+
+
+@pytest.mark.parametrize("layer, shape, dtype", [
+    (convgen.Conv2d(3, 40, 3, padding=1), (3, 9, 21), "float32"),
+    (convgen.Conv2d(4, 6, 3, padding=(2, 0), groups=2, bias=False), (4, 7, 10), "float64"),
+    (convgen.Conv2d(200, 10, 3), (200, 5, 6), "float32"),  # blocks of 1 vector: 128 KiB
+])
+def test_winograd_kernels_are_clean_under_the_sanitizers(layer, shape, dtype, tmp_path):
+    kernel = codegen.generate(layer, shape, dtype=dtype, name="k", schedule="winograd")
+    assert_clean_under_sanitizers(kernel, tmp_path)
+
+
+@pytest.mark.parametrize("compiler", ["gcc", "clang"])
+def test_winograd_kernels_compile_clean_and_stay_exact_everywhere(compiler, tmp_path):
+    if subprocess.run(["which", compiler], capture_output=True).returncode:
+        pytest.skip(f"{compiler} is not installed")
+    layer = convgen.Conv2d(4, 40, 3, padding=1)
+    for dtype in ("float32", "float64"):
+        kernel = codegen.generate(layer, (4, 17, 33), dtype=dtype, name="k",
+                                  schedule="winograd")
+        (tmp_path / "k.c").write_text(kernel.source)
+        (tmp_path / "k.h").write_text(kernel.header)
+        for extra in ([], ["-fopenmp"], ["-mavx2", "-mfma"], ["-mavx512f", "-mfma"],
+                      ["-mno-avx"]):
+            command = [compiler, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O3",
+                       *extra, "-c", str(tmp_path / "k.c"), "-o", str(tmp_path / "k.o")]
+            done = subprocess.run(command, capture_output=True, text=True)
+            assert done.returncode == 0, (extra, done.stderr)
+    for flags in (("-O2", "-mavx2", "-mfma"), ("-O2", "-mno-avx")):
+        built = compile_kernels([(layer, (4, 9, 13), "wino_t")], schedule="winograd",
+                                flags=flags)[0]
+        assert check_kernel(built, cases=1).passed, flags
+
+
+def test_winograd_is_refused_where_it_does_not_apply():
+    for layer, shape in [(convgen.Conv2d(2, 4, 3, stride=2), (2, 9, 9)),
+                         (convgen.Conv2d(2, 4, 5), (2, 9, 9)),
+                         (convgen.Conv2d(4, 4, 3, groups=4), (4, 9, 9)),
+                         (convgen.Conv2d(2000, 4, 3), (2000, 5, 5))]:
+        with pytest.raises(convgen.SpecError, match="schedule='winograd' applies to"):
+            codegen.generate(layer, shape, schedule="winograd")
