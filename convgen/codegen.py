@@ -862,6 +862,8 @@ def _winograd_context(layer, sample, out, dtype) -> dict:
     tbn = sympy.Min(tb, tw - tw0)
     row = 2 * tile_row - pt + a  # input row a of the tile row
     col = 2 * tw0 - pl + q  # input column q of the block's padded rows
+    qlo = sympy.Max(0, pl - 2 * tw0)  # the block's columns inside the input: [qlo, qhi)
+    qhi = sympy.Min(2 * tbn + 2, spatial[1] + pl - 2 * tw0)
     x_index = sym.flat_index([_N, group * cg_in + icl, row, col], [None, c_in, *spatial])
     w_index = sym.flat_index([oc, icl, i, j], list(layer.weight_shape))
     # [16][...] buffers: each of the 16 matrices padded by 16 elements, so that the 16 do
@@ -883,9 +885,11 @@ def _winograd_context(layer, sample, out, dtype) -> dict:
         Access("w", w_index, sym.prod(layer.weight_shape), "winograd: w",
                tuple(pack + [valid, *_loop(i, 3), *_loop(j, 3)])),
         Access("U", u_index, u_size, "winograd: transformed weights", tuple(pack)),
-        Access("x", x_index, x_size, "winograd: x, the padded rows of a tile block",
-               tuple(block + [*_loop(icl, cg_in), *_loop(a, 4), *_loop(q, 2 * tbn + 2),
-                              sym.inside(row, spatial[0]), sym.inside(col, spatial[1])])),
+        Access("x", x_index, x_size, "winograd: x, the rows of a tile block (memcpy)",
+               tuple(block + [*_loop(icl, cg_in), *_loop(a, 4), sympy.Ge(q, qlo),
+                              sympy.Lt(q, qhi), sym.inside(row, spatial[0])])),
+        Access("d", a * (2 * tb + 2) + q, 4 * (2 * tb + 2), "winograd: the padded rows",
+               tuple(block + [*_loop(a, 4), sympy.Ge(q, qlo), sympy.Lt(q, qhi)])),
         Access("V", v_index, v_size, "winograd: transformed inputs",
                tuple(tiles + [*_loop(icl, cg_in), *_loop(xi, 16)])),
         Access("M", m_index, m_size, "winograd: products summed over input channels",
@@ -911,6 +915,7 @@ def _winograd_context(layer, sample, out, dtype) -> dict:
         row_inside=ccode(sym.inside(row, spatial[0])),
         col_inside=ccode(sym.inside(col, spatial[1])),
         x_index=ccode(x_index), w_index=ccode(w_index), u_index=ccode(u_index),
+        qlo=ccode(qlo), qhi=ccode(qhi), x_row=ccode(x_index.subs(q, qlo)),
         u_vector=ccode(u_index.subs(lane, 0)), v_index=ccode(v_index),
         v_rows=[ccode(v_index.subs(xi, 4 * row + sympy.Symbol("k", integer=True)))
                 for row in range(4)],
