@@ -155,6 +155,7 @@ def measure(threads: int, batches: Sequence[int], names: Sequence[str] | None = 
     import onnxruntime as ort
 
     from .build import compile as compile_kernel
+    from .codegen import _winograd_blocks
     from .onnx_bridge import onnx_model
 
     try:
@@ -169,6 +170,9 @@ def measure(threads: int, batches: Sequence[int], names: Sequence[str] | None = 
         if names and name not in names:
             continue
         kernel = compile_kernel(layer, shape, openmp=True)
+        # the opt-in, inexact Winograd schedule gets its own row where it applies
+        winograd = (compile_kernel(layer, shape, openmp=True, schedule="winograd")
+                    if _winograd_blocks(layer, tuple(shape), "float32") else None)
         weights = []
         if hasattr(layer, "weight_shape"):
             weights = [rng.standard_normal(layer.weight_shape).astype(np.float32),
@@ -202,7 +206,15 @@ def measure(threads: int, batches: Sequence[int], names: Sequence[str] | None = 
                          + sum(w.size for w in weights))
             results.append(dict(layer=name, describe=layer.describe(), batch=batch,
                                 flops=int(flops), bytes=int(moved), agrees=agrees,
-                                seconds=timings))
+                                schedule=kernel.generated.schedule, seconds=timings))
+            if winograd is not None:
+                fast = winograd(x, *weights)
+                results.append(dict(
+                    results[-1], layer=f"{name}+wino", schedule="winograd",
+                    agrees=bool(np.allclose(fast, reference.reshape(fast.shape), rtol=1e-3,
+                                            atol=1e-3)),
+                    seconds=dict(timings, convgen=_median_time(*timing, winograd, x,
+                                                               *weights))))
     return dict(threads=threads, sgemm_gflops=_sgemm_peak(5), bandwidth_gbs=_bandwidth(5),
                 torch=None if torch is None else torch.__version__,
                 onnxruntime=ort.__version__, results=results)
@@ -241,21 +253,26 @@ def format_tables(runs: list) -> str:
         lines += [f"threads {result['threads']}: sgemm peak {peak:.1f} GFLOP/s, copy "
                   f"bandwidth {result['bandwidth_gbs']:.1f} GB/s; ONNX Runtime "
                   f"{result['onnxruntime']}, PyTorch {result['torch'] or 'not installed'}",
-                  f"{'layer':18} {'N':>2} {'convgen ms':>11} {'GFLOP/s':>8} {'% peak':>7} "
-                  f"{'x bw':>6} " + " ".join(f"{'x ' + p:>13}" for p in PEERS) + "  agrees"]
+                  f"{'layer':18} {'N':>2} {'schedule':>9} {'convgen ms':>11} {'GFLOP/s':>8} "
+                  f"{'% peak':>7} {'x bw':>6} " + " ".join(f"{'x ' + p:>13}" for p in PEERS)
+                  + "  agrees"]
         for row in result["results"]:
             ours = row["seconds"]["convgen"]
             gflops = row["flops"] / ours / 1e9
             bandwidth_time = row["bytes"] / (result["bandwidth_gbs"] * 1e9)
             ratios = " ".join(f"{row['seconds'][p] / ours:13.2f}" if p in row["seconds"]
                               else f"{'-':>13}" for p in PEERS)
-            lines.append(f"{row['layer']:18} {row['batch']:2} {ours * 1e3:11.3f} "
+            lines.append(f"{row['layer']:18} {row['batch']:2} {row.get('schedule', '?'):>9} "
+                         f"{ours * 1e3:11.3f} "
                          f"{gflops:8.2f} {100 * gflops / peak:6.1f}% "
                          f"{ours / bandwidth_time:6.1f} {ratios}  "
                          f"{'yes' if row['agrees'] else 'NO'}")
         lines.append("")
     lines.append("x peer = peer time / convgen time (above 1: convgen is faster); x bw = "
-                 "convgen time / time to move the layer's bytes at copy bandwidth.")
+                 "convgen time / time to move the layer's bytes at copy bandwidth; GFLOP/s "
+                 "counts the direct convolution's operations (for +wino rows too).  +wino: "
+                 "the opt-in Winograd F(2x2,3x3) schedule (not exact: error bound in the "
+                 "README); the peers' times are those of the row above.")
     return "\n".join(lines)
 
 

@@ -235,6 +235,11 @@ def generate(layer: Layer, input_shape: Sequence, dtype: str = "float32",
                         f"kernel, stride 1, no dilation, zero padding, at least 2 output "
                         f"channels and at most {most} input channels a group, not "
                         f"{layer.describe()} on {sample}")
+    elif schedule == "blocked" and family(layer) == "adaptive_pool":
+        if _adaptive_lanes(layer, sample, dtype) is None:
+            raise SpecError(f"schedule='blocked' applies to float adaptive average and max "
+                            f"pools (no indices) with at least {_OWB.get(dtype, 8)} channels, "
+                            f"not {layer.describe()} on {sample} ({dtype})")
     elif schedule == "blocked" and family(layer) == "pool":
         if _pool_vector_span(layer, sample, out, dtype) is None:
             raise SpecError(f"schedule='blocked' applies to 2-D float average and max pools "
@@ -252,7 +257,8 @@ def generate(layer: Layer, input_shape: Sequence, dtype: str = "float32",
     name = kernel_name(layer, sample, dtype, name)
     kind = family(layer)
     fast = {("conv", "blocked"): _blocked_context, ("conv", "packed"): _packed_context,
-            ("pool", "blocked"): _pool_blocked_context, ("conv", "winograd"): _winograd_context}
+            ("pool", "blocked"): _pool_blocked_context, ("conv", "winograd"): _winograd_context,
+            ("adaptive_pool", "blocked"): _adaptive_blocked_context}
     context = fast.get((kind, schedule), _CONTEXTS[kind])(layer, sample, out, dtype)
     arguments = context.pop("arguments")
     accesses = tuple(context.pop("accesses"))
@@ -553,6 +559,12 @@ def choose_schedule(layer: Layer, sample: tuple, out: tuple, dtype: str) -> tupl
     group (depthwise) would fill one lane in 8: ``blocked`` (output columns in lanes) then
     pays when whole register blocks cover most of the output, so that the per-output
     border code runs on few positions."""
+    if family(layer) == "adaptive_pool":
+        if _adaptive_lanes(layer, sample, dtype) is None:
+            return "reference", ("the blocked adaptive pool schedule covers float average "
+                                 "and max pools (no indices) with a vector of channels")
+        return "blocked", (f"{_OWB[dtype]} channels a vector: independent sums instead of "
+                           "one dependent chain")
     if family(layer) == "pool":
         if _pool_vector_span(layer, sample, out, dtype) is None:
             return "reference", ("the blocked pool schedule covers 2-D float average and max "
@@ -922,6 +934,37 @@ def _winograd_context(layer, sample, out, dtype) -> dict:
         m_index=ccode(m_index), m_vector=ccode(m_index.subs(lane, 0)), y_index=ccode(y_index),
         y_inside=ccode(sympy.And(sympy.Lt(2 * tile_row + i, oh), sympy.Lt(2 * (tw0 + t) + j, ow))),
         fma={"float32": "_mm256_fmadd_ps", "float64": "_mm256_fmadd_pd"}[dtype])
+    return context
+
+
+def _adaptive_lanes(layer, sample, dtype) -> int | None:
+    """Channels a vector of the blocked adaptive pool schedule holds, or None where it does
+    not apply (float average or max pools without indices, at least one vector of channels)."""
+    if family(layer) != "adaptive_pool" or dtype not in _OWB:
+        return None
+    op, norm = _reduction(layer, dtype)
+    if norm.get("indices") or sample[0] < _OWB[dtype]:
+        return None
+    return _OWB[dtype]
+
+
+def _adaptive_blocked_context(layer, sample, out, dtype) -> dict:
+    """The reference adaptive pool context plus the channel vectors of
+    ``adaptive_pool_blocked.c.j2``."""
+    context = _adaptive_context(layer, sample, out, dtype)
+    lanes, channels = _adaptive_lanes(layer, sample, dtype), sample[0]
+    cb, lane = (sympy.Symbol(v, integer=True, nonnegative=True) for v in ("cb", "l"))
+    blocks = channels // lanes
+    vector = [sympy.Eq(_C, cb * lanes + lane), *_loop(cb, blocks), *_loop(lane, lanes)]
+    context["accesses"] = [
+        *context["accesses"],
+        *[Access(a.array, a.index, a.size, f"blocked, {lanes} channels a vector: {a.where}",
+                 tuple([c for c in a.domain if not (isinstance(c, sympy.Lt) and
+                                                    c.lhs == _C)] + vector))
+          for a in context["accesses"]]]
+    context["blocked"] = dict(lanes=lanes, blocks=blocks, tail=channels % lanes,
+                              size=DTYPE_SIZES[dtype],
+                              mask_type="int" if dtype == "float32" else "long long")
     return context
 
 _CONTEXTS = {"conv": _conv_context, "pool": _pool_context, "adaptive_pool": _adaptive_context,

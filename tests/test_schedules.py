@@ -16,6 +16,7 @@ from convgen.bench import SUITE
 from convgen.bounds import prove_bounds
 from convgen.build import compile_kernels
 from convgen.reference import forward
+from convgen.strategies import adaptive_layers
 from convgen.verify import check_kernel
 from tests.conftest import BULK, BULK_EXAMPLES
 from tests.test_sanitizers import assert_clean_under_sanitizers
@@ -41,7 +42,7 @@ def blocked_convs(draw):
 
 
 @pytest.mark.parametrize("schedule", FAST)
-@settings(max_examples=max(3, BULK_EXAMPLES // 3))
+@settings(max_examples=max(3, BULK_EXAMPLES // 6))
 @given(cases=st.lists(blocked_convs(), min_size=max(1, BULK // 2), max_size=BULK),
        dtype=st.sampled_from(["float32", "float64"]))
 def test_fast_schedule_matches_the_exact_oracle(schedule, cases, dtype):
@@ -54,7 +55,7 @@ def test_fast_schedule_matches_the_exact_oracle(schedule, cases, dtype):
 
 
 @pytest.mark.parametrize("schedule", FAST)
-@settings(max_examples=max(5, BULK_EXAMPLES))
+@settings(max_examples=max(5, BULK_EXAMPLES // 2))
 @given(case=blocked_convs(), dtype=st.sampled_from(["float32", "float64"]))
 def test_fast_schedule_is_proved_in_bounds(schedule, case, dtype):
     layer, shape = case
@@ -115,7 +116,8 @@ def test_default_schedule_is_chosen_and_recorded():
         expected = {"conv3_3x128x128": "packed", "resnet_3x3": "packed", "stem_7x7s2": "packed",
                     "pointwise_1x1": "packed", "lenet_conv1": "packed",
                     "conv5_3x32x32": "packed", "depthwise_3x3": "blocked",
-                    "avgpool_3x3s1p1": "blocked"}.get(name, "reference")
+                    "avgpool_3x3s1p1": "blocked", "global_avgpool": "blocked"}.get(
+                        name, "reference")
         assert kernel.schedule == expected, (name, kernel.schedule_reason)
         assert kernel.schedule_reason
     pointwise = codegen.generate(convgen.Conv2d(128, 256, 1), (128, 28, 28))
@@ -221,7 +223,7 @@ def blocked_pools(draw):
     return layer, (draw(st.integers(1, 3)), height, width)
 
 
-@settings(max_examples=max(3, BULK_EXAMPLES // 3))
+@settings(max_examples=max(3, BULK_EXAMPLES // 6))
 @given(cases=st.lists(blocked_pools(), min_size=max(1, BULK // 2), max_size=BULK),
        dtype=st.sampled_from(["float32", "float64"]))
 def test_blocked_pools_match_the_exact_oracle(cases, dtype):
@@ -246,7 +248,7 @@ def test_blocked_pools_equal_reference_bit_for_bit_with_nans_and_signed_zeros(ca
     assert np.array_equal(blocked(x).view(np.int32), reference(x).view(np.int32))
 
 
-@settings(max_examples=max(5, BULK_EXAMPLES))
+@settings(max_examples=max(5, BULK_EXAMPLES // 2))
 @given(case=blocked_pools(), dtype=st.sampled_from(["float32", "float64"]))
 def test_blocked_pools_are_proved_in_bounds(case, dtype):
     layer, shape = case
@@ -270,12 +272,14 @@ def test_blocked_pools_are_clean_under_the_sanitizers(layer, shape, dtype, tmp_p
 
 @pytest.mark.parametrize("compiler", ["gcc", "clang"])
 def test_blocked_pools_compile_clean_under_strict_flags(compiler, tmp_path):
+    """Window pools and adaptive pools alike."""
     if subprocess.run(["which", compiler], capture_output=True).returncode:
         pytest.skip(f"{compiler} is not installed")
     for layer in (convgen.AvgPool2d(3, (2, 1), 1, count_include_pad=False),
-                  convgen.MaxPool2d(3, (1, 1), 1)):
+                  convgen.MaxPool2d(3, (1, 1), 1), convgen.GlobalAvgPool(),
+                  convgen.AdaptiveMaxPool2d((4, 3))):
         for dtype in ("float32", "float64"):
-            kernel = codegen.generate(layer, (2, 9, 30), dtype=dtype, name="k",
+            kernel = codegen.generate(layer, (9, 9, 30), dtype=dtype, name="k",
                                       schedule="blocked")
             (tmp_path / "k.c").write_text(kernel.source)
             (tmp_path / "k.h").write_text(kernel.header)
@@ -299,8 +303,8 @@ def winograd_convs(draw):
     return layer, (c_in, *spatial)
 
 
-@settings(max_examples=max(3, BULK_EXAMPLES // 3))
-@given(cases=st.lists(winograd_convs(), min_size=max(1, BULK // 2), max_size=BULK),
+@settings(max_examples=max(2, BULK_EXAMPLES // 12))
+@given(cases=st.lists(winograd_convs(), min_size=max(1, BULK // 4), max_size=max(1, BULK // 2)),
        dtype=st.sampled_from(["float32", "float64"]))
 def test_winograd_is_exact_on_small_integers(cases, dtype):
     """The transforms' 1/2 and 1/4 are exact: small integer data gives the exact result."""
@@ -311,7 +315,7 @@ def test_winograd_is_exact_on_small_integers(cases, dtype):
     assert not failures, failures[0]
 
 
-@settings(max_examples=max(5, BULK_EXAMPLES))
+@settings(max_examples=max(5, BULK_EXAMPLES // 3))
 @given(case=winograd_convs(), dtype=st.sampled_from(["float32", "float64"]))
 def test_winograd_is_proved_in_bounds(case, dtype):
     layer, shape = case
@@ -321,7 +325,7 @@ def test_winograd_is_proved_in_bounds(case, dtype):
                                                         if r.status != "proved"][0]
 
 
-@settings(max_examples=15)
+@settings(max_examples=10)
 @given(case=winograd_convs(), seed=st.integers(0, 2**16))
 def test_winograd_is_within_its_error_bound_on_real_data(case, seed):
     """|y~ - y| <= gamma_(C+11) * T + |b| u (convgen.winograd.error_bound), T the Winograd
@@ -381,3 +385,57 @@ def test_winograd_is_refused_where_it_does_not_apply():
                          (convgen.Conv2d(2000, 4, 3), (2000, 5, 5))]:
         with pytest.raises(convgen.SpecError, match="schedule='winograd' applies to"):
             codegen.generate(layer, shape, schedule="winograd")
+
+
+@st.composite
+def blocked_adaptive_pools(draw):
+    """Float adaptive and global average and max pools without indices, 8 to 21 channels
+    (whole vectors and a tail), 1-D to 3-D."""
+    layer = draw(adaptive_layers().filter(lambda a: not getattr(a, "return_indices", False)))
+    spatial = [draw(st.integers(1, 9)) for _ in range(layer.ndim)]
+    return layer, (draw(st.integers(8, 21)), *spatial)
+
+
+@settings(max_examples=max(3, BULK_EXAMPLES // 6))
+@given(cases=st.lists(blocked_adaptive_pools(), min_size=max(1, BULK // 2), max_size=BULK),
+       dtype=st.sampled_from(["float32", "float64"]))
+def test_blocked_adaptive_pools_match_the_exact_oracle(cases, dtype):
+    items = [(layer, shape, f"a{i}") for i, (layer, shape) in enumerate(cases)]
+    kernels = compile_kernels(items, dtype=dtype, schedule="blocked")
+    outcomes = [check_kernel(k, cases=1, seed=i) for i, k in enumerate(kernels)]
+    failures = [(o, case) for o, case in zip(outcomes, cases) if not o.passed]
+    assert not failures, failures[0]
+
+
+@settings(max_examples=10)
+@given(case=blocked_adaptive_pools(), seed=st.integers(0, 2**16))
+def test_blocked_adaptive_pools_equal_reference_bit_for_bit_with_nans(case, seed):
+    layer, shape = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, *shape)).astype(np.float32)
+    specials = np.array([np.nan, -0.0, 0.0, np.inf, -np.inf], np.float32)
+    where = rng.random(x.shape) < 0.05
+    x[where] = rng.choice(specials, where.sum())
+    blocked, reference = [compile_kernels([(layer, shape, f"adaptive_{s}")], schedule=s)[0]
+                          for s in ("blocked", "reference")]
+    assert np.array_equal(blocked(x).view(np.int32), reference(x).view(np.int32))
+
+
+@settings(max_examples=max(5, BULK_EXAMPLES // 2))
+@given(case=blocked_adaptive_pools(), dtype=st.sampled_from(["float32", "float64"]))
+def test_blocked_adaptive_pools_are_proved_in_bounds(case, dtype):
+    layer, shape = case
+    kernel = codegen.generate(layer, shape, dtype, schedule="blocked")
+    results = prove_bounds(kernel)
+    assert all(r.status == "proved" for r in results), [r for r in results
+                                                        if r.status != "proved"][0]
+
+
+@pytest.mark.parametrize("layer, shape, dtype", [
+    (convgen.GlobalAvgPool(), (19, 5, 7), "float32"),
+    (convgen.AdaptiveMaxPool2d((3, 2)), (9, 7, 5), "float64"),
+])
+def test_blocked_adaptive_pools_are_clean_under_the_sanitizers(layer, shape, dtype, tmp_path):
+    kernel = codegen.generate(layer, shape, dtype=dtype, name="k", schedule="blocked")
+    assert kernel.schedule == "blocked"
+    assert_clean_under_sanitizers(kernel, tmp_path)
