@@ -197,6 +197,20 @@ class GeneratedKernel:
     schedule_reason: str = ""   # why this schedule (convgen.codegen.choose_schedule)
 
 
+#: Operations a call needs before OpenMP threads pay for their start (about 1 us to wake a
+#: thread here, more than a small layer's whole kernel with two of them).
+PARALLEL_FLOPS = 2**18
+
+
+def _parallel_if(layer: Layer, sample: tuple) -> str:
+    """The OpenMP ``if`` clause: run serially when the whole batch is under
+    :data:`PARALLEL_FLOPS` operations (``layer.flops``); nothing when one sample is over."""
+    per_sample = int(layer.flops((1, *sample)))
+    if per_sample >= PARALLEL_FLOPS:
+        return ""
+    return f" if(batch >= {-(-PARALLEL_FLOPS // max(1, per_sample))})"
+
+
 def _check_dtype(layer: Layer, dtype: str) -> None:
     allowed = ["float32", "float64"]
     if type(layer).__name__.startswith(("MaxPool", "AdaptiveMaxPool", "GlobalMaxPool")):
@@ -275,7 +289,7 @@ def generate(layer: Layer, input_shape: Sequence, dtype: str = "float32",
               f"Input (N, {', '.join(map(str, sample))}) -> output (N, "
               f"{', '.join(map(str, out))}), {dtype}, N = batch at run time."]
     common = dict(name=name, banner=banner, signature=signature, ctype=ctype, i64="int64_t",
-                  openmp=openmp, **context)
+                  openmp=openmp, omp_if=_parallel_if(layer, sample), **context)
     source = _environment().get_template(f"c/{template}.c.j2").render(**common)
     header = _render_header(name, banner, signature, layer, sample, out, arguments, kind)
     return GeneratedKernel(name, layer, sample, out, dtype, source, header, cdef,
@@ -553,12 +567,13 @@ def choose_schedule(layer: Layer, sample: tuple, out: tuple, dtype: str) -> tupl
     """The schedule a layer gets by default, and why (recorded in the kernel report).
 
     A cost model in words, for 2-D convolutions with zero padding (no remapped taps):
-    ``packed`` (output channels in vector lanes) wherever a group has two or more output
-    channels: measured faster than ``blocked`` on every such layer of the benchmark suite,
-    LeNet's 6 channels (6 of 8 lanes) and the 3x32x32 case's 3 included.  One channel a
-    group (depthwise) would fill one lane in 8: ``blocked`` (output columns in lanes) then
-    pays when whole register blocks cover most of the output, so that the per-output
-    border code runs on few positions."""
+    ``packed`` (output channels in vector lanes) wherever a group's output channels fill at
+    least one vector (8 floats, 4 doubles): measured 1.5-2x faster than ``blocked`` on the
+    ResNet, stem, pointwise and 3x128x128 layers.  Fewer channels a group (depthwise: 1 in
+    8 lanes; LeNet's 6; the 3x32x32 case's 3) go to ``blocked`` (output columns in lanes,
+    measured equal or faster there) when whole register blocks cover most of the output,
+    so that the per-output border code runs on few positions.  Pools: ``blocked`` where
+    interior outputs fill a vector.  ``winograd`` is never chosen: it is not exact."""
     if family(layer) == "adaptive_pool":
         if _adaptive_lanes(layer, sample, dtype) is None:
             return "reference", ("the blocked adaptive pool schedule covers float average "
@@ -579,7 +594,7 @@ def choose_schedule(layer: Layer, sample: tuple, out: tuple, dtype: str) -> tupl
     cg_out = layer.out_channels // layer.groups
     owb = _OWB[dtype]
     flat = " (1x1: the plane as one row, a GEMM)" if _pointwise(layer, sample) else ""
-    if cg_out >= 2:
+    if cg_out >= owb:
         ocv, nb = _packed_blocks(cg_out, owb)
         return "packed", (f"{cg_out} output channels a group fill {cg_out} of "
                           f"{ocv * nb * owb} lanes of {nb} packed block(s) of {ocv} vector(s); "
