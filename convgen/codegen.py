@@ -760,11 +760,6 @@ def _packed_context(layer, sample, out, dtype) -> dict:
             Access("x", x_index, x_size, f"{where}: x, border blocks",
                    tuple(step + [sympy.Lt(c, width), sym.inside(q1, spatial[1])])),
             Access("y", y_index, y_size, f"{where}: y", tuple(stored))]
-        if cg_out % (ocv * lanes):
-            i = sympy.Symbol("i", integer=True, nonnegative=True)
-            accesses.append(Access("wp", (i * ocv + v) * lanes + lane, wp_size,
-                                   f"{where}: packed weights, padding lanes",
-                                   tuple(task + [sympy.Not(valid), *_loop(i, icn * taps)])))
         if layer.bias:
             accesses.append(Access("b", oc, layer.out_channels, f"{where}: b",
                                    tuple(task + [valid])))
@@ -784,7 +779,6 @@ def _packed_context(layer, sample, out, dtype) -> dict:
         x_index=ccode(x_index), w_index=ccode(w_index), wp_index=ccode(wp_index),
         y_index=ccode(y_index), wp_scalar=ccode(wp_index * lanes + lane),
         wp_scalar_v=ccode(wp_index * lanes),
-        wp_padding=ccode((sympy.Symbol("i", integer=True) * ocv + v) * lanes + lane),
         fma={"float32": "_mm256_fmadd_ps", "float64": "_mm256_fmadd_pd"}[dtype])
     return context
 

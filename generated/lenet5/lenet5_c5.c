@@ -40,12 +40,10 @@ void lenet5_c5(const float *restrict x, const float *restrict w, const float *re
                 float wp[12800]; /* packed weights of a chunk */
                 for (long ch = 0; ch < 1; ++ch) { /* chunk of input channels */
                     const long icn = 16 - 16*ch; /* input channels of the chunk */
+                    memset(wp, 0, sizeof wp); /* the padding lanes stay zero */
                     for (long v = 0; v < 4; ++v) { /* packing reads w in its own order */
                         for (long l = 0; l < 8; ++l) {
-                            if (!(32*gb + l + 8*v < 120)) { /* padding lane */
-                                for (long i = 0; i < icn * 25; ++i) wp[32*i + l + 8*v] = 0;
-                                continue;
-                            }
+                            if (!(32*gb + l + 8*v < 120)) continue; /* a padding lane */
                             for (long icl = 0; icl < icn; ++icl) {
                                 for (long k0 = 0; k0 < 5; ++k0) {
                                     for (long k1 = 0; k1 < 5; ++k1) {

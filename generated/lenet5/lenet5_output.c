@@ -40,12 +40,10 @@ void lenet5_output(const float *restrict x, const float *restrict w, const float
                 float wp[1344]; /* packed weights of a chunk */
                 for (long ch = 0; ch < 1; ++ch) { /* chunk of input channels */
                     const long icn = 84 - 84*ch; /* input channels of the chunk */
+                    memset(wp, 0, sizeof wp); /* the padding lanes stay zero */
                     for (long v = 0; v < 2; ++v) { /* packing reads w in its own order */
                         for (long l = 0; l < 8; ++l) {
-                            if (!(16*gb + l + 8*v < 10)) { /* padding lane */
-                                for (long i = 0; i < icn * 1; ++i) wp[16*i + l + 8*v] = 0;
-                                continue;
-                            }
+                            if (!(16*gb + l + 8*v < 10)) continue; /* a padding lane */
                             for (long icl = 0; icl < icn; ++icl) {
                                 for (long k0 = 0; k0 < 1; ++k0) {
                                     for (long k1 = 0; k1 < 1; ++k1) {
