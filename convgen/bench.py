@@ -253,7 +253,7 @@ def format_tables(runs: list) -> str:
         lines += [f"threads {result['threads']}: sgemm peak {peak:.1f} GFLOP/s, copy "
                   f"bandwidth {result['bandwidth_gbs']:.1f} GB/s; ONNX Runtime "
                   f"{result['onnxruntime']}, PyTorch {result['torch'] or 'not installed'}",
-                  f"{'layer':18} {'N':>2} {'schedule':>9} {'convgen ms':>11} {'GFLOP/s':>8} "
+                  f"{'layer':20} {'N':>2} {'schedule':>9} {'convgen ms':>11} {'GFLOP/s':>8} "
                   f"{'% peak':>7} {'x bw':>6} " + " ".join(f"{'x ' + p:>13}" for p in PEERS)
                   + "  agrees"]
         for row in result["results"]:
@@ -262,7 +262,7 @@ def format_tables(runs: list) -> str:
             bandwidth_time = row["bytes"] / (result["bandwidth_gbs"] * 1e9)
             ratios = " ".join(f"{row['seconds'][p] / ours:13.2f}" if p in row["seconds"]
                               else f"{'-':>13}" for p in PEERS)
-            lines.append(f"{row['layer']:18} {row['batch']:2} {row.get('schedule', '?'):>9} "
+            lines.append(f"{row['layer']:20} {row['batch']:2} {row.get('schedule', '?'):>9} "
                          f"{ours * 1e3:11.3f} "
                          f"{gflops:8.2f} {100 * gflops / peak:6.1f}% "
                          f"{ours / bandwidth_time:6.1f} {ratios}  "

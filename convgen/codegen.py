@@ -197,18 +197,20 @@ class GeneratedKernel:
     schedule_reason: str = ""   # why this schedule (convgen.codegen.choose_schedule)
 
 
-#: Operations a call needs before OpenMP threads pay for their start (about 1 us to wake a
-#: thread here, more than a small layer's whole kernel with two of them).
-PARALLEL_FLOPS = 2**18
+#: Work a call needs before OpenMP threads pay for their start (about 1 us to wake a thread
+#: here, more than a small layer's whole kernel with two of them): operations plus 4 per
+#: element read or written, since pools are bound by memory, not arithmetic.
+PARALLEL_WORK = 2**19
 
 
 def _parallel_if(layer: Layer, sample: tuple) -> str:
     """The OpenMP ``if`` clause: run serially when the whole batch is under
-    :data:`PARALLEL_FLOPS` operations (``layer.flops``); nothing when one sample is over."""
-    per_sample = int(layer.flops((1, *sample)))
-    if per_sample >= PARALLEL_FLOPS:
+    :data:`PARALLEL_WORK`; nothing when one sample is over."""
+    elements = sym.prod(sample) + sym.prod(layer.output_shape(sample))
+    per_sample = int(layer.flops((1, *sample))) + 4 * int(elements)
+    if per_sample >= PARALLEL_WORK:
         return ""
-    return f" if(batch >= {-(-PARALLEL_FLOPS // max(1, per_sample))})"
+    return f" if(batch >= {-(-PARALLEL_WORK // max(1, per_sample))})"
 
 
 def _check_dtype(layer: Layer, dtype: str) -> None:

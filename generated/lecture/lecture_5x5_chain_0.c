@@ -19,7 +19,7 @@ typedef int lecture_5x5_chain_0_mask __attribute__((vector_size(32))); /* lane s
 void lecture_5x5_chain_0(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch)
 {
 #ifdef _OPENMP
-#pragma omp parallel for collapse(3) schedule(static)
+#pragma omp parallel for collapse(3) schedule(static) if(batch >= 2)
 #endif
     for (long n = 0; n < batch; ++n) { /* batch */
         for (long ob = 0; ob < 1; ++ob) { /* block of 3 output channels */

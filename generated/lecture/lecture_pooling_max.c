@@ -8,7 +8,7 @@
 void lecture_pooling_max(const float *restrict x, float *restrict y, long batch)
 {
 #ifdef _OPENMP
-#pragma omp parallel for collapse(2) if(batch >= 6)
+#pragma omp parallel for collapse(2) if(batch >= 2)
 #endif
     for (long n = 0; n < batch; ++n) { /* batch */
         for (long c = 0; c < 3; ++c) { /* channel */

@@ -8,7 +8,7 @@
 void lecture_same(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch)
 {
 #ifdef _OPENMP
-#pragma omp parallel for collapse(2) if(batch >= 46)
+#pragma omp parallel for collapse(2) if(batch >= 80)
 #endif
     for (long n = 0; n < batch; ++n) { /* batch */
         for (long oc = 0; oc < 3; ++oc) { /* output channel */

@@ -8,7 +8,7 @@
 void lecture_toeplitz(const float *restrict x, const float *restrict w, float *restrict y, long batch)
 {
 #ifdef _OPENMP
-#pragma omp parallel for collapse(2) if(batch >= 8192)
+#pragma omp parallel for collapse(2) if(batch >= 6242)
 #endif
     for (long n = 0; n < batch; ++n) { /* batch */
         for (long oc = 0; oc < 1; ++oc) { /* output channel */

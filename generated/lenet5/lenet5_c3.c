@@ -32,7 +32,7 @@ void lenet5_c3(const float *restrict x, const float *restrict w, const float *re
 {
     enum { cw = LENET5_C3_COLUMNS }; /* output columns of a register block */
 #ifdef _OPENMP
-#pragma omp parallel for collapse(3) schedule(static)
+#pragma omp parallel for collapse(3) schedule(static) if(batch >= 2)
 #endif
     for (long n = 0; n < batch; ++n) { /* batch */
         for (long gb = 0; gb < 1; ++gb) { /* block of 16 output channels (1 a group) */

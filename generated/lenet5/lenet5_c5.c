@@ -32,7 +32,7 @@ void lenet5_c5(const float *restrict x, const float *restrict w, const float *re
 {
     enum { cw = LENET5_C5_COLUMNS }; /* output columns of a register block */
 #ifdef _OPENMP
-#pragma omp parallel for collapse(3) schedule(static) if(batch >= 3)
+#pragma omp parallel for collapse(3) schedule(static) if(batch >= 6)
 #endif
     for (long n = 0; n < batch; ++n) { /* batch */
         for (long gb = 0; gb < 4; ++gb) { /* block of 32 output channels (4 a group) */

@@ -32,7 +32,7 @@ void lenet5_f6(const float *restrict x, const float *restrict w, const float *re
 {
     enum { cw = LENET5_F6_COLUMNS }; /* output columns of a register block */
 #ifdef _OPENMP
-#pragma omp parallel for collapse(3) schedule(static) if(batch >= 13)
+#pragma omp parallel for collapse(3) schedule(static) if(batch >= 25)
 #endif
     for (long n = 0; n < batch; ++n) { /* batch */
         for (long gb = 0; gb < 3; ++gb) { /* block of 32 output channels (3 a group) */

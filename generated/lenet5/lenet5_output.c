@@ -32,7 +32,7 @@ void lenet5_output(const float *restrict x, const float *restrict w, const float
 {
     enum { cw = LENET5_OUTPUT_COLUMNS }; /* output columns of a register block */
 #ifdef _OPENMP
-#pragma omp parallel for collapse(3) schedule(static) if(batch >= 156)
+#pragma omp parallel for collapse(3) schedule(static) if(batch >= 254)
 #endif
     for (long n = 0; n < batch; ++n) { /* batch */
         for (long gb = 0; gb < 1; ++gb) { /* block of 16 output channels (1 a group) */

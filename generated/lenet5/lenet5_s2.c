@@ -8,7 +8,7 @@
 void lenet5_s2(const float *restrict x, float *restrict y, long batch)
 {
 #ifdef _OPENMP
-#pragma omp parallel for collapse(2) if(batch >= 45)
+#pragma omp parallel for collapse(2) if(batch >= 18)
 #endif
     for (long n = 0; n < batch; ++n) { /* batch */
         for (long c = 0; c < 6; ++c) { /* channel */

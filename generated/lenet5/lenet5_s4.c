@@ -8,7 +8,7 @@
 void lenet5_s4(const float *restrict x, float *restrict y, long batch)
 {
 #ifdef _OPENMP
-#pragma omp parallel for collapse(2) if(batch >= 132)
+#pragma omp parallel for collapse(2) if(batch >= 53)
 #endif
     for (long n = 0; n < batch; ++n) { /* batch */
         for (long c = 0; c < 16; ++c) { /* channel */
