@@ -973,10 +973,61 @@ def _adaptive_blocked_context(layer, sample, out, dtype) -> dict:
                  tuple([c for c in a.domain if not (isinstance(c, sympy.Lt) and
                                                     c.lhs == _C)] + vector))
           for a in context["accesses"]]]
+    plane = sym.prod(sample[1:])
+    whole = all(o == 1 for o in out[1:])  # global pooling: one window, the whole plane
+    if whole:
+        e, j = (sympy.Symbol(v, integer=True, nonnegative=True) for v in ("e", "j"))
+        flat = sym.flat_index([_N, _C, e], [None, channels, plane])
+        context["accesses"].append(Access(
+            "x", flat.subs(e, e + j), _BATCH * sym.prod(sample),
+            f"blocked, {lanes} elements of {lanes} channels a step (transposed)",
+            tuple([sympy.Ge(_BATCH, 1), *_loop(_N, _BATCH), *vector, *_loop(e, plane),
+                   sympy.Le(e + lanes, plane), *_loop(j, lanes)])))
+        context["accesses"].append(Access(
+            "x", flat, _BATCH * sym.prod(sample), "blocked, the last elements (gathered)",
+            tuple([sympy.Ge(_BATCH, 1), *_loop(_N, _BATCH), *vector, *_loop(e, plane)])))
     context["blocked"] = dict(lanes=lanes, blocks=blocks, tail=channels % lanes,
-                              size=DTYPE_SIZES[dtype],
+                              size=DTYPE_SIZES[dtype], whole=whole, plane=plane,
+                              flat=ccode(flat) if whole else "",
+                              transpose=_transpose(lanes) if whole else [],
                               mask_type="int" if dtype == "float32" else "long long")
     return context
+
+
+def _transpose(lanes: int) -> list[str]:
+    """C statements turning vectors ``r[i]`` (row i: ``lanes`` elements of channel i) into
+    ``t[j]`` (element j of every channel) with ``__builtin_shufflevector`` (Clang, GCC 12+):
+    the unpack / 64-bit / 128-bit steps of the classic register transpose."""
+    def shuffle(a, b, idx):
+        return f"__builtin_shufflevector({a}, {b}, {', '.join(map(str, idx))})"
+
+    if lanes == 4:
+        lines = []
+        for i in range(4):  # unpack pairs of rows
+            rows = f"r[{2 * (i // 2)}]", f"r[{2 * (i // 2) + 1}]"
+            idx = [0, 4, 2, 6] if i % 2 == 0 else [1, 5, 3, 7]
+            lines.append(f"const {{vec}} u{i} = {shuffle(*rows, idx)};")
+        lines += [f"t[{k}] = {shuffle(f'u{a}', f'u{b}', idx)};" for k, (a, b, idx) in enumerate(
+            [(0, 2, [0, 1, 4, 5]), (1, 3, [0, 1, 4, 5]), (0, 2, [2, 3, 6, 7]),
+             (1, 3, [2, 3, 6, 7])])]
+        return lines
+    lo, hi = [0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15]
+    even, odd = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
+    first, second = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
+    lines = []
+    for i in range(4):  # unpack pairs of rows: u(2i) low halves, u(2i+1) high halves
+        rows = f"r[{2 * i}]", f"r[{2 * i + 1}]"
+        lines.append(f"const {{vec}} u{2 * i} = {shuffle(*rows, lo)};")
+        lines.append(f"const {{vec}} u{2 * i + 1} = {shuffle(*rows, hi)};")
+    for half in range(2):  # 64-bit pairs: s(4 half + k) holds elements k and k + 4 of 4 rows
+        base = 4 * half
+        for k, (a, idx) in enumerate([(0, even), (0, odd), (1, even), (1, odd)]):
+            lines.append(f"const {{vec}} s{base + k} = "
+                         f"{shuffle(f'u{base + a}', f'u{base + a + 2}', idx)};")
+    for k in range(4):  # 128-bit halves: element k, then element k + 4
+        lines.append(f"t[{k}] = {shuffle(f's{k}', f's{k + 4}', first)};")
+        lines.append(f"t[{k + 4}] = {shuffle(f's{k}', f's{k + 4}', second)};")
+    return lines
 
 _CONTEXTS = {"conv": _conv_context, "pool": _pool_context, "adaptive_pool": _adaptive_context,
              "conv_transpose": _conv_transpose_context}

@@ -455,3 +455,18 @@ def test_configs_that_exposed_compiler_bugs_stay_exact(schedule, layer, shape):
         kernel = compile_kernels([(layer, shape, "regression")], dtype="float64",
                                  schedule=schedule, flags=flags)[0]
         assert check_kernel(kernel, cases=2, seed=59).passed, flags
+
+
+@pytest.mark.parametrize("flags", [("-O3", "-march=native"), ("-O2", "-DCONVGEN_NO_SHUFFLE"),
+                                   ("-O2", "-mno-avx")])
+def test_global_pools_transposed_or_gathered_are_exact(flags):
+    """The whole-plane path transposes 8x8 (4x4) blocks in registers; without
+    __builtin_shufflevector it gathers.  Both, and SSE-only builds, match the oracle."""
+    cases = [(convgen.GlobalAvgPool(), (19, 7, 7)), (convgen.GlobalMaxPool(), (16, 3, 5)),
+             (convgen.GlobalAvgPool(ndim=1), (8, 21))]
+    for dtype in ("float32", "float64"):
+        items = [(layer, shape, f"g{i}") for i, (layer, shape) in enumerate(cases)]
+        kernels = compile_kernels(items, dtype=dtype, flags=flags)
+        assert all(k.generated.schedule == "blocked" for k in kernels)
+        for i, kernel in enumerate(kernels):
+            assert check_kernel(kernel, cases=2, seed=i).passed, (flags, kernel.generated.name)
