@@ -641,9 +641,12 @@ def _blocked_context(layer, sample, out, dtype) -> dict:
     x_guarded = sym.flat_index([_N, channel, p[0], q1], [None, c_in, *spatial])
     w_index = sym.flat_index([oc0 + j, _IC, k[0], k[1]], list(layer.weight_shape))
     y_index = sym.flat_index([_N, oc0 + j, o[0], o[1] + i], [None, *out])
+    ob1, cv_ = (sympy.Symbol(v, integer=True, nonnegative=True) for v in ("ob1", "cv"))
+    vector_start = ob1 + cv_ * owb  # first column of vector cv of the block at ob1
     block = [sympy.Ge(_BATCH, 1), *_loop(_N, _BATCH), *_loop(ob, layer.out_channels // ocb),
              sympy.Eq(oc0, ob * ocb), sympy.Eq(_G, group), *_loop(o[0], out[1]),
-             *_loop(o[1], out[2]), sympy.Eq(sympy.Mod(o[1], owb), 0),
+             *_loop(ob1, out[2]), sympy.Eq(sympy.Mod(ob1, cv * owb), 0), *_loop(cv_, cv),
+             sympy.Eq(o[1], vector_start), sympy.Lt(o[1], out[2]),
              sympy.Eq(width, sym.block_extent(o[1], owb, out[2])), *_loop(j, ocb)]
     taps = [*block, *_loop(_IC, cg_in), *_loop(k[0], kn0), *_loop(k[1], kn1), *_loop(i, owb),
             sympy.Eq(p[0], sym.tap_index(o[0], k[0], s0, d0, pads[0][0])),
@@ -668,6 +671,7 @@ def _blocked_context(layer, sample, out, dtype) -> dict:
     context["accesses"] = accesses
     context["blocked"] = dict(
         ocb=ocb, owb=owb, blocks=layer.out_channels // ocb, cv=cv,
+        vector_start=ccode(vector_start),
         overhang=-(-out[2] // (cv * owb)) * cv * owb - out[2] >= owb,
         size=DTYPE_SIZES[dtype], contiguous=s1 == 1, group=ccode(group),
         mask_type="int" if dtype == "float32" else "long long",
@@ -814,9 +818,14 @@ def _pool_blocked_context(layer, sample, out, dtype) -> dict:
     x_row = sym.flat_index([_N, _C, p0, sym.tap_index(o[1], k[1], 1, d1, pads[1][0])],
                            [None, channels, *spatial])
     y_row = sym.flat_index([_N, _C, o[0], o[1]], [None, *out])
+    vectors = _column_vectors(1, cols[1] - cols[0], owb)
+    ob, cv = (sympy.Symbol(v, integer=True, nonnegative=True) for v in ("ob", "cv"))
+    # vector cv of the block at ob; past the interior, the row's last whole vector again
+    start = sympy.Min(ob + cv * owb, cols[1] - owb)
     vector = [sympy.Ge(_BATCH, 1), *_loop(_N, _BATCH), *_loop(_C, channels),
-              *_loop(o[0], out[1]),
-              sympy.Ge(o[1], cols[0]), sympy.Le(o[1] + owb, cols[1]), *_loop(i, owb)]
+              *_loop(o[0], out[1]), sympy.Ge(ob, cols[0]), sympy.Lt(ob, cols[1]),
+              sympy.Eq(sympy.Mod(ob - cols[0], vectors * owb), 0), *_loop(cv, vectors),
+              sympy.Eq(o[1], start), *_loop(i, owb)]
     taps = [*vector, *_loops(k, layer.kernel_size), sympy.Eq(p0, row),
             sym.inside(p0, spatial[0])]
     x_size, y_size = _BATCH * sym.prod(sample), _BATCH * sym.prod(out)
@@ -828,7 +837,7 @@ def _pool_blocked_context(layer, sample, out, dtype) -> dict:
              "padded" if context["count_include_pad"] else "inside")
     context["blocked"] = dict(
         owb=owb, size=DTYPE_SIZES[dtype], mask_type="int" if dtype == "float32" else "long long",
-        cols=cols, cv=_column_vectors(1, cols[1] - cols[0], owb), row=ccode(row),
+        cols=cols, cv=vectors, start=ccode(start), row=ccode(row),
         row_inside=ccode(sym.inside(p0, spatial[0])),
         x_row=ccode(x_row), y_row=ccode(y_row), count=count,
         divisor=override if override is not None else "count")

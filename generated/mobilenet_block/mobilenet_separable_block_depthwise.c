@@ -40,7 +40,7 @@ void mobilenet_separable_block_depthwise(const float *restrict x, const float *r
 #pragma GCC unroll 7
 #endif
                               for (long cv = 0; cv < 7; ++cv) { /* vector of the block */
-                                const long o1 = ob1 + cv * 8; /* its first column */
+                                const long o1 = 8*cv + ob1; /* its first column */
                                 const long p1 = k1 + o1 - 1; /* input column of the vector's first lane */
                                 if (p1 >= 0 && k1 + o1 + 6 < 112) { /* every lane reads the input: whole vectors */
                                     mobilenet_separable_block_depthwise_vec xv;
@@ -66,7 +66,7 @@ void mobilenet_separable_block_depthwise(const float *restrict x, const float *r
                     }
                     for (long j = 0; j < 1; ++j) {
                         for (long cv = 0; cv < 7; ++cv) {
-                            const long o1 = ob1 + cv * 8; /* first column of the vector */
+                            const long o1 = 8*cv + ob1; /* first column of the vector */
                             const long width = ((8) < (112 - o1) ? (8) : (112 - o1)); /* its columns inside the output */
                             if (width == 8) {
                                 memcpy(&y[12544*j + 401408*n + 112*o0 + o1 + 12544*oc0], &acc[j][cv], sizeof acc[j][cv]);
