@@ -996,6 +996,8 @@ def _adaptive_blocked_context(layer, sample, out, dtype) -> dict:
             "x", flat, _BATCH * sym.prod(sample), "blocked, the last elements (gathered)",
             tuple([sympy.Ge(_BATCH, 1), *_loop(_N, _BATCH), *vector, *_loop(e, plane)])))
     context["blocked"] = dict(lanes=lanes, blocks=blocks, tail=channels % lanes,
+                              channel=ccode(cb * lanes + lane),
+                              channel_row=ccode(cb * lanes + sympy.Symbol("j", integer=True)),
                               size=DTYPE_SIZES[dtype], whole=whole, plane=plane,
                               flat=ccode(flat) if whole else "",
                               transpose=_transpose(lanes) if whole else [],
