@@ -534,6 +534,8 @@ def _conv_transpose_context(layer, sample, out, dtype) -> dict:
 #: the reference without FMA, within the dot-product error bound with it).
 SCHEDULES = ("reference", "blocked", "packed", "winograd")
 _OWB = {"float32": 8, "float64": 4}  # output columns a block: 32 bytes, one vector
+_MASK_TYPES = {"float32": "int", "float64": "long long"}  # lane masks of a 32-byte vector
+_FMA = {"float32": "_mm256_fmadd_ps", "float64": "_mm256_fmadd_pd"}  # x86 FMA, 32 bytes
 
 
 def _channel_block(cg_out: int) -> int:
@@ -674,7 +676,7 @@ def _blocked_context(layer, sample, out, dtype) -> dict:
         vector_start=ccode(vector_start),
         overhang=-(-out[2] // (cv * owb)) * cv * owb - out[2] >= owb,
         size=DTYPE_SIZES[dtype], contiguous=s1 == 1, group=ccode(group),
-        mask_type="int" if dtype == "float32" else "long long",
+        mask_type=_MASK_TYPES[dtype],
         width=ccode(sym.block_extent(o[1], owb, out[2])),
         lanes_inside={sympy.true: "always", sympy.false: "never"}.get(lanes_inside) or
         ccode(lanes_inside),
@@ -785,7 +787,7 @@ def _packed_context(layer, sample, out, dtype) -> dict:
         x_index=ccode(x_index), w_index=ccode(w_index), wp_index=ccode(wp_index),
         y_index=ccode(y_index), wp_scalar=ccode(wp_index * lanes + lane),
         wp_scalar_v=ccode(wp_index * lanes),
-        fma={"float32": "_mm256_fmadd_ps", "float64": "_mm256_fmadd_pd"}[dtype])
+        fma=_FMA[dtype])
     return context
 
 
@@ -836,7 +838,7 @@ def _pool_blocked_context(layer, sample, out, dtype) -> dict:
     count = (None if override is not None or context["op"] != "avg" else
              "padded" if context["count_include_pad"] else "inside")
     context["blocked"] = dict(
-        owb=owb, size=DTYPE_SIZES[dtype], mask_type="int" if dtype == "float32" else "long long",
+        owb=owb, size=DTYPE_SIZES[dtype], mask_type=_MASK_TYPES[dtype],
         cols=cols, cv=vectors, start=ccode(start), row=ccode(row),
         row_inside=ccode(sym.inside(p0, spatial[0])),
         x_row=ccode(x_row), y_row=ccode(y_row), count=count,
@@ -953,7 +955,7 @@ def _winograd_context(layer, sample, out, dtype) -> dict:
                 for row in range(4)],
         m_index=ccode(m_index), m_vector=ccode(m_index.subs(lane, 0)), y_index=ccode(y_index),
         y_inside=ccode(sympy.And(sympy.Lt(2 * tile_row + i, oh), sympy.Lt(2 * (tw0 + t) + j, ow))),
-        fma={"float32": "_mm256_fmadd_ps", "float64": "_mm256_fmadd_pd"}[dtype])
+        fma=_FMA[dtype])
     return context
 
 
@@ -1001,7 +1003,7 @@ def _adaptive_blocked_context(layer, sample, out, dtype) -> dict:
                               size=DTYPE_SIZES[dtype], whole=whole, plane=plane,
                               flat=ccode(flat) if whole else "",
                               transpose=_transpose(lanes) if whole else [],
-                              mask_type="int" if dtype == "float32" else "long long")
+                              mask_type=_MASK_TYPES[dtype])
     return context
 
 

@@ -24,6 +24,25 @@ from tests.test_sanitizers import assert_clean_under_sanitizers
 FAST = ["blocked", "packed"]
 
 
+def _compile_strict(compiler, kernel, tmp_path, extras):
+    """Compile ``kernel`` alone with the strict flags and -O3 plus each of ``extras``."""
+    (tmp_path / "k.c").write_text(kernel.source)
+    (tmp_path / "k.h").write_text(kernel.header)
+    for extra in extras:
+        command = [compiler, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O3",
+                   *extra, "-c", str(tmp_path / "k.c"), "-o", str(tmp_path / "k.o")]
+        done = subprocess.run(command, capture_output=True, text=True)
+        assert done.returncode == 0, (kernel.layer, extra, done.stderr)
+
+
+def _with_specials(x, rng):
+    """``x`` with about 5 % of its elements replaced by NaN, -0, +0, +inf or -inf."""
+    specials = np.array([np.nan, -0.0, 0.0, np.inf, -np.inf], x.dtype)
+    where = rng.random(x.shape) < 0.05
+    x[where] = rng.choice(specials, where.sum())
+    return x
+
+
 @st.composite
 def blocked_convs(draw):
     """2-D zero-padded convolutions of every option the fast schedules take (up to 40 output
@@ -160,14 +179,8 @@ def test_fast_kernels_compile_clean_under_strict_flags(compiler, schedule, tmp_p
     for dtype in ("float32", "float64"):
         kernel = codegen.generate(convgen.Conv2d(4, 40, 3, stride=2, padding=1), (4, 17, 33),
                                   dtype=dtype, name="k", schedule=schedule)
-        (tmp_path / "k.c").write_text(kernel.source)
-        (tmp_path / "k.h").write_text(kernel.header)
-        for extra in ([], ["-fopenmp"], ["-mavx2", "-mfma"], ["-mavx512f", "-mfma"],
-                      ["-mno-avx"]):
-            command = [compiler, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O3",
-                       *extra, "-c", str(tmp_path / "k.c"), "-o", str(tmp_path / "k.o")]
-            done = subprocess.run(command, capture_output=True, text=True)
-            assert done.returncode == 0, (extra, done.stderr)
+        _compile_strict(compiler, kernel, tmp_path, ([], ["-fopenmp"], ["-mavx2", "-mfma"],
+                                                     ["-mavx512f", "-mfma"], ["-mno-avx"]))
 
 
 @pytest.mark.parametrize("flags", [
@@ -248,10 +261,7 @@ def test_blocked_pools_match_the_exact_oracle(cases, dtype):
 def test_blocked_pools_equal_reference_bit_for_bit_with_nans_and_signed_zeros(case, seed):
     layer, shape = case
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((2, *shape)).astype(np.float32)
-    specials = np.array([np.nan, -0.0, 0.0, np.inf, -np.inf], np.float32)
-    where = rng.random(x.shape) < 0.05
-    x[where] = rng.choice(specials, where.sum())
+    x = _with_specials(rng.standard_normal((2, *shape)).astype(np.float32), rng)
     blocked, reference = [compile_kernels([(layer, shape, f"pool_{s}")], schedule=s)[0]
                           for s in ("blocked", "reference")]
     assert _same_bits_or_both_nan(blocked(x), reference(x))
@@ -290,14 +300,8 @@ def test_blocked_pools_compile_clean_under_strict_flags(compiler, tmp_path):
         for dtype in ("float32", "float64"):
             kernel = codegen.generate(layer, (9, 9, 30), dtype=dtype, name="k",
                                       schedule="blocked")
-            (tmp_path / "k.c").write_text(kernel.source)
-            (tmp_path / "k.h").write_text(kernel.header)
-            for extra in ([], ["-fopenmp"], ["-mavx2"], ["-mno-avx"]):
-                command = [compiler, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic",
-                           "-O3", *extra, "-c", str(tmp_path / "k.c"), "-o",
-                           str(tmp_path / "k.o")]
-                done = subprocess.run(command, capture_output=True, text=True)
-                assert done.returncode == 0, (layer, extra, done.stderr)
+            _compile_strict(compiler, kernel, tmp_path,
+                            ([], ["-fopenmp"], ["-mavx2"], ["-mno-avx"]))
 
 
 @st.composite
@@ -373,14 +377,8 @@ def test_winograd_kernels_compile_clean_and_stay_exact_everywhere(compiler, tmp_
     for dtype in ("float32", "float64"):
         kernel = codegen.generate(layer, (4, 17, 33), dtype=dtype, name="k",
                                   schedule="winograd")
-        (tmp_path / "k.c").write_text(kernel.source)
-        (tmp_path / "k.h").write_text(kernel.header)
-        for extra in ([], ["-fopenmp"], ["-mavx2", "-mfma"], ["-mavx512f", "-mfma"],
-                      ["-mno-avx"]):
-            command = [compiler, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O3",
-                       *extra, "-c", str(tmp_path / "k.c"), "-o", str(tmp_path / "k.o")]
-            done = subprocess.run(command, capture_output=True, text=True)
-            assert done.returncode == 0, (extra, done.stderr)
+        _compile_strict(compiler, kernel, tmp_path, ([], ["-fopenmp"], ["-mavx2", "-mfma"],
+                                                     ["-mavx512f", "-mfma"], ["-mno-avx"]))
     for flags in (("-O2", "-mavx2", "-mfma"), ("-O2", "-mno-avx")):
         built = compile_kernels([(layer, (4, 9, 13), "wino_t")], schedule="winograd",
                                 flags=flags)[0]
@@ -421,10 +419,7 @@ def test_blocked_adaptive_pools_match_the_exact_oracle(cases, dtype):
 def test_blocked_adaptive_pools_equal_reference_bit_for_bit_with_nans(case, seed):
     layer, shape = case
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((2, *shape)).astype(np.float32)
-    specials = np.array([np.nan, -0.0, 0.0, np.inf, -np.inf], np.float32)
-    where = rng.random(x.shape) < 0.05
-    x[where] = rng.choice(specials, where.sum())
+    x = _with_specials(rng.standard_normal((2, *shape)).astype(np.float32), rng)
     blocked, reference = [compile_kernels([(layer, shape, f"adaptive_{s}")], schedule=s)[0]
                           for s in ("blocked", "reference")]
     assert _same_bits_or_both_nan(blocked(x), reference(x))
