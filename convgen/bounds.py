@@ -1,7 +1,7 @@
 """Bounds safety of generated kernels, proved from the expressions the templates print.
 
-Every array access a template emits is recorded by :mod:`convgen.codegen` as an
-:class:`~convgen.codegen.Access`: the index expression, the buffer size (per batch size
+Every array access a template emits is recorded by its schedule (:mod:`convgen.schedules`) as an
+:class:`~convgen.schedules.Access`: the index expression, the buffer size (per batch size
 ``batch``, any ``batch >= 1``), and the conditions under which the access runs (loop ranges,
 branch guards, the definitions of local variables).  :func:`prove_bounds` asks z3, through
 :func:`convgen.proofs.prove`, for loop values that put an index outside ``[0, size)``; none
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import sympy
 
-from .codegen import Access, GeneratedKernel
+from .codegen import GeneratedKernel
+from .schedules import Access
 from .proofs import Result, prove
 
 __all__ = ["bounds_summary", "prove_access", "prove_bounds"]

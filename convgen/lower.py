@@ -1,0 +1,159 @@
+"""Spec + input shape -> a frozen :class:`Problem`: everything a schedule needs, resolved once.
+
+``lower`` validates what code generation needs beyond the spec itself (a concrete input shape,
+a dtype the family supports, a known family), resolves the padding to ``(lo, hi)`` pairs and
+fixes the output shape, the accumulator type and the kernel's arguments.  Every schedule,
+target, oracle and proof reads the problem instead of re-deriving these facts (JAX resolves
+padding the same way, once, before ``bind``).
+
+The index symbols every schedule shares are defined here too, so that an expression built by
+one schedule means the same thing in another's proof.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sympy
+
+from . import symbolic as sym
+from .errors import SpecError
+from .spec import DTYPE_SIZES, Layer
+
+try:  # TEMP until the spec package lands
+    from .spec import family_of
+except ImportError:
+    def family_of(layer):
+        kind = type(layer).__name__
+        for prefix, fam in (("ConvTranspose", "conv_transpose"), ("Conv", "conv"),
+                            (("Adaptive", "Global"), "adaptive_pool")):
+            if kind.startswith(prefix):
+                return fam
+        return "pool"
+    def _reduction(self):
+        kind = type(self).__name__
+        return None if kind.startswith("Conv") else "max" if "Max" in kind else \
+            "avg" if "Avg" in kind else "lp"
+    Layer.reduction = property(_reduction)
+
+__all__ = ["BATCH", "C", "FLOAT_DTYPES", "G", "IC", "N", "OC", "Problem", "lower", "symbols"]
+
+#: Floating-point dtypes: every family supports them.
+FLOAT_DTYPES = ("float32", "float64")
+#: Integer dtypes, for the families whose result is one of their inputs (max pooling).
+_SELECTING_DTYPES = ("int8", "uint8")
+
+N, C, OC, IC, G = (sympy.Symbol(s, integer=True, nonnegative=True)
+                   for s in ("n", "c", "oc", "ic", "g"))
+BATCH = sympy.Symbol("batch", integer=True, positive=True)
+
+
+def symbols(prefix: str, count: int, nonnegative: bool = True) -> tuple[sympy.Symbol, ...]:
+    """Loop counters ``prefix0..`` (non-negative) or input positions (may fall on the
+    padding: ``nonnegative=False``)."""
+    return tuple(sympy.Symbol(f"{prefix}{i}", integer=True, nonnegative=nonnegative or None)
+                 for i in range(count))
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One layer on one concrete sample shape, resolved: the input of every schedule.
+
+    ``sample`` is ``(C, *spatial)`` and ``out`` is ``(C_out, *spatial_out)``; the batch size
+    stays a run-time argument.  ``padding`` holds a ``(lo, hi)`` pair per spatial dimension
+    (zeros for adaptive pools, which have none).  ``groups``, ``cg_in`` and ``cg_out`` are
+    the convolution's groups and channels a group (1, C and C for pools).
+    """
+
+    layer: Layer
+    family: str
+    reduction: str | None
+    ndim: int
+    sample: tuple
+    out: tuple
+    dtype: str
+    acc_dtype: str
+    padding: tuple
+    groups: int
+    cg_in: int
+    cg_out: int
+    arguments: tuple
+
+    @property
+    def spatial(self) -> tuple:
+        return self.sample[1:]
+
+    @property
+    def out_spatial(self) -> tuple:
+        return self.out[1:]
+
+    @property
+    def channels(self) -> int:
+        return self.sample[0]
+
+    @property
+    def size(self) -> int:
+        """Bytes of one element."""
+        return DTYPE_SIZES[self.dtype]
+
+    @property
+    def floating(self) -> bool:
+        return self.dtype in FLOAT_DTYPES
+
+    @property
+    def windowed(self) -> bool:
+        """Convolutions and window pools: a kernel window slides over the padded input."""
+        return self.family in ("conv", "conv_transpose", "pool")
+
+    @property
+    def indices(self) -> bool:
+        return "indices" in self.arguments
+
+    @property
+    def bias(self) -> bool:
+        return "b" in self.arguments
+
+    @property
+    def weight_shape(self) -> tuple:
+        return tuple(self.layer.weight_shape)
+
+    def describe(self) -> str:
+        """``Conv2d(...) on (3, 32, 32), float32``: for messages and reasons."""
+        return f"{self.layer.describe()} on {self.sample}, {self.dtype}"
+
+
+def allowed_dtypes(layer: Layer) -> tuple[str, ...]:
+    """The dtypes code generation supports for ``layer``."""
+    if family_of(layer) in ("pool", "adaptive_pool") and layer.reduction == "max":
+        return FLOAT_DTYPES + _SELECTING_DTYPES
+    return FLOAT_DTYPES
+
+
+def lower(layer: Layer, input_shape: Sequence, dtype: str = "float32") -> Problem:
+    """Resolve ``layer`` on ``input_shape`` (``(C, *spatial)`` or ``(N, C, *spatial)``, every
+    size concrete) for ``dtype``; raise :class:`SpecError` naming what is wrong."""
+    family = family_of(layer)
+    shape = layer.split_input(input_shape)
+    if sym.is_symbolic(shape.channels, *shape.spatial):
+        raise SpecError(f"{type(layer).__name__}: code generation needs a concrete "
+                        f"input_shape, got {tuple(input_shape)!r}")
+    allowed = allowed_dtypes(layer)
+    if dtype not in allowed:
+        raise SpecError(f"{type(layer).__name__}: dtype={dtype!r} must be one of "
+                        f"{', '.join(allowed)}")
+    sample = (shape.channels, *shape.spatial)
+    out = tuple(layer.output_shape(sample))
+    if family in ("conv", "conv_transpose"):
+        groups = layer.groups
+        cg_in, cg_out = sample[0] // groups, layer.out_channels // groups
+        arguments = ("x", "w", *(("b",) if layer.bias else ()), "y")
+    else:
+        groups, cg_in, cg_out = 1, sample[0], sample[0]
+        arguments = ("x", "y", *(("indices",) if getattr(layer, "return_indices", False)
+                                 else ()))
+    padding = (tuple(layer.resolved_padding(shape.spatial)) if family != "adaptive_pool"
+               else ((0, 0),) * layer.ndim)
+    return Problem(layer=layer, family=family, reduction=layer.reduction, ndim=layer.ndim,
+                   sample=sample, out=out, dtype=dtype, acc_dtype=dtype, padding=padding,
+                   groups=groups, cg_in=cg_in, cg_out=cg_out, arguments=arguments)

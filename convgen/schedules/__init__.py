@@ -1,0 +1,103 @@
+"""Schedules: how a lowered problem's loops go, one module each, and :func:`choose`.
+
+Each module registers a :class:`~convgen.schedules.base.Schedule`: its ``applies(problem)``
+(``None``, or the reason it does not apply: also the error a forced schedule raises), its
+context builder and its template.  :func:`choose` is the cost model, in words, with every
+tuning constant in :mod:`convgen.schedules.tuning`.
+
+C: ``reference`` (every family; exact, portable C99), ``blocked`` (2-D convolutions, window
+pools and adaptive pools: vectors of outputs or channels; bit for bit the reference),
+``packed`` (2-D convolutions: output channels in vector lanes; the reference's sums, with FMA
+where the target has it), ``winograd`` (3x3 convolutions; opt-in, not exact).
+CUDA: ``direct`` (every family) and ``tiled`` (convolutions, shared memory).
+"""
+
+from __future__ import annotations
+
+from ..errors import SpecError
+from ..lower import Problem
+from . import (  # noqa: F401  (each module registers its schedule)
+    adaptive_blocked,
+    conv_blocked,
+    conv_packed,
+    conv_winograd,
+    cuda_direct,
+    cuda_tiled,
+    pool_blocked,
+    reference,
+    tuning,
+)
+from .base import Access, Built, Schedule, applicable, find, names, variables
+
+__all__ = ["Access", "Built", "Schedule", "applicable", "choose", "find", "names", "resolve",
+           "tuning", "variables"]
+
+
+def _choose_conv(problem: Problem) -> tuple[str, str]:
+    """2-D float convolutions with zero padding: ``packed`` wherever a group's output
+    channels fill at least one vector (measured 1.5-2x faster than ``blocked`` on the ResNet,
+    stem, pointwise and 3x128x128 layers); fewer channels a group (depthwise: 1 in 8 lanes;
+    LeNet's 6; the 3x32x32 case's 3) go to ``blocked`` (output columns in lanes, measured
+    equal or faster there) when whole register blocks cover at least half the output, so that
+    the per-output border code runs on few positions; else ``reference``."""
+    reason = conv_blocked.applies(problem)
+    if reason is not None:
+        return "reference", reason
+    owb = tuning.lanes(problem.dtype)
+    flat = " (1x1: the plane as one row, a GEMM)" if conv_blocked.pointwise(problem) else ""
+    if problem.cg_out >= owb:
+        ocv, nb = conv_packed.blocks(problem.cg_out, owb)
+        return "packed", (f"{problem.cg_out} output channels a group fill {problem.cg_out} of "
+                          f"{ocv * nb * owb} lanes of {nb} packed block(s) of {ocv} vector(s); "
+                          "a broadcast input serves them all" + flat)
+    covered, total = conv_blocked.coverage(problem)
+    share, whole = tuning.BLOCKED_MIN_COVERAGE
+    if covered * whole < total * share:
+        return "reference", (f"whole {owb}-column blocks would cover {covered} of {total} "
+                             "output positions, under half")
+    return "blocked", (f"whole register blocks ({conv_blocked.channel_block(problem.cg_out)} "
+                       f"channels x {owb} columns) cover {covered} of {total} output "
+                       "positions" + flat)
+
+
+def _choose_c(problem: Problem) -> tuple[str, str]:
+    if problem.family == "adaptive_pool":
+        reason = adaptive_blocked.applies(problem)
+        if reason is not None:
+            return "reference", reason
+        return "blocked", (f"{tuning.lanes(problem.dtype)} channels a vector: independent "
+                           "sums instead of one dependent chain")
+    if problem.family == "pool":
+        reason = pool_blocked.applies(problem)
+        if reason is not None:
+            return "reference", reason
+        return "blocked", (f"interior outputs run {tuning.lanes(problem.dtype)} at a time as "
+                           "vectors, the border ones as in the reference schedule")
+    if problem.family == "conv":
+        return _choose_conv(problem)
+    return "reference", "the fast schedules cover 2-D float convolutions and pools only"
+
+
+def choose(problem: Problem, target: str = "c") -> tuple[str, str]:
+    """The schedule ``problem`` gets by default on ``target``, and why (the reason is
+    recorded in every kernel report).  ``winograd`` is never chosen: it is not exact.
+    CUDA: ``tiled`` where it applies (convolutions whose tile fits), else ``direct``."""
+    if target == "c":
+        return _choose_c(problem)
+    if target == "cuda":
+        reason = cuda_tiled.applies(problem)
+        if reason is None:
+            return "tiled", "input tiles and taps staged in shared memory"
+        return "direct", reason
+    raise SpecError(f"target={target!r} must be 'c' or 'cuda'")
+
+
+def resolve(problem: Problem, target: str, schedule: str = "auto") -> tuple[Schedule, str]:
+    """The schedule to render and why: :func:`choose`'s for ``"auto"``, else the one asked
+    for, refused with the reason it does not apply."""
+    chosen, reason = choose(problem, target)
+    if schedule in ("auto", None):
+        return find(problem, target, chosen), reason
+    found = find(problem, target, schedule)
+    return found, "asked for" + ("" if schedule == chosen else
+                                 f" (the default would be {chosen}: {reason})")

@@ -1,0 +1,79 @@
+"""Every tuning constant of every schedule, in one place, with the measurement behind it.
+
+Schedules read these; :func:`convgen.schedules.choose` picks a schedule per layer with them.
+Changing one changes generated code (``convgen generate --check`` shows where) but never
+correctness: the bounds proofs and the verification cover whatever value is set here.
+"""
+
+from __future__ import annotations
+
+from ..isa import VECTOR_BYTES
+from ..spec import DTYPE_SIZES
+
+# --------------------------------------------------------------------------- C, all schedules
+
+#: Work a call needs before OpenMP threads pay for their start (about 1 us to wake a thread
+#: here, more than a small layer's whole kernel with two of them): operations plus 4 per
+#: element read or written, since pools are bound by memory, not arithmetic.
+PARALLEL_WORK = 2**19
+
+#: Floating dtypes the vector schedules cover: ``VECTOR_BYTES`` / element size lanes a vector.
+VECTOR_DTYPES = ("float32", "float64")
+
+
+def lanes(dtype: str) -> int:
+    """Elements of one vector: 8 floats, 4 doubles."""
+    return VECTOR_BYTES // DTYPE_SIZES[dtype]
+
+
+# --------------------------------------------------------------------------- C, blocked conv
+
+#: Output channels of a blocked register block: the largest divisor of a group's output
+#: channels up to this, so that blocks never straddle groups and need no remainder loop.
+BLOCKED_CHANNELS = 16
+#: Accumulator vectors (channels x column vectors) a blocked register block aims at; the
+#: row's vectors are split into equal blocks, so a block may hold more (up to 16 when one
+#: channel block spans a whole row).
+BLOCKED_ACCUMULATORS = 12
+#: ``choose``: blocked only where whole register blocks cover at least this share of the
+#: output positions (else the per-output border code dominates and the reference wins).
+BLOCKED_MIN_COVERAGE = (1, 2)
+
+# --------------------------------------------------------------------------- C, packed conv
+
+#: Vectors of output channels a packed block holds at most.
+PACKED_VECTORS = 4
+#: Output columns of a packed register block, by ISA rung (:data:`convgen.isa.ISAS`) and
+#: vectors of channels: accumulators + weight vectors + one broadcast fill 25 to 29 of 32
+#: registers with AVX-512; with 16 registers, measured on ResNet 3x3 built for AVX2 only, 2
+#: columns gave 84 GFLOP/s and 5 gave 65 (spills).
+PACKED_COLUMNS = {"avx512": {1: 12, 2: 8, 3: 6, 4: 5}, "other": {1: 8, 2: 4, 3: 3, 4: 2}}
+#: Packed weights of one block and one chunk of input channels (on the stack).
+PACK_BYTES = 128 * 1024
+#: Output columns a packed weight serves per task, at least: packing then costs about 1 % of
+#: the task (measured: 64 columns a packed weight cost the ResNet 3x3 20 %).
+PACKED_COLUMNS_PER_TASK = 2048
+
+# --------------------------------------------------------------------------- C, Winograd
+
+#: The transformed weights of one block of output channels (16 matrices), at most.
+WINOGRAD_BYTES = 128 * 1024
+#: Transformed inputs of one block of tiles, at most.
+WINOGRAD_TILE_BYTES = 64 * 1024
+#: Tiles a task: the transformed weights are packed once per this many 2x2 tiles.
+WINOGRAD_TILES_PER_TASK = 512
+#: Padding of each of the 16 transform buffers, in elements, so that the 16 do not start at
+#: the same offset modulo 4 KiB (L1 set conflicts: measured 17 % of the time).
+WINOGRAD_SKEW = 16
+
+# --------------------------------------------------------------------------- CUDA
+
+#: Threads of a direct kernel's block (fewer for outputs under 256, a multiple of 32).
+CUDA_DIRECT_BLOCK = 256
+#: Output tile of a tiled convolution block, by spatial dimensions.
+CUDA_TILES = {1: (128,), 2: (8, 16), 3: (4, 4, 8)}
+#: Output channels of a tiled block, at most.
+CUDA_OC_BLOCK = 8
+#: A tiled block stages at least this many output positions (or the whole output), else the
+#: halo costs more than it saves and the direct kernel runs.
+CUDA_MIN_THREADS = 32

@@ -1,0 +1,80 @@
+"""The C target: C99 types and parameters, the header, the ISA ladder, and rendering.
+
+Generated C includes only the C standard library (``stdint.h``, ``string.h``, ``math.h``);
+the vector schedules use GCC/Clang vector extensions and pick their register blocks and the
+fused multiply-add with a preprocessor ladder printed from :data:`convgen.isa.ISAS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import isa
+from .. import symbolic as sym
+from ..lower import Problem
+from ..schedules import Built, Schedule, tuning, variables
+from .base import Target, banner, environment
+
+__all__ = ["C", "C_TYPES", "MASK_TYPES", "RenderedC", "parallel_if", "render"]
+
+C_TYPES = {"float32": "float", "float64": "double", "int8": "int8_t", "uint8": "uint8_t"}
+#: Lane masks of a vector: integers of the element's width.
+MASK_TYPES = {"float32": "int", "float64": "long long"}
+
+C = Target(name="c", types=C_TYPES, input_parameter="const {type} *restrict {name}",
+           output_parameter="{type} *restrict {name}", index_type="int64_t")
+
+
+@dataclass(frozen=True)
+class RenderedC:
+    source: str
+    header: str
+    signature: str
+    cdef: str
+
+
+def parallel_if(problem: Problem) -> str:
+    """The OpenMP ``if`` clause: run serially when the whole batch is under
+    :data:`~convgen.schedules.tuning.PARALLEL_WORK`; nothing when one sample is over."""
+    elements = sym.prod(problem.sample) + sym.prod(problem.out)
+    per_sample = int(problem.layer.flops((1, *problem.sample))) + 4 * int(elements)
+    if per_sample >= tuning.PARALLEL_WORK:
+        return ""
+    return f" if(batch >= {-(-tuning.PARALLEL_WORK // max(1, per_sample))})"
+
+
+def _sizes(problem: Problem) -> list[dict]:
+    sample, out, layer = problem.sample, problem.out, problem.layer
+    sizes = [dict(name="X_SAMPLE", value=sym.prod(sample), check=" * ".join(map(str, sample)),
+                  doc=f"x: (N, {', '.join(map(str, sample))}) per sample"),
+             dict(name="Y_SAMPLE", value=sym.prod(out), check=" * ".join(map(str, out)),
+                  doc=f"y: (N, {', '.join(map(str, out))}) per sample")]
+    if "w" in problem.arguments:
+        sizes.append(dict(name="W_SIZE", value=sym.prod(layer.weight_shape),
+                          check=" * ".join(map(str, layer.weight_shape)),
+                          doc=f"w: {tuple(layer.weight_shape)}, PyTorch's layout"))
+    if problem.bias:
+        sizes.append(dict(name="B_SIZE", value=layer.out_channels, check=None,
+                          doc=f"b: ({layer.out_channels},)"))
+    if problem.indices:
+        sizes.append(dict(name="INDICES_SAMPLE", value=sym.prod(out), check=None,
+                          doc="indices: like y, int64, flat within each (n, c) input plane"))
+    return sizes
+
+
+def render(problem: Problem, schedule: Schedule, built: Built, name: str,
+           openmp: bool) -> RenderedC:
+    """The ``.c`` and ``.h`` text of ``built`` (a schedule's context) for ``problem``."""
+    ctype = C_TYPES[problem.dtype]
+    signature = f"void {name}({', '.join(C.parameters(problem) + ['long batch'])})"
+    lines = banner(problem, schedule.template)
+    source = environment().get_template(schedule.template).render(
+        name=name, banner=lines, signature=signature, ctype=ctype,
+        acc_type=C_TYPES[problem.acc_dtype], i64=C.index_type, openmp=openmp,
+        omp_if=parallel_if(problem), isas=isa.ISAS, fma=isa.FMA.intrinsics.get(problem.dtype),
+        fma_condition=isa.FMA.condition, fma_header=isa.FMA.header,
+        mask_type=MASK_TYPES.get(problem.dtype), **variables(built.context))
+    header = environment().get_template("c/header.h.j2").render(
+        name=name, banner=lines + ["Call: " + signature.replace("restrict ", "") + ";"],
+        signature=signature, sizes=_sizes(problem), includes=["stdint.h"])
+    return RenderedC(source, header, signature, signature.replace("restrict ", "") + ";")
