@@ -10,6 +10,7 @@ import pytest
 
 import convgen
 from convgen import codegen
+from convgen.targets.c import C_TYPES
 from tests.test_codegen import FAMILY_EXAMPLES, _shape
 
 HARNESS = """#include <stdio.h>
@@ -38,7 +39,7 @@ int main(void)
 
 
 def _harness(kernel) -> str:
-    upper, ctype = kernel.name.upper(), codegen.C_TYPES[kernel.dtype]
+    upper, ctype = kernel.name.upper(), C_TYPES[kernel.dtype]
     sizes = {"x": f"batch * {upper}_X_SAMPLE", "w": f"{upper}_W_SIZE", "b": f"{upper}_B_SIZE",
              "y": f"batch * {upper}_Y_SAMPLE", "indices": f"batch * {upper}_INDICES_SAMPLE"}
     lines = []
