@@ -14,6 +14,7 @@ named layers.  Layer keys are exactly the Python API's keyword names::
     in_channels = 1
     out_channels = 6
     kernel_size = 5
+    schedule = "reference"             # optional: the C schedule (default "auto")
 
     [[layer]]                          # a standalone layer: a network of one
     name = "stem"
@@ -38,6 +39,7 @@ from pathlib import Path
 import sympy
 
 from .errors import SpecError
+from .schedules import names as schedule_names
 from .resources import examples_dir
 from .spec import LAYER_TYPES, Layer, Sequential
 
@@ -51,7 +53,7 @@ __all__ = ["Network", "bundled_examples", "layer_from_mapping", "load", "loads",
 
 SPATIAL_SYMBOLS = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 _MODEL_KEYS = {"name", "description", "input_shape", "layers", "dtype"}
-_LAYER_META_KEYS = {"name", "type", "input_shape", "description", "dtype"}
+_LAYER_META_KEYS = {"name", "type", "input_shape", "description", "dtype", "schedule"}
 DTYPES = ("float32", "float64", "int8", "uint8")
 
 
@@ -64,6 +66,11 @@ class Network:
     model: Sequential
     description: str = ""
     dtype: str = "float32"
+    schedules: tuple = ()       # the C schedule asked for each layer ("auto": the default)
+
+    def schedule_of(self, index: int) -> str:
+        """The C schedule asked for layer ``index``: ``auto`` unless the file names one."""
+        return self.schedules[index] if index < len(self.schedules) else "auto"
 
     def summary(self, symbolic: bool = False):
         """The model's :class:`~convgen.summary.Summary` (spatial sizes as symbols if asked)."""
@@ -138,7 +145,7 @@ def _model(entry: object, where: str, seen: set) -> Network:
     items = entry.get("layers")
     if not isinstance(items, list) or not items:
         raise SpecError(f"{where}: layers must be a non-empty array of tables ([[model.layers]])")
-    layers, names = [], []
+    layers, names, schedules = [], [], []
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             raise SpecError(f"{where}: layer {index} must be a table")
@@ -152,10 +159,23 @@ def _model(entry: object, where: str, seen: set) -> Network:
         _description(item, f"{where} layer {label!r}")
         names.append(label)
         layers.append(layer_from_mapping(item, f"{where} layer {label!r}"))
-    return _network(name, shape, layers, names, entry, where)
+        schedules.append(_schedule(item, f"{where} layer {label!r}"))
+    return _network(name, shape, layers, names, entry, where, tuple(schedules))
 
 
-def _network(name, shape, layers, names, entry: dict, where) -> Network:
+def _schedule(entry: dict, where: str) -> str:
+    """A layer's ``schedule`` key: ``auto`` (the default) or a C schedule's name; whether
+    it applies to the layer is checked when the kernel is generated, with the reason."""
+    value = entry.get("schedule", "auto")
+    allowed = ("auto", *schedule_names("c"))
+    if value not in allowed:
+        raise SpecError(f"{where}: schedule={value!r} must be one of "
+                        f"{', '.join(map(repr, allowed))}")
+    return value
+
+
+def _network(name, shape, layers, names, entry: dict, where,
+             schedules: tuple = ()) -> Network:
     try:
         model = Sequential(*layers, names=names)
         model.shapes(shape)
@@ -164,7 +184,7 @@ def _network(name, shape, layers, names, entry: dict, where) -> Network:
     dtype = entry.get("dtype", "float32")
     if dtype not in DTYPES:
         raise SpecError(f"{where}: dtype={dtype!r} must be one of {', '.join(DTYPES)}")
-    return Network(name, shape, model, _description(entry, where), dtype)
+    return Network(name, shape, model, _description(entry, where), dtype, schedules)
 
 
 def _description(entry: dict, where: str) -> str:
@@ -181,7 +201,7 @@ def _layer(entry: object, where: str, seen: set) -> Network:
     where = f"{where} {name!r}"
     shape = _shape(entry.get("input_shape"), where)
     layer = layer_from_mapping(entry, where)
-    return _network(name, shape, [layer], [name], entry, where)
+    return _network(name, shape, [layer], [name], entry, where, (_schedule(entry, where),))
 
 
 def loads(text: str, source: str = "<string>") -> list[Network]:

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from . import __version__
 from . import symbolic as sym
@@ -25,7 +26,7 @@ from .codegen import GeneratedKernel, generate
 from .config import Network, load
 from .cudagen import MAX_GRID_Z, CudaKernel, generate_cuda
 from .errors import SpecError
-from .spec import DTYPE_SIZES
+from .spec import DTYPE_SIZES, Layer
 
 __all__ = ["TARGETS", "KernelFiles", "check", "kernel_files", "named_layers", "plan",
            "toml_value", "write"]
@@ -139,12 +140,25 @@ def _cuda_report(kernel: CudaKernel, usages: list) -> str:
     return "\n".join(lines)
 
 
-def named_layers(networks: Iterable[Network], folder: str) -> list[tuple]:
-    """``(kernel name, network, layer name, layer, input shape)`` for every layer, in order;
-    a network of one layer gives its kernel the network's name."""
+class NamedLayer(NamedTuple):
+    """One layer of a layer file, as a kernel: its name, where it comes from, and the C
+    schedule the file asks for (``auto`` by default)."""
+
+    name: str
+    network: Network
+    layer_name: str
+    layer: Layer
+    shape: tuple
+    schedule: str
+
+
+def named_layers(networks: Iterable[Network], folder: str) -> list[NamedLayer]:
+    """Every layer of ``networks``, in order; a network of one layer gives its kernel the
+    network's name."""
     layers, seen = [], set()
     for network in networks:
-        for layer_name, layer, shape in network.model.walk(network.input_shape):
+        walk = network.model.walk(network.input_shape)
+        for index, (layer_name, layer, shape) in enumerate(walk):
             name = network.name if len(network.model) == 1 else _identifier(network.name,
                                                                              layer_name)
             name = _identifier(name)
@@ -152,7 +166,8 @@ def named_layers(networks: Iterable[Network], folder: str) -> list[tuple]:
                 raise SpecError(f"kernel name {name!r} (from {network.name!r}, layer "
                                 f"{layer_name!r}) is used twice in {folder!r}")
             seen.add(name)
-            layers.append((name, network, layer_name, layer, shape))
+            layers.append(NamedLayer(name, network, layer_name, layer, shape,
+                                     network.schedule_of(index)))
     return layers
 
 
@@ -167,18 +182,18 @@ def plan(networks: Iterable[Network], folder: str,
         if target not in TARGETS:
             raise SpecError(f"target {target!r} must be one of {', '.join(TARGETS)}")
     layers = named_layers(networks, folder)
-    kernels = [generate(layer, shape, dtype=network.dtype, name=name)
-               for name, network, _, layer, shape in layers]
+    kernels = [generate(item.layer, item.shape, dtype=item.network.dtype, name=item.name,
+                        schedule=item.schedule) for item in layers]
     cuda = []
     if "cuda" in targets:
         from .nvcc import check as nvcc_check
 
-        cuda = [generate_cuda(layer, shape, dtype=network.dtype, name=name)
-                for name, network, _, layer, shape in layers]
+        cuda = [generate_cuda(item.layer, item.shape, dtype=item.network.dtype, name=item.name)
+                for item in layers]
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             usages = list(pool.map(nvcc_check, cuda))
     result = []
-    for index, (name, network, layer_name, _, _) in enumerate(layers):
+    for index, (name, network, layer_name, *_) in enumerate(layers):
         kernel = kernels[index]
         files = {}
         if "c" in targets:
