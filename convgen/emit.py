@@ -25,6 +25,8 @@ from .codegen import GeneratedKernel, generate
 from .config import Network, load
 from .cudagen import MAX_GRID_Z, CudaKernel, generate_cuda
 from .errors import SpecError
+from .runtime.nvcc import ARCHS, CHECK_FLAGS, nvcc, nvcc_version
+from .runtime.nvcc import check as nvcc_check
 from .spec import DTYPE_SIZES
 
 __all__ = ["TARGETS", "KernelFiles", "check", "kernel_files", "named_layers", "plan",
@@ -115,8 +117,6 @@ TARGETS = ("c", "cuda")
 
 
 def _cuda_report(kernel: CudaKernel, usages: list) -> str:
-    from .nvcc import ARCHS, CHECK_FLAGS, nvcc, nvcc_version
-
     lines = [f"## CUDA: `{kernel.name}.cu`", "",
              "Generated from `templates/cuda/kernel.cu.j2`; the direct kernel's work per "
              "output is the same template macro as the C kernel's.  nvcc "
@@ -171,8 +171,6 @@ def plan(networks: Iterable[Network], folder: str,
                for name, network, _, layer, shape in layers]
     cuda = []
     if "cuda" in targets:
-        from .nvcc import check as nvcc_check
-
         cuda = [generate_cuda(layer, shape, dtype=network.dtype, name=name)
                 for name, network, _, layer, shape in layers]
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
