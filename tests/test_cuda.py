@@ -342,7 +342,7 @@ def test_only_the_gpu_module_imports_pycuda():
 
 
 def test_gpu_runtime_against_a_pycuda_stand_in(monkeypatch, tmp_path):
-    """convgen.gpu end to end without a GPU: a fake PyCUDA (tests/fake_pycuda.py) runs each
+    """convgen.runtime.gpu end to end without a GPU: a fake PyCUDA (tests/fake_pycuda.py) runs each
     launch on PoCL and rejects what a driver would (no current context, bad geometry)."""
     _needs_nvcc()
     _needs_pocl()
