@@ -1,13 +1,14 @@
 """convgen: convolution and pooling layers from one symbolic spec.
 
-The pipeline is ``spec -> symbolic -> codegen -> build -> verify``.  This package exposes the
-layer specs (PyTorch's names and meanings), their symbolic shapes, parameter counts and MACs.
+The pipeline is ``spec -> symbolic -> codegen -> runtime -> verify``.  This package exposes
+the layer specs (PyTorch's names and meanings), their symbolic shapes, parameter counts and
+MACs, and :func:`compile` (:mod:`convgen.runtime`).
 """
 
 __version__ = "0.1.0"
 
-from .build import compile
 from .errors import BuildError, ConvgenError, SpecError, VerificationError
+from .runtime import compile
 from .spec import (
     AdaptiveAvgPool1d,
     AdaptiveAvgPool2d,

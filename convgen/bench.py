@@ -154,9 +154,9 @@ def measure(threads: int, batches: Sequence[int], names: Sequence[str] | None = 
     import numpy as np
     import onnxruntime as ort
 
-    from .build import compile as compile_kernel
     from .codegen import _winograd_blocks
     from .onnx_bridge import onnx_model
+    from .runtime import compile as compile_kernel
 
     try:
         import torch

@@ -170,9 +170,9 @@ def _verify(args: argparse.Namespace) -> int:
                                       batch=args.batch)
             continue
         if args.kind == "cuda":
-            from .gpu import compile_gpu as compile_cuda
+            from .runtime.gpu import compile_gpu as compile_cuda
         else:
-            from .opencl import compile_cpu as compile_cuda
+            from .runtime.pocl import compile_cpu as compile_cuda
         outcomes += [check_kernel(k, cases=args.cases, seed=i, batch=args.batch)
                      for i, k in enumerate(compile_cuda(items, dtype=network.dtype))]
     width = max(len(o.name) for o in outcomes)

@@ -26,6 +26,8 @@ from .codegen import GeneratedKernel, generate
 from .config import Network, load
 from .cudagen import MAX_GRID_Z, CudaKernel, generate_cuda
 from .errors import SpecError
+from .runtime.nvcc import ARCHS, CHECK_FLAGS, nvcc, nvcc_version
+from .runtime.nvcc import check as nvcc_check
 from .spec import DTYPE_SIZES, Layer
 
 __all__ = ["TARGETS", "KernelFiles", "check", "kernel_files", "named_layers", "plan",
@@ -116,8 +118,6 @@ TARGETS = ("c", "cuda")
 
 
 def _cuda_report(kernel: CudaKernel, usages: list) -> str:
-    from .nvcc import ARCHS, CHECK_FLAGS, nvcc, nvcc_version
-
     lines = [f"## CUDA: `{kernel.name}.cu`", "",
              "Generated from `templates/cuda/kernel.cu.j2`; the direct kernel's work per "
              "output is the same template macro as the C kernel's.  nvcc "
@@ -186,8 +186,6 @@ def plan(networks: Iterable[Network], folder: str,
                         schedule=item.schedule) for item in layers]
     cuda = []
     if "cuda" in targets:
-        from .nvcc import check as nvcc_check
-
         cuda = [generate_cuda(item.layer, item.shape, dtype=item.network.dtype, name=item.name)
                 for item in layers]
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:

@@ -5,10 +5,19 @@ exact: convolutions and max pooling must match :func:`convgen.reference.forward`
 (the oracle runs in float64, exact on such inputs); average pooling must equal the exact
 rational quotient correctly rounded (one division; the oracle runs in exact arithmetic); LP
 pooling must lie within :data:`LP_ULPS` ULP of the root.
+
+:func:`race_check` runs the CUDA text under Oclgrind (OpenCL on a simulated device) in a
+subprocess, ``python -m convgen.verify``, and collects its race and bounds diagnostics along
+with each kernel's verdict.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import pickle
+import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -16,12 +25,17 @@ from fractions import Fraction
 import numpy as np
 import sympy
 
-from .build import DEFAULT_FLAGS, Kernel, compile_kernels
+from .errors import ConvgenError
 from .reference import forward
+from .runtime.call import KernelCall
+from .runtime.cbuild import DEFAULT_FLAGS, compile_kernels
+from .runtime.pocl import compile_cpu
 
-__all__ = ["LP_ULPS", "Outcome", "check_kernel", "random_case", "verify_layers"]
+__all__ = ["LP_ULPS", "Outcome", "RaceFinding", "check_kernel", "race_check", "random_case",
+           "verify_layers"]
 
 LP_ULPS = 4
+_MARK = "convgen-oclgrind-run:"
 
 
 @dataclass(frozen=True)
@@ -37,7 +51,7 @@ class Outcome:
     detail: str = ""
 
 
-def random_case(kernel: Kernel, rng: np.random.Generator, batch: int = 2):
+def random_case(kernel: KernelCall, rng: np.random.Generator, batch: int = 2):
     """Integer-valued ``x`` (and ``weight``, ``bias``) in the kernel's dtype."""
     g = kernel.generated
     low, high = (0, 9) if g.dtype == "uint8" else (-4, 5)
@@ -77,7 +91,7 @@ def _oracle_input(array: np.ndarray, kind: str) -> np.ndarray:
     return array.astype(np.int64 if "Avg" in kind else np.float64)
 
 
-def check_kernel(kernel: Kernel, cases: int = 2, seed: int = 0, batch: int = 2) -> Outcome:
+def check_kernel(kernel: KernelCall, cases: int = 2, seed: int = 0, batch: int = 2) -> Outcome:
     """Run ``kernel`` on ``cases`` seeded inputs and judge it against the exact oracle."""
     g = kernel.generated
     rng = np.random.default_rng(seed)
@@ -111,3 +125,78 @@ def verify_layers(items: Sequence[tuple], dtype: str = "float32", cases: int = 2
     """Build ``(layer, input_shape[, name])`` items in one module and check each kernel."""
     kernels = compile_kernels(items, dtype=dtype, flags=flags)
     return [check_kernel(k, cases=cases, seed=i, batch=batch) for i, k in enumerate(kernels)]
+
+
+# --------------------------------------------------------------------------- Oclgrind
+
+
+@dataclass(frozen=True)
+class RaceFinding:
+    """What Oclgrind said about one entry point (``diagnostics`` empty: nothing found)."""
+
+    kernel: str
+    schedule: str
+    passed: bool            # the values also agreed with the exact oracle
+    diagnostics: str
+
+
+def race_check(items: Sequence[tuple], dtype: str = "float32", batch: int = 2,
+               timeout: float = 600) -> list[RaceFinding]:
+    """Run every entry point of each ``(layer, input_shape[, name])`` item (or
+    :class:`~convgen.cudagen.CudaKernel`) on Oclgrind with data-race detection, in a
+    subprocess; returns one finding per entry point.
+
+    Oclgrind reports out-of-bounds accesses, data races on global and shared memory, and
+    barrier divergence on stderr; the subprocess marks where each launch starts so every
+    diagnostic is attributed to its entry point.
+    """
+    request = pickle.dumps((list(items), dtype, batch))
+    # Oclgrind stops reporting after OCLGRIND_MAX_ERRORS for the whole process: one racy
+    # kernel must not silence the next one.
+    env = dict(os.environ, OCLGRIND_DATA_RACES="1", OCLGRIND_CHECK_API="1",
+               OCLGRIND_MAX_ERRORS=str(10**9))
+    try:
+        done = subprocess.run([sys.executable, "-m", "convgen.verify"], input=request,
+                              capture_output=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ConvgenError(f"Oclgrind did not finish {len(items)} kernels in {timeout} s") \
+            from None
+    stdout, stderr = done.stdout.decode(), done.stderr.decode(errors="replace")
+    if done.returncode:
+        raise ConvgenError(f"the Oclgrind run failed (exit {done.returncode}):\n{stderr}")
+    verdicts = json.loads(stdout)
+    said: dict = {}
+    current = None
+    for line in stderr.splitlines(keepends=True):
+        if line.startswith(_MARK):
+            current = line[len(_MARK):].strip()
+            said[current] = ""
+        elif current is not None:
+            said[current] += line
+    return [RaceFinding(v["kernel"], v["schedule"], v["passed"],
+                        _shorten(said.get(f"{v['kernel']} {v['schedule']}", "").strip()))
+            for v in verdicts]
+
+
+def _shorten(text: str, keep: int = 8000) -> str:
+    """The first ``keep`` characters of a (possibly huge) diagnostic, and how much more."""
+    if len(text) <= keep:
+        return text
+    return text[:keep] + f"\n... and {len(text) - keep:,} more characters of diagnostics"
+
+
+def _race_main() -> None:
+    """Subprocess side of :func:`race_check`: run the pickled items on Oclgrind."""
+    items, dtype, batch = pickle.loads(sys.stdin.buffer.read())
+    verdicts = []
+    for index, kernel in enumerate(compile_cpu(items, dtype, device="oclgrind")):
+        print(f"{_MARK} {kernel.name} {kernel.schedule}", file=sys.stderr, flush=True)
+        outcome = check_kernel(kernel, cases=1, seed=index, batch=batch)
+        sys.stderr.flush()
+        verdicts.append(dict(kernel=kernel.name, schedule=kernel.schedule,
+                             passed=outcome.passed))
+    json.dump(verdicts, sys.stdout)
+
+
+if __name__ == "__main__":
+    _race_main()

@@ -1,5 +1,5 @@
 """A stand-in for PyCUDA that runs the launched CUDA text on PoCL, so the GPU runtime
-(``convgen.gpu``: contexts, argument order, launch geometry, device arrays, errors) is
+(``convgen.runtime.gpu``: contexts, argument order, launch geometry, device arrays, errors) is
 exercised on machines without a GPU.  It checks what a real driver would reject: launching
 without a current context, a grid or block of the wrong form, a module that is not a cubin.
 """
@@ -9,7 +9,7 @@ import types
 
 import numpy as np
 
-from convgen import opencl
+from convgen.runtime import pocl
 
 
 class Error(Exception):
@@ -105,7 +105,7 @@ class _Function:
                 and all(type(v) is int for v in block + grid)):
             raise Error(f"block {block!r} and grid {grid!r} must be tuples of ints")
         schedule = next(x.schedule for x in self.kernel.launches if x.entry == self.entry)
-        runner = opencl.CpuKernel(self.kernel, "pocl", schedule)
+        runner = pocl.CpuKernel(self.kernel, "pocl", schedule)
         assert block == (runner.launch.block, 1, 1) and grid == runner.launch.grid(int(args[-1]))
         arrays = [a.array for a in args[:-1]]
         outputs = [a for a in args[:-1] if isinstance(a, Out) or

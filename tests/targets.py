@@ -2,7 +2,7 @@
 
 import pytest
 
-from convgen import gpu, opencl
+from convgen.runtime import gpu, pocl
 
 
 def cuda_kernels(target: str, items, dtype: str):
@@ -13,7 +13,7 @@ def cuda_kernels(target: str, items, dtype: str):
         if reason:
             pytest.skip(f"no GPU run: {reason}")
         return gpu.compile_gpu(items, dtype)
-    reason = opencl.available("pocl")
+    reason = pocl.available("pocl")
     if reason:
         pytest.skip(f"no CUDA-on-CPU run: {reason}")
-    return opencl.compile_cpu(items, dtype)
+    return pocl.compile_cpu(items, dtype)

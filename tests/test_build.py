@@ -11,6 +11,7 @@ import pytest
 
 import convgen
 from convgen import BuildError, SpecError, codegen
+from convgen.runtime import cbuild
 
 
 def _entries(root):
@@ -77,7 +78,7 @@ def test_compile_error_keeps_command_stderr_and_source(monkeypatch):
         kernel = real(*args, **kwargs)
         return dataclasses.replace(kernel, source=kernel.source + "\nint broken = ;\n")
 
-    monkeypatch.setattr(codegen, "generate", broken)
+    monkeypatch.setattr(cbuild, "generate", broken)  # what compile() generates with
     with pytest.raises(BuildError) as info:
         convgen.compile(convgen.MaxPool1d(2), (1, 4), flags=("-O0",))
     error = info.value

@@ -160,7 +160,7 @@ def test_generate_c_only_needs_no_nvcc_and_gpu_verify_explains(tmp_path, capsys,
                                                                 monkeypatch):
     monkeypatch.setenv("NVCC", str(tmp_path / "missing"))
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr("convgen.nvcc._FALLBACK", str(tmp_path / "nvcc"))
+    monkeypatch.setattr("convgen.runtime.nvcc._FALLBACK", str(tmp_path / "nvcc"))
     code, _, err = run(capsys, "generate", "lecture", "-o", str(tmp_path / "out"))
     assert code == 2 and "nvcc (the CUDA compiler) was not found" in err and "--target c" in err
     code, out, _ = run(capsys, "generate", "lecture", "-o", str(tmp_path / "out"),
@@ -168,7 +168,7 @@ def test_generate_c_only_needs_no_nvcc_and_gpu_verify_explains(tmp_path, capsys,
     assert code == 0 and not list((tmp_path / "out").rglob("*.cu"))
     code, _, err = run(capsys, "generate", "lecture", "--target", "c,metal")
     assert code == 2 and "--target 'c,metal' must be a comma-separated list of c, cuda" in err
-    from convgen import gpu
+    from convgen.runtime import gpu
     if gpu.available() is None:
         return
     code, _, err = run(capsys, "verify", "lecture", "--target", "cuda")
@@ -179,14 +179,14 @@ def test_verify_reports_a_wrong_kernel(monkeypatch, capsys):
     """A kernel that disagrees with the oracle makes verify fail (an output off by one)."""
     import dataclasses
 
-    from convgen import codegen
-    real = codegen.generate
+    from convgen.runtime import cbuild
+    real = cbuild.generate
 
     def off_by_one(*args, **kwargs):
         kernel = real(*args, **kwargs)
         return dataclasses.replace(kernel, source=kernel.source.replace("= acc;", "= acc + 1;"))
 
-    monkeypatch.setattr(codegen, "generate", off_by_one)
+    monkeypatch.setattr(cbuild, "generate", off_by_one)  # what verify builds with
     code, out, _ = run(capsys, "verify", "lecture", "--cases", "1")
     assert code == 1
     assert "lecture_toeplitz" in out and "FAIL: values differ" in out

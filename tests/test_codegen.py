@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import convgen
 from convgen import codegen
-from convgen.build import compile_kernels
+from convgen.runtime.cbuild import compile_kernels
 from convgen.strategies import FAMILIES, layers_with_inputs
 from convgen.verify import verify_layers
 from tests.conftest import BULK, BULK_EXAMPLES

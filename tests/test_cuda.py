@@ -15,15 +15,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import convgen
-from convgen import codegen, cudagen, nvcc, opencl
+from convgen import codegen, cudagen
 from convgen import symbolic as sym
 from convgen.bounds import prove_bounds
 from convgen.config import load
 from convgen.cudagen import generate_cuda
 from convgen.emit import named_layers
 from convgen.errors import BuildError, ConvgenError, SpecError
+from convgen.runtime import nvcc, pocl
+from convgen.runtime.cbuild import compile_kernels
 from convgen.strategies import FAMILIES, layers_with_inputs
-from convgen.verify import check_kernel
+from convgen.verify import check_kernel, race_check
 from tests.conftest import BULK, BULK_EXAMPLES, CUDA_EXAMPLES
 from tests.targets import cuda_kernels
 from tests.test_codegen import FAMILY_EXAMPLES, _sample, _shape
@@ -40,7 +42,7 @@ def _needs_nvcc():
 
 
 def _needs_pocl(device="pocl"):
-    reason = opencl.available(device)
+    reason = pocl.available(device)
     if reason:
         pytest.skip(reason)
 
@@ -170,7 +172,7 @@ def test_missing_nvcc_is_a_clear_error(monkeypatch, tmp_path):
 def test_cuda_text_on_the_cpu_matches_the_exact_oracle(cases, dtype):
     """One OpenCL program per example; every entry point judged like the C kernels."""
     _needs_pocl()
-    kernels = opencl.compile_cpu([(layer, _sample(layer, shape)) for layer, shape in cases],
+    kernels = pocl.compile_cpu([(layer, _sample(layer, shape)) for layer, shape in cases],
                                  dtype)
     outcomes = [check_kernel(k, cases=1, seed=i) for i, k in enumerate(kernels)]
     failures = [(o, k.generated.layer, k.generated.input_shape)
@@ -181,7 +183,7 @@ def test_cuda_text_on_the_cpu_matches_the_exact_oracle(cases, dtype):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_every_family_and_option_on_the_cpu(dtype):
     _needs_pocl()
-    kernels = opencl.compile_cpu([(layer, _shape(layer)) for layer in FAMILY_EXAMPLES], dtype)
+    kernels = pocl.compile_cpu([(layer, _shape(layer)) for layer in FAMILY_EXAMPLES], dtype)
     assert len(kernels) > len(FAMILY_EXAMPLES)  # the convolutions' tiled kernels too
     for index, kernel in enumerate(kernels):
         outcome = check_kernel(kernel, cases=2, seed=index, batch=3)
@@ -193,7 +195,7 @@ def test_integer_max_pooling_on_the_cpu(dtype):
     _needs_pocl()
     layers = [convgen.MaxPool2d(3, 2, padding=1, return_indices=True),
               convgen.AdaptiveMaxPool2d(3), convgen.GlobalMaxPool()]
-    for kernel in opencl.compile_cpu([(layer, (2, 7, 8)) for layer in layers], dtype):
+    for kernel in pocl.compile_cpu([(layer, (2, 7, 8)) for layer in layers], dtype):
         assert check_kernel(kernel, cases=2).passed
 
 
@@ -201,15 +203,15 @@ def test_batch_larger_than_the_grid_is_covered(monkeypatch):
     """The z axis of the grid strides over the batch: force a tiny grid limit."""
     _needs_pocl()
     monkeypatch.setattr(cudagen, "MAX_GRID_Z", 2)
-    for kernel in opencl.compile_cpu([(convgen.Conv2d(2, 3, 3, padding=1), (2, 6, 6))]):
+    for kernel in pocl.compile_cpu([(convgen.Conv2d(2, 3, 3, padding=1), (2, 6, 6))]):
         assert kernel.launch.grid(5)[2] == 2
         assert check_kernel(kernel, cases=1, batch=5).passed
 
 
 def test_the_opencl_program_is_the_prelude_and_the_exact_cuda_text():
     kernel = generate_cuda(convgen.Conv1d(2, 2, 3), (2, 9))
-    text = opencl.opencl_source([kernel])
-    assert text.startswith(opencl.prelude())
+    text = pocl.opencl_source([kernel])
+    assert text.startswith(pocl.prelude())
     assert text.endswith(kernel.source)
 
 
@@ -241,7 +243,7 @@ def _oclgrind_sample():
 
 def test_oclgrind_finds_no_race_no_out_of_bounds_access_no_divergence():
     _needs_pocl("oclgrind")
-    findings = opencl.race_check(_oclgrind_sample(), batch=2)
+    findings = race_check(_oclgrind_sample(), batch=2)
     assert len(findings) >= 20
     bad = [f for f in findings if f.diagnostics or not f.passed]
     assert not bad, bad[0]
@@ -257,7 +259,7 @@ def test_oclgrind_reports_an_injected_race_and_an_injected_overrun():
     halo = over.launches[0].shared_bytes // 4 - 2 * 9  # the xs elements
     over = dataclasses.replace(over, source=over.source.replace(f"e < {halo};",
                                                                  f"e < {halo + 1};"))
-    findings = {(f.kernel, f.schedule): f for f in opencl.race_check([racy, over], batch=1)}
+    findings = {(f.kernel, f.schedule): f for f in race_check([racy, over], batch=1)}
     assert "data race" in findings["racy", "tiled"].diagnostics
     assert "racy.cu" in findings["racy", "tiled"].diagnostics
     assert "Invalid write" in findings["over", "tiled"].diagnostics
@@ -285,8 +287,8 @@ def test_tiled_halo_past_the_padded_input_is_never_loaded(mode):
     kernel = generate_cuda(layer, (1, 4, 4))
     assert kernel.launches[0].schedule == "tiled"
     assert all(r.status == "proved" for r in prove_bounds(kernel))
-    if opencl.available("oclgrind") is None:
-        findings = opencl.race_check([kernel])
+    if pocl.available("oclgrind") is None:
+        findings = race_check([kernel])
         assert not [f for f in findings if f.diagnostics or not f.passed]
 
 
@@ -294,9 +296,9 @@ def test_two_kernels_under_one_name_are_refused():
     items = [(convgen.Conv1d(1, 1, 3), (1, 8), "k"), (convgen.Conv1d(1, 1, 3, padding=1),
                                                       (1, 8), "k")]
     with pytest.raises(SpecError, match="two different kernels are both named 'k'"):
-        opencl.opencl_source([generate_cuda(*item[:2], name=item[2]) for item in items])
+        pocl.opencl_source([generate_cuda(*item[:2], name=item[2]) for item in items])
     with pytest.raises(SpecError, match="two different kernels are both named 'k'"):
-        convgen.build.compile_kernels(items)
+        compile_kernels(items)
 
 
 def test_a_tile_one_short_is_refuted(monkeypatch):
@@ -311,7 +313,7 @@ def test_a_tile_one_short_is_refuted(monkeypatch):
 
 
 def test_compile_cuda_without_pycuda_or_gpu_is_a_clear_error():
-    from convgen import gpu
+    from convgen.runtime import gpu
 
     reason = gpu.available()
     if reason is None:
@@ -330,20 +332,21 @@ def test_bad_targets_and_options_name_what_is_allowed():
 
 
 def test_only_the_gpu_module_imports_pycuda():
-    for path in (ROOT / "convgen").glob("*.py"):
-        if path.name != "gpu.py":
+    gpu_module = ROOT / "convgen" / "runtime" / "gpu.py"
+    for path in (ROOT / "convgen").rglob("*.py"):
+        if path != gpu_module:
             assert "pycuda" not in re.sub(r'"""[\s\S]*?"""', "", path.read_text()), path
-    code = "import convgen, convgen.cli, convgen.opencl, convgen.nvcc, sys; " \
+    code = "import convgen, convgen.cli, convgen.runtime, convgen.verify, convgen.emit, sys; " \
            "assert 'pycuda' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ))
 
 
 def test_gpu_runtime_against_a_pycuda_stand_in(monkeypatch, tmp_path):
-    """convgen.gpu end to end without a GPU: a fake PyCUDA (tests/fake_pycuda.py) runs each
+    """convgen.runtime.gpu end to end without a GPU: a fake PyCUDA (tests/fake_pycuda.py) runs each
     launch on PoCL and rejects what a driver would (no current context, bad geometry)."""
     _needs_nvcc()
     _needs_pocl()
-    from convgen import gpu
+    from convgen.runtime import gpu
     from tests import fake_pycuda
 
     monkeypatch.setenv("CONVGEN_CACHE_DIR", str(tmp_path))

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from convgen import SpecError
-from convgen.build import compile_kernels
 from convgen.codegen import generate
 from convgen.onnx_bridge import _attributes, layer_from_onnx, onnx_indices
+from convgen.runtime.cbuild import compile_kernels
 from tests.targets import cuda_kernels
 
 onnx_cases = pytest.importorskip("onnx.backend.test.case.node")

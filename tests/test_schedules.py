@@ -14,8 +14,8 @@ import convgen
 from convgen import codegen
 from convgen.bench import SUITE
 from convgen.bounds import prove_bounds
-from convgen.build import compile_kernels
 from convgen.reference import forward
+from convgen.runtime.cbuild import compile_kernels
 from convgen.strategies import adaptive_layers
 from convgen.verify import check_kernel
 from tests.conftest import BULK, BULK_EXAMPLES

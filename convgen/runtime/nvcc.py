@@ -6,12 +6,11 @@ memory as errors (``-warn-spills -warn-lmem-usage -Werror``); it returns the reg
 shared memory, stack and spills of each entry point.  :func:`cubin` builds the binary the
 GPU runtime loads, with ``extern "C"`` around the text as PyCUDA does.  Both need only the
 compiler (no driver, no GPU) and cache their results by content (source, flags, nvcc's
-version, generator hash) under :func:`convgen.build.cache_dir`.
+version, generator hash) under :func:`convgen.runtime.cache.cache_dir`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -23,10 +22,10 @@ from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 
-from .build import cache_dir
-from .codegen import generator_hash
-from .cudagen import CudaKernel
-from .errors import BuildError
+from ..codegen import generator_hash
+from ..cudagen import CudaKernel
+from ..errors import BuildError
+from .cache import content_key, entry_path
 
 __all__ = ["ARCHS", "CHECK_FLAGS", "Usage", "check", "cubin", "nvcc", "nvcc_version"]
 
@@ -78,16 +77,8 @@ class Usage:
     barriers: int
 
 
-def _key(*parts: str) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part.encode())
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
 def _cached(kind: str, key: str) -> Path:
-    return cache_dir() / "cuda" / kind / key[:2] / key
+    return entry_path(key, "cuda", kind)
 
 
 def _store(path: Path, data: bytes) -> None:
@@ -147,7 +138,7 @@ def check(kernel: CudaKernel, archs: Sequence[str] = ARCHS) -> list[Usage]:
     """
     path = nvcc()
     gencode = [f"-gencode=arch=compute_{a[3:]},code={a}" for a in archs]
-    key = _key("check", kernel.source, *gencode, *CHECK_FLAGS, nvcc_version(path),
+    key = content_key("check", kernel.source, *gencode, *CHECK_FLAGS, nvcc_version(path),
                generator_hash())
     entry = _cached("check", key)
     if entry.is_file():
@@ -176,7 +167,7 @@ def cubin(kernel: CudaKernel, arch: str) -> bytes:
         raise BuildError(f"arch={arch!r} must look like 'sm_90'", [path], "")
     text = f'extern "C" {{\n{kernel.source}}}\n'
     flags = ["-cubin", f"-arch={arch}", "-O3", *CHECK_FLAGS[:2]]
-    key = _key("cubin", text, *flags, nvcc_version(path), generator_hash())
+    key = content_key("cubin", text, *flags, nvcc_version(path), generator_hash())
     entry = _cached("cubin", key)
     if entry.is_file():
         return entry.read_bytes()

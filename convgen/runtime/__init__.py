@@ -1,0 +1,61 @@
+"""Compiled kernels as Python callables: build, cache, load and run.
+
+One direction of imports, bottom to top (nothing here imports :mod:`convgen.verify` or any
+other module above the generators):
+
+- :mod:`~convgen.runtime.call`: :class:`KernelCall`, the callable every target implements;
+- :mod:`~convgen.runtime.cache`: the content-addressed disk cache (``CONVGEN_CACHE_DIR``);
+- :mod:`~convgen.runtime.cbuild`: C source -> cffi module (:class:`Kernel`);
+- :mod:`~convgen.runtime.nvcc`: CUDA source -> nvcc checks and cubins;
+- :mod:`~convgen.runtime.gpu`: CUDA kernels on a GPU through PyCUDA (:class:`GpuKernel`);
+- :mod:`~convgen.runtime.pocl`: the CUDA text on a CPU through OpenCL (:class:`CpuKernel`);
+- this package: :func:`compile`, which picks one of them by target.
+
+The optional PyCUDA, PyOpenCL and cffi are imported only when a kernel needs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..cudagen import generate_cuda
+from ..errors import SpecError
+from .cache import cache_dir
+from .call import KernelCall, distinct
+from .cbuild import DEFAULT_FLAGS, STRICT_FLAGS, Kernel, build_modules, compile_kernels, compiler
+from .gpu import GpuKernel, compile_gpu
+from .pocl import CpuKernel, compile_cpu
+
+__all__ = ["DEFAULT_FLAGS", "STRICT_FLAGS", "CpuKernel", "GpuKernel", "Kernel", "KernelCall",
+           "build_modules", "cache_dir", "compile", "compile_cpu", "compile_gpu",
+           "compile_kernels", "compiler", "distinct"]
+
+
+def compile(layer, input_shape: Sequence, target: str = "c", dtype: str = "float32",
+            name: str | None = None, flags: Sequence[str] = DEFAULT_FLAGS,
+            openmp: bool = False, schedule: str | None = None) -> KernelCall:
+    """Generate, build (cached) and load the kernel of ``layer`` for ``input_shape``.
+
+    ``target="c"`` builds the C kernel through cffi.  ``flags`` replace the optimization flags
+    (``-O3 -march=native``); the strict warning flags always apply and ``-ffast-math`` is
+    refused.  ``openmp=True`` parallelizes over batch and channels.  ``schedule`` is
+    ``"auto"`` (the default: :func:`convgen.codegen.choose_schedule`), ``"reference"``,
+    ``"blocked"`` or ``"packed"``.
+
+    ``target="cuda"`` compiles the CUDA kernel with nvcc and launches it through PyCUDA on
+    the GPU; ``target="cuda-cpu"`` runs the same CUDA text on the CPU through OpenCL (PoCL).
+    ``schedule`` picks a CUDA entry point, ``"tiled"`` (convolutions) or ``"direct"``; the
+    default is the first the generator lists (tiled where a convolution has one).
+    """
+    if target == "c":
+        return compile_kernels([(layer, input_shape, name)], dtype, flags, openmp,
+                               schedule or "auto")[0]
+    if target not in ("cuda", "cuda-cpu"):
+        raise SpecError(f"target={target!r} must be 'c', 'cuda' (GPU, PyCUDA) or 'cuda-cpu' "
+                        "(the CUDA text on the CPU, PyOpenCL + PoCL)")
+    if tuple(flags) != DEFAULT_FLAGS or openmp:
+        raise SpecError(f"flags= and openmp= apply to target='c', not {target!r}")
+    generated = generate_cuda(layer, input_shape, dtype=dtype, name=name)
+    if target == "cuda":
+        return GpuKernel(generated, schedule)
+    return CpuKernel(generated, "pocl", schedule)

@@ -1,0 +1,147 @@
+"""The Python callable every compiled kernel is, whatever runs it (C, GPU, OpenCL on a CPU).
+
+:class:`KernelCall` checks the arrays a call gets (dtype, shape, contiguity: nothing is
+converted or copied), allocates the outputs and hands both to the target's :meth:`_run`.
+The bottom of :mod:`convgen.runtime`: it imports only NumPy and :mod:`convgen.errors`.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+
+from ..errors import SpecError
+
+__all__ = ["KernelCall", "distinct"]
+
+
+class KernelCall(abc.ABC):
+    """What every compiled kernel does as a Python callable on NumPy arrays.
+
+    ``kernel(x, weight, bias=None) -> y`` for convolutions (PyTorch's weight layouts; ``bias``
+    required exactly when the layer has one), ``kernel(x) -> y`` for pools, ``(y, indices)``
+    with ``return_indices``.  ``x`` is ``(N, C, *spatial)`` with the spatial sizes the kernel
+    was generated for.  Arrays must have the kernel's dtype and be C-contiguous: nothing is
+    converted or copied behind your back.  Targets implement :meth:`_run`.
+    """
+
+    target = ""
+
+    def __init__(self, generated):
+        self.generated = generated
+        self._expect = None
+        self._indices = "indices" in generated.arguments  # (y, indices) is returned
+
+    @property
+    def name(self) -> str:
+        return self.generated.name
+
+    def __repr__(self) -> str:
+        g = self.generated
+        return (f"<convgen {self.target} kernel {g.name}: {g.layer.describe()} on "
+                f"{g.input_shape}, {g.dtype}>")
+
+    def _array(self, label: str, value, shape: tuple):
+        g = self.generated
+        if not isinstance(value, np.ndarray):
+            raise SpecError(f"{g.name}: {label} must be a numpy.ndarray, got "
+                            f"{type(value).__name__}")
+        if value.dtype != np.dtype(g.dtype):
+            raise SpecError(f"{g.name}: {label} has dtype {value.dtype}; the kernel was "
+                            f"generated for {g.dtype}")
+        if value.shape != shape:
+            raise SpecError(f"{g.name}: {label} has shape {value.shape}; expected {shape}")
+        if not value.flags.c_contiguous:
+            raise SpecError(f"{g.name}: {label} is not C-contiguous; pass "
+                            "numpy.ascontiguousarray(...) yourself (no silent copies)")
+        return value
+
+    def _expected(self) -> tuple:
+        """(dtype, x's shape without the batch, weight's shape or None, bias's or None)."""
+        g = self.generated
+        return (np.dtype(g.dtype), tuple(g.input_shape),
+                tuple(g.layer.weight_shape) if "w" in g.arguments else None,
+                (g.layer.out_channels,) if "b" in g.arguments else None)
+
+    def _accepted(self, x, weight, bias):
+        """The input arrays when all of them are exactly what the kernel takes, else None
+        (then :meth:`_inputs` finds the error): the cheap check every call makes."""
+        if self._expect is None:
+            self._expect = self._expected()
+        dtype, x_shape, w_shape, b_shape = self._expect
+        inputs = [x]
+        for value, shape in ((weight, w_shape), (bias, b_shape)):
+            if shape is None:
+                if value is not None:
+                    return None
+            else:
+                inputs.append(value)
+        for value in inputs:
+            if type(value) is not np.ndarray or value.dtype != dtype or \
+                    not value.flags.c_contiguous:
+                return None
+        if x.shape[1:] != x_shape or len(x.shape) != len(x_shape) + 1:
+            return None
+        if (w_shape is not None and weight.shape != w_shape) or \
+                (b_shape is not None and bias.shape != b_shape):
+            return None
+        return inputs
+
+    def _inputs(self, x, weight, bias) -> list:
+        """The checked input arrays in argument order: x, [weight], [bias]."""
+        accepted = self._accepted(x, weight, bias)
+        if accepted is not None:
+            return accepted
+        g = self.generated
+        if not hasattr(x, "shape") or len(x.shape) != len(g.input_shape) + 1:
+            raise SpecError(f"{g.name}: x must be a numpy.ndarray of shape (N, "
+                            f"{', '.join(map(str, g.input_shape))})")
+        inputs = [self._array("x", x, (x.shape[0], *g.input_shape))]
+        if "w" in g.arguments:
+            inputs.append(self._array("weight", weight, tuple(g.layer.weight_shape)))
+        elif weight is not None:
+            raise SpecError(f"{g.name}: {type(g.layer).__name__} takes no weight")
+        if "b" in g.arguments:
+            if bias is None:
+                raise SpecError(f"{g.name}: the layer has a bias; pass bias of shape "
+                                f"({g.layer.out_channels},)")
+            inputs.append(self._array("bias", bias, (g.layer.out_channels,)))
+        elif bias is not None:
+            raise SpecError(f"{g.name}: the layer has no bias (bias=False); got a bias")
+        return inputs
+
+    def __call__(self, x, weight=None, bias=None):
+        return self._call(x, weight, bias, np.empty, self._run)
+
+    def _call(self, x, weight, bias, empty, run):
+        """Check the inputs, allocate the outputs with ``empty(shape, dtype)``, then
+        ``run(inputs, outputs, batch)`` unless the batch is empty."""
+        g = self.generated
+        inputs = self._inputs(x, weight, bias)
+        batch = x.shape[0]
+        shape = (batch, *g.output_shape)
+        outputs = [empty(shape, g.dtype)]
+        if self._indices:
+            outputs.append(empty(shape, np.int64))
+        if batch:
+            run(inputs, outputs, batch)
+        return tuple(outputs) if self._indices else outputs[0]
+
+    @abc.abstractmethod
+    def _run(self, inputs: list, outputs: list, batch: int) -> None:
+        """Launch the kernel on checked ``inputs`` into allocated ``outputs``."""
+
+
+def distinct(kernels) -> dict:
+    """``{name: kernel}``, one per name; two different kernels under one name is an error
+    (one would silently run as the other)."""
+    unique: dict = {}
+    for kernel in kernels:
+        other = unique.setdefault(kernel.name, kernel)
+        if other.source != kernel.source:
+            raise SpecError(f"two different kernels are both named {kernel.name!r} "
+                            f"({other.layer.describe()} on {other.input_shape} and "
+                            f"{kernel.layer.describe()} on {kernel.input_shape}); "
+                            "give each a distinct name")
+    return unique

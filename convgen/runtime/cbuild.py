@@ -1,0 +1,218 @@
+"""C source -> loaded cffi module, through a content-addressed disk cache.
+
+The kernel's ``.c`` is first compiled on its own with the strict flags (``-std=c99 -Wall
+-Wextra -Werror -pedantic`` plus the optimization flags), which gives the exact compiler
+command and stderr for :class:`~convgen.errors.BuildError`; the object is then linked into a
+cffi API-mode extension.  Cache key: sha256 over the sources, the flags, the compiler's
+version string, the machine (and CPU model with ``-march=native``) and the generator hash.
+Entries are built in a temporary folder beside the cache and moved in with one atomic
+``os.replace``, so concurrent builders of one kernel never see a half-written entry; an entry
+that fails to load is rebuilt with a warning.  ``CONVGEN_CACHE_DIR`` sets the location
+(:mod:`convgen.runtime.cache`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import warnings
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from ..codegen import GeneratedKernel, generate, generator_hash
+from ..errors import BuildError
+from .cache import content_key, entry_path
+from .call import KernelCall, distinct
+
+__all__ = ["DEFAULT_FLAGS", "STRICT_FLAGS", "Kernel", "build_modules", "compile_kernels",
+           "compiler"]
+
+STRICT_FLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")
+DEFAULT_FLAGS = ("-O3", "-march=native")
+_FORBIDDEN = ("-ffast-math", "-Ofast", "-funsafe-math-optimizations")
+
+
+def compiler() -> str:
+    """The C compiler: ``$CC`` or the one Python was built with."""
+    return os.environ.get("CC") or (sysconfig.get_config_var("CC") or "cc").split()[0]
+
+
+@cache
+def _compiler_version(cc: str) -> str:
+    try:
+        result = subprocess.run([cc, "--version"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as error:
+        raise BuildError(f"C compiler {cc!r} is not usable: {error}", [cc, "--version"],
+                         getattr(error, "stderr", "") or "") from None
+    return result.stdout.splitlines()[0] if result.stdout else ""
+
+
+@cache
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "cpu model", "Model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _check_flags(flags: Sequence[str]) -> tuple[str, ...]:
+    flags = tuple(flags)
+    bad = [f for f in flags if f in _FORBIDDEN]
+    if bad:
+        raise BuildError(f"flags {bad} break IEEE semantics; convgen never builds with them",
+                         list(flags))
+    return flags
+
+
+def _key(kernels: Sequence[GeneratedKernel], flags: tuple[str, ...], cc: str) -> str:
+    parts = [generator_hash(), cc, _compiler_version(cc), platform.machine(), sys.version,
+             " ".join(STRICT_FLAGS), " ".join(flags)]
+    if "-march=native" in flags:
+        parts.append(_cpu_model())
+    for kernel in kernels:
+        parts += [kernel.name, kernel.source, kernel.header, kernel.cdef]
+    return content_key(*parts)
+
+
+def _compile_object(cc: str, source: Path, flags: tuple[str, ...], openmp: bool) -> Path:
+    obj = source.with_suffix(".o")
+    command = [cc, *STRICT_FLAGS, *flags, *(["-fopenmp"] if openmp else []), "-fPIC",
+               "-I", str(source.parent), "-c", str(source), "-o", str(obj)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        kept = Path(tempfile.mkdtemp(prefix="convgen-failed-")) / source.name
+        shutil.copy(source, kept)
+        shutil.copy(source.with_suffix(".h"), kept.with_suffix(".h"))
+        raise BuildError(f"compiling {source.name} failed (source kept at {kept}):\n"
+                         f"{result.stderr}", command, result.stderr, str(kept))
+    return obj
+
+
+def _build(kernels: Sequence[GeneratedKernel], folder: Path, module: str,
+           flags: tuple[str, ...], cc: str, openmp: bool) -> None:
+    import cffi
+
+    objects = []
+    for kernel in kernels:
+        source = folder / f"{kernel.name}.c"
+        source.write_text(kernel.source)
+        source.with_suffix(".h").write_text(kernel.header)
+        objects.append(str(_compile_object(cc, source, flags, openmp)))
+    ffi = cffi.FFI()
+    ffi.cdef("\n".join(k.cdef for k in kernels))
+    includes = "\n".join(f'#include "{k.name}.h"' for k in kernels)
+    link = ["-fopenmp"] if openmp else []
+    ffi.set_source(module, includes, include_dirs=[str(folder)], extra_objects=objects,
+                   extra_compile_args=["-O2"], extra_link_args=link, libraries=["m"])
+    try:
+        ffi.compile(tmpdir=str(folder), verbose=False)
+    except Exception as error:  # cffi reports through setuptools' own error types
+        raise BuildError(f"linking the cffi module {module} failed: {error}",
+                         ["cffi", module], str(error), str(folder)) from None
+
+
+def _load(folder: Path, module: str):
+    matches = sorted(folder.glob(f"{module}*.so")) + sorted(folder.glob(f"{module}*.pyd"))
+    if not matches:
+        raise ImportError(f"no compiled module {module} in {folder}")
+    spec = importlib.util.spec_from_file_location(module, matches[0])
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+def build_modules(kernels: Sequence[GeneratedKernel], flags: Sequence[str] = DEFAULT_FLAGS,
+                  openmp: bool = False):
+    """Compile ``kernels`` into one cffi module (cached) and return it (``.lib``, ``.ffi``)."""
+    flags, cc = _check_flags(flags), compiler()
+    key = _key(kernels, flags + (("-fopenmp",) if openmp else ()), cc)
+    module = f"_convgen_{key[:24]}"
+    entry = entry_path(key)
+    if entry.is_dir():
+        try:
+            return _load(entry, module)
+        except Exception as error:  # a corrupt entry: rebuild it
+            warnings.warn(f"convgen: cache entry {entry} is unusable ({error}); rebuilding",
+                          RuntimeWarning, stacklevel=2)
+            shutil.rmtree(entry, ignore_errors=True)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".build-{key[:12]}-", dir=entry.parent))
+    try:
+        _build(kernels, work, module, flags, cc, openmp)
+        try:
+            os.replace(work, entry)
+        except OSError:  # another process finished the same entry first: use theirs
+            pass
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+    return _load(entry, module)
+
+
+# --------------------------------------------------------------------------- the callable
+
+
+class Kernel(KernelCall):
+    """A C kernel compiled through cffi (see :class:`KernelCall` for the calling rules)."""
+
+    target = "c"
+
+    def __init__(self, generated: GeneratedKernel, module):
+        super().__init__(generated)
+        self._function = getattr(module.lib, generated.name)
+        self._ffi = module.ffi
+        # cffi array types by NumPy dtype, looked up once: per call only from_buffer remains
+        self._types = {np.dtype(name): module.ffi.typeof(f"{ctype}[]") for name, ctype in
+                       (("float32", "float"), ("float64", "double"), ("int8", "int8_t"),
+                        ("uint8", "uint8_t"), ("int64", "int64_t"))}
+
+    def __call__(self, x, weight=None, bias=None):
+        """The common case inlined (every argument as the kernel takes it, one output):
+        about 3 us from Python for a tiny kernel; anything else goes the checked way."""
+        inputs = self._accepted(x, weight, bias)
+        if inputs is None or self._indices:
+            return super().__call__(x, weight, bias)
+        dtype = self._expect[0]
+        batch = x.shape[0]
+        y = np.empty((batch, *self.generated.output_shape), dtype)
+        if batch:
+            pointer, kind = self._ffi.from_buffer, self._types[dtype]
+            self._function(*[pointer(kind, a) for a in inputs],
+                           pointer(kind, y, require_writable=True), batch)
+        return y
+
+    def _pointer(self, array, const: bool):
+        return self._ffi.from_buffer(self._types[array.dtype], array, require_writable=not const)
+
+    def _run(self, inputs, outputs, batch) -> None:
+        pointer, types = self._ffi.from_buffer, self._types
+        self._function(*[pointer(types[a.dtype], a) for a in inputs],
+                       *[pointer(types[a.dtype], a, require_writable=True) for a in outputs],
+                       batch)
+
+
+
+def compile_kernels(layers: Sequence[tuple], dtype: str = "float32",
+                    flags: Sequence[str] = DEFAULT_FLAGS, openmp: bool = False,
+                    schedule: str = "auto") -> list[Kernel]:
+    """Generate and build several ``(layer, input_shape[, name])`` kernels in one module
+    (``schedule``: see :func:`convgen.codegen.generate`)."""
+    generated = [generate(item[0], item[1], dtype=dtype,
+                          name=item[2] if len(item) > 2 else None, schedule=schedule)
+                 for item in layers]
+    unique = list(distinct(generated).values())  # one definition per name
+    module = build_modules(unique, flags, openmp)
+    return [Kernel(g, module) for g in generated]
+
