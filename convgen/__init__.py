@@ -5,8 +5,7 @@ the layer specs (PyTorch's names and meanings), their symbolic shapes, parameter
 MACs, and :func:`compile` (:mod:`convgen.runtime`).
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .errors import BuildError, ConvgenError, SpecError, VerificationError
 from .runtime import compile
 from .spec import (

@@ -13,8 +13,8 @@ from __future__ import annotations
 import sympy
 
 from .codegen import GeneratedKernel
-from .schedules import Access
 from .proofs import Result, prove
+from .schedules import Access
 
 __all__ = ["bounds_summary", "prove_access", "prove_bounds"]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__
 from .lower import Problem, lower
 from .resources import templates_dir
 from .schedules import choose, resolve

@@ -39,8 +39,8 @@ from pathlib import Path
 import sympy
 
 from .errors import SpecError
-from .schedules import names as schedule_names
 from .resources import examples_dir
+from .schedules import names as schedule_names
 from .spec import LAYER_TYPES, Layer, Sequential
 
 if sys.version_info >= (3, 11):

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from . import __version__
 from . import symbolic as sym
+from ._version import __version__
 from .bounds import bounds_summary, prove_bounds
 from .codegen import GeneratedKernel, generate
 from .config import Network, load

@@ -122,7 +122,8 @@ def check_kernel(kernel: KernelCall, cases: int = 2, seed: int = 0, batch: int =
 
 def verify_layers(items: Sequence[tuple], dtype: str = "float32", cases: int = 2,
                   flags: Sequence[str] = DEFAULT_FLAGS, batch: int = 2) -> list[Outcome]:
-    """Build ``(layer, input_shape[, name])`` items in one module and check each kernel."""
+    """Build ``(layer, input_shape[, name[, schedule]])`` items in one module and check each
+    kernel."""
     kernels = compile_kernels(items, dtype=dtype, flags=flags)
     return [check_kernel(k, cases=cases, seed=i, batch=batch) for i, k in enumerate(kernels)]
 

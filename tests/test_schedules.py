@@ -144,9 +144,11 @@ def test_default_schedule_is_chosen_and_recorded():
     reflect = codegen.generate(convgen.Conv2d(2, 2, 3, padding=1, padding_mode="reflect"),
                                (2, 9, 9))
     assert reflect.schedule == "reference" and "reflect padding" in reflect.schedule_reason
-    with pytest.raises(convgen.SpecError, match="schedule='blocked' does not apply to MaxPool2d.*: the blocked pool schedule covers 2-D float av"):
+    with pytest.raises(convgen.SpecError, match="schedule='blocked' does not apply to MaxPool2d.*: "
+                       "the blocked pool schedule covers 2-D float av"):
         codegen.generate(convgen.MaxPool2d(2), (1, 4, 4), schedule="blocked")
-    with pytest.raises(convgen.SpecError, match="schedule='packed' has no pool kernel on target 'c'"):
+    with pytest.raises(convgen.SpecError,
+                       match="schedule='packed' has no pool kernel on target 'c'"):
         codegen.generate(convgen.MaxPool2d(2), (1, 4, 4), schedule="packed")
     with pytest.raises(convgen.SpecError, match="schedule='fast' must be 'auto' or one of"):
         codegen.generate(convgen.Conv2d(1, 1, 3), (1, 4, 4), schedule="fast")
@@ -390,7 +392,8 @@ def test_winograd_is_refused_where_it_does_not_apply():
                          (convgen.Conv2d(2, 4, 5), (2, 9, 9)),
                          (convgen.Conv2d(4, 4, 3, groups=4), (4, 9, 9)),
                          (convgen.Conv2d(2000, 4, 3), (2000, 5, 5))]:
-        with pytest.raises(convgen.SpecError, match="schedule='winograd' does not apply to .*: the winograd schedule covers"):
+        with pytest.raises(convgen.SpecError, match="schedule='winograd' does not apply to "
+                           ".*: the winograd schedule covers"):
             codegen.generate(layer, shape, schedule="winograd")
 
 

@@ -10,7 +10,7 @@ from functools import cache
 
 import jinja2
 
-from .. import __version__
+from .._version import __version__
 from ..errors import SpecError
 from ..lower import Problem
 from ..resources import templates_dir
