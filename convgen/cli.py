@@ -109,7 +109,7 @@ def _layer_files(args: argparse.Namespace) -> list:
 def _generate(args: argparse.Namespace) -> int:
     from .emit import check, kernel_files, write
 
-    planned = kernel_files(_layer_files(args), _kinds(args.kinds))
+    planned = kernel_files(_layer_files(args), _kinds(args.kinds), args.schedule)
     if args.check:
         problems = check(planned, args.output)
         for problem in problems:
@@ -146,6 +146,26 @@ def _kinds(text: str) -> list[str]:
     return kinds
 
 
+def _render(kind: str, layer, shape, dtype: str, name: str, schedule: str) -> str:
+    """The text the generator writes now for a kernel of ``kind`` (c, cuda or cuda-cpu)."""
+    if kind == "c":
+        from .codegen import generate
+
+        return generate(layer, shape, dtype, name, schedule=schedule).source
+    from .cudagen import generate_cuda
+
+    return generate_cuda(layer, shape, dtype, name).source
+
+
+def _schedule_option(parser: argparse.ArgumentParser, action: str) -> None:
+    from .schedules import names
+
+    parser.add_argument("--schedule", choices=("auto", *names("c")), default=None,
+                        help=f"the C schedule {action} every layer (default: each layer's own "
+                        "'schedule' key, else 'auto': the cost model's choice); a schedule "
+                        "that does not apply to a layer is an error that says why")
+
+
 def _verify(args: argparse.Namespace) -> int:
     from .emit import named_layers
     from .verify import check_kernel, verify_layers
@@ -154,21 +174,18 @@ def _verify(args: argparse.Namespace) -> int:
     suffix = ".c" if args.kind == "c" else ".cu"
     for file, network in _verify_items(args.target):
         layers = named_layers([network], file.stem)
-        items = [(layer, shape, name) for name, _, _, layer, shape in layers]
-        if args.kind == "c":
-            from .codegen import generate as render
-        else:
-            from .cudagen import generate_cuda as render
-        for layer, shape, name in items:  # a generated folder: its sources must be current
-            source = file.parent / f"{name}{suffix}"
+        items = [(i.layer, i.shape, i.name, args.schedule or i.schedule) for i in layers]
+        for layer, shape, name, schedule in items:  # a generated folder: its sources must
+            source = file.parent / f"{name}{suffix}"  # be what the generator writes now
             if file.name == f"{name}.toml" and (not source.is_file() or source.read_text()
-                                                != render(layer, shape, network.dtype,
-                                                          name).source):
+                                                != _render(args.kind, layer, shape,
+                                                           network.dtype, name, schedule)):
                 stale.append(str(source))
         if args.kind == "c":
             outcomes += verify_layers(items, dtype=network.dtype, cases=args.cases,
                                       batch=args.batch)
             continue
+        items = [item[:3] for item in items]  # the C schedule has no CUDA meaning
         if args.kind == "cuda":
             from .runtime.gpu import compile_gpu as compile_cuda
         else:
@@ -330,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--target", dest="kinds", default="c,cuda", metavar="KINDS",
                           help="kernels to write: c, cuda or c,cuda (default; cuda needs "
                           "nvcc, which checks each kernel and reports its resources)")
+    _schedule_option(generate, "to generate for")
     generate.set_defaults(run=_generate)
     verify = commands.add_parser("verify", help="compile kernels and compare them with the "
                                  "exact oracle; exit 1 on any failure")
@@ -340,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--target", dest="kind", choices=("c", "cuda-cpu", "cuda"), default="c",
                         help="c: the C kernels (default); cuda-cpu: the CUDA text on the CPU "
                         "(PyOpenCL + PoCL); cuda: the CUDA kernels on a GPU (PyCUDA)")
+    _schedule_option(verify, "to build and check for")
     verify.set_defaults(run=_verify)
     prove = commands.add_parser("prove", help="prove the formula catalogue, or the statements "
                                 "and kernel bounds of one layer")
