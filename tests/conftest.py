@@ -33,3 +33,15 @@ def _kernel_cache(tmp_path_factory):
     if not os.environ.get("CONVGEN_CACHE_DIR"):
         os.environ["CONVGEN_CACHE_DIR"] = str(tmp_path_factory.mktemp("kernel-cache"))
     yield
+
+
+@pytest.fixture(scope="session")
+def bundled_plan():
+    """Every kernel of the bundled example layer files, planned once a session (worker):
+    the files ``convgen generate`` writes into ``generated/`` (C, CUDA checked by nvcc,
+    specs, reports).  Tests that need the bundled kernels share it instead of planning
+    them again."""
+    from convgen.config import bundled_examples
+    from convgen.emit import kernel_files
+
+    return kernel_files(sorted(bundled_examples().values()))

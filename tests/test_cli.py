@@ -111,11 +111,11 @@ def test_toeplitz_mistakes(capsys, argv, message):
     assert code == 2 and message in err and "Traceback" not in err
 
 
-def test_generated_folder_matches_the_generator(capsys):
+def test_generated_folder_matches_the_generator(bundled_plan):
+    from convgen.emit import check
     from tests.test_packaging import ROOT
-    code, out, _ = run(capsys, "generate", "--check", "-o", str(ROOT / "generated"))
-    assert code == 0, out
-    assert "matches the generator: 34 kernels" in out
+
+    assert check(bundled_plan, ROOT / "generated") == []
 
 
 def test_generate_check_and_verify_a_layer_file(tmp_path, capsys):
@@ -205,3 +205,37 @@ def test_prove_catalogue_and_layer(capsys):
     assert out.count("[cuda]") == 3 and "direct: c from the thread number" in out
     code, _, err = run(capsys, "prove", "--input-shape", "4,9,9")
     assert code == 2 and "--input-shape needs --layer" in err
+
+
+def test_layer_files_and_the_cli_choose_schedules(tmp_path, capsys):
+    layers = tmp_path / "layers.toml"
+    layers.write_text('[[model]]\nname = "net"\ninput_shape = [8, 12, 12]\n'
+                      'layers = [\n  { name = "c", type = "Conv2d", in_channels = 8, '
+                      'out_channels = 8, kernel_size = 3, padding = 1, '
+                      'schedule = "reference" },\n'
+                      '  { name = "w", type = "Conv2d", in_channels = 8, out_channels = 8, '
+                      'kernel_size = 3, padding = 1, schedule = "winograd" },\n]\n')
+    out_dir = tmp_path / "out"
+    code, out, err = run(capsys, "generate", str(layers), "-o", str(out_dir), "--target", "c")
+    assert code == 0, err
+    report = (out_dir / "layers" / "net_c.md").read_text()
+    assert "- C schedule: reference (asked for (the default would be packed" in report
+    assert "templates/c/conv.c.j2" in report
+    assert 'schedule = "reference"' in (out_dir / "layers" / "net_c.toml").read_text()
+    assert "templates/c/conv_winograd.c.j2" in (out_dir / "layers" / "net_w.md").read_text()
+    code, out, _ = run(capsys, "verify", str(out_dir))  # rebuilds the schedules asked for
+    assert code == 0 and "2 passed, 0 failed" in out and "stale" not in out
+    # --schedule overrides the files' choice; one that does not apply says why
+    code, out, err = run(capsys, "generate", str(layers), "-o", str(out_dir), "--target", "c",
+                         "--schedule", "blocked")
+    assert code == 0, err
+    assert "- C schedule: blocked (asked for" in (out_dir / "layers" / "net_w.md").read_text()
+    pool = tmp_path / "pool.toml"
+    pool.write_text('[[layer]]\nname = "p"\ntype = "MaxPool2d"\ninput_shape = [1, 4, 4]\n'
+                    'kernel_size = 2\nschedule = "packed"\n')
+    code, _, err = run(capsys, "generate", str(pool), "-o", str(out_dir), "--target", "c")
+    assert code == 2 and "schedule='packed' has no pool kernel" in err
+    pool.write_text('[[layer]]\nname = "p"\ntype = "MaxPool2d"\ninput_shape = [1, 4, 4]\n'
+                    'kernel_size = 2\nschedule = "fast"\n')
+    code, _, err = run(capsys, "generate", str(pool), "-o", str(out_dir), "--target", "c")
+    assert code == 2 and "schedule='fast' must be one of 'auto', 'reference'" in err

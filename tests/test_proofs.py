@@ -9,8 +9,6 @@ import convgen
 from convgen import SpecError, codegen, proofs
 from convgen import symbolic as sym
 from convgen.bounds import prove_bounds
-from convgen.config import load
-from convgen.emit import plan
 from convgen.strategies import FAMILIES, layers_with_inputs
 from tests.test_packaging import ROOT
 
@@ -79,17 +77,24 @@ def test_layer_statements_hold_for_random_layers(case):
     assert [r.name for r in proofs.layer_statements(layer) if not r.as_expected] == []
 
 
-def test_every_kernel_in_generated_is_bounds_safe():
-    kernels = []
-    for spec in sorted((ROOT / "generated").rglob("*.toml")):
-        kernels += [item.kernel for item in plan(load(spec), spec.parent.name)]
-    assert len(kernels) == 34
+def test_every_kernel_in_generated_is_bounds_safe(bundled_plan):
+    kernels = [item.kernel for item in bundled_plan]
+    assert len(kernels) == len(list((ROOT / "generated").rglob("*.toml"))) >= 40
     for kernel in kernels:
         results = prove_bounds(kernel)
         assert results and all(r.status == "proved" for r in results), kernel.name
     reports = sorted((ROOT / "generated").rglob("*.md"))
-    assert len(reports) == 34
+    assert len(reports) == len(kernels)
     assert all("array accesses proved within their buffers" in r.read_text() for r in reports)
+
+
+def test_every_c_template_has_a_kernel_in_generated(bundled_plan):
+    """A change to any C template shows up as a diff in generated/."""
+    from convgen.resources import templates_dir
+
+    used = {item.kernel.template for item in bundled_plan}
+    templates = {f"c/{p.name}" for p in (templates_dir() / "c").glob("*.c.j2")}
+    assert templates <= used, sorted(templates - used)
 
 
 @settings(max_examples=20)
