@@ -6,6 +6,7 @@ layer specs (PyTorch's names and meanings), their symbolic shapes, parameter cou
 
 __version__ = "0.1.0"
 
+from . import toeplitz as _toeplitz  # noqa: F401  provides Layer.toeplitz (spec can't import it)
 from .build import compile
 from .errors import BuildError, ConvgenError, SpecError, VerificationError
 from .spec import (
