@@ -6,6 +6,7 @@ MACs, and :func:`compile` (:mod:`convgen.runtime`).
 """
 
 from ._version import __version__
+from . import toeplitz as _toeplitz  # noqa: F401  provides Layer.toeplitz (spec can't import it)
 from .errors import BuildError, ConvgenError, SpecError, VerificationError
 from .runtime import compile
 from .spec import (

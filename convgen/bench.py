@@ -27,7 +27,9 @@ from .spec import (
     AvgPool2d,
     Conv2d,
     GlobalAvgPool,
+    Layer,
     MaxPool2d,
+    family_of,
 )
 
 __all__ = ["SUITE", "format_tables", "measure", "plot_roofline", "run"]
@@ -89,13 +91,26 @@ def _timed(function) -> float:
     return time.perf_counter() - begin
 
 
+def _peer_kind(layer: Layer) -> str:
+    """What the 2-d peers compute: ``"global_avg"``, ``"max"``, ``"avg"`` or ``"conv"``."""
+    family, reduction = family_of(layer), layer.reduction
+    if family == "adaptive_pool" and layer.onnx_op == "GlobalAveragePool":
+        return "global_avg"
+    if family == "pool" and reduction in ("max", "avg"):
+        return reduction
+    if family == "conv":
+        return "conv"
+    raise ConvgenError(f"{type(layer).__name__}: the benchmark peers compute 2-d convolutions, "
+                       "max and average pools and global average pools only")
+
+
 def _numpy_peer(layer, shape):
     """im2col + one BLAS matmul per group (einsum for grouped convs), or window reductions."""
     import numpy as np
     from numpy.lib.stride_tricks import sliding_window_view
 
-    kind = type(layer).__name__
-    if kind == "GlobalAvgPool":
+    kind = _peer_kind(layer)
+    if kind == "global_avg":
         return lambda x, *w: x.mean(axis=(2, 3))
     (top, bottom), (left, right) = layer.resolved_padding(shape[1:])
     kh, kw = layer.kernel_size
@@ -107,9 +122,9 @@ def _numpy_peer(layer, shape):
         view = sliding_window_view(x, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
         return view[:, :, ::sh, ::sw, ::dh, ::dw]  # (N, C, OH, OW, kh, kw)
 
-    if kind == "MaxPool2d":
+    if kind == "max":
         return lambda x: windows(x).max(axis=(4, 5))
-    if kind == "AvgPool2d":
+    if kind == "avg":
         return lambda x: windows(x).mean(axis=(4, 5), dtype=np.float32)
     groups, c_out = layer.groups, layer.out_channels
 
@@ -133,14 +148,14 @@ def _numpy_peer(layer, shape):
 def _torch_peer(layer, torch):
     import torch.nn.functional as F
 
-    kind = type(layer).__name__
-    if kind == "GlobalAvgPool":
+    kind = _peer_kind(layer)
+    if kind == "global_avg":
         return lambda x: F.adaptive_avg_pool2d(x, 1)
     padding = tuple(lo for lo, _ in layer.padding) if isinstance(layer.padding, tuple) else 0
-    if kind == "MaxPool2d":
+    if kind == "max":
         return lambda x: F.max_pool2d(x, layer.kernel_size, layer.stride, padding,
                                       layer.dilation)
-    if kind == "AvgPool2d":
+    if kind == "avg":
         return lambda x: F.avg_pool2d(x, layer.kernel_size, layer.stride, padding,
                                       count_include_pad=layer.count_include_pad)
     return lambda x, w, b: F.conv2d(x, w, b, layer.stride, padding, layer.dilation,
@@ -174,7 +189,7 @@ def measure(threads: int, batches: Sequence[int], names: Sequence[str] | None = 
         winograd = (compile_kernel(layer, shape, openmp=True, schedule="winograd")
                     if _winograd_blocks(layer, tuple(shape), "float32") else None)
         weights = []
-        if hasattr(layer, "weight_shape"):
+        if family_of(layer) == "conv":
             weights = [rng.standard_normal(layer.weight_shape).astype(np.float32),
                        rng.standard_normal(layer.out_channels).astype(np.float32)]
         sample = tuple(shape)

@@ -19,23 +19,7 @@ import sympy
 
 from . import symbolic as sym
 from .errors import SpecError
-from .spec import DTYPE_SIZES, Layer
-
-try:  # TEMP until the spec package lands
-    from .spec import family_of
-except ImportError:
-    def family_of(layer):
-        kind = type(layer).__name__
-        for prefix, fam in (("ConvTranspose", "conv_transpose"), ("Conv", "conv"),
-                            (("Adaptive", "Global"), "adaptive_pool")):
-            if kind.startswith(prefix):
-                return fam
-        return "pool"
-    def _reduction(self):
-        kind = type(self).__name__
-        return None if kind.startswith("Conv") else "max" if "Max" in kind else \
-            "avg" if "Avg" in kind else "lp"
-    Layer.reduction = property(_reduction)
+from .spec import DTYPE_SIZES, Layer, family_of
 
 __all__ = ["BATCH", "C", "FLOAT_DTYPES", "G", "IC", "N", "OC", "Problem", "lower", "symbols"]
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from . import symbolic as sym
 from .errors import SpecError
-from .spec import Layer, padding_from_onnx
+from .spec import LAYER_TYPES, GlobalAvgPool, GlobalMaxPool, Layer, family_of, padding_from_onnx
 
 __all__ = ["OnnxNode", "OPSET", "layer_from_onnx", "onnx_indices", "onnx_model", "onnx_nodes"]
 
@@ -62,7 +62,7 @@ def _window_attributes(layer: Layer, input_shape) -> dict:
 def _onnxruntime_same_ok(layer: Layer, input_shape) -> bool:
     if max(layer.dilation) > 1:
         return False
-    if hasattr(layer, "output_padding") or input_shape is None:
+    if layer.family == "conv_transpose" or input_shape is None:
         return True
     spatial = layer.split_input(input_shape).spatial
     return all(sym.same_total(n, k, s, d) >= 0 for n, k, s, d in
@@ -75,38 +75,35 @@ def onnx_nodes(layer: Layer, input_shape: Sequence[int] | None = None) -> list[O
     ``input_shape`` is needed only to resolve ``'same'`` padding for a non-zero
     ``padding_mode`` or a dilation above 1 (then the pads are written as numbers).
     """
-    kind = type(layer).__name__
-    if kind.startswith("Adaptive"):
-        raise SpecError(f"{kind} has no ONNX operator (ONNX has no adaptive pooling)")
-    if kind in ("GlobalAvgPool", "GlobalMaxPool"):
-        return [OnnxNode("GlobalAveragePool" if kind == "GlobalAvgPool" else "GlobalMaxPool",
-                         {})]
-    families = ("ConvTranspose", "Conv", "MaxPool", "AvgPool", "LPPool")
-    if not kind.startswith(families):
-        raise SpecError(f"{kind} has no ONNX mapping")
+    family, op, name = family_of(layer), layer.onnx_op, type(layer).__name__
+    if op is None:
+        if family == "adaptive_pool":
+            raise SpecError(f"{name} has no ONNX operator (ONNX has no adaptive pooling)")
+        raise SpecError(f"{name} has no ONNX mapping")
+    if family == "adaptive_pool":  # a global pool: ONNX's Global*Pool takes no attributes
+        return [OnnxNode(op, {})]
     attrs = _window_attributes(layer, input_shape)
-    if kind.startswith("ConvTranspose"):
+    if family == "conv_transpose":
         attrs.update(group=layer.groups, output_padding=list(layer.output_padding))
-        return [OnnxNode("ConvTranspose", attrs)]
-    if kind.startswith("Conv"):
+        return [OnnxNode(op, attrs)]
+    if family == "conv":
         attrs["group"] = layer.groups
         if layer.padding_mode == "zeros":
-            return [OnnxNode("Conv", attrs)]
+            return [OnnxNode(op, attrs)]
         return _padded_conv(layer, attrs, input_shape)
-    if kind.startswith("MaxPool"):
-        attrs["ceil_mode"] = int(layer.ceil_mode)
-        return [OnnxNode("MaxPool", attrs, outputs=2 if layer.return_indices else 1)]
-    if kind.startswith("AvgPool"):
+    attrs["ceil_mode"] = int(layer.ceil_mode)
+    if layer.reduction == "max":
+        return [OnnxNode(op, attrs, outputs=2 if layer.return_indices else 1)]
+    if layer.reduction == "avg":
         if layer.divisor_override is not None:
-            raise SpecError(f"{kind}: divisor_override={layer.divisor_override} has no ONNX "
+            raise SpecError(f"{name}: divisor_override={layer.divisor_override} has no ONNX "
                             "AveragePool equivalent")
-        attrs.update(ceil_mode=int(layer.ceil_mode),
-                     count_include_pad=int(layer.count_include_pad))
-        return [OnnxNode("AveragePool", attrs)]
-    if not isinstance(layer.norm_type, int):  # LPPool
-        raise SpecError(f"{kind}: norm_type={layer.norm_type} must be an int for ONNX LpPool")
-    attrs.update(ceil_mode=int(layer.ceil_mode), p=layer.norm_type)
-    return [OnnxNode("LpPool", attrs)]
+        attrs["count_include_pad"] = int(layer.count_include_pad)
+        return [OnnxNode(op, attrs)]
+    if not isinstance(layer.norm_type, int):  # LP pooling
+        raise SpecError(f"{name}: norm_type={layer.norm_type} must be an int for ONNX LpPool")
+    attrs["p"] = layer.norm_type
+    return [OnnxNode(op, attrs)]
 
 
 def _padded_conv(layer: Layer, attrs: dict, input_shape) -> list[OnnxNode]:
@@ -146,7 +143,7 @@ def onnx_model(layer: Layer, input_shape: Sequence[int], dtype: str = "float32",
             initializers.append(helper.make_tensor(name, TensorProto.INT64, [len(values)],
                                                    values))
             names.append(name)
-        if node.op_type in ("Conv", "ConvTranspose"):
+        if node.op_type in ("Conv", "ConvTranspose"):  # the layer's own node, with weights
             for name, shape in [("W", list(layer.weight_shape))] + (
                     [("B", [layer.out_channels])] if layer.bias else []):
                 if weights is not None:
@@ -211,13 +208,11 @@ def layer_from_onnx(node, input_shapes: Sequence[Sequence[int]]) -> Layer:
     MaxPool's ``storage_order`` only changes how ONNX numbers the indices: convert convgen's
     indices with :func:`onnx_indices`.
     """
-    from . import spec
-
     attrs, op = _attributes(node), node.op_type
     x_shape = list(input_shapes[0])
     ndim = len(x_shape) - 2
     if op in ("GlobalAveragePool", "GlobalMaxPool"):
-        cls = spec.GlobalAvgPool if op == "GlobalAveragePool" else spec.GlobalMaxPool
+        cls = GlobalAvgPool if op == "GlobalAveragePool" else GlobalMaxPool
         return cls(ndim=ndim)
     if ndim not in (1, 2, 3):
         raise SpecError(f"{op}: {ndim} spatial dimensions; convgen layers have 1 to 3")
@@ -227,25 +222,25 @@ def layer_from_onnx(node, input_shapes: Sequence[Sequence[int]]) -> Layer:
     common = dict(kernel_size=kernel, stride=stride, dilation=dilation)
     if op == "Conv":
         w = list(input_shapes[1])
-        return spec.LAYER_TYPES[f"Conv{ndim}d"](
+        return LAYER_TYPES[f"Conv{ndim}d"](
             x_shape[1], w[0], groups=attrs.get("group", 1), bias=len(input_shapes) > 2,
             padding=_import_padding(attrs, ndim), **common)
     if op == "ConvTranspose":
         w, groups = list(input_shapes[1]), attrs.get("group", 1)
         padding, output_padding = _transpose_padding(attrs, ndim, x_shape[2:], kernel, stride,
                                                      dilation)
-        return spec.LAYER_TYPES[f"ConvTranspose{ndim}d"](
+        return LAYER_TYPES[f"ConvTranspose{ndim}d"](
             x_shape[1], w[1] * groups, groups=groups, bias=len(input_shapes) > 2,
             padding=padding, output_padding=output_padding, **common)
     pool = dict(padding=_import_padding(attrs, ndim), ceil_mode=bool(attrs.get("ceil_mode", 0)),
                 **common)
     if op == "MaxPool":
-        return spec.LAYER_TYPES[f"MaxPool{ndim}d"](return_indices=len(node.output) > 1, **pool)
+        return LAYER_TYPES[f"MaxPool{ndim}d"](return_indices=len(node.output) > 1, **pool)
     if op == "AveragePool":
-        return spec.LAYER_TYPES[f"AvgPool{ndim}d"](
+        return LAYER_TYPES[f"AvgPool{ndim}d"](
             count_include_pad=bool(attrs.get("count_include_pad", 0)), **pool)
     if op == "LpPool":
-        return spec.LAYER_TYPES[f"LPPool{ndim}d"](attrs.get("p", 2), **pool)
+        return LAYER_TYPES[f"LPPool{ndim}d"](attrs.get("p", 2), **pool)
     raise SpecError(f"ONNX operator {op!r} has no convgen layer")
 
 

@@ -25,6 +25,7 @@ import z3
 
 from . import symbolic as sym
 from .errors import SpecError
+from .spec import family_of
 
 __all__ = ["CATALOGUE", "Result", "Statement", "layer_statements", "nonnegative_polynomial",
            "prove", "run_catalogue", "to_z3"]
@@ -418,21 +419,16 @@ def layer_statements(layer) -> list[Result]:
     pools: the windows start at 0, end at ``n`` and leave no gap.  Each under the layer's own
     constraints on the symbolic shape.
     """
+    family = family_of(layer)
+    statement = {"conv": _window_statement, "pool": _window_statement,
+                 "conv_transpose": _transpose_statement,
+                 "adaptive_pool": _adaptive_statement}[family]
     ndim = layer.ndim
     sizes = [sympy.Symbol(f"n{i}", integer=True, positive=True) for i in range(ndim)]
-    channels = getattr(layer, "in_channels", 1)
+    channels = layer.in_channels if family in ("conv", "conv_transpose") else 1
     shape = (channels, *sizes)
     domain = [c.condition for c in layer.constraints(shape)]
-    kind = type(layer).__name__
-    results = []
-    for dim, n in enumerate(sizes):
-        if kind.startswith("ConvTranspose"):
-            results.append(_transpose_statement(layer, shape, dim, n, domain))
-        elif kind.startswith(("Adaptive", "Global")):
-            results.append(_adaptive_statement(layer, shape, dim, n, domain))
-        else:
-            results.append(_window_statement(layer, shape, dim, n, domain))
-    return results
+    return [statement(layer, shape, dim, n, domain) for dim, n in enumerate(sizes)]
 
 
 def _window_statement(layer, shape, dim, n, domain) -> Result:

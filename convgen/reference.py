@@ -24,7 +24,7 @@ import sympy
 
 from . import symbolic as sym
 from .errors import SpecError
-from .spec import Layer
+from .spec import Layer, family_of
 from .toeplitz import apply_entries, entries, is_linear
 
 __all__ = ["forward", "is_exact", "toeplitz_forward"]
@@ -51,8 +51,12 @@ def _exact(a) -> np.ndarray:
     return a
 
 
+_CONVOLUTIONS = ("conv", "conv_transpose")
+
+
 def _prepare(layer: Layer, x, weight, bias):
     """Batch the input, check shapes, and put everything in one arithmetic."""
+    family = family_of(layer)
     x = np.asarray(x)
     single = x.ndim == layer.ndim + 1
     if single:
@@ -61,7 +65,7 @@ def _prepare(layer: Layer, x, weight, bias):
     exact = is_exact(x)
     convert = _exact if exact else (lambda a: np.asarray(a, dtype=np.float64))
     x = convert(x)
-    if hasattr(layer, "weight_shape"):
+    if family in _CONVOLUTIONS:
         if weight is None:
             raise SpecError(f"{type(layer).__name__}: forward needs weight of shape "
                             f"{tuple(layer.weight_shape)}")
@@ -255,7 +259,11 @@ def _lp_pool(layer: Layer, x, exact):
 # --------------------------------------------------------------------------- adaptive, global
 
 
-def _adaptive(layer: Layer, x, exact, reduce_max: bool):
+def _adaptive(layer: Layer, x, exact):
+    reduce_max = layer.reduction == "max"
+    if not reduce_max and layer.reduction != "avg":
+        raise SpecError(f"{type(layer).__name__}: adaptive pooling with reduction="
+                        f"{layer.reduction!r} has no reference implementation")
     out = layer.output_shape(x.shape)
     spatial = x.shape[2:]
     y, indices = _zeros(out, exact), np.zeros(out, dtype=np.int64)
@@ -285,23 +293,21 @@ def forward(layer: Layer, x, weight=None, bias=None):
     ones.  Max pooling with ``return_indices`` returns ``(y, indices)``, the indices flat
     within each ``(n, c)`` input plane, as PyTorch's.
     """
-    x, weight, bias, single, exact = _prepare(layer, x, weight, bias)
-    kind = type(layer).__name__
+    x, weight, bias, single, exact = _prepare(layer, x, weight, bias)  # checks the family
+    family, reduction = layer.family, layer.reduction
     indices = None
-    if kind.startswith("ConvTranspose"):
+    if family == "conv_transpose":
         y = _conv_transpose(layer, x, weight, bias, exact)
-    elif kind.startswith("Conv"):
+    elif family == "conv":
         y = _conv(layer, x, weight, bias, exact)
-    elif kind.startswith("MaxPool"):
+    elif family == "adaptive_pool":
+        y, indices = _adaptive(layer, x, exact)
+    elif reduction == "max":
         y, indices = _max_pool(layer, x, exact)
-    elif kind.startswith("AvgPool"):
+    elif reduction == "avg":
         y = _avg_pool(layer, x, exact)
-    elif kind.startswith("LPPool"):
+    else:  # "lp", the last reduction family_of lets through
         y = _lp_pool(layer, x, exact)
-    elif kind.startswith(("Adaptive", "Global")):
-        y, indices = _adaptive(layer, x, exact, reduce_max="Max" in kind)
-    else:
-        raise SpecError(f"{kind} has no reference implementation")
     if single:
         y = y[0]
         indices = None if indices is None else indices[0]

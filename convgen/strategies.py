@@ -17,13 +17,15 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from . import symbolic as sym
-from .spec import LAYER_TYPES, Layer
+from .spec import LAYER_TYPES, Layer, family_of
 
 __all__ = ["CONV_KINDS", "FAMILIES", "POOL_KINDS", "adaptive_layers", "conv_layers",
            "input_shape_for", "layers_with_inputs", "pool_layers"]
 
 CONV_KINDS = ("Conv", "ConvTranspose")
 POOL_KINDS = ("MaxPool", "AvgPool", "LPPool")
+_ADAPTIVE_KINDS = ("AdaptiveAvgPool", "AdaptiveMaxPool")
+_GLOBAL_KINDS = ("GlobalAvgPool", "GlobalMaxPool")
 ANY_NDIM = st.integers(1, 3)
 
 
@@ -106,7 +108,8 @@ def input_shape_for(draw, layer: Layer, max_extra: int = 6, batch: bool | None =
     input, reflect/circular padding must fit the input, a dilated pooling window must not
     fall between taps) and grow by at most ``max_extra``.
     """
-    channels = getattr(layer, "in_channels", None) or draw(st.integers(1, 3))
+    convolution = family_of(layer) in ("conv", "conv_transpose")
+    channels = layer.in_channels if convolution else draw(st.integers(1, 3))
     spatial = []
     for dim in range(layer.ndim):
         spatial.append(_smallest_size(layer, dim) + draw(st.integers(0, max_extra)))
@@ -116,11 +119,12 @@ def input_shape_for(draw, layer: Layer, max_extra: int = 6, batch: bool | None =
 
 
 def _smallest_size(layer: Layer, dim: int) -> int:
-    if not hasattr(layer, "kernel_size"):
+    family = family_of(layer)
+    if family == "adaptive_pool":
         return 1
     ext = layer.extents[dim]
     padding = layer.padding
-    is_pool = not hasattr(layer, "in_channels")
+    is_pool = family == "pool"
     if isinstance(padding, str):
         if is_pool:
             return layer.dilation[dim]  # no window between two taps
@@ -128,7 +132,7 @@ def _smallest_size(layer: Layer, dim: int) -> int:
     lo, hi = padding[dim]
     if getattr(layer, "ceil_mode", False):  # one partial window is enough in ceil mode
         ext = max(1, ext - layer.stride[dim] + 1)
-    if hasattr(layer, "output_padding"):  # the cropped output must keep a position
+    if family == "conv_transpose":  # the cropped output must keep a position
         n, args = 1, (layer.kernel_size[dim], layer.stride[dim], layer.dilation[dim], lo, hi,
                       layer.output_padding[dim])
         while sym.conv_transpose_output_size(n, *args) < 1:
@@ -149,15 +153,17 @@ def _smallest_size(layer: Layer, dim: int) -> int:
 def adaptive_layers(draw, ndim=ANY_NDIM, max_output: int = 5) -> Layer:
     """A valid adaptive (average or max) or global pooling spec."""
     n = draw(ndim)
-    kind = draw(st.sampled_from(["AdaptiveAvgPool", "AdaptiveMaxPool", "GlobalAvgPool",
-                                 "GlobalMaxPool"]))
-    if kind.startswith("Global"):
+    kind = draw(st.sampled_from([*_ADAPTIVE_KINDS, *_GLOBAL_KINDS]))
+    if kind in _GLOBAL_KINDS:
         return LAYER_TYPES[kind](ndim=n)
+    cls = LAYER_TYPES[f"{kind}{n}d"]
     size = tuple(draw(st.one_of(st.none(), st.integers(1, max_output))) for _ in range(n))
-    extra = {"return_indices": draw(st.booleans())} if kind == "AdaptiveMaxPool" else {}
-    return LAYER_TYPES[f"{kind}{n}d"](size, **extra)
+    extra = {"return_indices": draw(st.booleans())} if cls.reduction == "max" else {}
+    return cls(size, **extra)
 
 
+#: The strategy groups of :func:`layers_with_inputs` (``conv`` covers transposed convolutions,
+#: ``adaptive`` the global pools); not :data:`convgen.spec.FAMILIES`, the layers' own tags.
 FAMILIES = ("conv", "pool", "adaptive")
 
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sympy
 
 from . import symbolic as sym
-from .spec import Constraint, Sequential
+
+if TYPE_CHECKING:  # the specs import this module (Sequential.summary), not the reverse
+    from .spec import Constraint, Sequential
 
 __all__ = ["Summary", "SummaryRow", "format_value", "pending", "summarize"]
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import scipy.sparse
@@ -34,7 +35,8 @@ import sympy
 
 from . import symbolic as sym
 from .errors import SpecError
-from .spec import Layer
+from .spec import Layer, family_of
+from .spec.base import register_method
 
 __all__ = ["Counterexample", "Entries", "Structure", "apply_entries", "bias_vector", "entries",
            "is_linear", "max_pool_counterexample", "selection_matrix", "structure", "toeplitz"]
@@ -217,45 +219,46 @@ def entries(layer: Layer, input_shape: Sequence) -> Entries:
     For max pooling the entries list every (window, input) pair the window reads, in scan
     order, with ``keys`` the tap index; they are not a linear operator by themselves.
     """
+    family = family_of(layer)
     channels, in_spatial = _sample(layer, input_shape)
-    kind = type(layer).__name__
-    if kind.startswith("ConvTranspose"):
+    if family == "conv_transpose":
         out_spatial = layer.output_shape(input_shape)[-layer.ndim:]
         pads = layer.resolved_padding(in_spatial)
         forward = _conv_entries(layer.out_channels, layer.in_channels, layer.groups,
                                 out_spatial, in_spatial, layer, pads, "zeros")
         return forward.transpose
     out_spatial = layer.output_shape(input_shape)[-layer.ndim:]
-    if kind.startswith("Conv"):
+    if family == "conv":
         pads = layer.resolved_padding(in_spatial)
         return _conv_entries(layer.in_channels, layer.out_channels, layer.groups, in_spatial,
                              out_spatial, layer, pads, layer.padding_mode)
-    if kind.startswith(("Adaptive", "Global")):
+    if family == "adaptive_pool":
         tables, _, divisors = _adaptive_tables(layer, in_spatial)
         return _pool_entries(channels, in_spatial, out_spatial, tables, divisors)
     pads = layer.resolved_padding(in_spatial)
     tables = _window_pool_tables(layer, in_spatial, out_spatial, pads)
-    if kind.startswith("AvgPool"):
+    if layer.reduction == "avg":
         divisors = _row_divisors(layer, in_spatial, out_spatial, pads)
     else:
         divisors = np.ones(sym.prod(out_spatial), dtype=np.int64)
     return _pool_entries(channels, in_spatial, out_spatial, tables, divisors)
 
 
+_CONVOLUTIONS = ("conv", "conv_transpose")
+
+
 def is_linear(layer: Layer) -> bool:
     """Convolutions and average pools are linear; max and LP pooling are not."""
-    return type(layer).__name__.startswith(("Conv", "AvgPool", "AdaptiveAvgPool",
-                                            "GlobalAvgPool"))
+    return family_of(layer) in _CONVOLUTIONS or layer.reduction == "avg"
 
 
 def _linear_kind(layer: Layer) -> str:
-    kind = type(layer).__name__
-    if kind.startswith("Conv"):
+    if family_of(layer) in _CONVOLUTIONS:
         return "conv"
-    if kind.startswith(("AvgPool", "AdaptiveAvgPool", "GlobalAvgPool")):
+    if layer.reduction == "avg":
         return "avg"
-    raise SpecError(f"{kind} is not linear, so it has no Toeplitz matrix; for max pooling use "
-                    "convgen.toeplitz.selection_matrix(layer, x)")
+    raise SpecError(f"{type(layer).__name__} is not linear, so it has no Toeplitz matrix; for "
+                    "max pooling use convgen.toeplitz.selection_matrix(layer, x)")
 
 
 def _check_weight(layer: Layer, weight) -> np.ndarray:
@@ -332,9 +335,10 @@ def bias_vector(layer: Layer, input_shape: Sequence, bias=None):
     Symbolic (``b[o]`` symbols) without ``bias``, else a NumPy vector; zeros for a layer
     without bias.
     """
+    has_bias = family_of(layer) in _CONVOLUTIONS and layer.bias
     out = layer.output_shape(input_shape)[-layer.ndim - 1:]
     per_channel = sym.prod(out[1:])
-    if not getattr(layer, "bias", False):
+    if not has_bias:
         return sympy.zeros(sym.prod(out), 1) if bias is None else np.zeros(sym.prod(out))
     if bias is None:
         b = sympy.IndexedBase("b")
@@ -351,8 +355,6 @@ def apply_entries(ops: Entries, x: np.ndarray, weight=None) -> np.ndarray:
 
     ``weight`` supplies the values of ``kind == "weight"`` entries; divisor entries divide.
     """
-    from fractions import Fraction
-
     x = np.asarray(x).ravel()
     exact = x.dtype == object
     if ops.kind == "weight":
@@ -388,9 +390,8 @@ def selection_matrix(layer: Layer, x) -> scipy.sparse.csr_array:
     maximum; ties go to the first element in scan order, and a NaN wins (the last NaN), as in
     PyTorch.
     """
-    kind = type(layer).__name__
-    if not kind.startswith(("MaxPool", "AdaptiveMaxPool", "GlobalMaxPool")):
-        raise SpecError(f"{kind}: selection_matrix is for max pooling layers")
+    if family_of(layer) not in ("pool", "adaptive_pool") or layer.reduction != "max":
+        raise SpecError(f"{type(layer).__name__}: selection_matrix is for max pooling layers")
     x = np.asarray(x, dtype=np.float64)
     ops = entries(layer, x.shape)
     values = x.ravel()[ops.cols]
@@ -443,3 +444,6 @@ def max_pool_counterexample(layer: Layer, input_shape: Sequence) -> Counterexamp
 
     return Counterexample(x1.reshape(shape), x2.reshape(shape), pool(x1 + x2),
                           pool(x1) + pool(x2))
+
+
+register_method("toeplitz", toeplitz)  # Layer.toeplitz; convgen.spec does not import this module

@@ -157,7 +157,9 @@ ONNX_CASES = {
     "same dilation without shape": (
         lambda: onnx_nodes(C.Conv1d(1, 1, 3, dilation=2, padding="same")),
         "Conv1d: padding='same' with dilation needs input_shape"),
-    "no mapping": (lambda: onnx_nodes(_Unmapped()), "_Unmapped has no ONNX mapping"),
+    "no mapping": (lambda: onnx_nodes(_Unmapped()),
+                   r"_Unmapped has no known family \(family=None\); a layer spec's family "
+                   "must be one of 'conv', 'conv_transpose', 'pool', 'adaptive_pool'"),
 }
 
 
@@ -334,7 +336,7 @@ def _operator_cases():
         "forward input shape": (lambda: reference.forward(conv, np.ones((2, 5))),
                                 "Conv1d: input_shape has 2 channels but in_channels=1"),
         "forward unknown layer": (lambda: reference.forward(_Unmapped(), np.ones((1, 4))),
-                                  "_Unmapped has no reference implementation"),
+                                  r"_Unmapped has no known family \(family=None\)"),
         "toeplitz_forward nonlinear": (
             lambda: reference.toeplitz_forward(C.MaxPool1d(2), np.ones((1, 4))),
             "MaxPool1d is not linear; it has no Toeplitz product"),

@@ -44,6 +44,7 @@ def test_wheel_ships_templates_and_examples(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "convgen/templates/README.md" in names
     assert "convgen/examples/lenet5.toml" in names
+    assert "convgen/spec/__init__.py" in names and "convgen/spec/base.py" in names
     assert not any(n.startswith("tests/") for n in names)
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
