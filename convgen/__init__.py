@@ -5,8 +5,8 @@ the layer specs (PyTorch's names and meanings), their symbolic shapes, parameter
 MACs, and :func:`compile` (:mod:`convgen.runtime`).
 """
 
-from ._version import __version__
 from . import toeplitz as _toeplitz  # noqa: F401  provides Layer.toeplitz (spec can't import it)
+from ._version import __version__
 from .errors import BuildError, ConvgenError, SpecError, VerificationError
 from .runtime import compile
 from .spec import (
