@@ -23,6 +23,10 @@ import time
 from collections.abc import Sequence
 
 from .errors import ConvgenError
+from .lower import lower
+from .onnx_bridge import onnx_model
+from .runtime import compile as compile_kernel
+from .schedules import applicable
 from .spec import (
     AvgPool2d,
     Conv2d,
@@ -169,10 +173,6 @@ def measure(threads: int, batches: Sequence[int], names: Sequence[str] | None = 
     import numpy as np
     import onnxruntime as ort
 
-    from .codegen import _winograd_blocks
-    from .onnx_bridge import onnx_model
-    from .runtime import compile as compile_kernel
-
     try:
         import torch
     except ImportError:
@@ -187,7 +187,7 @@ def measure(threads: int, batches: Sequence[int], names: Sequence[str] | None = 
         kernel = compile_kernel(layer, shape, openmp=True)
         # the opt-in, inexact Winograd schedule gets its own row where it applies
         winograd = (compile_kernel(layer, shape, openmp=True, schedule="winograd")
-                    if _winograd_blocks(layer, tuple(shape), "float32") else None)
+                    if applicable(lower(layer, shape), "c")["winograd"] is None else None)
         weights = []
         if family_of(layer) == "conv":
             weights = [rng.standard_normal(layer.weight_shape).astype(np.float32),
