@@ -51,7 +51,7 @@ def _generated_kernel(path: Path):
     """The CUDA kernel that ``generated/.../NAME.cu`` must be, from its ``NAME.toml``."""
     spec = path.with_suffix(".toml")
     (network,) = load(spec)
-    ((name, _, _, layer, shape),) = named_layers([network], spec.parent.name)
+    ((name, _, _, layer, shape, _),) = named_layers([network], spec.parent.name)
     return generate_cuda(layer, shape, dtype=network.dtype, name=name)
 
 
