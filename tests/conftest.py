@@ -1,4 +1,11 @@
-"""Shared test set-up: hypothesis profiles and a private kernel cache.
+"""Shared test set-up: hypothesis profiles, a private kernel cache, the bundled-kernel plan
+and the quick tier.
+
+``pytest -m quick`` runs the developer loop's tier (under 90 s on 2 cores with ``-n 2``):
+everything but the modules and tests listed in :data:`SLOW` (bulk property runs that compile
+hundreds of kernels, the CUDA text on the CPU, sanitizers, ONNX Runtime, the wheel build, and
+whatever plans every bundled kernel), plus the few fast tests of those modules listed in
+:data:`QUICK_ALSO`.  CI runs everything.
 
 ``dev`` (the default) keeps the suite quick; ``ci`` (chosen when ``CI`` is set, as in
 ``.ci/run``) draws more examples.  ``HYPOTHESIS_PROFILE`` overrides either.
@@ -45,3 +52,27 @@ def bundled_plan():
     from convgen.emit import kernel_files
 
     return kernel_files(sorted(bundled_examples().values()))
+
+
+#: Modules whose tests stay out of the quick tier, and single tests (by name prefix) likewise.
+SLOW = ("test_schedules.py", "test_cuda.py", "test_onnxruntime.py", "test_sanitizers.py",
+        "test_bench.py", "test_packaging.py")
+SLOW_TESTS = ("test_onnx_conformance_case_through_the_cuda_text_on_the_cpu",
+              "test_onnx_conformance_case_through_the_fast_schedules",
+              "test_generated_kernels_match_the_exact_oracle",
+              "test_every_family_compiles_clean_under_strict_flags",
+              "test_layer_statements_hold_for_random_layers")
+#: Fast tests of the slow modules that the quick tier keeps.
+QUICK_ALSO = ("test_default_schedule_is_chosen_and_recorded",
+              "test_an_explicit_non_default_schedule_gets_its_own_name",
+              "test_winograd_is_refused_where_it_does_not_apply",
+              "test_the_opencl_program_is_the_prelude_and_the_exact_cuda_text")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        name = item.name.split("[")[0]
+        slow = (item.path.name in SLOW and name not in QUICK_ALSO) or name in SLOW_TESTS \
+            or "bundled_plan" in getattr(item, "fixturenames", ())
+        if not slow:
+            item.add_marker(pytest.mark.quick)
