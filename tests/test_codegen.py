@@ -1,6 +1,5 @@
 """Generated C against the exact oracle, for every family and option."""
 
-import subprocess
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from convgen.runtime.cbuild import compile_kernels
 from convgen.strategies import FAMILIES, layers_with_inputs
 from convgen.verify import verify_layers
 from tests.conftest import BULK, BULK_EXAMPLES
+from tests.helpers import compile_strict, needs_compiler
 
 
 def _sample(layer, shape):
@@ -106,18 +106,11 @@ def test_interior_is_branch_free_and_indices_come_from_symbolic():
 
 @pytest.mark.parametrize("compiler", ["gcc", "clang"])
 def test_every_family_compiles_clean_under_strict_flags(compiler, tmp_path):
-    if subprocess.run(["which", compiler], capture_output=True).returncode:
-        pytest.skip(f"{compiler} is not installed")
+    needs_compiler(compiler)
     for index, layer in enumerate(FAMILY_EXAMPLES):
         for dtype in ("float32", "float64"):
             kernel = codegen.generate(layer, _shape(layer), dtype=dtype, name=f"k{index}")
-            (tmp_path / "k.c").write_text(kernel.source.replace(f'"k{index}.h"', '"k.h"'))
-            (tmp_path / "k.h").write_text(kernel.header)
-            for extra in ([], ["-fopenmp"]):
-                command = [compiler, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic",
-                           "-O2", *extra, "-c", str(tmp_path / "k.c"), "-o", "/dev/null"]
-                result = subprocess.run(command, capture_output=True, text=True)
-                assert result.returncode == 0, (layer, dtype, extra, result.stderr)
+            compile_strict(compiler, kernel, tmp_path, [[], ["-fopenmp"]], "-O2")
 
 
 def test_generation_is_deterministic_and_banners_say_where_from():

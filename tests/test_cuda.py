@@ -27,10 +27,9 @@ from convgen.runtime.cbuild import compile_kernels
 from convgen.strategies import FAMILIES, layers_with_inputs
 from convgen.verify import check_kernel, race_check
 from tests.conftest import BULK, BULK_EXAMPLES, CUDA_EXAMPLES
-from tests.targets import cuda_kernels
+from tests.helpers import ROOT, cuda_kernels
 from tests.test_codegen import FAMILY_EXAMPLES, _sample, _shape
 
-ROOT = Path(__file__).resolve().parent.parent
 GENERATED = sorted((ROOT / "generated").rglob("*.cu"))
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
+
 PACKAGE = "convgen"
 
 #: Modules that may import convgen modules inside functions (lazy subcommands).

@@ -12,7 +12,7 @@ from convgen.lower import lower
 from convgen.onnx_bridge import _attributes, layer_from_onnx, onnx_indices
 from convgen.runtime.cbuild import compile_kernels
 from convgen.schedules import applicable
-from tests.targets import cuda_kernels
+from tests.helpers import cuda_kernels
 
 onnx_cases = pytest.importorskip("onnx.backend.test.case.node")
 

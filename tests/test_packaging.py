@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from convgen.resources import examples_dir, templates_dir
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
 
 
 def _readme_commands():

@@ -3,8 +3,6 @@ schedule bit for bit (packed: without FMA; with FMA within the dot-product error
 bounds (z3), under the sanitizers, on targets without AVX-512 or AVX, and as the default
 where they pay."""
 
-import subprocess
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -19,20 +17,10 @@ from convgen.runtime.cbuild import compile_kernels
 from convgen.strategies import adaptive_layers
 from convgen.verify import check_kernel
 from tests.conftest import BULK, BULK_EXAMPLES
+from tests.helpers import compile_strict, needs_compiler
 from tests.test_sanitizers import assert_clean_under_sanitizers
 
 FAST = ["blocked", "packed"]
-
-
-def _compile_strict(compiler, kernel, tmp_path, extras):
-    """Compile ``kernel`` alone with the strict flags and -O3 plus each of ``extras``."""
-    (tmp_path / "k.c").write_text(kernel.source)
-    (tmp_path / "k.h").write_text(kernel.header)
-    for extra in extras:
-        command = [compiler, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O3",
-                   *extra, "-c", str(tmp_path / "k.c"), "-o", str(tmp_path / "k.o")]
-        done = subprocess.run(command, capture_output=True, text=True)
-        assert done.returncode == 0, (kernel.layer, extra, done.stderr)
 
 
 def _with_specials(x, rng):
@@ -176,12 +164,11 @@ def test_fast_kernels_are_clean_under_the_sanitizers(schedule, layer, shape, dty
 @pytest.mark.parametrize("schedule", FAST)
 @pytest.mark.parametrize("compiler", ["gcc", "clang"])
 def test_fast_kernels_compile_clean_under_strict_flags(compiler, schedule, tmp_path):
-    if subprocess.run(["which", compiler], capture_output=True).returncode:
-        pytest.skip(f"{compiler} is not installed")
+    needs_compiler(compiler)
     for dtype in ("float32", "float64"):
         kernel = codegen.generate(convgen.Conv2d(4, 40, 3, stride=2, padding=1), (4, 17, 33),
                                   dtype=dtype, name="k", schedule=schedule)
-        _compile_strict(compiler, kernel, tmp_path, ([], ["-fopenmp"], ["-mavx2", "-mfma"],
+        compile_strict(compiler, kernel, tmp_path, ([], ["-fopenmp"], ["-mavx2", "-mfma"],
                                                      ["-mavx512f", "-mfma"], ["-mno-avx"]))
 
 
@@ -294,15 +281,14 @@ def test_blocked_pools_are_clean_under_the_sanitizers(layer, shape, dtype, tmp_p
 @pytest.mark.parametrize("compiler", ["gcc", "clang"])
 def test_blocked_pools_compile_clean_under_strict_flags(compiler, tmp_path):
     """Window pools and adaptive pools alike."""
-    if subprocess.run(["which", compiler], capture_output=True).returncode:
-        pytest.skip(f"{compiler} is not installed")
+    needs_compiler(compiler)
     for layer in (convgen.AvgPool2d(3, (2, 1), 1, count_include_pad=False),
                   convgen.MaxPool2d(3, (1, 1), 1), convgen.GlobalAvgPool(),
                   convgen.AdaptiveMaxPool2d((4, 3))):
         for dtype in ("float32", "float64"):
             kernel = codegen.generate(layer, (9, 9, 30), dtype=dtype, name="k",
                                       schedule="blocked")
-            _compile_strict(compiler, kernel, tmp_path,
+            compile_strict(compiler, kernel, tmp_path,
                             ([], ["-fopenmp"], ["-mavx2"], ["-mno-avx"]))
 
 
@@ -373,13 +359,12 @@ def test_winograd_kernels_are_clean_under_the_sanitizers(layer, shape, dtype, tm
 
 @pytest.mark.parametrize("compiler", ["gcc", "clang"])
 def test_winograd_kernels_compile_clean_and_stay_exact_everywhere(compiler, tmp_path):
-    if subprocess.run(["which", compiler], capture_output=True).returncode:
-        pytest.skip(f"{compiler} is not installed")
+    needs_compiler(compiler)
     layer = convgen.Conv2d(4, 40, 3, padding=1)
     for dtype in ("float32", "float64"):
         kernel = codegen.generate(layer, (4, 17, 33), dtype=dtype, name="k",
                                   schedule="winograd")
-        _compile_strict(compiler, kernel, tmp_path, ([], ["-fopenmp"], ["-mavx2", "-mfma"],
+        compile_strict(compiler, kernel, tmp_path, ([], ["-fopenmp"], ["-mavx2", "-mfma"],
                                                      ["-mavx512f", "-mfma"], ["-mno-avx"]))
     for flags in (("-O2", "-mavx2", "-mfma"), ("-O2", "-mno-avx")):
         built = compile_kernels([(layer, (4, 9, 13), "wino_t")], schedule="winograd",
