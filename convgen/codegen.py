@@ -18,7 +18,7 @@ from pathlib import Path
 from ._version import __version__
 from .lower import Problem, lower
 from .resources import templates_dir
-from .schedules import choose, resolve
+from .schedules import resolve
 from .spec import Layer
 from .targets import c as c_target
 from .targets import kernel_name
@@ -72,8 +72,8 @@ def generate(layer: Layer, input_shape: Sequence, dtype: str = "float32",
     records a schedule other than the chosen one.
     """
     problem = lower(layer, input_shape, dtype)
-    chosen, reason = resolve(problem, "c", schedule)
-    if name is None and chosen.name != choose(problem, "c")[0]:
+    chosen, reason, default = resolve(problem, "c", schedule)
+    if name is None and not default:
         name = kernel_name(problem) + f"_{chosen.name}"
     name = kernel_name(problem, name)
     built = chosen.build(problem)

@@ -38,7 +38,7 @@ def test_choose_agrees_with_applies_and_falls_back_to_reference():
         problem = lower(layer, shape)
         chosen, reason = choose(problem, "c")
         assert applicable(problem, "c")[chosen] is None and reason
-        assert resolve(problem, "c")[0].name == chosen
+        assert resolve(problem, "c")[0].name == chosen and resolve(problem, "c")[2]
         cuda, _ = choose(problem, "cuda")
         assert applicable(problem, "cuda")[cuda] is None
 

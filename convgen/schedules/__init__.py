@@ -92,12 +92,14 @@ def choose(problem: Problem, target: str = "c") -> tuple[str, str]:
     raise SpecError(f"target={target!r} must be 'c' or 'cuda'")
 
 
-def resolve(problem: Problem, target: str, schedule: str = "auto") -> tuple[Schedule, str]:
-    """The schedule to render and why: :func:`choose`'s for ``"auto"``, else the one asked
-    for, refused with the reason it does not apply."""
+def resolve(problem: Problem, target: str,
+            schedule: str = "auto") -> tuple[Schedule, str, bool]:
+    """The schedule to render, why, and whether it is the default: :func:`choose`'s for
+    ``"auto"``, else the one asked for, refused with the reason it does not apply."""
     chosen, reason = choose(problem, target)
     if schedule in ("auto", None):
-        return find(problem, target, chosen), reason
+        return find(problem, target, chosen), reason, True
     found = find(problem, target, schedule)
     return found, "asked for" + ("" if schedule == chosen else
-                                 f" (the default would be {chosen}: {reason})")
+                                 f" (the default would be {chosen}: {reason})"), \
+        schedule == chosen

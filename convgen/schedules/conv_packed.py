@@ -141,24 +141,24 @@ def build(problem: Problem) -> Built:
             accesses.append(Access("b", oc, layer.out_channels, f"{where}: b",
                                    tuple(task + [valid])))
     every_lane = cg_out % (ocv * lanes) == 0
+    oc_text, local_text, y_text = ccode(oc), ccode(local), ccode(y_index)
     params = PackedParams(
         bias=layer.bias, cg_out=cg_out, lanes=lanes, size=size, ocv=ocv, nb=nb,
         blocks=layer.groups * nb, columns=tuning.PACKED_COLUMNS,
         most_columns=max(tuning.PACKED_COLUMNS[isa.name][ocv] for isa in ISAS),
         pack_kib=tuning.PACK_BYTES // 1024, icb=icb, chunks=chunks, rows=rows, tasks=tasks,
         every_lane=every_lane, taps=taps,
-        group=ccode(group), local=ccode(local), oc=ccode(oc), icn=ccode(icn),
+        group=ccode(group), local=local_text, oc=oc_text, icn=ccode(icn),
         row_start=ccode(rt * rows), row_stop=ccode(row_stop),
         width=ccode(sym.block_extent(o[1], cw, out[2])), full=ccode(full),
         row=ccode(sym.tap_index(o[0], k[0], s0, d0, pads[0][0])),
         row_inside=ccode(sym.inside(p0, spatial[0])),
         column=ccode(column), column_inside=ccode(sym.inside(q1, spatial[1])),
         x_index=ccode(x_index), w_index=ccode(w_index), wp_index=ccode(wp_index),
-        y_index=ccode(y_index), wp_scalar=ccode(wp_index * lanes + lane),
+        y_index=y_text, wp_scalar=ccode(wp_index * lanes + lane),
         wp_scalar_v=ccode(wp_index * lanes),
-        lane_valid="" if every_lane else f"{ccode(local)} < {cg_out}",
-        initial=f"b[{ccode(oc)}]" if layer.bias else "0",
-        resume=f"y[{ccode(y_index)}]")
+        lane_valid="" if every_lane else f"{local_text} < {cg_out}",
+        initial=f"b[{oc_text}]" if layer.bias else "0", resume=f"y[{y_text}]")
     return Built(PackedContext(**variables(base), packed=params), tuple(accesses))
 
 
