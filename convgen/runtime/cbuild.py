@@ -21,6 +21,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import warnings
 from collections.abc import Sequence
 from functools import cache
@@ -30,7 +31,7 @@ import numpy as np
 
 from ..codegen import GeneratedKernel, generate, generator_hash
 from ..errors import BuildError
-from .cache import content_key, entry_path
+from .cache import checksum_ok, content_key, entry_path, keep_failed, prune_stale, record_checksum
 from .call import KernelCall, distinct
 
 __all__ = ["DEFAULT_FLAGS", "STRICT_FLAGS", "Kernel", "build_modules", "compile_kernels",
@@ -87,22 +88,33 @@ def _key(kernels: Sequence[GeneratedKernel], flags: tuple[str, ...], cc: str) ->
 
 
 def _compile_object(cc: str, source: Path, flags: tuple[str, ...], openmp: bool) -> Path:
+    """The kernel alone, strict.  No ``-I``: the kernel's own header is found beside it by
+    its quoted include, and no file of the build folder can stand in for a system header."""
     obj = source.with_suffix(".o")
     command = [cc, *STRICT_FLAGS, *flags, *(["-fopenmp"] if openmp else []), "-fPIC",
-               "-I", str(source.parent), "-c", str(source), "-o", str(obj)]
+               "-c", str(source), "-o", str(obj)]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-        kept = Path(tempfile.mkdtemp(prefix="convgen-failed-")) / source.name
-        shutil.copy(source, kept)
-        shutil.copy(source.with_suffix(".h"), kept.with_suffix(".h"))
+        kept = keep_failed(source, source.with_suffix(".h")) / source.name
         raise BuildError(f"compiling {source.name} failed (source kept at {kept}):\n"
                          f"{result.stderr}", command, result.stderr, str(kept))
     return obj
 
 
+def _link_flags() -> list[str]:
+    """Shared-object flags: calls inside the module bind to the module's own kernels
+    (``-Bsymbolic``), so no library loaded before it can interpose on a kernel's name."""
+    if sys.platform == "darwin":
+        return ["-bundle", "-undefined", "dynamic_lookup"]
+    return ["-shared", "-Wl,-Bsymbolic"]
+
+
 def _build(kernels: Sequence[GeneratedKernel], folder: Path, module: str,
-           flags: tuple[str, ...], cc: str, openmp: bool) -> None:
+           flags: tuple[str, ...], cc: str, openmp: bool) -> Path:
+    """Compile and link the module in ``folder`` with absolute paths only (no ``chdir``:
+    builds from several threads of one process are safe); returns the shared object."""
     import cffi
+    from cffi.recompiler import make_c_source
 
     objects = []
     for kernel in kernels:
@@ -112,53 +124,78 @@ def _build(kernels: Sequence[GeneratedKernel], folder: Path, module: str,
         objects.append(str(_compile_object(cc, source, flags, openmp)))
     ffi = cffi.FFI()
     ffi.cdef("\n".join(k.cdef for k in kernels))
-    includes = "\n".join(f'#include "{k.name}.h"' for k in kernels)
-    link = ["-fopenmp"] if openmp else []
-    ffi.set_source(module, includes, include_dirs=[str(folder)], extra_objects=objects,
-                   extra_compile_args=["-O2"], extra_link_args=link, libraries=["m"])
-    try:
-        ffi.compile(tmpdir=str(folder), verbose=False)
-    except Exception as error:  # cffi reports through setuptools' own error types
-        raise BuildError(f"linking the cffi module {module} failed: {error}",
-                         ["cffi", module], str(error), str(folder)) from None
+    # each header by its absolute path: the wrapper has no include path into the folder
+    wrapper = folder / f"{module}.c"
+    make_c_source(ffi, module, "\n".join(f'#include "{folder / k.name}.h"' for k in kernels),
+                  str(wrapper))
+    target = folder / f"{module}{sysconfig.get_config_var('EXT_SUFFIX') or '.so'}"
+    command = [cc, "-O2", "-fPIC", f"-I{sysconfig.get_paths()['include']}",
+               *_link_flags(), str(wrapper), *objects, "-o", str(target), "-lm",
+               *(["-fopenmp"] if openmp else [])]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BuildError(f"linking the cffi module {module} failed:\n{result.stderr}",
+                         command, result.stderr, str(folder))
+    record_checksum(target)
+    return target
 
 
 def _load(folder: Path, module: str):
+    """Import the entry's module after checking it is the file that was built."""
     matches = sorted(folder.glob(f"{module}*.so")) + sorted(folder.glob(f"{module}*.pyd"))
     if not matches:
         raise ImportError(f"no compiled module {module} in {folder}")
+    problem = checksum_ok(matches[0])
+    if problem:
+        raise ImportError(problem)
     spec = importlib.util.spec_from_file_location(module, matches[0])
     loaded = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(loaded)
     return loaded
 
 
+_LOADED: dict = {}
+_LOCK = threading.Lock()
+
+
 def build_modules(kernels: Sequence[GeneratedKernel], flags: Sequence[str] = DEFAULT_FLAGS,
                   openmp: bool = False):
-    """Compile ``kernels`` into one cffi module (cached) and return it (``.lib``, ``.ffi``)."""
+    """Compile ``kernels`` into one cffi module (cached) and return it (``.lib``, ``.ffi``).
+
+    Thread-safe: an entry is built in a private folder and moved into place atomically;
+    a module is loaded once a process (a loaded extension cannot be reloaded)."""
     flags, cc = _check_flags(flags), compiler()
     key = _key(kernels, flags + (("-fopenmp",) if openmp else ()), cc)
     module = f"_convgen_{key[:24]}"
+    with _LOCK:
+        if module in _LOADED:
+            return _LOADED[module]
     entry = entry_path(key)
     if entry.is_dir():
         try:
-            return _load(entry, module)
-        except Exception as error:  # a corrupt entry: rebuild it
+            return _remember(module, _load(entry, module))
+        except Exception as error:  # a corrupt entry: never load it; rebuild it
             warnings.warn(f"convgen: cache entry {entry} is unusable ({error}); rebuilding",
                           RuntimeWarning, stacklevel=2)
             shutil.rmtree(entry, ignore_errors=True)
     entry.parent.mkdir(parents=True, exist_ok=True)
+    prune_stale(entry.parent)
     work = Path(tempfile.mkdtemp(prefix=f".build-{key[:12]}-", dir=entry.parent))
     try:
         _build(kernels, work, module, flags, cc, openmp)
         try:
             os.replace(work, entry)
-        except OSError:  # another process finished the same entry first: use theirs
+        except OSError:  # another builder finished the same entry first: use theirs
             pass
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
-    return _load(entry, module)
+    return _remember(module, _load(entry, module))
+
+
+def _remember(module: str, loaded):
+    with _LOCK:
+        return _LOADED.setdefault(module, loaded)
 
 
 # --------------------------------------------------------------------------- the callable

@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cache
@@ -25,7 +26,7 @@ from pathlib import Path
 from ..codegen import generator_hash
 from ..cudagen import CudaKernel
 from ..errors import BuildError
-from .cache import content_key, entry_path
+from .cache import checksum_ok, content_key, entry_path, keep_failed, prune_stale, record_checksum
 
 __all__ = ["ARCHS", "CHECK_FLAGS", "Usage", "check", "cubin", "nvcc", "nvcc_version"]
 
@@ -82,18 +83,40 @@ def _cached(kind: str, key: str) -> Path:
 
 
 def _store(path: Path, data: bytes) -> None:
+    """Write an entry and its checksum, each atomically (the checksum first: an entry seen
+    without its checksum is stale, never trusted)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    prune_stale(path.parent, ".tmp-")
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     with os.fdopen(handle, "wb") as stream:
         stream.write(data)
+    record_checksum(Path(temporary))
+    os.replace(f"{temporary}.sha256", f"{path}.sha256")
     os.replace(temporary, path)
+
+
+def _fetch(path: Path) -> bytes | None:
+    """An entry's bytes when its checksum holds; else None (it is removed, with a warning
+    when it existed)."""
+    if not os.path.lexists(path):
+        return None
+    problem = checksum_ok(path)
+    if not problem:
+        return path.read_bytes()
+    warnings.warn(f"convgen: nvcc cache entry {path} is unusable ({problem}); rebuilding",
+                  RuntimeWarning, stacklevel=3)
+    for stale in (path, Path(f"{path}.sha256")):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+    return None
 
 
 def _run(command: list[str], source: Path, what: str) -> str:
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
-        kept = Path(tempfile.mkdtemp(prefix="convgen-failed-")) / source.name
-        shutil.copy(source, kept)
+        kept = keep_failed(source) / source.name
         raise BuildError(f"nvcc rejected {what}; source kept at {kept}:\n{done.stderr}",
                          command, done.stderr, str(kept))
     return done.stdout + done.stderr
@@ -141,9 +164,10 @@ def check(kernel: CudaKernel, archs: Sequence[str] = ARCHS) -> list[Usage]:
     key = content_key("check", kernel.source, *gencode, *CHECK_FLAGS, nvcc_version(path),
                generator_hash())
     entry = _cached("check", key)
-    if entry.is_file():
+    data = _fetch(entry)
+    if data is not None:
         try:
-            return [Usage(**u) for u in json.loads(entry.read_text())]
+            return [Usage(**u) for u in json.loads(data.decode())]
         except (ValueError, TypeError):
             entry.unlink(missing_ok=True)  # a corrupt entry: check again
     with tempfile.TemporaryDirectory(prefix="convgen-nvcc-") as work:
@@ -169,8 +193,9 @@ def cubin(kernel: CudaKernel, arch: str) -> bytes:
     flags = ["-cubin", f"-arch={arch}", "-O3", *CHECK_FLAGS[:2]]
     key = content_key("cubin", text, *flags, nvcc_version(path), generator_hash())
     entry = _cached("cubin", key)
-    if entry.is_file():
-        return entry.read_bytes()
+    data = _fetch(entry)
+    if data is not None:
+        return data
     with tempfile.TemporaryDirectory(prefix="convgen-nvcc-") as work:
         source, binary = Path(work) / f"{kernel.name}.cu", Path(work) / f"{kernel.name}.cubin"
         source.write_text(text, encoding="utf-8")

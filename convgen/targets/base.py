@@ -15,12 +15,44 @@ from ..errors import SpecError
 from ..lower import Problem
 from ..resources import templates_dir
 
-__all__ = ["Target", "banner", "environment", "kernel_name"]
+__all__ = ["RESERVED", "RESERVED_PREFIXES", "Target", "banner", "environment", "kernel_name"]
 
 _C_KEYWORDS = set("""auto break case char const continue default do double else enum extern
 float for goto if inline int long register restrict return short signed sizeof static struct
 switch typedef union unsigned void volatile while _Bool _Complex _Imaginary""".split())
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
+
+_MATH = """acos asin atan atan2 cos sin tan acosh asinh atanh cosh sinh tanh exp exp2 expm1
+frexp ilogb ldexp log log10 log1p log2 logb modf scalbn scalbln cbrt fabs hypot pow sqrt erf
+erfc lgamma tgamma ceil floor nearbyint rint lrint llrint round lround llround trunc fmod
+remainder remquo copysign nan nextafter nexttoward fdim fmax fmin fma""".split()
+#: Identifiers of the C standard library and the POSIX/OpenMP symbols a kernel's process has
+#: loaded: a kernel of one of these names would declare a clashing prototype, or call itself
+#: where the generated code calls the library (memcpy, sqrt, the OpenMP runtime).
+RESERVED = frozenset(_MATH + [f + suffix for f in _MATH for suffix in ("f", "l")] + """
+assert errno isalnum isalpha isblank iscntrl isdigit isgraph islower isprint ispunct isspace
+isupper isxdigit tolower toupper feclearexcept fegetenv fegetexceptflag fegetround
+feholdexcept feraiseexcept fesetenv fesetexceptflag fesetround fetestexcept feupdateenv
+imaxabs imaxdiv strtoimax strtoumax wcstoimax wcstoumax localeconv setlocale longjmp setjmp
+sigsetjmp siglongjmp raise signal sigaction kill alarm pause va_arg va_copy va_end va_start
+clearerr fclose feof ferror fflush fgetc fgetpos fgets fopen fprintf fputc fputs fread
+freopen fscanf fseek fsetpos ftell fwrite getc getchar gets perror printf putc putchar puts
+remove rename rewind scanf setbuf setvbuf snprintf sprintf sscanf tmpfile tmpnam ungetc
+vfprintf vfscanf vprintf vscanf vsnprintf vsprintf vsscanf fileno fdopen popen pclose stdin
+stdout stderr abort abs atexit atof atoi atol atoll bsearch calloc div exit _Exit free
+getenv labs ldiv llabs lldiv malloc mblen mbstowcs mbtowc qsort rand realloc srand strtod
+strtof strtol strtold strtoll strtoul strtoull system wcstombs wctomb aligned_alloc
+posix_memalign memchr memcmp memcpy memmove memset strcat strchr strcmp strcoll strcpy
+strcspn strerror strlen strncat strncmp strncpy strpbrk strrchr strspn strstr strtok strxfrm
+strdup strndup asctime clock ctime difftime gmtime localtime mktime strftime time timespec
+nanosleep sleep usleep read write open close lseek dup dup2 pipe fork exec execv execve
+execvp getpid getppid getuid geteuid access unlink rmdir chdir getcwd mmap munmap mprotect
+dlopen dlsym dlclose dlerror pthread_create pthread_join pthread_self pthread_mutex_lock
+pthread_mutex_unlock main environ optarg optind""".split())
+#: Prefixes of runtimes a kernel links against (OpenMP: GCC's GOMP, LLVM's kmp) and of
+#: Python's and cffi's own symbols.
+RESERVED_PREFIXES = ("omp_", "GOMP_", "gomp_", "kmp_", "__kmp", "Py_", "_Py", "_cffi_",
+                     "_convgen_")
 
 
 @dataclass(frozen=True)
@@ -61,6 +93,12 @@ def kernel_name(problem: Problem, name: str | None = None) -> str:
             raise SpecError(f"name={name!r} must be a C identifier: a letter or '_' then "
                             "letters, digits or '_', at most 63 characters, not a C keyword "
                             "and not starting with '__'")
+        if name in RESERVED or name.startswith(RESERVED_PREFIXES) or \
+                re.match(r"_[A-Z]|Py[A-Z]", name):
+            raise SpecError(f"name={name!r} is reserved: it names a C library, POSIX, OpenMP "
+                            "or Python function or macro (or starts with '_' and a capital "
+                            "letter, which C reserves), which the kernel would clash with or "
+                            "call in place of the library; choose another name")
         return name
     layer = problem.layer
     spec = f"{layer!r}|{tuple(problem.sample)!r}|{problem.dtype}"
