@@ -146,17 +146,6 @@ def _kinds(text: str) -> list[str]:
     return kinds
 
 
-def _render(kind: str, layer, shape, dtype: str, name: str, schedule: str) -> str:
-    """The text the generator writes now for a kernel of ``kind`` (c, cuda or cuda-cpu)."""
-    if kind == "c":
-        from .codegen import generate
-
-        return generate(layer, shape, dtype, name, schedule=schedule).source
-    from .cudagen import generate_cuda
-
-    return generate_cuda(layer, shape, dtype, name).source
-
-
 def _schedule_option(parser: argparse.ArgumentParser, action: str) -> None:
     from .schedules import names
 
@@ -167,20 +156,24 @@ def _schedule_option(parser: argparse.ArgumentParser, action: str) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from .emit import named_layers
-    from .verify import check_kernel, verify_layers
+    """A generated folder: build and check exactly its files on disk, and fail on any file
+    that is missing, orphaned, inconsistent or stale.  A layer file: generate, build and
+    check its kernels."""
+    from pathlib import Path
 
-    outcomes, stale = [], []
-    suffix = ".c" if args.kind == "c" else ".cu"
-    for file, network in _verify_items(args.target):
-        layers = named_layers([network], file.stem)
+    from .emit import named_layers
+    from .verify import check_kernel, verify_folder, verify_layers
+
+    if Path(args.target).is_dir():
+        outcomes, problems = verify_folder(Path(args.target), args.kind, args.cases,
+                                           args.batch, args.schedule)
+        if not outcomes and not problems:
+            raise ConvgenError(f"{args.target!r} holds no layer files (.toml)")
+        return _report_verify(outcomes, problems)
+    outcomes = []
+    for _, network in _verify_items(args.target):
+        layers = named_layers([network], Path(args.target).stem)
         items = [(i.layer, i.shape, i.name, args.schedule or i.schedule) for i in layers]
-        for layer, shape, name, schedule in items:  # a generated folder: its sources must
-            source = file.parent / f"{name}{suffix}"  # be what the generator writes now
-            if file.name == f"{name}.toml" and (not source.is_file() or source.read_text()
-                                                != _render(args.kind, layer, shape,
-                                                           network.dtype, name, schedule)):
-                stale.append(str(source))
         if args.kind == "c":
             outcomes += verify_layers(items, dtype=network.dtype, cases=args.cases,
                                       batch=args.batch)
@@ -192,16 +185,24 @@ def _verify(args: argparse.Namespace) -> int:
             from .runtime.pocl import compile_cpu as compile_cuda
         outcomes += [check_kernel(k, cases=args.cases, seed=i, batch=args.batch)
                      for i, k in enumerate(compile_cuda(items, dtype=network.dtype))]
-    width = max(len(o.name) for o in outcomes)
-    print(f"{'kernel'.ljust(width)}  {'dtype':7}  cases  {'worst ULP':>9}  result")
+    return _report_verify(outcomes, [])
+
+
+def _report_verify(outcomes: list, problems: list[str]) -> int:
+    """The verdict table, then every file problem; each problem counts as a failure."""
+    if outcomes:
+        width = max(len(o.name) for o in outcomes)
+        print(f"{'kernel'.ljust(width)}  {'dtype':7}  cases  {'worst ULP':>9}  result")
     for o in outcomes:
         verdict = "pass" if o.passed else f"FAIL: {o.detail}"
         print(f"{o.name.ljust(width)}  {o.dtype:7}  {o.cases:5}  {o.worst_ulps:9.3g}  {verdict}")
-    for path in stale:
-        print(f"stale: {path} is not what the generator produces now (run convgen generate)")
-    failed = sum(not o.passed for o in outcomes)
-    print(f"{len(outcomes) - failed} passed, {failed} failed")
-    return 1 if failed or stale else 0
+    for problem in problems:
+        print(problem)
+    failed = sum(not o.passed for o in outcomes) + len(problems)
+    passed = sum(o.passed for o in outcomes)
+    print(f"{passed} passed, {failed} failed" + (f" ({len(problems)} file problem(s))"
+                                                  if problems else ""))
+    return 1 if failed else 0
 
 
 def _prove(args: argparse.Namespace) -> int:

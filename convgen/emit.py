@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import tempfile
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -219,19 +220,63 @@ def kernel_files(paths: Iterable[Path], targets: Sequence[str] = TARGETS,
     see :func:`plan`)."""
     result = []
     for path in paths:
-        result += plan(load(path), Path(path).stem, targets, schedule)
+        result += plan(load(path), _folder_name(Path(path)), targets, schedule)
     return result
 
 
+_FOLDER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
+
+
+def _folder_name(path: Path) -> str:
+    """The output subfolder of a layer file: its stem (see :func:`_safe_folder`)."""
+    return _safe_folder(path.stem, f"layer file {str(path)!r}")
+
+
+def _safe_folder(name: str, what: str) -> str:
+    """``name`` when it is a plain folder name (no separator, not ``.``/``..``, not hidden),
+    so that nothing is written outside ``-o``."""
+    if not isinstance(name, str) or not _FOLDER.match(name):
+        raise SpecError(f"{what}: output subfolder {name!r} must be letters, digits, '_', "
+                        "'-' or '.' (not starting with '.' or '-'); rename the file")
+    return name
+
+
+def _inside(out: Path, path: Path) -> Path:
+    """``path`` if it lies inside ``out`` once resolved (links followed), else an error."""
+    resolved = path.resolve()
+    if resolved != out and out not in resolved.parents:
+        raise SpecError(f"{path} resolves to {resolved}, outside the output folder {out}; "
+                        "convgen writes only inside -o (a link there is replaced, not "
+                        "followed, but a linked folder is refused)")
+    return resolved
+
+
 def write(planned: Iterable[KernelFiles], out: Path) -> list[Path]:
-    """Write the planned files under ``out``; returns the paths written."""
+    """Write the planned files under ``out``; returns the paths written.
+
+    Every path must lie inside ``out``: a folder that is a link leading elsewhere is refused,
+    and each file is written to a temporary file beside it and moved into place with
+    ``os.replace``, which replaces a link or a file there instead of following it."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    root = out.resolve()
     written = []
     for item in planned:
-        folder = Path(out) / item.folder
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = out / _safe_folder(item.folder, f"kernel {item.kernel.name!r}")
+        if folder.is_symlink():
+            raise SpecError(f"{folder} is a link; convgen writes only real folders inside -o "
+                            "(remove the link)")
+        folder.mkdir(exist_ok=True)
+        _inside(root, folder)
         for file_name, text in item.files.items():
             path = folder / file_name
-            path.write_text(text, encoding="utf-8")
+            if path.is_dir() and not path.is_symlink():
+                raise SpecError(f"{path} is a folder; it is in the way of a kernel file")
+            handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{file_name}.")
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                stream.write(text)
+            os.chmod(temporary, 0o644)  # mkstemp's 0600 is for secrets, not sources
+            os.replace(temporary, path)
             written.append(path)
     return written
 
@@ -249,13 +294,16 @@ def _why(old: str, new: str) -> str:
 
 
 def check(planned: Iterable[KernelFiles], out: Path) -> list[str]:
-    """Differences between ``out`` and the planned files (empty when they match)."""
+    """Differences between ``out`` and the planned files (empty when they match); links are
+    reported, never followed."""
     problems, expected = [], set()
     for item in planned:
         for file_name, text in item.files.items():
             path = Path(out) / item.folder / file_name
             expected.add(path.resolve())
-            if not path.is_file():
+            if path.is_symlink() or path.parent.is_symlink():
+                problems.append(f"link: {path} (convgen writes regular files only)")
+            elif not path.is_file():
                 problems.append(f"missing: {path}")
             elif path.read_text(encoding="utf-8") != text:
                 problems.append(f"differs: {path}{_why(path.read_text(encoding='utf-8'), text)}")

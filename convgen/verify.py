@@ -19,16 +19,21 @@ import pickle
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import sympy
 
-from .errors import ConvgenError
+from .codegen import generate
+from .config import Network, load
+from .cudagen import generate_cuda
+from .errors import BuildError, ConvgenError
 from .reference import forward
 from .runtime.call import KernelCall
-from .runtime.cbuild import DEFAULT_FLAGS, compile_kernels
+from .runtime.cbuild import DEFAULT_FLAGS, Kernel, build_modules, compile_kernels
+from .runtime.gpu import compile_gpu
 from .runtime.pocl import compile_cpu
 from .spec import family_of
 
@@ -120,6 +125,117 @@ def check_kernel(kernel: KernelCall, cases: int = 2, seed: int = 0, batch: int =
     schedule = getattr(kernel, "schedule", None)
     name = f"{g.name} ({schedule})" if schedule else g.name
     return Outcome(name, g.layer.describe(), g.dtype, cases, worst, passed, detail)
+
+
+# --------------------------------------------------------------------------- shipped folders
+
+#: The files of one kernel in a generated folder, by the target they serve.
+_KERNEL_FILES = {"c": (".c", ".h"), "cuda": (".cu",)}
+_KNOWN = (".c", ".h", ".cu", ".md", ".toml")
+
+
+@dataclass(frozen=True)
+class FolderKernel:
+    """One kernel of a generated folder as shipped: its spec, and the files on disk."""
+
+    name: str
+    spec: Path
+    network: Network
+    files: dict             # suffix -> Path (those present)
+
+
+def scan_folder(folder: Path, kind: str) -> tuple[list[FolderKernel], list[str]]:
+    """The kernels of a generated folder (one ``NAME.toml`` each) and every problem with its
+    files: a spec that names another kernel or holds more than one layer, a missing source
+    or header, a file that belongs to no kernel, a link or anything but a regular file."""
+    target = "c" if kind == "c" else "cuda"
+    kernels, problems, claimed = [], [], set()
+    for spec in sorted(folder.rglob("*.toml")):
+        claimed.add(spec)
+        try:
+            networks = load(spec)
+        except ConvgenError as error:
+            problems.append(f"invalid: {spec}: {error}")
+            continue
+        if len(networks) != 1 or len(networks[0].model) != 1:
+            problems.append(f"inconsistent: {spec} must hold exactly one layer")
+            continue
+        if networks[0].name != spec.stem:
+            problems.append(f"inconsistent: {spec} names kernel {networks[0].name!r}, not "
+                            f"{spec.stem!r}")
+            continue
+        files = {}
+        for suffix in _KNOWN[:-1]:
+            path = spec.with_suffix(suffix)
+            if os.path.lexists(path):
+                claimed.add(path)
+                files[suffix] = path
+        for suffix in _KERNEL_FILES[target]:
+            if suffix not in files:
+                problems.append(f"missing: {spec.with_suffix(suffix)}")
+        kernels.append(FolderKernel(spec.stem, spec, networks[0], files))
+    for path in sorted(folder.rglob("*")):
+        if path.suffix in _KNOWN and path not in claimed:
+            problems.append(f"orphaned: {path} belongs to no kernel (no "
+                            f"{path.with_suffix('.toml').name})")
+        elif path in claimed and (path.is_symlink() or not path.is_file()):
+            problems.append(f"not a regular file: {path}")
+    return kernels, problems
+
+
+def _read(path: Path | None) -> str | None:
+    if path is None or path.is_symlink() or not path.is_file():
+        return None
+    return path.read_text(encoding="utf-8")
+
+
+def verify_folder(folder: Path, kind: str = "c", cases: int = 2, batch: int = 2,
+                  schedule: str | None = None, device: str = "pocl"
+                  ) -> tuple[list[Outcome], list[str]]:
+    """Build and check exactly the files a generated folder ships (``.c`` and ``.h`` as they
+    are on disk; for ``cuda``/``cuda-cpu`` the ``.cu``), and list every problem with its
+    files: missing, orphaned, inconsistent, or not what the generator writes now (stale).
+    A kernel whose files do not build is a failed outcome, with the compiler's message."""
+    kernels, problems = scan_folder(folder, kind)
+    outcomes = []
+    for index, item in enumerate(kernels):
+        network = item.network
+        ((_, layer, shape),) = network.model.walk(network.input_shape)
+        asked = schedule or network.schedule_of(0)
+        if kind == "c":
+            expected = generate(layer, shape, network.dtype, item.name, schedule=asked)
+            disk = {s: _read(item.files.get(s)) for s in (".c", ".h")}
+            texts = {".c": expected.source, ".h": expected.header}
+        else:
+            expected = generate_cuda(layer, shape, network.dtype, item.name)
+            disk = {".cu": _read(item.files.get(".cu"))}
+            texts = {".cu": expected.source}
+        for suffix, text in disk.items():
+            if text is not None and text != texts[suffix]:
+                problems.append(f"stale: {item.spec.with_suffix(suffix)} is not what the "
+                                "generator produces now (run convgen generate)")
+        if any(text is None for text in disk.values()):
+            continue  # reported as missing
+        outcomes += _check_shipped(expected, disk, kind, cases, index, batch, device)
+    return outcomes, problems
+
+
+def _check_shipped(expected, disk: dict, kind: str, cases: int, seed: int, batch: int,
+                   device: str) -> list[Outcome]:
+    """Build the files as they are on disk and judge each entry point against the oracle."""
+    try:
+        if kind == "c":
+            shipped = replace(expected, source=disk[".c"], header=disk[".h"])
+            kernels = [Kernel(shipped, build_modules([shipped]))]
+        elif kind == "cuda":
+            kernels = compile_gpu([replace(expected, source=disk[".cu"])])
+        else:
+            kernels = compile_cpu([replace(expected, source=disk[".cu"])], device=device)
+    except BuildError as error:
+        detail = str(error).splitlines()[0][:300]
+        return [Outcome(expected.name, expected.layer.describe(), expected.dtype, 0,
+                        float("inf"), False, f"the shipped files do not build: {detail}")]
+    return [check_kernel(k, cases=cases, seed=seed, batch=batch) for k in kernels]
 
 
 def verify_layers(items: Sequence[tuple], dtype: str = "float32", cases: int = 2,

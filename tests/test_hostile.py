@@ -140,14 +140,14 @@ def test_an_unwritable_cache_falls_back_with_a_warning(tmp_path, monkeypatch):
     monkeypatch.setattr(cache_module, "_FALLBACK", [])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        kernel = convgen.compile(convgen.MaxPool2d(2), (1, 4, 4))
+        kernel = convgen.compile(convgen.MaxPool2d(2), (1, 4, 4), name="fallback_probe")
     assert kernel(np.ones((1, 1, 4, 4), np.float32)).shape == (1, 1, 2, 2)
     assert any("is not usable" in str(w.message) for w in caught)
 
 
 def test_interrupted_and_failed_builds_do_not_pile_up(tmp_path, monkeypatch):
     monkeypatch.setenv("CONVGEN_CACHE_DIR", str(tmp_path / "cache"))
-    kernel = convgen.compile(convgen.MaxPool2d(2), (1, 4, 4))
+    kernel = convgen.compile(convgen.MaxPool2d(2), (1, 4, 4), name="prune_probe")
     parent = _cached_module(tmp_path / "cache").parent.parent
     stale = parent / ".build-interrupted"
     stale.mkdir()
@@ -164,3 +164,126 @@ def test_interrupted_and_failed_builds_do_not_pile_up(tmp_path, monkeypatch):
         os.utime(kept, (i, i))
     failed = [p for p in (tmp_path / "cache" / "failed").iterdir()]
     assert len(failed) == cache_module.KEEP_FAILED
+
+
+# --------------------------------------------------------------------------- 3. paths
+
+_POOL = ('[[layer]]\nname = "p"\ntype = "MaxPool2d"\ninput_shape = [1, 4, 4]\n'
+         'kernel_size = 2\n')
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_layer_file_named_dots_cannot_write_beside_the_output(tmp_path, capsys):
+    sentinel = tmp_path / "pyproject.toml"
+    sentinel.write_text("keep me")
+    layers = tmp_path / "...toml"
+    layers.write_text(_POOL)
+    code, _, err = _run(capsys, "generate", str(layers), "-o", str(tmp_path / "out"),
+                        "--target", "c")
+    assert code == 2 and "output subfolder '..'" in err
+    assert sentinel.read_text() == "keep me"
+
+
+def test_links_inside_the_output_are_replaced_not_followed(tmp_path, capsys):
+    sentinel = tmp_path / "outside.c"
+    sentinel.write_text("keep me")
+    layers = tmp_path / "net.toml"
+    layers.write_text(_POOL)
+    out = tmp_path / "out"
+    (out / "net").mkdir(parents=True)
+    (out / "net" / "p.c").symlink_to(sentinel)
+    code, _, err = _run(capsys, "generate", str(layers), "-o", str(out), "--target", "c")
+    assert code == 0, err
+    assert sentinel.read_text() == "keep me"
+    assert not (out / "net" / "p.c").is_symlink() and "void p(" in (out / "net" / "p.c").read_text()
+
+
+def test_a_linked_subfolder_is_refused(tmp_path, capsys):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    layers = tmp_path / "net.toml"
+    layers.write_text(_POOL)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "net").symlink_to(elsewhere, target_is_directory=True)
+    code, _, err = _run(capsys, "generate", str(layers), "-o", str(out), "--target", "c")
+    assert code == 2 and "is a link" in err
+    assert list(elsewhere.iterdir()) == []
+    (out / "net").unlink()
+    _run(capsys, "generate", str(layers), "-o", str(out), "--target", "c")
+    (out / "net" / "p.h").unlink()
+    (out / "net" / "p.h").symlink_to(elsewhere / "p.h")
+    code, out_text, _ = _run(capsys, "generate", str(layers), "-o", str(out), "--target", "c",
+                             "--check")
+    assert code == 1 and "link:" in out_text
+
+
+# --------------------------------------------------------------------------- 4. verify
+
+
+@pytest.fixture()
+def shipped(tmp_path, capsys):
+    """A generated folder of two C kernels (a convolution and a pool)."""
+    layers = tmp_path / "net.toml"
+    layers.write_text('[[model]]\nname = "net"\ninput_shape = [2, 6, 6]\nlayers = [\n'
+                      '  { name = "c", type = "Conv2d", in_channels = 2, out_channels = 3, '
+                      'kernel_size = 3, padding = 1 },\n'
+                      '  { name = "p", type = "AvgPool2d", kernel_size = 2 },\n]\n')
+    out = tmp_path / "out"
+    assert _run(capsys, "generate", str(layers), "-o", str(out), "--target", "c")[0] == 0
+    return out / "net"
+
+
+def _verify(capsys, folder, *extra):
+    return _run(capsys, "verify", str(folder.parent), *extra)
+
+
+def test_an_untouched_folder_verifies(shipped, capsys):
+    code, out, _ = _verify(capsys, shipped)
+    assert code == 0 and "2 passed, 0 failed" in out
+
+
+def test_an_off_by_one_under_another_name_is_caught(shipped, capsys):
+    source = shipped / "net_c.c"
+    source.write_text(source.read_text().replace("< 6", "< 5", 1))
+    spec = shipped / "net_c.toml"
+    spec.write_text(spec.read_text().replace('name = "net_c"', 'name = "other"'))
+    code, out, _ = _verify(capsys, shipped)
+    assert code == 1 and "inconsistent:" in out and "names kernel 'other'" in out
+    spec.unlink()
+    code, out, _ = _verify(capsys, shipped)
+    assert code == 1 and "orphaned:" in out and "net_c.c" in out
+    assert "0 failed" not in out
+
+
+def test_a_deleted_header_is_missing(shipped, capsys):
+    (shipped / "net_p.h").unlink()
+    code, out, _ = _verify(capsys, shipped)
+    assert code == 1 and "missing:" in out and "net_p.h" in out
+
+
+@pytest.mark.parametrize("edit", ["size macro", "define float double", "off by one"])
+def test_the_shipped_files_are_what_is_built_and_tested(shipped, capsys, edit):
+    header, source = shipped / "net_c.h", shipped / "net_c.c"
+    if edit == "size macro":
+        text = header.read_text()
+        header.write_text(text.replace("_X_SAMPLE 72L", "_X_SAMPLE 71L"))
+        assert header.read_text() != text
+    elif edit == "define float double":
+        header.write_text(header.read_text().replace("#endif /* NET_C_H */",
+                                                     "#define float double\n#endif"))
+    else:
+        text = source.read_text()
+        source.write_text(text.replace("acc += x[", "acc -= x[", 1))
+        assert source.read_text() != text
+    code, out, _ = _verify(capsys, shipped)
+    assert code == 1 and "stale:" in out
+    summary = out.strip().splitlines()[-1]
+    assert "0 failed" not in summary
+    if edit != "size macro":  # the built files themselves fail: values or the build
+        assert "FAIL" in out

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from functools import cache
 
 from ..cudagen import CudaKernel, generate_cuda
-from ..errors import ConvgenError
+from ..errors import BuildError, ConvgenError
 from ..resources import templates_dir
 from .call import KernelCall, distinct
 
@@ -97,8 +97,9 @@ def _program(device: str, source: str):
         options = list(BUILD_OPTIONS) + (["-cl-opt-disable"] if device == "oclgrind" else [])
         return cl.Program(context, source).build(options=options)
     except cl.RuntimeError as error:
-        raise ConvgenError(f"OpenCL ({device}) could not build the CUDA text behind the "
-                           f"prelude:\n{error}") from None
+        raise BuildError(f"OpenCL ({device}) could not build the CUDA text behind the "
+                         f"prelude:\n{error}", ["pyopencl", device, *options],
+                         str(error)) from None
 
 
 class CpuKernel(KernelCall):
