@@ -396,6 +396,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConvgenError as error:
         print(f"convgen: error: {error}", file=sys.stderr)
         return 2
+    except (RecursionError, MemoryError) as error:  # a last guard: the parsers limit sizes
+        print(f"convgen: error: the input is too large or nested too deeply to process "
+              f"({type(error).__name__})", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -210,6 +211,8 @@ def loads(text: str, source: str = "<string>") -> list[Network]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"{source}: not valid TOML: {error}") from None
+    except (RecursionError, MemoryError):
+        raise SpecError(f"{source}: its tables or arrays nest too deeply to read") from None
     _description(data, source)
     unknown = sorted(set(data) - {"model", "layer", "description"})
     if unknown:
@@ -245,6 +248,13 @@ def load(path: str | Path) -> list[Network]:
     return loads(text, source=str(path))
 
 
+#: Longest layer expression or shape text the parsers take, in characters.
+MAX_EXPRESSION = 10_000
+#: Most digits of a number in a layer expression or shape.
+MAX_DIGITS = 12
+MAX_SIZE = 2**31 - 1
+
+
 def bundled_examples() -> dict[str, Path]:
     """The bundled example layer files, by name (file stem)."""
     return {p.stem: p for p in sorted(examples_dir().glob("*.toml"))}
@@ -253,25 +263,39 @@ def bundled_examples() -> dict[str, Path]:
 def parse_layer(text: str) -> Layer:
     """Parse a layer written as a Python call, e.g. ``"Conv2d(3, 16, 3, padding=1)"``.
 
-    Only literal arguments are accepted; nothing is evaluated.
+    Only literal arguments are accepted; nothing is evaluated.  A layer is at most
+    :data:`MAX_EXPRESSION` characters, its numbers at most :data:`MAX_DIGITS` digits.
     """
+    if not isinstance(text, str):
+        raise SpecError(f"layer {text!r} must be a string such as 'Conv2d(3, 16, 3)'")
+    if len(text) > MAX_EXPRESSION:
+        raise SpecError(f"layer expression of {len(text):,} characters is too long: at most "
+                        f"{MAX_EXPRESSION:,}")
+    digits = max((len(run) for run in re.findall(r"\d+", text)), default=0)
+    if digits > MAX_DIGITS:
+        raise SpecError(f"layer expression holds a number of {digits:,} digits: at most "
+                        f"{MAX_DIGITS} (sizes are at most {MAX_SIZE:,})")
     try:
         tree = ast.parse(text.strip(), mode="eval").body
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError, ValueError):
         tree = None
     if not isinstance(tree, ast.Call) or not isinstance(tree.func, ast.Name):
         raise SpecError(f"layer {text!r} must be a call such as 'Conv2d(3, 16, 3, padding=1)'")
     kind = tree.func.id
     if kind not in LAYER_TYPES:
         raise SpecError(f"layer {text!r}: {kind!r} must be one of {', '.join(LAYER_TYPES)}")
+    if any(k.arg is None for k in tree.keywords):
+        raise SpecError(f"layer {text!r}: **kwargs are not allowed")
+    repeated = sorted({k.arg for k in tree.keywords
+                       if [j.arg for j in tree.keywords].count(k.arg) > 1})
+    if repeated:
+        raise SpecError(f"layer {text!r}: {', '.join(repeated)} given twice")
     try:
         args = [ast.literal_eval(a) for a in tree.args]
         kwargs = {k.arg: ast.literal_eval(k.value) for k in tree.keywords}
-    except (ValueError, TypeError, SyntaxError):
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
         raise SpecError(f"layer {text!r}: arguments must be literals (numbers, strings, "
                         "tuples, True/False/None)") from None
-    if None in kwargs:
-        raise SpecError(f"layer {text!r}: **kwargs are not allowed")
     fields = [f.name for f in dataclasses.fields(LAYER_TYPES[kind])]
     if len(args) > len(fields):
         raise SpecError(f"layer {text!r}: {kind} takes at most {len(fields)} arguments "
@@ -285,11 +309,19 @@ def parse_layer(text: str) -> Layer:
 
 def parse_shape(text: str) -> tuple:
     """Parse ``"3,32,32"``, ``"(3, H, W)"`` or ``"[1, 3, 32, 32]"`` into a shape tuple."""
+    if len(text) > MAX_EXPRESSION:
+        raise SpecError(f"input shape of {len(text):,} characters is too long: at most "
+                        f"{MAX_EXPRESSION:,}")
     body = text.strip().strip("()[]")
-    items = [item.strip() for item in body.split(",") if item.strip()]
+    items = [item.strip() for item in body.split(",")]
+    if items and not items[-1] and len(items) > 1:  # one trailing comma: "(3,)"
+        items.pop()
+    if any(not item for item in items) or any(len(item) > MAX_DIGITS for item in items):
+        items = None
     shape = []
-    for item in items:
-        if item.lstrip("-").isdecimal() and item.lstrip("-").isascii():
+    for item in items or []:
+        if item.isdecimal() and item.isascii() or (item.startswith("-") and
+                                                   item[1:].isdecimal() and item.isascii()):
             shape.append(int(item))
         elif item.isidentifier():
             shape.append(item)

@@ -114,6 +114,32 @@ def allowed_dtypes(layer: Layer) -> tuple[str, ...]:
     return FLOAT_DTYPES
 
 
+#: The C type of every index and size in the generated code is ``long``; convgen assumes the
+#: LP64 model of 64-bit Linux and macOS, where it holds 64 bits.  A kernel whose sizes per
+#: sample need more than 32 bits says so in its header (a compile-time check of
+#: ``sizeof(long)``), so that an LLP64 or 32-bit target (Windows, Cortex-M) refuses to build
+#: it instead of overflowing.
+LONG_MAX = 2**63 - 1
+INT_MAX = 2**31 - 1
+
+
+def _check_sizes(layer: Layer, sample: tuple, out: tuple, padding: tuple) -> None:
+    """Every array a kernel indexes (one sample of x and y, the weight) and every padded
+    extent must fit a 64-bit ``long``; refuse the layer before any C is printed."""
+    sizes = {"input_shape (one sample)": sym.prod(sample),
+             "output shape (one sample)": sym.prod(out)}
+    if family_of(layer) in ("conv", "conv_transpose"):
+        sizes["weight_shape"] = sym.prod(layer.weight_shape)
+    for what, size in sizes.items():
+        if size > LONG_MAX:
+            raise SpecError(f"{type(layer).__name__}: {what} holds {size:,} elements; a "
+                            f"kernel indexes with a 64-bit long, at most {LONG_MAX:,}")
+    for n, (lo, hi) in zip(sample[1:], padding):
+        if n + lo + hi > INT_MAX:
+            raise SpecError(f"{type(layer).__name__}: padded extent {n + lo + hi:,} (size {n}, "
+                            f"padding ({lo}, {hi})) exceeds {INT_MAX:,}")
+
+
 def lower(layer: Layer, input_shape: Sequence, dtype: str = "float32") -> Problem:
     """Resolve ``layer`` on ``input_shape`` (``(C, *spatial)`` or ``(N, C, *spatial)``, every
     size concrete) for ``dtype``; raise :class:`SpecError` naming what is wrong."""
@@ -138,6 +164,7 @@ def lower(layer: Layer, input_shape: Sequence, dtype: str = "float32") -> Proble
                                  else ()))
     padding = (tuple(layer.resolved_padding(shape.spatial)) if family != "adaptive_pool"
                else ((0, 0),) * layer.ndim)
+    _check_sizes(layer, sample, out, padding)
     return Problem(layer=layer, family=family, reduction=layer.reduction, ndim=layer.ndim,
                    sample=sample, out=out, dtype=dtype, acc_dtype=dtype, padding=padding,
                    groups=groups, cg_in=cg_in, cg_out=cg_out, arguments=arguments)

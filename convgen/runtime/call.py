@@ -44,9 +44,9 @@ class KernelCall(abc.ABC):
 
     def _array(self, label: str, value, shape: tuple):
         g = self.generated
-        if not isinstance(value, np.ndarray):
-            raise SpecError(f"{g.name}: {label} must be a numpy.ndarray, got "
-                            f"{type(value).__name__}")
+        if type(value) is not np.ndarray:  # a subclass may report a shape it does not have
+            raise SpecError(f"{g.name}: {label} must be a numpy.ndarray (not a subclass), got "
+                            f"{type(value).__name__}; pass numpy.asarray(...) yourself")
         if value.dtype != np.dtype(g.dtype):
             raise SpecError(f"{g.name}: {label} has dtype {value.dtype}; the kernel was "
                             f"generated for {g.dtype}")

@@ -123,6 +123,11 @@ class Reduction:
     root: str = ""
 
 
+#: Integer LP powers up to this are printed as products (exact for small integer data);
+#: larger ones call ``pow``.
+_MOST_PRODUCTS = 16
+
+
 def reduction(problem: Problem) -> Reduction:
     """The pooling operation's C pieces (``problem.reduction``: max, avg or lp)."""
     layer, dtype = problem.layer, problem.dtype
@@ -132,10 +137,11 @@ def reduction(problem: Problem) -> Reduction:
         return Reduction(override=getattr(layer, "divisor_override", None) is not None)
     suffix = "f" if dtype == "float32" else ""
     p = layer.norm_type
-    if isinstance(p, int):
+    if isinstance(p, int) and p <= _MOST_PRODUCTS:
         power = " * ".join(["a"] * p)
         root = {1: "acc", 2: f"sqrt{suffix}(acc)"}.get(p, f"pow{suffix}(acc, 1.0{suffix} / {p})")
     else:
+        p = float(p)
         power = f"pow{suffix}(a, {p!r}{suffix})"
         root = f"pow{suffix}(acc, 1.0{suffix} / {p!r}{suffix})"
     return Reduction(fabs=f"fabs{suffix}", power=power, root=root)

@@ -38,14 +38,25 @@ Padding = tuple[tuple[int, int], ...] | str
 # --------------------------------------------------------------------------- validation helpers
 
 
+#: The largest size, stride, padding, dilation, channel count or divisor a spec takes: every
+#: parameter fits a 32-bit int, so that the generated C, which prints them as literals and
+#: multiplies them in 64-bit ``long`` arithmetic, cannot overflow on them.
+MAX_SIZE = 2**31 - 1
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def _sequence(value: object) -> bool:
+    """A sequence of entries: not a string or bytes (whose entries are characters/bytes)."""
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray))
+
+
 def _int(owner: str, name: str, value: object, minimum: int) -> int:
-    if not _is_int(value) or value < minimum:
+    if not _is_int(value) or value < minimum or value > MAX_SIZE:
         what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        raise SpecError(f"{owner}: {name}={value!r} must be {what}")
+        raise SpecError(f"{owner}: {name}={value!r} must be {what} and at most {MAX_SIZE:,}")
     return int(value)
 
 
@@ -58,10 +69,10 @@ def _bool(owner: str, name: str, value: object) -> bool:
 def _per_dim(owner: str, name: str, value: object, ndim: int, minimum: int) -> tuple[int, ...]:
     """An int or a sequence of ``ndim`` ints, each ``>= minimum``, as a tuple."""
     noun = {0: "non-negative int", 1: "positive int"}.get(minimum, f"int >= {minimum}")
-    allowed = f"a {noun} or a sequence of {ndim} {noun}s"
+    allowed = f"a {noun} or a sequence of {ndim} {noun}s, each at most {MAX_SIZE:,}"
     if _is_int(value):
         items = [value] * ndim
-    elif isinstance(value, Sequence) and not isinstance(value, str):
+    elif _sequence(value):
         items = list(value)
         if len(items) != ndim:
             raise SpecError(f"{owner}: {name}={value!r} has {len(items)} entries; "
@@ -69,22 +80,23 @@ def _per_dim(owner: str, name: str, value: object, ndim: int, minimum: int) -> t
                             f"{allowed}")
     else:
         raise SpecError(f"{owner}: {name}={value!r} must be {allowed}")
-    if not all(_is_int(v) and v >= minimum for v in items):
+    if not all(_is_int(v) and minimum <= v <= MAX_SIZE for v in items):
         raise SpecError(f"{owner}: {name}={value!r} must be {allowed}")
     return tuple(int(v) for v in items)
 
 
 def _pad_pair(owner: str, value: object, entry: object, ndim: int) -> tuple[int, int]:
-    if _is_int(entry) and entry >= 0:
+    if _is_int(entry) and 0 <= entry <= MAX_SIZE:
         return int(entry), int(entry)
-    if isinstance(entry, Sequence) and not isinstance(entry, str) and len(entry) == 2 \
-            and all(_is_int(v) and v >= 0 for v in entry):
+    if _sequence(entry) and len(entry) == 2 and all(_is_int(v) and 0 <= v <= MAX_SIZE
+                                                    for v in entry):
         return int(entry[0]), int(entry[1])
     raise SpecError(_padding_message(owner, value, ndim))
 
 
 def _padding_message(owner: str, value: object, ndim: int) -> str:
-    return (f"{owner}: padding={value!r} must be an int >= 0, a sequence of {ndim} such ints, "
+    return (f"{owner}: padding={value!r} must be an int >= 0 (at most {MAX_SIZE:,}), a "
+            f"sequence of {ndim} such ints, "
             f"a sequence of {ndim} (lo, hi) pairs, or one of "
             f"{', '.join(map(repr, PADDING_STRINGS))}")
 
@@ -97,9 +109,9 @@ def _padding(owner: str, value: object, ndim: int) -> Padding:
         return ((0, 0),) * ndim if value == "valid" else value
     if _is_int(value):
         return (_pad_pair(owner, value, value, ndim),) * ndim
-    if isinstance(value, Sequence) and len(value) == ndim:
+    if _sequence(value) and len(value) == ndim:
         return tuple(_pad_pair(owner, value, entry, ndim) for entry in value)
-    if isinstance(value, Sequence) and not isinstance(value, str):
+    if _sequence(value):
         raise SpecError(f"{owner}: padding={value!r} has {len(value)} entries but {owner} has "
                         f"{ndim} spatial dimension(s); "
                         + _padding_message(owner, value, ndim).split(": ", 1)[1])
@@ -107,7 +119,7 @@ def _padding(owner: str, value: object, ndim: int) -> Padding:
 
 
 def _choice(owner: str, name: str, value: object, allowed: Sequence[str]) -> str:
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise SpecError(f"{owner}: {name}={value!r} must be one of "
                         f"{', '.join(map(repr, allowed))}")
     return str(value)
@@ -116,14 +128,15 @@ def _choice(owner: str, name: str, value: object, allowed: Sequence[str]) -> str
 def _size(owner: str, name: str, value: object) -> sym.Size:
     """A size of an input shape: a positive int, a SymPy expression, or a symbol name."""
     if _is_int(value):
-        if value < 1:
-            raise SpecError(f"{owner}: {name}={value!r} must be a positive int or a SymPy "
-                            "expression")
+        if not 1 <= value <= MAX_SIZE:
+            raise SpecError(f"{owner}: {name}={value!r} must be a positive int (at most "
+                            f"{MAX_SIZE:,}) or a SymPy expression")
         return int(value)
     if isinstance(value, str) and value.isidentifier():
         return sympy.Symbol(value, integer=True, positive=True)
     if isinstance(value, sympy.Expr) and value.is_integer is not False \
-            and value.is_positive is not False:
+            and value.is_positive is not False and value.is_finite is not False \
+            and not value.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
         return sym._plain(value)
     raise SpecError(f"{owner}: {name}={value!r} must be a positive int, a SymPy expression "
                     "that may be a positive integer, or a symbol name such as 'H'")

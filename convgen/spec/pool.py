@@ -99,6 +99,10 @@ class _MaxPoolNd(_PoolNd):
         self._set("return_indices", _bool(self._owner, "return_indices", self.return_indices))
 
 
+#: The largest LP pooling power.
+MAX_NORM = 1024
+
+
 @dataclass(frozen=True)
 class _MaxPoolFields(_MaxPoolNd):
     kernel_size: Any
@@ -209,11 +213,12 @@ class _LPPoolNd(_PoolNd):
         p = self.norm_type
         try:
             valid = isinstance(p, numbers.Real) and not isinstance(p, bool) \
-                and math.isfinite(p) and p > 0
+                and math.isfinite(p) and 0 < p <= MAX_NORM
         except OverflowError:  # an int too large for a float
             valid = False
         if not valid:
-            raise SpecError(f"{self._owner}: norm_type={p!r} must be a finite number > 0")
+            raise SpecError(f"{self._owner}: norm_type={p!r} must be a finite number > 0 and "
+                            f"at most {MAX_NORM} (|x|^p overflows float64 beyond, for |x| >= 2)")
         self._set("norm_type", int(p) if float(p).is_integer() else float(p))
         self._init_pool()
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .. import isa
 from .. import symbolic as sym
-from ..lower import Problem
+from ..lower import INT_MAX, Problem
 from ..schedules import Built, Schedule, tuning, variables
 from .base import Target, banner, environment
 
@@ -43,15 +43,20 @@ def parallel_if(problem: Problem) -> str:
     return f" if(batch >= {-(-tuning.PARALLEL_WORK // max(1, per_sample))})"
 
 
+def _product(sizes) -> str:
+    """``a * b * c`` as C ``long`` arithmetic (an ``int`` product could overflow)."""
+    return " * ".join(f"{n}L" for n in sizes)
+
+
 def _sizes(problem: Problem) -> list[dict]:
     sample, out, layer = problem.sample, problem.out, problem.layer
-    sizes = [dict(name="X_SAMPLE", value=sym.prod(sample), check=" * ".join(map(str, sample)),
+    sizes = [dict(name="X_SAMPLE", value=sym.prod(sample), check=_product(sample),
                   doc=f"x: (N, {', '.join(map(str, sample))}) per sample"),
-             dict(name="Y_SAMPLE", value=sym.prod(out), check=" * ".join(map(str, out)),
+             dict(name="Y_SAMPLE", value=sym.prod(out), check=_product(out),
                   doc=f"y: (N, {', '.join(map(str, out))}) per sample")]
     if "w" in problem.arguments:
         sizes.append(dict(name="W_SIZE", value=sym.prod(layer.weight_shape),
-                          check=" * ".join(map(str, layer.weight_shape)),
+                          check=_product(layer.weight_shape),
                           doc=f"w: {tuple(layer.weight_shape)}, PyTorch's layout"))
     if problem.bias:
         sizes.append(dict(name="B_SIZE", value=layer.out_channels, check=None,
@@ -60,6 +65,12 @@ def _sizes(problem: Problem) -> list[dict]:
         sizes.append(dict(name="INDICES_SAMPLE", value=sym.prod(out), check=None,
                           doc="indices: like y, int64, flat within each (n, c) input plane"))
     return sizes
+
+
+def needs_wide_long(problem: Problem) -> bool:
+    """Whether the kernel's sizes per sample need more than a 32-bit ``long``."""
+    weight = sym.prod(problem.weight_shape) if "w" in problem.arguments else 0
+    return max(sym.prod(problem.sample), sym.prod(problem.out), weight) > INT_MAX
 
 
 def render(problem: Problem, schedule: Schedule, built: Built, name: str,
@@ -76,5 +87,6 @@ def render(problem: Problem, schedule: Schedule, built: Built, name: str,
         mask_type=MASK_TYPES.get(problem.dtype), **variables(built.context))
     header = environment().get_template("c/header.h.j2").render(
         name=name, banner=lines + ["Call: " + signature.replace("restrict ", "") + ";"],
-        signature=signature, sizes=_sizes(problem), includes=["stdint.h"])
+        signature=signature, sizes=_sizes(problem), includes=["stdint.h"],
+        wide_long=needs_wide_long(problem))
     return RenderedC(source, header, signature, signature.replace("restrict ", "") + ";")

@@ -16,9 +16,9 @@
 #define LECTURE_5X5_CHAIN_2_B_SIZE 3L /* b: (3,) */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char lecture_5x5_chain_2_check_x_sample[(LECTURE_5X5_CHAIN_2_X_SAMPLE == 3 * 24 * 24) ? 1 : -1];
-typedef char lecture_5x5_chain_2_check_y_sample[(LECTURE_5X5_CHAIN_2_Y_SAMPLE == 3 * 20 * 20) ? 1 : -1];
-typedef char lecture_5x5_chain_2_check_w_size[(LECTURE_5X5_CHAIN_2_W_SIZE == 3 * 3 * 5 * 5) ? 1 : -1];
+typedef char lecture_5x5_chain_2_check_x_sample[(LECTURE_5X5_CHAIN_2_X_SAMPLE == 3L * 24L * 24L) ? 1 : -1];
+typedef char lecture_5x5_chain_2_check_y_sample[(LECTURE_5X5_CHAIN_2_Y_SAMPLE == 3L * 20L * 20L) ? 1 : -1];
+typedef char lecture_5x5_chain_2_check_w_size[(LECTURE_5X5_CHAIN_2_W_SIZE == 3L * 3L * 5L * 5L) ? 1 : -1];
 
 void lecture_5x5_chain_2(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch);
 

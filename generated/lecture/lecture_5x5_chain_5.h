@@ -16,9 +16,9 @@
 #define LECTURE_5X5_CHAIN_5_B_SIZE 3L /* b: (3,) */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char lecture_5x5_chain_5_check_x_sample[(LECTURE_5X5_CHAIN_5_X_SAMPLE == 3 * 12 * 12) ? 1 : -1];
-typedef char lecture_5x5_chain_5_check_y_sample[(LECTURE_5X5_CHAIN_5_Y_SAMPLE == 3 * 8 * 8) ? 1 : -1];
-typedef char lecture_5x5_chain_5_check_w_size[(LECTURE_5X5_CHAIN_5_W_SIZE == 3 * 3 * 5 * 5) ? 1 : -1];
+typedef char lecture_5x5_chain_5_check_x_sample[(LECTURE_5X5_CHAIN_5_X_SAMPLE == 3L * 12L * 12L) ? 1 : -1];
+typedef char lecture_5x5_chain_5_check_y_sample[(LECTURE_5X5_CHAIN_5_Y_SAMPLE == 3L * 8L * 8L) ? 1 : -1];
+typedef char lecture_5x5_chain_5_check_w_size[(LECTURE_5X5_CHAIN_5_W_SIZE == 3L * 3L * 5L * 5L) ? 1 : -1];
 
 void lecture_5x5_chain_5(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch);
 

@@ -16,9 +16,9 @@
 #define LECTURE_IMAGE_CONV_B_SIZE 16L /* b: (16,) */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char lecture_image_conv_check_x_sample[(LECTURE_IMAGE_CONV_X_SAMPLE == 3 * 128 * 128) ? 1 : -1];
-typedef char lecture_image_conv_check_y_sample[(LECTURE_IMAGE_CONV_Y_SAMPLE == 16 * 128 * 128) ? 1 : -1];
-typedef char lecture_image_conv_check_w_size[(LECTURE_IMAGE_CONV_W_SIZE == 16 * 3 * 3 * 3) ? 1 : -1];
+typedef char lecture_image_conv_check_x_sample[(LECTURE_IMAGE_CONV_X_SAMPLE == 3L * 128L * 128L) ? 1 : -1];
+typedef char lecture_image_conv_check_y_sample[(LECTURE_IMAGE_CONV_Y_SAMPLE == 16L * 128L * 128L) ? 1 : -1];
+typedef char lecture_image_conv_check_w_size[(LECTURE_IMAGE_CONV_W_SIZE == 16L * 3L * 3L * 3L) ? 1 : -1];
 
 void lecture_image_conv(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch);
 

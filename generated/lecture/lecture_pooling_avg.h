@@ -14,8 +14,8 @@
 #define LECTURE_POOLING_AVG_Y_SAMPLE 3072L /* y: (N, 3, 32, 32) per sample */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char lecture_pooling_avg_check_x_sample[(LECTURE_POOLING_AVG_X_SAMPLE == 3 * 64 * 64) ? 1 : -1];
-typedef char lecture_pooling_avg_check_y_sample[(LECTURE_POOLING_AVG_Y_SAMPLE == 3 * 32 * 32) ? 1 : -1];
+typedef char lecture_pooling_avg_check_x_sample[(LECTURE_POOLING_AVG_X_SAMPLE == 3L * 64L * 64L) ? 1 : -1];
+typedef char lecture_pooling_avg_check_y_sample[(LECTURE_POOLING_AVG_Y_SAMPLE == 3L * 32L * 32L) ? 1 : -1];
 
 void lecture_pooling_avg(const float *restrict x, float *restrict y, long batch);
 

@@ -14,8 +14,8 @@
 #define LECTURE_POOLING_GLOBAL_Y_SAMPLE 3L /* y: (N, 3, 1, 1) per sample */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char lecture_pooling_global_check_x_sample[(LECTURE_POOLING_GLOBAL_X_SAMPLE == 3 * 32 * 32) ? 1 : -1];
-typedef char lecture_pooling_global_check_y_sample[(LECTURE_POOLING_GLOBAL_Y_SAMPLE == 3 * 1 * 1) ? 1 : -1];
+typedef char lecture_pooling_global_check_x_sample[(LECTURE_POOLING_GLOBAL_X_SAMPLE == 3L * 32L * 32L) ? 1 : -1];
+typedef char lecture_pooling_global_check_y_sample[(LECTURE_POOLING_GLOBAL_Y_SAMPLE == 3L * 1L * 1L) ? 1 : -1];
 
 void lecture_pooling_global(const float *restrict x, float *restrict y, long batch);
 

@@ -14,8 +14,8 @@
 #define LECTURE_POOLING_MAX_Y_SAMPLE 12288L /* y: (N, 3, 64, 64) per sample */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char lecture_pooling_max_check_x_sample[(LECTURE_POOLING_MAX_X_SAMPLE == 3 * 128 * 128) ? 1 : -1];
-typedef char lecture_pooling_max_check_y_sample[(LECTURE_POOLING_MAX_Y_SAMPLE == 3 * 64 * 64) ? 1 : -1];
+typedef char lecture_pooling_max_check_x_sample[(LECTURE_POOLING_MAX_X_SAMPLE == 3L * 128L * 128L) ? 1 : -1];
+typedef char lecture_pooling_max_check_y_sample[(LECTURE_POOLING_MAX_Y_SAMPLE == 3L * 64L * 64L) ? 1 : -1];
 
 void lecture_pooling_max(const float *restrict x, float *restrict y, long batch);
 

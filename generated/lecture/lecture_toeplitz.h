@@ -15,9 +15,9 @@
 #define LECTURE_TOEPLITZ_W_SIZE 4L /* w: (1, 1, 2, 2), PyTorch's layout */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char lecture_toeplitz_check_x_sample[(LECTURE_TOEPLITZ_X_SAMPLE == 1 * 3 * 3) ? 1 : -1];
-typedef char lecture_toeplitz_check_y_sample[(LECTURE_TOEPLITZ_Y_SAMPLE == 1 * 2 * 2) ? 1 : -1];
-typedef char lecture_toeplitz_check_w_size[(LECTURE_TOEPLITZ_W_SIZE == 1 * 1 * 2 * 2) ? 1 : -1];
+typedef char lecture_toeplitz_check_x_sample[(LECTURE_TOEPLITZ_X_SAMPLE == 1L * 3L * 3L) ? 1 : -1];
+typedef char lecture_toeplitz_check_y_sample[(LECTURE_TOEPLITZ_Y_SAMPLE == 1L * 2L * 2L) ? 1 : -1];
+typedef char lecture_toeplitz_check_w_size[(LECTURE_TOEPLITZ_W_SIZE == 1L * 1L * 2L * 2L) ? 1 : -1];
 
 void lecture_toeplitz(const float *restrict x, const float *restrict w, float *restrict y, long batch);
 

@@ -16,9 +16,9 @@
 #define LECTURE_UNPADDED_B_SIZE 3L /* b: (3,) */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char lecture_unpadded_check_x_sample[(LECTURE_UNPADDED_X_SAMPLE == 3 * 5 * 7) ? 1 : -1];
-typedef char lecture_unpadded_check_y_sample[(LECTURE_UNPADDED_Y_SAMPLE == 3 * 3 * 5) ? 1 : -1];
-typedef char lecture_unpadded_check_w_size[(LECTURE_UNPADDED_W_SIZE == 3 * 3 * 3 * 3) ? 1 : -1];
+typedef char lecture_unpadded_check_x_sample[(LECTURE_UNPADDED_X_SAMPLE == 3L * 5L * 7L) ? 1 : -1];
+typedef char lecture_unpadded_check_y_sample[(LECTURE_UNPADDED_Y_SAMPLE == 3L * 3L * 5L) ? 1 : -1];
+typedef char lecture_unpadded_check_w_size[(LECTURE_UNPADDED_W_SIZE == 3L * 3L * 3L * 3L) ? 1 : -1];
 
 void lecture_unpadded(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch);
 

@@ -16,9 +16,9 @@
 #define LENET5_C1_B_SIZE 6L /* b: (6,) */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char lenet5_c1_check_x_sample[(LENET5_C1_X_SAMPLE == 1 * 32 * 32) ? 1 : -1];
-typedef char lenet5_c1_check_y_sample[(LENET5_C1_Y_SAMPLE == 6 * 28 * 28) ? 1 : -1];
-typedef char lenet5_c1_check_w_size[(LENET5_C1_W_SIZE == 6 * 1 * 5 * 5) ? 1 : -1];
+typedef char lenet5_c1_check_x_sample[(LENET5_C1_X_SAMPLE == 1L * 32L * 32L) ? 1 : -1];
+typedef char lenet5_c1_check_y_sample[(LENET5_C1_Y_SAMPLE == 6L * 28L * 28L) ? 1 : -1];
+typedef char lenet5_c1_check_w_size[(LENET5_C1_W_SIZE == 6L * 1L * 5L * 5L) ? 1 : -1];
 
 void lenet5_c1(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch);
 

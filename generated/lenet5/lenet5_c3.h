@@ -16,9 +16,9 @@
 #define LENET5_C3_B_SIZE 16L /* b: (16,) */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char lenet5_c3_check_x_sample[(LENET5_C3_X_SAMPLE == 6 * 14 * 14) ? 1 : -1];
-typedef char lenet5_c3_check_y_sample[(LENET5_C3_Y_SAMPLE == 16 * 10 * 10) ? 1 : -1];
-typedef char lenet5_c3_check_w_size[(LENET5_C3_W_SIZE == 16 * 6 * 5 * 5) ? 1 : -1];
+typedef char lenet5_c3_check_x_sample[(LENET5_C3_X_SAMPLE == 6L * 14L * 14L) ? 1 : -1];
+typedef char lenet5_c3_check_y_sample[(LENET5_C3_Y_SAMPLE == 16L * 10L * 10L) ? 1 : -1];
+typedef char lenet5_c3_check_w_size[(LENET5_C3_W_SIZE == 16L * 6L * 5L * 5L) ? 1 : -1];
 
 void lenet5_c3(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch);
 

@@ -16,9 +16,9 @@
 #define LENET5_C5_B_SIZE 120L /* b: (120,) */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char lenet5_c5_check_x_sample[(LENET5_C5_X_SAMPLE == 16 * 5 * 5) ? 1 : -1];
-typedef char lenet5_c5_check_y_sample[(LENET5_C5_Y_SAMPLE == 120 * 1 * 1) ? 1 : -1];
-typedef char lenet5_c5_check_w_size[(LENET5_C5_W_SIZE == 120 * 16 * 5 * 5) ? 1 : -1];
+typedef char lenet5_c5_check_x_sample[(LENET5_C5_X_SAMPLE == 16L * 5L * 5L) ? 1 : -1];
+typedef char lenet5_c5_check_y_sample[(LENET5_C5_Y_SAMPLE == 120L * 1L * 1L) ? 1 : -1];
+typedef char lenet5_c5_check_w_size[(LENET5_C5_W_SIZE == 120L * 16L * 5L * 5L) ? 1 : -1];
 
 void lenet5_c5(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch);
 

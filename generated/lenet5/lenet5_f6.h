@@ -16,9 +16,9 @@
 #define LENET5_F6_B_SIZE 84L /* b: (84,) */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char lenet5_f6_check_x_sample[(LENET5_F6_X_SAMPLE == 120 * 1 * 1) ? 1 : -1];
-typedef char lenet5_f6_check_y_sample[(LENET5_F6_Y_SAMPLE == 84 * 1 * 1) ? 1 : -1];
-typedef char lenet5_f6_check_w_size[(LENET5_F6_W_SIZE == 84 * 120 * 1 * 1) ? 1 : -1];
+typedef char lenet5_f6_check_x_sample[(LENET5_F6_X_SAMPLE == 120L * 1L * 1L) ? 1 : -1];
+typedef char lenet5_f6_check_y_sample[(LENET5_F6_Y_SAMPLE == 84L * 1L * 1L) ? 1 : -1];
+typedef char lenet5_f6_check_w_size[(LENET5_F6_W_SIZE == 84L * 120L * 1L * 1L) ? 1 : -1];
 
 void lenet5_f6(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch);
 

@@ -16,9 +16,9 @@
 #define LENET5_OUTPUT_B_SIZE 10L /* b: (10,) */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char lenet5_output_check_x_sample[(LENET5_OUTPUT_X_SAMPLE == 84 * 1 * 1) ? 1 : -1];
-typedef char lenet5_output_check_y_sample[(LENET5_OUTPUT_Y_SAMPLE == 10 * 1 * 1) ? 1 : -1];
-typedef char lenet5_output_check_w_size[(LENET5_OUTPUT_W_SIZE == 10 * 84 * 1 * 1) ? 1 : -1];
+typedef char lenet5_output_check_x_sample[(LENET5_OUTPUT_X_SAMPLE == 84L * 1L * 1L) ? 1 : -1];
+typedef char lenet5_output_check_y_sample[(LENET5_OUTPUT_Y_SAMPLE == 10L * 1L * 1L) ? 1 : -1];
+typedef char lenet5_output_check_w_size[(LENET5_OUTPUT_W_SIZE == 10L * 84L * 1L * 1L) ? 1 : -1];
 
 void lenet5_output(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch);
 

@@ -14,8 +14,8 @@
 #define LENET5_S2_Y_SAMPLE 1176L /* y: (N, 6, 14, 14) per sample */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char lenet5_s2_check_x_sample[(LENET5_S2_X_SAMPLE == 6 * 28 * 28) ? 1 : -1];
-typedef char lenet5_s2_check_y_sample[(LENET5_S2_Y_SAMPLE == 6 * 14 * 14) ? 1 : -1];
+typedef char lenet5_s2_check_x_sample[(LENET5_S2_X_SAMPLE == 6L * 28L * 28L) ? 1 : -1];
+typedef char lenet5_s2_check_y_sample[(LENET5_S2_Y_SAMPLE == 6L * 14L * 14L) ? 1 : -1];
 
 void lenet5_s2(const float *restrict x, float *restrict y, long batch);
 

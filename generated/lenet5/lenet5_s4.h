@@ -14,8 +14,8 @@
 #define LENET5_S4_Y_SAMPLE 400L /* y: (N, 16, 5, 5) per sample */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char lenet5_s4_check_x_sample[(LENET5_S4_X_SAMPLE == 16 * 10 * 10) ? 1 : -1];
-typedef char lenet5_s4_check_y_sample[(LENET5_S4_Y_SAMPLE == 16 * 5 * 5) ? 1 : -1];
+typedef char lenet5_s4_check_x_sample[(LENET5_S4_X_SAMPLE == 16L * 10L * 10L) ? 1 : -1];
+typedef char lenet5_s4_check_y_sample[(LENET5_S4_Y_SAMPLE == 16L * 5L * 5L) ? 1 : -1];
 
 void lenet5_s4(const float *restrict x, float *restrict y, long batch);
 

@@ -15,9 +15,9 @@
 #define MOBILENET_SEPARABLE_BLOCK_DEPTHWISE_W_SIZE 288L /* w: (32, 1, 3, 3), PyTorch's layout */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char mobilenet_separable_block_depthwise_check_x_sample[(MOBILENET_SEPARABLE_BLOCK_DEPTHWISE_X_SAMPLE == 32 * 112 * 112) ? 1 : -1];
-typedef char mobilenet_separable_block_depthwise_check_y_sample[(MOBILENET_SEPARABLE_BLOCK_DEPTHWISE_Y_SAMPLE == 32 * 112 * 112) ? 1 : -1];
-typedef char mobilenet_separable_block_depthwise_check_w_size[(MOBILENET_SEPARABLE_BLOCK_DEPTHWISE_W_SIZE == 32 * 1 * 3 * 3) ? 1 : -1];
+typedef char mobilenet_separable_block_depthwise_check_x_sample[(MOBILENET_SEPARABLE_BLOCK_DEPTHWISE_X_SAMPLE == 32L * 112L * 112L) ? 1 : -1];
+typedef char mobilenet_separable_block_depthwise_check_y_sample[(MOBILENET_SEPARABLE_BLOCK_DEPTHWISE_Y_SAMPLE == 32L * 112L * 112L) ? 1 : -1];
+typedef char mobilenet_separable_block_depthwise_check_w_size[(MOBILENET_SEPARABLE_BLOCK_DEPTHWISE_W_SIZE == 32L * 1L * 3L * 3L) ? 1 : -1];
 
 void mobilenet_separable_block_depthwise(const float *restrict x, const float *restrict w, float *restrict y, long batch);
 

@@ -15,9 +15,9 @@
 #define MOBILENET_SEPARABLE_BLOCK_POINTWISE_W_SIZE 2048L /* w: (64, 32, 1, 1), PyTorch's layout */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char mobilenet_separable_block_pointwise_check_x_sample[(MOBILENET_SEPARABLE_BLOCK_POINTWISE_X_SAMPLE == 32 * 112 * 112) ? 1 : -1];
-typedef char mobilenet_separable_block_pointwise_check_y_sample[(MOBILENET_SEPARABLE_BLOCK_POINTWISE_Y_SAMPLE == 64 * 112 * 112) ? 1 : -1];
-typedef char mobilenet_separable_block_pointwise_check_w_size[(MOBILENET_SEPARABLE_BLOCK_POINTWISE_W_SIZE == 64 * 32 * 1 * 1) ? 1 : -1];
+typedef char mobilenet_separable_block_pointwise_check_x_sample[(MOBILENET_SEPARABLE_BLOCK_POINTWISE_X_SAMPLE == 32L * 112L * 112L) ? 1 : -1];
+typedef char mobilenet_separable_block_pointwise_check_y_sample[(MOBILENET_SEPARABLE_BLOCK_POINTWISE_Y_SAMPLE == 64L * 112L * 112L) ? 1 : -1];
+typedef char mobilenet_separable_block_pointwise_check_w_size[(MOBILENET_SEPARABLE_BLOCK_POINTWISE_W_SIZE == 64L * 32L * 1L * 1L) ? 1 : -1];
 
 void mobilenet_separable_block_pointwise(const float *restrict x, const float *restrict w, float *restrict y, long batch);
 

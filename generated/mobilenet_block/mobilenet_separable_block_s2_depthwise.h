@@ -15,9 +15,9 @@
 #define MOBILENET_SEPARABLE_BLOCK_S2_DEPTHWISE_W_SIZE 576L /* w: (64, 1, 3, 3), PyTorch's layout */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char mobilenet_separable_block_s2_depthwise_check_x_sample[(MOBILENET_SEPARABLE_BLOCK_S2_DEPTHWISE_X_SAMPLE == 64 * 112 * 112) ? 1 : -1];
-typedef char mobilenet_separable_block_s2_depthwise_check_y_sample[(MOBILENET_SEPARABLE_BLOCK_S2_DEPTHWISE_Y_SAMPLE == 64 * 56 * 56) ? 1 : -1];
-typedef char mobilenet_separable_block_s2_depthwise_check_w_size[(MOBILENET_SEPARABLE_BLOCK_S2_DEPTHWISE_W_SIZE == 64 * 1 * 3 * 3) ? 1 : -1];
+typedef char mobilenet_separable_block_s2_depthwise_check_x_sample[(MOBILENET_SEPARABLE_BLOCK_S2_DEPTHWISE_X_SAMPLE == 64L * 112L * 112L) ? 1 : -1];
+typedef char mobilenet_separable_block_s2_depthwise_check_y_sample[(MOBILENET_SEPARABLE_BLOCK_S2_DEPTHWISE_Y_SAMPLE == 64L * 56L * 56L) ? 1 : -1];
+typedef char mobilenet_separable_block_s2_depthwise_check_w_size[(MOBILENET_SEPARABLE_BLOCK_S2_DEPTHWISE_W_SIZE == 64L * 1L * 3L * 3L) ? 1 : -1];
 
 void mobilenet_separable_block_s2_depthwise(const float *restrict x, const float *restrict w, float *restrict y, long batch);
 

@@ -15,9 +15,9 @@
 #define MOBILENET_SEPARABLE_BLOCK_S2_POINTWISE_W_SIZE 8192L /* w: (128, 64, 1, 1), PyTorch's layout */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char mobilenet_separable_block_s2_pointwise_check_x_sample[(MOBILENET_SEPARABLE_BLOCK_S2_POINTWISE_X_SAMPLE == 64 * 56 * 56) ? 1 : -1];
-typedef char mobilenet_separable_block_s2_pointwise_check_y_sample[(MOBILENET_SEPARABLE_BLOCK_S2_POINTWISE_Y_SAMPLE == 128 * 56 * 56) ? 1 : -1];
-typedef char mobilenet_separable_block_s2_pointwise_check_w_size[(MOBILENET_SEPARABLE_BLOCK_S2_POINTWISE_W_SIZE == 128 * 64 * 1 * 1) ? 1 : -1];
+typedef char mobilenet_separable_block_s2_pointwise_check_x_sample[(MOBILENET_SEPARABLE_BLOCK_S2_POINTWISE_X_SAMPLE == 64L * 56L * 56L) ? 1 : -1];
+typedef char mobilenet_separable_block_s2_pointwise_check_y_sample[(MOBILENET_SEPARABLE_BLOCK_S2_POINTWISE_Y_SAMPLE == 128L * 56L * 56L) ? 1 : -1];
+typedef char mobilenet_separable_block_s2_pointwise_check_w_size[(MOBILENET_SEPARABLE_BLOCK_S2_POINTWISE_W_SIZE == 128L * 64L * 1L * 1L) ? 1 : -1];
 
 void mobilenet_separable_block_s2_pointwise(const float *restrict x, const float *restrict w, float *restrict y, long batch);
 

@@ -15,9 +15,9 @@
 #define MOBILENET_STANDARD_EQUIVALENT_W_SIZE 18432L /* w: (64, 32, 3, 3), PyTorch's layout */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char mobilenet_standard_equivalent_check_x_sample[(MOBILENET_STANDARD_EQUIVALENT_X_SAMPLE == 32 * 112 * 112) ? 1 : -1];
-typedef char mobilenet_standard_equivalent_check_y_sample[(MOBILENET_STANDARD_EQUIVALENT_Y_SAMPLE == 64 * 112 * 112) ? 1 : -1];
-typedef char mobilenet_standard_equivalent_check_w_size[(MOBILENET_STANDARD_EQUIVALENT_W_SIZE == 64 * 32 * 3 * 3) ? 1 : -1];
+typedef char mobilenet_standard_equivalent_check_x_sample[(MOBILENET_STANDARD_EQUIVALENT_X_SAMPLE == 32L * 112L * 112L) ? 1 : -1];
+typedef char mobilenet_standard_equivalent_check_y_sample[(MOBILENET_STANDARD_EQUIVALENT_Y_SAMPLE == 64L * 112L * 112L) ? 1 : -1];
+typedef char mobilenet_standard_equivalent_check_w_size[(MOBILENET_STANDARD_EQUIVALENT_W_SIZE == 64L * 32L * 3L * 3L) ? 1 : -1];
 
 void mobilenet_standard_equivalent(const float *restrict x, const float *restrict w, float *restrict y, long batch);
 

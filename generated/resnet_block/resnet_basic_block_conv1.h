@@ -15,9 +15,9 @@
 #define RESNET_BASIC_BLOCK_CONV1_W_SIZE 36864L /* w: (64, 64, 3, 3), PyTorch's layout */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char resnet_basic_block_conv1_check_x_sample[(RESNET_BASIC_BLOCK_CONV1_X_SAMPLE == 64 * 56 * 56) ? 1 : -1];
-typedef char resnet_basic_block_conv1_check_y_sample[(RESNET_BASIC_BLOCK_CONV1_Y_SAMPLE == 64 * 56 * 56) ? 1 : -1];
-typedef char resnet_basic_block_conv1_check_w_size[(RESNET_BASIC_BLOCK_CONV1_W_SIZE == 64 * 64 * 3 * 3) ? 1 : -1];
+typedef char resnet_basic_block_conv1_check_x_sample[(RESNET_BASIC_BLOCK_CONV1_X_SAMPLE == 64L * 56L * 56L) ? 1 : -1];
+typedef char resnet_basic_block_conv1_check_y_sample[(RESNET_BASIC_BLOCK_CONV1_Y_SAMPLE == 64L * 56L * 56L) ? 1 : -1];
+typedef char resnet_basic_block_conv1_check_w_size[(RESNET_BASIC_BLOCK_CONV1_W_SIZE == 64L * 64L * 3L * 3L) ? 1 : -1];
 
 void resnet_basic_block_conv1(const float *restrict x, const float *restrict w, float *restrict y, long batch);
 

@@ -15,9 +15,9 @@
 #define RESNET_DOWNSAMPLE_BLOCK_CONV1_W_SIZE 73728L /* w: (128, 64, 3, 3), PyTorch's layout */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char resnet_downsample_block_conv1_check_x_sample[(RESNET_DOWNSAMPLE_BLOCK_CONV1_X_SAMPLE == 64 * 56 * 56) ? 1 : -1];
-typedef char resnet_downsample_block_conv1_check_y_sample[(RESNET_DOWNSAMPLE_BLOCK_CONV1_Y_SAMPLE == 128 * 28 * 28) ? 1 : -1];
-typedef char resnet_downsample_block_conv1_check_w_size[(RESNET_DOWNSAMPLE_BLOCK_CONV1_W_SIZE == 128 * 64 * 3 * 3) ? 1 : -1];
+typedef char resnet_downsample_block_conv1_check_x_sample[(RESNET_DOWNSAMPLE_BLOCK_CONV1_X_SAMPLE == 64L * 56L * 56L) ? 1 : -1];
+typedef char resnet_downsample_block_conv1_check_y_sample[(RESNET_DOWNSAMPLE_BLOCK_CONV1_Y_SAMPLE == 128L * 28L * 28L) ? 1 : -1];
+typedef char resnet_downsample_block_conv1_check_w_size[(RESNET_DOWNSAMPLE_BLOCK_CONV1_W_SIZE == 128L * 64L * 3L * 3L) ? 1 : -1];
 
 void resnet_downsample_block_conv1(const float *restrict x, const float *restrict w, float *restrict y, long batch);
 

@@ -15,9 +15,9 @@
 #define RESNET_DOWNSAMPLE_BLOCK_CONV2_W_SIZE 147456L /* w: (128, 128, 3, 3), PyTorch's layout */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char resnet_downsample_block_conv2_check_x_sample[(RESNET_DOWNSAMPLE_BLOCK_CONV2_X_SAMPLE == 128 * 28 * 28) ? 1 : -1];
-typedef char resnet_downsample_block_conv2_check_y_sample[(RESNET_DOWNSAMPLE_BLOCK_CONV2_Y_SAMPLE == 128 * 28 * 28) ? 1 : -1];
-typedef char resnet_downsample_block_conv2_check_w_size[(RESNET_DOWNSAMPLE_BLOCK_CONV2_W_SIZE == 128 * 128 * 3 * 3) ? 1 : -1];
+typedef char resnet_downsample_block_conv2_check_x_sample[(RESNET_DOWNSAMPLE_BLOCK_CONV2_X_SAMPLE == 128L * 28L * 28L) ? 1 : -1];
+typedef char resnet_downsample_block_conv2_check_y_sample[(RESNET_DOWNSAMPLE_BLOCK_CONV2_Y_SAMPLE == 128L * 28L * 28L) ? 1 : -1];
+typedef char resnet_downsample_block_conv2_check_w_size[(RESNET_DOWNSAMPLE_BLOCK_CONV2_W_SIZE == 128L * 128L * 3L * 3L) ? 1 : -1];
 
 void resnet_downsample_block_conv2(const float *restrict x, const float *restrict w, float *restrict y, long batch);
 

@@ -15,9 +15,9 @@
 #define RESNET_STEM_CONV1_W_SIZE 9408L /* w: (64, 3, 7, 7), PyTorch's layout */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char resnet_stem_conv1_check_x_sample[(RESNET_STEM_CONV1_X_SAMPLE == 3 * 224 * 224) ? 1 : -1];
-typedef char resnet_stem_conv1_check_y_sample[(RESNET_STEM_CONV1_Y_SAMPLE == 64 * 112 * 112) ? 1 : -1];
-typedef char resnet_stem_conv1_check_w_size[(RESNET_STEM_CONV1_W_SIZE == 64 * 3 * 7 * 7) ? 1 : -1];
+typedef char resnet_stem_conv1_check_x_sample[(RESNET_STEM_CONV1_X_SAMPLE == 3L * 224L * 224L) ? 1 : -1];
+typedef char resnet_stem_conv1_check_y_sample[(RESNET_STEM_CONV1_Y_SAMPLE == 64L * 112L * 112L) ? 1 : -1];
+typedef char resnet_stem_conv1_check_w_size[(RESNET_STEM_CONV1_W_SIZE == 64L * 3L * 7L * 7L) ? 1 : -1];
 
 void resnet_stem_conv1(const float *restrict x, const float *restrict w, float *restrict y, long batch);
 

@@ -14,8 +14,8 @@
 #define RESNET_STEM_MAXPOOL_Y_SAMPLE 200704L /* y: (N, 64, 56, 56) per sample */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char resnet_stem_maxpool_check_x_sample[(RESNET_STEM_MAXPOOL_X_SAMPLE == 64 * 112 * 112) ? 1 : -1];
-typedef char resnet_stem_maxpool_check_y_sample[(RESNET_STEM_MAXPOOL_Y_SAMPLE == 64 * 56 * 56) ? 1 : -1];
+typedef char resnet_stem_maxpool_check_x_sample[(RESNET_STEM_MAXPOOL_X_SAMPLE == 64L * 112L * 112L) ? 1 : -1];
+typedef char resnet_stem_maxpool_check_y_sample[(RESNET_STEM_MAXPOOL_Y_SAMPLE == 64L * 56L * 56L) ? 1 : -1];
 
 void resnet_stem_maxpool(const float *restrict x, float *restrict y, long batch);
 

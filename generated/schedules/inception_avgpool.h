@@ -14,8 +14,8 @@
 #define INCEPTION_AVGPOOL_Y_SAMPLE 12544L /* y: (N, 16, 28, 28) per sample */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char inception_avgpool_check_x_sample[(INCEPTION_AVGPOOL_X_SAMPLE == 16 * 28 * 28) ? 1 : -1];
-typedef char inception_avgpool_check_y_sample[(INCEPTION_AVGPOOL_Y_SAMPLE == 16 * 28 * 28) ? 1 : -1];
+typedef char inception_avgpool_check_x_sample[(INCEPTION_AVGPOOL_X_SAMPLE == 16L * 28L * 28L) ? 1 : -1];
+typedef char inception_avgpool_check_y_sample[(INCEPTION_AVGPOOL_Y_SAMPLE == 16L * 28L * 28L) ? 1 : -1];
 
 void inception_avgpool(const float *restrict x, float *restrict y, long batch);
 

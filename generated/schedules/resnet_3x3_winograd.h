@@ -16,9 +16,9 @@
 #define RESNET_3X3_WINOGRAD_B_SIZE 16L /* b: (16,) */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char resnet_3x3_winograd_check_x_sample[(RESNET_3X3_WINOGRAD_X_SAMPLE == 16 * 28 * 28) ? 1 : -1];
-typedef char resnet_3x3_winograd_check_y_sample[(RESNET_3X3_WINOGRAD_Y_SAMPLE == 16 * 28 * 28) ? 1 : -1];
-typedef char resnet_3x3_winograd_check_w_size[(RESNET_3X3_WINOGRAD_W_SIZE == 16 * 16 * 3 * 3) ? 1 : -1];
+typedef char resnet_3x3_winograd_check_x_sample[(RESNET_3X3_WINOGRAD_X_SAMPLE == 16L * 28L * 28L) ? 1 : -1];
+typedef char resnet_3x3_winograd_check_y_sample[(RESNET_3X3_WINOGRAD_Y_SAMPLE == 16L * 28L * 28L) ? 1 : -1];
+typedef char resnet_3x3_winograd_check_w_size[(RESNET_3X3_WINOGRAD_W_SIZE == 16L * 16L * 3L * 3L) ? 1 : -1];
 
 void resnet_3x3_winograd(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch);
 

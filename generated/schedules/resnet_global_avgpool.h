@@ -14,8 +14,8 @@
 #define RESNET_GLOBAL_AVGPOOL_Y_SAMPLE 64L /* y: (N, 64, 1, 1) per sample */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char resnet_global_avgpool_check_x_sample[(RESNET_GLOBAL_AVGPOOL_X_SAMPLE == 64 * 7 * 7) ? 1 : -1];
-typedef char resnet_global_avgpool_check_y_sample[(RESNET_GLOBAL_AVGPOOL_Y_SAMPLE == 64 * 1 * 1) ? 1 : -1];
+typedef char resnet_global_avgpool_check_x_sample[(RESNET_GLOBAL_AVGPOOL_X_SAMPLE == 64L * 7L * 7L) ? 1 : -1];
+typedef char resnet_global_avgpool_check_y_sample[(RESNET_GLOBAL_AVGPOOL_Y_SAMPLE == 64L * 1L * 1L) ? 1 : -1];
 
 void resnet_global_avgpool(const float *restrict x, float *restrict y, long batch);
 

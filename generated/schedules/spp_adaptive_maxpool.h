@@ -14,8 +14,8 @@
 #define SPP_ADAPTIVE_MAXPOOL_Y_SAMPLE 80L /* y: (N, 20, 2, 2) per sample */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char spp_adaptive_maxpool_check_x_sample[(SPP_ADAPTIVE_MAXPOOL_X_SAMPLE == 20 * 9 * 9) ? 1 : -1];
-typedef char spp_adaptive_maxpool_check_y_sample[(SPP_ADAPTIVE_MAXPOOL_Y_SAMPLE == 20 * 2 * 2) ? 1 : -1];
+typedef char spp_adaptive_maxpool_check_x_sample[(SPP_ADAPTIVE_MAXPOOL_X_SAMPLE == 20L * 9L * 9L) ? 1 : -1];
+typedef char spp_adaptive_maxpool_check_y_sample[(SPP_ADAPTIVE_MAXPOOL_Y_SAMPLE == 20L * 2L * 2L) ? 1 : -1];
 
 void spp_adaptive_maxpool(const float *restrict x, float *restrict y, long batch);
 

@@ -16,9 +16,9 @@
 #define UPSAMPLE_TRANSPOSED_B_SIZE 8L /* b: (8,) */
 
 /* Compile-time checks that the sizes above agree with the layout they describe. */
-typedef char upsample_transposed_check_x_sample[(UPSAMPLE_TRANSPOSED_X_SAMPLE == 16 * 14 * 14) ? 1 : -1];
-typedef char upsample_transposed_check_y_sample[(UPSAMPLE_TRANSPOSED_Y_SAMPLE == 8 * 28 * 28) ? 1 : -1];
-typedef char upsample_transposed_check_w_size[(UPSAMPLE_TRANSPOSED_W_SIZE == 16 * 8 * 2 * 2) ? 1 : -1];
+typedef char upsample_transposed_check_x_sample[(UPSAMPLE_TRANSPOSED_X_SAMPLE == 16L * 14L * 14L) ? 1 : -1];
+typedef char upsample_transposed_check_y_sample[(UPSAMPLE_TRANSPOSED_Y_SAMPLE == 8L * 28L * 28L) ? 1 : -1];
+typedef char upsample_transposed_check_w_size[(UPSAMPLE_TRANSPOSED_W_SIZE == 16L * 8L * 2L * 2L) ? 1 : -1];
 
 void upsample_transposed(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch);
 
