@@ -275,36 +275,37 @@ def parse_layer(text: str) -> Layer:
     if digits > MAX_DIGITS:
         raise SpecError(f"layer expression holds a number of {digits:,} digits: at most "
                         f"{MAX_DIGITS} (sizes are at most {MAX_SIZE:,})")
+    shown = text if len(text) <= 80 else text[:60] + f"... ({len(text):,} characters)"
     try:
         tree = ast.parse(text.strip(), mode="eval").body
     except (SyntaxError, RecursionError, MemoryError, ValueError):
         tree = None
     if not isinstance(tree, ast.Call) or not isinstance(tree.func, ast.Name):
-        raise SpecError(f"layer {text!r} must be a call such as 'Conv2d(3, 16, 3, padding=1)'")
+        raise SpecError(f"layer {shown!r} must be a call such as 'Conv2d(3, 16, 3, padding=1)'")
     kind = tree.func.id
     if kind not in LAYER_TYPES:
-        raise SpecError(f"layer {text!r}: {kind!r} must be one of {', '.join(LAYER_TYPES)}")
+        raise SpecError(f"layer {shown!r}: {kind!r} must be one of {', '.join(LAYER_TYPES)}")
     if any(k.arg is None for k in tree.keywords):
-        raise SpecError(f"layer {text!r}: **kwargs are not allowed")
+        raise SpecError(f"layer {shown!r}: **kwargs are not allowed")
     repeated = sorted({k.arg for k in tree.keywords
                        if [j.arg for j in tree.keywords].count(k.arg) > 1})
     if repeated:
-        raise SpecError(f"layer {text!r}: {', '.join(repeated)} given twice")
+        raise SpecError(f"layer {shown!r}: {', '.join(repeated)} given twice")
     try:
         args = [ast.literal_eval(a) for a in tree.args]
         kwargs = {k.arg: ast.literal_eval(k.value) for k in tree.keywords}
     except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
-        raise SpecError(f"layer {text!r}: arguments must be literals (numbers, strings, "
+        raise SpecError(f"layer {shown!r}: arguments must be literals (numbers, strings, "
                         "tuples, True/False/None)") from None
     fields = [f.name for f in dataclasses.fields(LAYER_TYPES[kind])]
     if len(args) > len(fields):
-        raise SpecError(f"layer {text!r}: {kind} takes at most {len(fields)} arguments "
+        raise SpecError(f"layer {shown!r}: {kind} takes at most {len(fields)} arguments "
                         f"({', '.join(fields)})")
     clash = sorted(set(fields[:len(args)]) & set(kwargs))
     if clash:
-        raise SpecError(f"layer {text!r}: {', '.join(clash)} given twice")
+        raise SpecError(f"layer {shown!r}: {', '.join(clash)} given twice")
     return layer_from_mapping({"type": kind, **dict(zip(fields, args)), **kwargs},
-                              f"layer {text!r}")
+                              f"layer {shown!r}")
 
 
 def parse_shape(text: str) -> tuple:

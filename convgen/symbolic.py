@@ -42,6 +42,8 @@ __all__ = [
     "Size",
     "adaptive_window",
     "adaptive_window_taps",
+    "adaptive_total_taps",
+    "adaptive_max_taps",
     "cdiv",
     "conv_macs",
     "conv_output_size",
@@ -285,12 +287,46 @@ def adaptive_window(i: Size, n: Size, out: Size) -> tuple[Size, Size]:
 
 
 def adaptive_window_taps(n: Size, out: int) -> list[Size]:
-    """Sizes of the ``out`` adaptive windows over an input of size ``n``."""
+    """Sizes of the ``out`` adaptive windows over an input of size ``n`` (one per window:
+    for totals and maxima use :func:`adaptive_total_taps` and :func:`adaptive_max_taps`)."""
     sizes = []
     for i in range(out):
         start, end = adaptive_window(i, n, out)
         sizes.append(_plain(end - start))
     return sizes
+
+
+#: Windows summed one by one where the input size is symbolic (no closed form then).
+_SYMBOLIC_WINDOWS = 256
+
+
+def _symbolic_windows(n: Size, out: int) -> list[Size]:
+    if out > _SYMBOLIC_WINDOWS:
+        raise SpecError(f"adaptive pooling to {out} outputs over a symbolic input size {n}: "
+                        f"the window sums have no closed form; use a concrete size or at most "
+                        f"{_SYMBOLIC_WINDOWS} outputs")
+    return adaptive_window_taps(n, out)
+
+
+def adaptive_total_taps(n: Size, out: int) -> Size:
+    """Taps of all ``out`` adaptive windows over ``n`` inputs: ``n + out - gcd(n, out)``.
+
+    Window ``i`` is ``[floor(i n/out), ceil((i+1) n/out))``; summed, the floors and ceilings
+    differ by ``n`` plus one for every ``j`` in ``1..out`` with ``out`` not dividing ``j n``,
+    of which there are ``out - gcd(n, out)``."""
+    if _ints(n, out):
+        return n + out - math.gcd(n, out)
+    return _plain(sympy.Add(*_symbolic_windows(n, out)))
+
+
+def adaptive_max_taps(n: Size, out: int) -> Size:
+    """The widest adaptive window over ``n`` inputs and ``out`` outputs: with ``n = q out +
+    r``, ``q`` when ``r = 0``, ``q + 1`` when ``r`` divides ``out``, else ``q + 2`` (an
+    integer then lies strictly inside some ``(i r/out, (i+1) r/out)``)."""
+    if _ints(n, out):
+        q, r = divmod(n, out)
+        return q if r == 0 else q + 1 if out % r == 0 else q + 2
+    return smax(*_symbolic_windows(n, out))
 
 
 def transpose_tap_count(kernel: Size, stride: Size, dilation: Size) -> Size:

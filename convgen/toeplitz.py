@@ -213,13 +213,83 @@ def _adaptive_tables(layer: Layer, in_spatial):
     return tables, sizes, divisor
 
 
+#: Most entries :func:`entries` materializes (three index arrays of this length: about
+#: 1.2 GB); a larger operator is refused up front with the size it would need.
+MAX_ENTRIES = 50_000_000
+
+
+@dataclass(frozen=True)
+class _Axes:
+    """A layer's operator as per-axis tables: every entry is one (row, column) pair of each
+    axis's table, for each pair of channels that meet (``pairs``); ``shape`` is the whole
+    operator's.  The operator is their Kronecker product, so its counts are products."""
+
+    tables: list
+    pairs: int
+    shape: tuple
+    weights: bool           # entries carry weight keys (convolutions)
+
+
+def _axes(layer: Layer, input_shape: Sequence) -> _Axes:
+    family = family_of(layer)
+    channels, in_spatial = _sample(layer, input_shape)
+    out_spatial = tuple(layer.output_shape(input_shape)[-layer.ndim:])
+    p_in, p_out = sym.prod(in_spatial), sym.prod(out_spatial)
+    if family in _CONVOLUTIONS:
+        pads = layer.resolved_padding(in_spatial)
+        c_in, c_out, n_in, n_out, mode = (layer.in_channels, layer.out_channels, in_spatial,
+                                          out_spatial, getattr(layer, "padding_mode", "zeros"))
+        if family == "conv_transpose":  # the transpose of the forward convolution
+            c_in, c_out, n_in, n_out, mode = c_out, c_in, out_spatial, in_spatial, "zeros"
+        tables = [_tap_table(n, m, k, s, d, lo, mode) for n, m, k, s, d, (lo, _) in
+                  zip(n_in, n_out, layer.kernel_size, layer.stride, layer.dilation, pads)]
+        shape = (layer.out_channels * p_out, layer.in_channels * p_in)
+        return _Axes(tables, c_out * (c_in // layer.groups), shape, True)
+    shape = (channels * p_out, channels * p_in)
+    if family == "adaptive_pool":
+        return _Axes([None] * layer.ndim, channels, shape, False)  # closed form, see below
+    pads = layer.resolved_padding(in_spatial)
+    return _Axes(_window_pool_tables(layer, in_spatial, out_spatial, pads), channels, shape,
+                 False)
+
+
+def _axis_counts(layer: Layer, input_shape: Sequence, axes: _Axes) -> list[tuple[int, int]]:
+    """Per axis: (entries of its table, distinct (row, column) pairs among them)."""
+    if family_of(layer) == "adaptive_pool":
+        _, in_spatial = _sample(layer, input_shape)
+        sizes = layer.output_shape(input_shape)[-layer.ndim:]
+        return [(sym.adaptive_total_taps(n, m),) * 2 for n, m in zip(in_spatial, sizes)]
+    counts = []
+    for o, _, x in axes.tables:
+        flat = o * (int(x.max()) + 1 if len(x) else 1) + x
+        counts.append((len(o), len(np.unique(flat))))
+    return counts
+
+
+def entry_count(layer: Layer, input_shape: Sequence) -> int:
+    """How many entries :func:`entries` would materialize, from the per-axis tables."""
+    axes = _axes(layer, input_shape)
+    return axes.pairs * sym.prod(n for n, _ in _axis_counts(layer, input_shape, axes))
+
+
+def _check_size(layer: Layer, input_shape: Sequence) -> None:
+    count = entry_count(layer, input_shape)
+    if count > MAX_ENTRIES:
+        raise SpecError(f"{type(layer).__name__} on {tuple(input_shape)}: its operator has "
+                        f"{count:,} entries, about {count * 24 / 2**30:,.1f} GiB to "
+                        f"materialize; at most {MAX_ENTRIES:,} are (structure() still works "
+                        "from formulas; use a smaller input shape for the matrix)")
+
+
 def entries(layer: Layer, input_shape: Sequence) -> Entries:
     """The COO entries of ``layer``'s operator for one sample of ``input_shape``.
 
     For max pooling the entries list every (window, input) pair the window reads, in scan
-    order, with ``keys`` the tap index; they are not a linear operator by themselves.
+    order, with ``keys`` the tap index; they are not a linear operator by themselves.  An
+    operator of more than :data:`MAX_ENTRIES` entries is refused with its size.
     """
     family = family_of(layer)
+    _check_size(layer, input_shape)
     channels, in_spatial = _sample(layer, input_shape)
     if family == "conv_transpose":
         out_spatial = layer.output_shape(input_shape)[-layer.ndim:]
@@ -371,7 +441,21 @@ def apply_entries(ops: Entries, x: np.ndarray, weight=None) -> np.ndarray:
 
 
 def structure(layer: Layer, input_shape: Sequence) -> Structure:
-    """Shape, nonzeros, density and (convolutions) distinct weights of the operator."""
+    """Shape, nonzeros, density and (convolutions) distinct weights of the operator, from
+    the per-axis tables (the operator is their Kronecker product for each pair of channels
+    that meet), without materializing it: milliseconds for any size."""
+    _linear_kind(layer)
+    axes = _axes(layer, input_shape)
+    counts = _axis_counts(layer, input_shape, axes)
+    nnz = axes.pairs * sym.prod(distinct for _, distinct in counts)
+    distinct = None
+    if axes.weights:  # every tap a table uses is one weight per channel pair
+        distinct = axes.pairs * sym.prod(len(np.unique(j)) for _, j, _ in axes.tables)
+    return Structure(axes.shape, nnz, nnz / (axes.shape[0] * axes.shape[1]), distinct)
+
+
+def materialized_structure(layer: Layer, input_shape: Sequence) -> Structure:
+    """:func:`structure` counted on the materialized entries: the check of the formulas."""
     _linear_kind(layer)
     ops = entries(layer, input_shape)
     flat = ops.rows.astype(np.int64) * ops.shape[1] + ops.cols

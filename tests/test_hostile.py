@@ -287,3 +287,135 @@ def test_the_shipped_files_are_what_is_built_and_tested(shipped, capsys, edit):
     assert "0 failed" not in summary
     if edit != "size macro":  # the built files themselves fail: values or the build
         assert "FAIL" in out
+
+
+# --------------------------------------------------------------------------- 6. hangs
+
+
+def _cli_within(seconds: float, *argv) -> subprocess.CompletedProcess:
+    """Run the CLI in a subprocess that must finish within ``seconds``."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "convgen", *argv], capture_output=True,
+                          text=True, env=env, timeout=seconds)
+
+
+def test_adaptive_pool_counts_are_closed_form():
+    done = _cli_within(30, "summary", "AdaptiveAvgPool2d(100000000)", "--input-shape",
+                       "3,200000000,200000000")
+    assert done.returncode == 0 and "FLOPs" in done.stdout, done.stderr
+    done = _cli_within(30, "prove", "--layer", "AdaptiveAvgPool2d(100000000)")
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("n", range(1, 40))
+def test_adaptive_closed_forms_equal_the_window_by_window_sums(n):
+    from convgen import symbolic as sym
+
+    for m in range(1, 40):
+        taps = sym.adaptive_window_taps(n, m)
+        assert sym.adaptive_total_taps(n, m) == sum(taps)
+        assert sym.adaptive_max_taps(n, m) == max(taps)
+
+
+def test_toeplitz_structure_of_a_large_layer_is_computed_not_materialized():
+    done = _cli_within(30, "toeplitz", "Conv2d(64,64,3,padding=1)", "--input-shape",
+                       "64,56,56")
+    assert done.returncode == 0 and "112,869,376 nonzeros" in done.stdout, done.stderr
+
+
+def test_a_matrix_too_large_to_materialize_is_refused_with_its_size():
+    from convgen import toeplitz
+
+    layer = convgen.Conv2d(512, 512, 3, padding=1)
+    with pytest.raises(convgen.SpecError, match=r"117,676,441,600 entries, about 2,630"):
+        toeplitz.toeplitz(layer, (512, 224, 224))
+    done = _cli_within(60, "toeplitz", "Conv2d(512,512,3,padding=1)", "--input-shape",
+                       "512,224,224", "--plot", os.devnull + ".png")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+# --------------------------------------------------------------------------- 7. sizes
+
+
+@pytest.mark.parametrize("make", [
+    lambda: convgen.Conv2d(1, 1, 3, stride=10**20),
+    lambda: convgen.Conv2d(1, 1, 3, padding=10**12),
+    lambda: convgen.AvgPool2d(2, divisor_override=2**70),
+    lambda: convgen.AdaptiveAvgPool2d(10**10),
+    lambda: convgen.Conv2d(2**31, 1, 1),
+])
+def test_parameters_beyond_a_32_bit_int_are_refused(make):
+    with pytest.raises(convgen.SpecError, match="at most 2,147,483,647"):
+        make()
+
+
+def test_samples_beyond_a_64_bit_long_are_refused_before_any_c():
+    from convgen.codegen import generate
+
+    with pytest.raises(convgen.SpecError, match="a kernel indexes with a 64-bit long"):
+        generate(convgen.Conv3d(2**20, 1, 1), (2**20, 2**20, 2**20, 2**20))
+
+
+def test_a_sample_beyond_32_bits_builds_with_long_arithmetic(tmp_path, monkeypatch):
+    """(1, 50000, 50000) overflowed the header's int size check; now it builds, and its
+    header requires a 64-bit long."""
+    from convgen.codegen import generate
+    from tests.helpers import compile_strict
+
+    kernel = generate(convgen.Conv2d(1, 1, 3), (1, 50000, 50000), name="big")
+    assert "50000L * 50000L" in kernel.header and "sizeof(long) >= 8" in kernel.header
+    compile_strict("gcc", kernel, tmp_path, [[]], "-O0")
+    small = generate(convgen.Conv2d(1, 1, 3), (1, 8, 8), name="small")
+    assert "sizeof(long)" not in small.header
+
+
+# --------------------------------------------------------------------------- 8. inputs
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["shape", "Conv2d(1, 1, 3" + ", 1" * 50000 + ")", "--input-shape", "1,8,8"],
+     "too long"),
+    (["shape", "Conv2d(1, 1, " + "+".join(["1"] * 3000) + ")", "--input-shape", "1,8,8"],
+     "must be a call such as"),
+    (["shape", "Conv2d(1, 1, 3)", "--input-shape", "3,--32,32"], "comma-separated ints"),
+    (["shape", "Conv2d(3, 1, 3)", "--input-shape", "3,,32,32"], "comma-separated ints"),
+    (["shape", "Conv2d(1, 1, " + "9" * 5000 + ")", "--input-shape", "1,8,8"], "digits"),
+    (["shape", "Conv2d(1, 1, 3, bias=True, bias=False)", "--input-shape", "1,8,8"],
+     "bias given twice"),
+    (["shape", "Conv2d(1, 1, 3, padding=b'ab')", "--input-shape", "1,8,8"], "padding=b'ab'"),
+])
+def test_hostile_layer_expressions_and_shapes_are_clear_errors(capsys, argv, message):
+    code, _, err = _run(capsys, *argv)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_deeply_nested_toml_is_an_error(tmp_path, capsys):
+    layers = tmp_path / "deep.toml"
+    layers.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    code, _, err = _run(capsys, "summary", str(layers))
+    assert code == 2 and "convgen: error:" in err
+
+
+def test_values_that_are_not_sizes_are_refused():
+    import sympy
+
+    with pytest.raises(convgen.SpecError, match="spatial"):
+        convgen.Conv2d(3, 1, 3).output_shape((3, sympy.nan, 32))
+    with pytest.raises(convgen.SpecError, match="padding_mode"):
+        convgen.Conv2d(3, 1, 3, padding_mode=np.array(["zeros", "reflect"]))
+    with pytest.raises(convgen.SpecError, match="norm_type=1e\\+300"):
+        convgen.LPPool2d(1e300, 2)
+    with pytest.raises(convgen.SpecError, match="kernel_size=b"):
+        convgen.Conv2d(1, 1, b"ab")
+
+
+def test_an_array_subclass_that_lies_about_its_shape_is_refused():
+    class Liar(np.ndarray):
+        @property
+        def shape(self):
+            return (1, 1, 64, 64)
+
+    kernel = convgen.compile(convgen.MaxPool2d(2), (1, 64, 64))
+    small = np.zeros((1, 1, 2, 2), np.float32).view(Liar)
+    with pytest.raises(convgen.SpecError, match="not a subclass"):
+        kernel(small)

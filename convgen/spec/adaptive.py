@@ -11,11 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import sympy
-
 from .. import symbolic as sym
 from ..errors import SpecError
-from .base import InputShape, Layer, _bool, _int, _is_int
+from .base import MAX_SIZE, InputShape, Layer, _bool, _int, _is_int
 
 __all__ = ["AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d",
            "AdaptiveMaxPool2d", "AdaptiveMaxPool3d", "GlobalAvgPool", "GlobalMaxPool"]
@@ -28,11 +26,13 @@ class _AdaptiveNd(Layer):
 
     def __post_init__(self) -> None:
         owner, ndim, value = self._owner, self.ndim, self.output_size
-        allowed = f"a positive int or a sequence of {ndim} positive ints or None"
-        if _is_int(value) and value >= 1:
+        allowed = (f"a positive int or a sequence of {ndim} positive ints or None, each at "
+                   f"most {MAX_SIZE:,}")
+        if _is_int(value) and 1 <= value <= MAX_SIZE:
             sizes = (int(value),) * ndim
-        elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == ndim \
-                and all(v is None or (_is_int(v) and v >= 1) for v in value):
+        elif isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray)) \
+                and len(value) == ndim \
+                and all(v is None or (_is_int(v) and 1 <= v <= MAX_SIZE) for v in value):
             sizes = tuple(None if v is None else int(v) for v in value)
         else:
             raise SpecError(f"{owner}: output_size={value!r} must be {allowed} (None keeps "
@@ -47,28 +47,19 @@ class _AdaptiveNd(Layer):
     def _out_spatial(self, shape: InputShape) -> tuple:
         return self._targets(shape)
 
-    def _window_taps(self, shape: InputShape) -> list[list[sym.Size]]:
-        """Per dimension, the size of each window (one per output position)."""
-        result = []
-        for n, o in zip(shape.spatial, self.output_size):
-            result.append([1] if o is None else sym.adaptive_window_taps(n, o))
-        return result
-
     def _extra_flops(self, shape: InputShape) -> sym.Size:
-        """Window taps summed over all outputs; ``output_size=None`` dims use 1-wide windows."""
-        per_dim = []
-        for n, o, taps in zip(shape.spatial, self.output_size, self._window_taps(shape)):
-            per_dim.append(n if o is None else sym._plain(sympy.Add(*taps)))
+        """Window taps summed over all outputs (closed form); ``output_size=None`` dims use
+        1-wide windows."""
+        per_dim = [n if o is None else sym.adaptive_total_taps(n, o)
+                   for n, o in zip(shape.spatial, self.output_size)]
         total_taps = sym.prod([shape.batch_or_one, shape.channels, *per_dim])
         outputs = sym.prod([shape.batch_or_one, shape.channels, *self._targets(shape)])
         return sym.pool_flops(outputs, total_taps, self._ops_per_tap, self._ops_per_output)
 
     def _rf_steps(self, shape: InputShape) -> tuple:
         """The widest window, and the largest distance between window starts (upper bound)."""
-        steps = []
-        for n, o, taps in zip(shape.spatial, self.output_size, self._window_taps(shape)):
-            steps.append((1, 1) if o is None else (sym.smax(*taps), sym.cdiv(n, o)))
-        return tuple(steps)
+        return tuple((1, 1) if o is None else (sym.adaptive_max_taps(n, o), sym.cdiv(n, o))
+                     for n, o in zip(shape.spatial, self.output_size))
 
 
 @dataclass(frozen=True)
