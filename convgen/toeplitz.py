@@ -213,9 +213,10 @@ def _adaptive_tables(layer: Layer, in_spatial):
     return tables, sizes, divisor
 
 
-#: Most entries :func:`entries` materializes (three index arrays of this length: about
-#: 1.2 GB); a larger operator is refused up front with the size it would need.
-MAX_ENTRIES = 50_000_000
+#: Most entries :func:`entries` materializes (three index arrays of this length: 2.4 GB as
+#: int32, 4.8 GB as int64, plus the sort); a larger operator is refused up front with the
+#: size it would need.
+MAX_ENTRIES = 200_000_000
 
 
 @dataclass(frozen=True)
@@ -276,7 +277,7 @@ def _check_size(layer: Layer, input_shape: Sequence) -> None:
     count = entry_count(layer, input_shape)
     if count > MAX_ENTRIES:
         raise SpecError(f"{type(layer).__name__} on {tuple(input_shape)}: its operator has "
-                        f"{count:,} entries, about {count * 24 / 2**30:,.1f} GiB to "
+                        f"{count:,} entries, at least {count * 12 / 2**30:,.1f} GiB to "
                         f"materialize; at most {MAX_ENTRIES:,} are (structure() still works "
                         "from formulas; use a smaller input shape for the matrix)")
 

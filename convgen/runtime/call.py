@@ -45,8 +45,10 @@ class KernelCall(abc.ABC):
     def _array(self, label: str, value, shape: tuple):
         g = self.generated
         if type(value) is not np.ndarray:  # a subclass may report a shape it does not have
-            raise SpecError(f"{g.name}: {label} must be a numpy.ndarray (not a subclass), got "
-                            f"{type(value).__name__}; pass numpy.asarray(...) yourself")
+            subclass = " (not a subclass; pass numpy.asarray(...) yourself)" \
+                if isinstance(value, np.ndarray) else ""
+            raise SpecError(f"{g.name}: {label} must be a numpy.ndarray{subclass}, got "
+                            f"{type(value).__name__}")
         if value.dtype != np.dtype(g.dtype):
             raise SpecError(f"{g.name}: {label} has dtype {value.dtype}; the kernel was "
                             f"generated for {g.dtype}")
