@@ -55,7 +55,8 @@ def test_names_like_system_headers_cannot_shadow_them(tmp_path):
         layer = convgen.Conv2d(1, 2, 3, padding=1)
         x = np.arange(32, dtype=np.float32).reshape(2, 1, 4, 4) % 5
         w = np.ones(layer.weight_shape, np.float32); b = np.zeros(2, np.float32)
-        for name in ("stdio", "string", "stdint", "math", "stdlib", "limits", "signal_h"):
+        for name in ("stdio", "string", "stdint", "math", "stdlib", "limits", "signal_h",
+                     "index", "select", "random", "stat", "link", "y0", "j1", "error"):
             for openmp in (False, True):
                 k = convgen.compile(layer, (1, 4, 4), name=name, openmp=openmp)
                 assert np.array_equal(k(x, w, b), forward(layer, x, w, b)), name
@@ -138,6 +139,7 @@ def test_an_unwritable_cache_falls_back_with_a_warning(tmp_path, monkeypatch):
     blocked.write_text("not a folder")
     monkeypatch.setenv("CONVGEN_CACHE_DIR", str(blocked / "cache"))
     monkeypatch.setattr(cache_module, "_FALLBACK", [])
+    monkeypatch.setattr(cache_module, "_CHECKED", {})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         kernel = convgen.compile(convgen.MaxPool2d(2), (1, 4, 4), name="fallback_probe")

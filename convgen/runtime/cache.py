@@ -36,6 +36,7 @@ STALE_SECONDS = 3600
 KEEP_FAILED = 8
 
 _FALLBACK: list[Path] = []
+_CHECKED: dict[Path, str] = {}
 
 
 def _configured() -> Path:
@@ -60,7 +61,9 @@ def cache_dir() -> Path:
     """``$CONVGEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/convgen``, else ``~/.cache/convgen``;
     a private temporary folder (with a warning) where that one cannot be written."""
     wanted = _configured()
-    problem = _writable(wanted)
+    if wanted not in _CHECKED:  # probed once a process and location
+        _CHECKED[wanted] = _writable(wanted)
+    problem = _CHECKED[wanted]
     if not problem:
         return wanted
     if not _FALLBACK:  # warned once a process

@@ -123,11 +123,15 @@ def _build(kernels: Sequence[GeneratedKernel], folder: Path, module: str,
         source.with_suffix(".h").write_text(kernel.header)
         objects.append(str(_compile_object(cc, source, flags, openmp)))
     ffi = cffi.FFI()
-    ffi.cdef("\n".join(k.cdef for k in kernels))
-    # each header by its absolute path: the wrapper has no include path into the folder
+    ffi.cdef("\n".join(_aliased(k) for k in kernels))
     wrapper = folder / f"{module}.c"
-    make_c_source(ffi, module, "\n".join(f'#include "{folder / k.name}.h"' for k in kernels),
-                  str(wrapper))
+    # The wrapper never sees a kernel's name as a C identifier and includes no file of the
+    # folder: it calls each kernel under a private alias bound to the kernel's symbol by an
+    # asm label, so no declaration from Python.h's headers (index, select, y0...) clashes.
+    label = "_" if sys.platform == "darwin" else ""
+    preamble = "#include <stdint.h>\n" + "\n".join(
+        f'{_aliased(k)[:-1]} __asm__("{label}{k.name}");' for k in kernels)
+    make_c_source(ffi, module, preamble, str(wrapper))
     target = folder / f"{module}{sysconfig.get_config_var('EXT_SUFFIX') or '.so'}"
     command = [cc, "-O2", "-fPIC", f"-I{sysconfig.get_paths()['include']}",
                *_link_flags(), str(wrapper), *objects, "-o", str(target), "-lm",
@@ -138,6 +142,20 @@ def _build(kernels: Sequence[GeneratedKernel], folder: Path, module: str,
                          command, result.stderr, str(folder))
     record_checksum(target)
     return target
+
+
+def alias(name: str) -> str:
+    """The private name the cffi module calls kernel ``name`` by (``_convgen_`` is a
+    reserved prefix: no kernel name can collide with an alias)."""
+    return f"_convgen_{name}"
+
+
+def _aliased(kernel: GeneratedKernel) -> str:
+    """The kernel's prototype (``cdef``) under its alias."""
+    head = f"void {kernel.name}("
+    if not kernel.cdef.startswith(head):
+        raise BuildError(f"{kernel.name}: unexpected prototype {kernel.cdef!r}", [], "")
+    return f"void {alias(kernel.name)}(" + kernel.cdef[len(head):]
 
 
 def _load(folder: Path, module: str):
@@ -208,7 +226,7 @@ class Kernel(KernelCall):
 
     def __init__(self, generated: GeneratedKernel, module):
         super().__init__(generated)
-        self._function = getattr(module.lib, generated.name)
+        self._function = getattr(module.lib, alias(generated.name))
         self._ffi = module.ffi
         # cffi array types by NumPy dtype, looked up once: per call only from_buffer remains
         self._types = {np.dtype(name): module.ffi.typeof(f"{ctype}[]") for name, ctype in
