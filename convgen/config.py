@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import io
 import re
 import sys
+import tokenize
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +45,7 @@ from .errors import SpecError
 from .resources import examples_dir
 from .schedules import names as schedule_names
 from .spec import LAYER_TYPES, Layer, Sequential
+from .spec.base import quote
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -98,7 +101,7 @@ def layer_from_mapping(entry: Mapping, where: str = "layer") -> Layer:
     """Build a layer from a mapping with ``type`` plus the layer's keyword arguments."""
     kind = entry.get("type")
     if not isinstance(kind, str) or kind not in LAYER_TYPES:
-        raise SpecError(f"{where}: type={kind!r} must be one of {', '.join(LAYER_TYPES)}")
+        raise SpecError(f"{where}: type={quote(kind)} must be one of {', '.join(LAYER_TYPES)}")
     cls = LAYER_TYPES[kind]
     allowed = [f.name for f in dataclasses.fields(cls)]
     kwargs = {k: v for k, v in entry.items() if k not in _LAYER_META_KEYS}
@@ -119,16 +122,16 @@ def layer_from_mapping(entry: Mapping, where: str = "layer") -> Layer:
 def _shape(value: object, where: str) -> tuple:
     if not isinstance(value, list) or not value or not all(
             isinstance(v, (int, str)) and not isinstance(v, bool) for v in value):
-        raise SpecError(f"{where}: input_shape={value!r} must be a list of ints and symbol "
+        raise SpecError(f"{where}: input_shape={quote(value)} must be a list of ints and symbol "
                         "names, (C, *spatial) or (N, C, *spatial)")
     return tuple(value)
 
 
 def _name(value: object, where: str, seen: set) -> str:
     if not isinstance(value, str) or not value:
-        raise SpecError(f"{where}: name={value!r} must be a non-empty string")
+        raise SpecError(f"{where}: name={quote(value)} must be a non-empty string")
     if value in seen:
-        raise SpecError(f"{where}: name={value!r} is used twice; names must be unique")
+        raise SpecError(f"{where}: name={quote(value)} is used twice; names must be unique")
     seen.add(value)
     return value
 
@@ -156,7 +159,8 @@ def _model(entry: object, where: str, seen: set) -> Network:
                                 f"has one (each layer takes the previous layer's output)")
         label = item.get("name", str(index))
         if not isinstance(label, str) or not label:
-            raise SpecError(f"{where}: layer {index} name={label!r} must be a non-empty string")
+            raise SpecError(f"{where}: layer {index} name={quote(label)} must be a non-empty "
+                            "string")
         _description(item, f"{where} layer {label!r}")
         names.append(label)
         layers.append(layer_from_mapping(item, f"{where} layer {label!r}"))
@@ -170,7 +174,7 @@ def _schedule(entry: dict, where: str) -> str:
     value = entry.get("schedule", "auto")
     allowed = ("auto", *schedule_names("c"))
     if value not in allowed:
-        raise SpecError(f"{where}: schedule={value!r} must be one of "
+        raise SpecError(f"{where}: schedule={quote(value)} must be one of "
                         f"{', '.join(map(repr, allowed))}")
     return value
 
@@ -184,14 +188,14 @@ def _network(name, shape, layers, names, entry: dict, where,
         raise SpecError(f"{where}: {error}") from None
     dtype = entry.get("dtype", "float32")
     if dtype not in DTYPES:
-        raise SpecError(f"{where}: dtype={dtype!r} must be one of {', '.join(DTYPES)}")
+        raise SpecError(f"{where}: dtype={quote(dtype)} must be one of {', '.join(DTYPES)}")
     return Network(name, shape, model, _description(entry, where), dtype, schedules)
 
 
 def _description(entry: dict, where: str) -> str:
     value = entry.get("description", "")
     if not isinstance(value, str):
-        raise SpecError(f"{where}: description={value!r} must be a string")
+        raise SpecError(f"{where}: description={quote(value)} must be a string")
     return value
 
 
@@ -212,7 +216,11 @@ def loads(text: str, source: str = "<string>") -> list[Network]:
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"{source}: not valid TOML: {error}") from None
     except (RecursionError, MemoryError):
-        raise SpecError(f"{source}: its tables or arrays nest too deeply to read") from None
+        raise SpecError(f"{source}: its tables or arrays nest too deeply to read: at most "
+                        f"{MAX_DEPTH} deep") from None
+    except ValueError as error:  # an int past Python's 4,300-digit conversion limit
+        raise SpecError(f"{source}: not valid TOML: {error}") from None
+    _check_depth(data, source)
     _description(data, source)
     unknown = sorted(set(data) - {"model", "layer", "description"})
     if unknown:
@@ -226,6 +234,22 @@ def loads(text: str, source: str = "<string>") -> list[Network]:
     if not networks:
         raise SpecError(f"{source}: defines no [[model]] and no [[layer]]")
     return networks
+
+
+def _check_depth(data: dict, source: str) -> None:
+    """Refuse tables and arrays nested deeper than :data:`MAX_DEPTH` (walked without
+    recursion): a value that deep is never a layer argument, and printing it would recurse."""
+    level = [data]
+    for depth in range(1, MAX_DEPTH + 2):
+        level = [v for item in level
+                 for v in (item.values() if isinstance(item, dict) else item)
+                 if isinstance(v, (dict, list))]
+        if not level:
+            return
+        if depth > MAX_DEPTH:
+            break
+    raise SpecError(f"{source}: its tables or arrays nest more than {MAX_DEPTH} deep: at most "
+                    f"{MAX_DEPTH}")
 
 
 def _array(data: dict, key: str, source: str) -> list:
@@ -250,8 +274,14 @@ def load(path: str | Path) -> list[Network]:
 
 #: Longest layer expression or shape text the parsers take, in characters.
 MAX_EXPRESSION = 10_000
-#: Most digits of a number in a layer expression or shape.
+#: Most digits of a number in a layer expression or shape (sizes are at most 2,147,483,647).
 MAX_DIGITS = 12
+#: Most terms (numbers, names, strings) in a layer expression: a 3-d transposed convolution
+#: with every argument spelled out holds about 40.
+MAX_TERMS = 256
+#: Deepest nesting of brackets in a layer expression, and of tables and arrays in a layer file
+#: (a model's layer's padding pairs sit 6 deep).
+MAX_DEPTH = 16
 MAX_SIZE = 2**31 - 1
 
 
@@ -260,22 +290,57 @@ def bundled_examples() -> dict[str, Path]:
     return {p.stem: p for p in sorted(examples_dir().glob("*.toml"))}
 
 
+def _shown(text: str) -> str:
+    """``text`` for a message: cut to 60 characters past 80."""
+    return text if len(text) <= 80 else text[:60] + f"... ({len(text):,} characters)"
+
+
+def _check_tokens(text: str, what: str) -> None:
+    """Refuse a layer expression past :data:`MAX_DIGITS`, :data:`MAX_TERMS` or
+    :data:`MAX_DEPTH`, stating the limit; a syntax error is left to the parser's message."""
+    tokens = []
+    try:  # the tokens up to the first error: the parser then reports that error
+        tokens.extend(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, SyntaxError, ValueError):  # unbalanced, a stray character
+        pass
+    terms = depth = 0
+    for token in tokens:
+        if token.type == tokenize.NUMBER:
+            digits = max(map(len, re.findall(r"[0-9a-fA-F]+", token.string.replace("_", ""))),
+                         default=0)
+            if digits > MAX_DIGITS:
+                raise SpecError(f"{what} holds a number of {digits:,} digits: at most "
+                                f"{MAX_DIGITS} (sizes are at most {MAX_SIZE:,})")
+        if token.type in (tokenize.NUMBER, tokenize.NAME, tokenize.STRING):
+            terms += 1
+            if terms > MAX_TERMS:
+                raise SpecError(f"{what} holds more than {MAX_TERMS} terms (numbers, names, "
+                                f"strings): at most {MAX_TERMS}")
+        elif token.type == tokenize.OP and token.string in ("(", "[", "{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise SpecError(f"{what} nests brackets more than {MAX_DEPTH} deep: at most "
+                                f"{MAX_DEPTH}")
+        elif token.type == tokenize.OP and token.string in (")", "]", "}"):
+            depth -= 1
+
+
 def parse_layer(text: str) -> Layer:
     """Parse a layer written as a Python call, e.g. ``"Conv2d(3, 16, 3, padding=1)"``.
 
     Only literal arguments are accepted; nothing is evaluated.  A layer is at most
-    :data:`MAX_EXPRESSION` characters, its numbers at most :data:`MAX_DIGITS` digits.
+    :data:`MAX_EXPRESSION` characters and :data:`MAX_TERMS` terms, its numbers at most
+    :data:`MAX_DIGITS` digits, its brackets at most :data:`MAX_DEPTH` deep: each limit is
+    checked on the tokens before the text is parsed, so no input reaches a recursion or an
+    int conversion that Python itself limits (4,300 digits).
     """
     if not isinstance(text, str):
-        raise SpecError(f"layer {text!r} must be a string such as 'Conv2d(3, 16, 3)'")
+        raise SpecError(f"layer {quote(text)} must be a string such as 'Conv2d(3, 16, 3)'")
     if len(text) > MAX_EXPRESSION:
         raise SpecError(f"layer expression of {len(text):,} characters is too long: at most "
                         f"{MAX_EXPRESSION:,}")
-    digits = max((len(run) for run in re.findall(r"\d+", text)), default=0)
-    if digits > MAX_DIGITS:
-        raise SpecError(f"layer expression holds a number of {digits:,} digits: at most "
-                        f"{MAX_DIGITS} (sizes are at most {MAX_SIZE:,})")
-    shown = text if len(text) <= 80 else text[:60] + f"... ({len(text):,} characters)"
+    shown = _shown(text)
+    _check_tokens(text, f"layer {shown!r}")
     try:
         tree = ast.parse(text.strip(), mode="eval").body
     except (SyntaxError, RecursionError, MemoryError, ValueError):
@@ -309,29 +374,40 @@ def parse_layer(text: str) -> Layer:
 
 
 def parse_shape(text: str) -> tuple:
-    """Parse ``"3,32,32"``, ``"(3, H, W)"`` or ``"[1, 3, 32, 32]"`` into a shape tuple."""
+    """Parse ``"3,32,32"``, ``"(3, H, W)"`` or ``"[1, 3, 32, 32]"`` into a shape tuple.
+
+    At most :data:`MAX_EXPRESSION` characters and :data:`MAX_TERMS` entries, each an int of
+    at most :data:`MAX_DIGITS` digits (a leading ``-`` is left for the spec to refuse, with
+    the entry's name) or a symbol name.
+    """
+    if not isinstance(text, str):
+        raise SpecError(f"input shape {quote(text)} must be a string such as '3,32,32'")
     if len(text) > MAX_EXPRESSION:
         raise SpecError(f"input shape of {len(text):,} characters is too long: at most "
                         f"{MAX_EXPRESSION:,}")
+    shown = _shown(text)
     body = text.strip().strip("()[]")
     items = [item.strip() for item in body.split(",")]
-    if items and not items[-1] and len(items) > 1:  # one trailing comma: "(3,)"
+    if len(items) > 1 and not items[-1]:  # one trailing comma: "(3,)"
         items.pop()
-    if any(not item for item in items) or any(len(item) > MAX_DIGITS for item in items):
-        items = None
+    if len(items) > MAX_TERMS:
+        raise SpecError(f"input shape {shown!r} holds {len(items):,} entries: at most "
+                        f"{MAX_TERMS}")
+    allowed = "must be comma-separated ints or symbol names, e.g. '3,32,32' or '3,H,W'"
     shape = []
-    for item in items or []:
-        if item.isdecimal() and item.isascii() or (item.startswith("-") and
-                                                   item[1:].isdecimal() and item.isascii()):
+    for index, item in enumerate(items):
+        number = item[1:] if item.startswith("-") else item
+        if number.isdecimal() and number.isascii():
+            if len(number) > MAX_DIGITS:
+                raise SpecError(f"input shape {shown!r}: entry {index} holds a number of "
+                                f"{len(number):,} digits: at most {MAX_DIGITS} (sizes are at "
+                                f"most {MAX_SIZE:,})")
             shape.append(int(item))
         elif item.isidentifier():
             shape.append(item)
         else:
-            items = None
-            break
-    if not items:
-        raise SpecError(f"input shape {text!r} must be comma-separated ints or symbol names, "
-                        "e.g. '3,32,32' or '3,H,W'")
+            what = "is empty" if not item else f"{quote(item)} is neither"
+            raise SpecError(f"input shape {shown!r} {allowed}; entry {index} {what}")
     return tuple(shape)
 
 

@@ -118,26 +118,40 @@ def allowed_dtypes(layer: Layer) -> tuple[str, ...]:
 #: LP64 model of 64-bit Linux and macOS, where it holds 64 bits.  A kernel whose sizes per
 #: sample need more than 32 bits says so in its header (a compile-time check of
 #: ``sizeof(long)``), so that an LLP64 or 32-bit target (Windows, Cortex-M) refuses to build
-#: it instead of overflowing.
-LONG_MAX = 2**63 - 1
-INT_MAX = 2**31 - 1
+#: it instead of overflowing.  Both limits are defined with the formulas, in
+#: :mod:`convgen.symbolic`, and the layer proofs (:mod:`convgen.proofs`) assume them.
+LONG_MAX = sym.LONG_MAX
+INT_MAX = sym.INT_MAX
 
 
-def _check_sizes(layer: Layer, sample: tuple, out: tuple, padding: tuple) -> None:
-    """Every array a kernel indexes (one sample of x and y, the weight) and every padded
-    extent must fit a 64-bit ``long``; refuse the layer before any C is printed."""
+def _check_sizes(layer: Layer, family: str, sample: tuple, out: tuple, padding: tuple) -> None:
+    """Refuse, before any C is printed, a problem whose kernel would compute a value that a
+    64-bit ``long`` cannot hold: one sample of x or y, the weight, or the flat index of a
+    window's tap (padding positions included); and a padded extent past a 32-bit int, which
+    keeps every position along an axis (``o*stride - lo + j*dilation``) far from the limit."""
+    owner = type(layer).__name__
     sizes = {"input_shape (one sample)": sym.prod(sample),
              "output shape (one sample)": sym.prod(out)}
-    if family_of(layer) in ("conv", "conv_transpose"):
+    if family in ("conv", "conv_transpose"):
         sizes["weight_shape"] = sym.prod(layer.weight_shape)
     for what, size in sizes.items():
         if size > LONG_MAX:
-            raise SpecError(f"{type(layer).__name__}: {what} holds {size:,} elements; a "
-                            f"kernel indexes with a 64-bit long, at most {LONG_MAX:,}")
-    for n, (lo, hi) in zip(sample[1:], padding):
+            raise SpecError(f"{owner}: {what} holds {size:,} elements; a kernel indexes with "
+                            f"a 64-bit long, at most {LONG_MAX:,}")
+    for dim, (n, (lo, hi)) in enumerate(zip(sample[1:], padding)):
         if n + lo + hi > INT_MAX:
-            raise SpecError(f"{type(layer).__name__}: padded extent {n + lo + hi:,} (size {n}, "
-                            f"padding ({lo}, {hi})) exceeds {INT_MAX:,}")
+            raise SpecError(f"{owner}: padded extent {n + lo + hi:,} in dim {dim} (input size "
+                            f"{n}, padding ({lo}, {hi})) exceeds {INT_MAX:,}: every size and "
+                            "padded size is at most a 32-bit int")
+    if family in ("conv", "pool"):
+        ranges = [sym.tap_range(o, k, s, d, lo) for o, k, s, d, (lo, _) in
+                  zip(out[1:], layer.kernel_size, layer.stride, layer.dilation, padding)]
+        bound = sym.flat_index_bound([(0, sample[0] - 1), *ranges], sample)
+        if bound > LONG_MAX:
+            raise SpecError(f"{owner}: the taps reach input positions "
+                            f"{', '.join(f'{a}..{b}' for a, b in ranges)} (padding included), "
+                            f"whose flat index into one sample of x reaches {bound:,}; a "
+                            f"kernel indexes with a 64-bit long, at most {LONG_MAX:,}")
 
 
 def lower(layer: Layer, input_shape: Sequence, dtype: str = "float32") -> Problem:
@@ -164,7 +178,7 @@ def lower(layer: Layer, input_shape: Sequence, dtype: str = "float32") -> Proble
                                  else ()))
     padding = (tuple(layer.resolved_padding(shape.spatial)) if family != "adaptive_pool"
                else ((0, 0),) * layer.ndim)
-    _check_sizes(layer, sample, out, padding)
+    _check_sizes(layer, family, sample, out, padding)
     return Problem(layer=layer, family=family, reduction=layer.reduction, ndim=layer.ndim,
                    sample=sample, out=out, dtype=dtype, acc_dtype=dtype, padding=padding,
                    groups=groups, cg_in=cg_in, cg_out=cg_out, arguments=arguments)

@@ -417,7 +417,11 @@ def layer_statements(layer) -> list[Result]:
     resolved 'same' padding included).  Transposed convolution: the matching convolution maps
     the output size back to ``n`` (when ``output_padding < stride``).  Adaptive and global
     pools: the windows start at 0, end at ``n`` and leave no gap.  Each under the layer's own
-    constraints on the symbolic shape.
+    constraints on the symbolic shape and the C limits that :func:`convgen.lower.lower`
+    enforces (``n`` and the padded extent at most a 32-bit int), and each also claims that
+    every position and size the kernel computes along the axis fits a 64-bit ``long``.  When
+    no input size within those limits satisfies the constraints, the statement is refuted
+    (a kernel cannot exist), never proved vacuously.
     """
     family = family_of(layer)
     statement = {"conv": _window_statement, "pool": _window_statement,
@@ -428,10 +432,64 @@ def layer_statements(layer) -> list[Result]:
     channels = layer.in_channels if family in ("conv", "conv_transpose") else 1
     shape = (channels, *sizes)
     domain = [c.condition for c in layer.constraints(shape)]
-    return [statement(layer, shape, dim, n, domain) for dim, n in enumerate(sizes)]
+    results = []
+    for dim, n in enumerate(sizes):
+        limits, fits = _c_limits(layer, family, shape, dim, n)
+        # decided conditions (True) and repeats (no padding: n + 0 + 0 is n) say nothing
+        assumptions = list(dict.fromkeys(a for a in (n >= 1, *limits, *domain)
+                                         if a is not sympy.true))
+        name = f"{layer.describe()}: dim {dim}"
+        if _satisfiable(assumptions) is False:
+            results.append(Result(
+                name, "some input size within the C limits satisfies the layer's constraints",
+                tuple(map(str, assumptions)), "refuted",
+                reason=f"no input size n{dim} with 1 <= n{dim} and padded extent <= "
+                f"{sym.INT_MAX:,} (the C limits of convgen.lower) satisfies the layer's "
+                "constraints: no kernel exists for it"))
+        else:
+            results.append(statement(layer, shape, dim, n, assumptions, fits))
+    return results
 
 
-def _window_statement(layer, shape, dim, n, domain) -> Result:
+def _c_limits(layer, family: str, shape, dim: int, n) -> tuple[list, object]:
+    """The C side of a statement about axis ``dim``: the sizes that :func:`convgen.lower.lower`
+    accepts (assumptions: ``n`` and the padded extent at most :data:`~convgen.symbolic.INT_MAX`)
+    and a claim that every value the kernel computes along the axis from them (the output
+    size, the positions its taps or windows reach, the products forming them) fits a 64-bit
+    ``long``."""
+    out = layer.output_shape(shape)[dim + 1]
+    lo, hi = (0, 0) if family == "adaptive_pool" else layer.resolved_padding(shape[1:])[dim]
+    limits = [n <= sym.INT_MAX, n + lo + hi <= sym.INT_MAX]
+    if family in ("conv", "pool"):
+        k, s, d = layer.kernel_size[dim], layer.stride[dim], layer.dilation[dim]
+        values = [*sym.tap_range(out, k, s, d, lo), (out - 1) * s, (k - 1) * d]
+    elif family == "conv_transpose":
+        k, s, d = layer.kernel_size[dim], layer.stride[dim], layer.dilation[dim]
+        full = sym.conv_transpose_output_size(n, k, s, d, 0, 0, layer.output_padding[dim])
+        # the numerator o + lo - j*d of every output o and tap j, and the uncropped extent
+        values = [lo - (k - 1) * d, out - 1 + lo, (k - 1) * d, full]
+    else:  # the window [floor(i n/out), ceil((i + 1) n/out)) of every output i < out
+        values = [out * n + out]
+    values.append(out)
+    fits = sympy.And(*[sympy.And(v >= -sym.LONG_MAX - 1, v <= sym.LONG_MAX) for v in values])
+    return limits, fits
+
+
+def _satisfiable(assumptions: Sequence) -> bool | None:
+    """Whether some integers satisfy ``assumptions`` (None when the solver gives up)."""
+    env: dict = {}
+    solver = z3.Solver()
+    solver.set("timeout", TIMEOUT_MS)
+    solver.add(*[to_z3(a, env) for a in assumptions])
+    solver.add(*_symbol_assumptions(env))
+    verdict = solver.check()
+    return None if verdict == z3.unknown else verdict == z3.sat
+
+
+_FITS = "and every position the kernel computes along it fits a 64-bit long"
+
+
+def _window_statement(layer, shape, dim, n, assumptions, fits) -> Result:
     out = layer.output_shape(shape)[dim + 1]
     lo, hi = layer.resolved_padding(shape[1:])[dim]
     stride, extent = layer.stride[dim], layer.extents[dim]
@@ -446,27 +504,27 @@ def _window_statement(layer, shape, dim, n, domain) -> Result:
         claim = sympy.And(out >= 1, (out - 1) * stride + extent <= padded,
                           out * stride + extent > padded)
         words = "counts the windows inside the padded input"
-    return prove(claim, [n >= 1, *domain], f"{layer.describe()}: dim {dim}",
-                 f"output size {out} {words} (input size {n})")
+    return prove(sympy.And(claim, fits), assumptions, f"{layer.describe()}: dim {dim}",
+                 f"output size {out} {words} (input size {n}), {_FITS}")
 
 
-def _transpose_statement(layer, shape, dim, n, domain) -> Result:
+def _transpose_statement(layer, shape, dim, n, assumptions, fits) -> Result:
     out = layer.output_shape(shape)[dim + 1]
     lo, hi = layer.resolved_padding(shape[1:])[dim]
     k, s, d = layer.kernel_size[dim], layer.stride[dim], layer.dilation[dim]
     name = f"{layer.describe()}: dim {dim}"
     if layer.output_padding[dim] >= s:
         return Result(name, "the matching convolution inverts the output size",
-                      tuple(map(str, domain)), "unknown",
+                      tuple(map(str, assumptions)), "unknown",
                       reason=f"output_padding {layer.output_padding[dim]} >= stride {s}: the "
                       "extra positions lie past every window of the matching convolution",
                       expected="unknown")
     claim = sympy.Eq(sym.conv_output_size(out, k, s, d, lo, hi), n)
-    return prove(claim, [n >= 1, *domain], name,
-                 f"the matching convolution maps the output size {out} back to {n}")
+    return prove(sympy.And(claim, fits), assumptions, name,
+                 f"the matching convolution maps the output size {out} back to {n}, {_FITS}")
 
 
-def _adaptive_statement(layer, shape, dim, n, domain) -> Result:
+def _adaptive_statement(layer, shape, dim, n, assumptions, fits) -> Result:
     out = layer.output_shape(shape)[dim + 1]
     (i,) = _ints("i")
     first, _ = sym.adaptive_window(0, n, out)
@@ -475,5 +533,5 @@ def _adaptive_statement(layer, shape, dim, n, domain) -> Result:
     _, end = sym.adaptive_window(i, n, out)
     claim = sympy.And(sympy.Eq(first, 0), sympy.Eq(last, n),
                       sympy.Implies(sympy.And(i >= 0, i + 1 < out), start_next <= end))
-    return prove(claim, [n >= 1, *domain], f"{layer.describe()}: dim {dim}",
-                 f"the {out} windows cover [0, {n}) without a gap")
+    return prove(sympy.And(claim, fits), assumptions, f"{layer.describe()}: dim {dim}",
+                 f"the {out} windows cover [0, {n}) without a gap, {_FITS}")

@@ -39,6 +39,9 @@ __all__ = [
     "inside_padded",
     "inside",
     "flat_index",
+    "flat_index_bound",
+    "INT_MAX",
+    "LONG_MAX",
     "Size",
     "adaptive_window",
     "adaptive_window_taps",
@@ -67,6 +70,7 @@ __all__ = [
     "size_symbols",
     "smax",
     "tap_index",
+    "tap_range",
     "transpose_tap_count",
     "window_start",
 ]
@@ -481,3 +485,35 @@ def dense_params(n_in: Size, n_out: Size) -> Size:
     ``n_out * (n_in + 1)``: the lecture's ``n x (m + 1)``.
     """
     return _plain(n_out * (n_in + 1))
+
+
+# --------------------------------------------------------------------------- C limits
+
+
+#: The largest C ``int`` (32 bits): every spec parameter and every size of an input shape is
+#: at most this, so that a product of two of them fits a ``long``.
+INT_MAX = 2**31 - 1
+#: The largest C ``long`` of the LP64 model (64-bit Linux and macOS), which convgen assumes:
+#: every index, position and per-sample size a kernel computes is at most this.  ``long`` is
+#: 32 bits on Windows and 32-bit ARM; a kernel whose sizes need more than 32 bits checks
+#: ``sizeof(long) >= 8`` in its header, so such a target refuses to compile it.
+LONG_MAX = 2**63 - 1
+
+
+def tap_range(out: Size, kernel: Size, stride: Size, dilation: Size,
+              pad_lo: Size) -> tuple[Size, Size]:
+    """The lowest and highest unpadded input position that a tap of windows ``0..out-1``
+    reaches: ``-pad_lo`` (tap 0 of window 0) and the last tap of the last window (past the
+    padded input in ceil mode)."""
+    return _plain(-pad_lo), tap_index(out - 1, kernel - 1, stride, dilation, pad_lo)
+
+
+def flat_index_bound(ranges: Sequence[tuple[Size, Size]], shape: Sequence[Size]) -> Size:
+    """The largest magnitude of :func:`flat_index` over indices ``low <= i <= high`` (one
+    ``(low, high)`` per axis), positions on the padding included: the flat index of each
+    axis's largest magnitude.  By the triangle inequality it also bounds every partial sum
+    and product of the index's Horner evaluation ``(i0*s1 + i1)*s2 + ...``, so a kernel that
+    forms the index in a type holding this bound cannot overflow on the way."""
+    largest = [smax(abs(_plain(low)), abs(_plain(high))) if _ints(low, high)
+               else sympy.Max(sympy.Abs(low), sympy.Abs(high)) for low, high in ranges]
+    return flat_index(largest, shape)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import math
 import numbers
+import reprlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -44,25 +46,72 @@ Padding = tuple[tuple[int, int], ...] | str
 MAX_SIZE = 2**31 - 1
 
 
+#: Longest quotation of a value in a message, in characters; a longer one is shortened.
+QUOTE_LIMIT = 100
+
+
+class _Shortened(reprlib.Repr):
+    """``repr`` shortened for messages; an int too long to print (Python refuses to convert
+    one of more than 4,300 digits to text) is described by its number of digits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel, self.maxstring, self.maxother, self.maxlong = 3, 40, 60, 40
+        self.maxtuple = self.maxlist = self.maxset = self.maxfrozenset = 8
+        self.maxdict = 4
+
+    def repr1(self, x, level):
+        if isinstance(x, numbers.Integral) and not isinstance(x, bool):
+            try:
+                text = repr(x)
+            except ValueError:  # past sys.get_int_max_str_digits()
+                return f"<an int of about {int(math.log10(abs(int(x)))) + 1:,} digits>"
+            if len(text) <= self.maxlong:
+                return text
+            return f"{text[:20]}...{text[-10:]} ({len(text):,} characters)"
+        return super().repr1(x, level)
+
+
+_SHORTENED = _Shortened()
+
+
+def quote(value: object) -> str:
+    """``repr(value)`` for an error message: as is when short, else shortened (long
+    sequences, strings and ints cut, deep nesting elided), never an exception of its own."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an int over 4,300 digits; a list nested too deeply
+        text = None
+    if text is not None and len(text) <= QUOTE_LIMIT:
+        return text
+    try:
+        return _SHORTENED.repr(value)
+    except Exception:  # noqa: BLE001 - a hostile __repr__; the type still names the value
+        return f"<a {type(value).__name__}>"
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _sequence(value: object) -> bool:
-    """A sequence of entries: not a string or bytes (whose entries are characters/bytes)."""
-    return isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray))
+    """A sequence of entries: not text or a bytes-like object (whose entries are characters
+    or byte values: ``padding=b'ab'`` would otherwise read as ``(97, 98)``)."""
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray,
+                                                                  memoryview))
 
 
 def _int(owner: str, name: str, value: object, minimum: int) -> int:
     if not _is_int(value) or value < minimum or value > MAX_SIZE:
         what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        raise SpecError(f"{owner}: {name}={value!r} must be {what} and at most {MAX_SIZE:,}")
+        raise SpecError(f"{owner}: {name}={quote(value)} must be {what} and at most "
+                        f"{MAX_SIZE:,}")
     return int(value)
 
 
 def _bool(owner: str, name: str, value: object) -> bool:
     if not isinstance(value, bool):
-        raise SpecError(f"{owner}: {name}={value!r} must be True or False")
+        raise SpecError(f"{owner}: {name}={quote(value)} must be True or False")
     return value
 
 
@@ -75,13 +124,13 @@ def _per_dim(owner: str, name: str, value: object, ndim: int, minimum: int) -> t
     elif _sequence(value):
         items = list(value)
         if len(items) != ndim:
-            raise SpecError(f"{owner}: {name}={value!r} has {len(items)} entries; "
+            raise SpecError(f"{owner}: {name}={quote(value)} has {len(items)} entries; "
                             f"{owner} has {ndim} spatial dimension(s), so {name} must be "
                             f"{allowed}")
     else:
-        raise SpecError(f"{owner}: {name}={value!r} must be {allowed}")
+        raise SpecError(f"{owner}: {name}={quote(value)} must be {allowed}")
     if not all(_is_int(v) and minimum <= v <= MAX_SIZE for v in items):
-        raise SpecError(f"{owner}: {name}={value!r} must be {allowed}")
+        raise SpecError(f"{owner}: {name}={quote(value)} must be {allowed}")
     return tuple(int(v) for v in items)
 
 
@@ -95,7 +144,7 @@ def _pad_pair(owner: str, value: object, entry: object, ndim: int) -> tuple[int,
 
 
 def _padding_message(owner: str, value: object, ndim: int) -> str:
-    return (f"{owner}: padding={value!r} must be an int >= 0 (at most {MAX_SIZE:,}), a "
+    return (f"{owner}: padding={quote(value)} must be an int >= 0 (at most {MAX_SIZE:,}), a "
             f"sequence of {ndim} such ints, "
             f"a sequence of {ndim} (lo, hi) pairs, or one of "
             f"{', '.join(map(repr, PADDING_STRINGS))}")
@@ -112,7 +161,7 @@ def _padding(owner: str, value: object, ndim: int) -> Padding:
     if _sequence(value) and len(value) == ndim:
         return tuple(_pad_pair(owner, value, entry, ndim) for entry in value)
     if _sequence(value):
-        raise SpecError(f"{owner}: padding={value!r} has {len(value)} entries but {owner} has "
+        raise SpecError(f"{owner}: padding={quote(value)} has {len(value)} entries but {owner} has "
                         f"{ndim} spatial dimension(s); "
                         + _padding_message(owner, value, ndim).split(": ", 1)[1])
     raise SpecError(_padding_message(owner, value, ndim))
@@ -120,7 +169,7 @@ def _padding(owner: str, value: object, ndim: int) -> Padding:
 
 def _choice(owner: str, name: str, value: object, allowed: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in allowed:
-        raise SpecError(f"{owner}: {name}={value!r} must be one of "
+        raise SpecError(f"{owner}: {name}={quote(value)} must be one of "
                         f"{', '.join(map(repr, allowed))}")
     return str(value)
 
@@ -129,7 +178,7 @@ def _size(owner: str, name: str, value: object) -> sym.Size:
     """A size of an input shape: a positive int, a SymPy expression, or a symbol name."""
     if _is_int(value):
         if not 1 <= value <= MAX_SIZE:
-            raise SpecError(f"{owner}: {name}={value!r} must be a positive int (at most "
+            raise SpecError(f"{owner}: {name}={quote(value)} must be a positive int (at most "
                             f"{MAX_SIZE:,}) or a SymPy expression")
         return int(value)
     if isinstance(value, str) and value.isidentifier():
@@ -138,7 +187,7 @@ def _size(owner: str, name: str, value: object) -> sym.Size:
             and value.is_positive is not False and value.is_finite is not False \
             and not value.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
         return sym._plain(value)
-    raise SpecError(f"{owner}: {name}={value!r} must be a positive int, a SymPy expression "
+    raise SpecError(f"{owner}: {name}={quote(value)} must be a positive int, a SymPy expression "
                     "that may be a positive integer, or a symbol name such as 'H'")
 
 
@@ -153,15 +202,18 @@ def padding_from_onnx(auto_pad: str = "NOTSET", pads: Sequence[int] | None = Non
     if isinstance(auto_pad, str) and auto_pad in mapping:
         return mapping[auto_pad]
     if auto_pad != "NOTSET":
-        raise SpecError(f"auto_pad={auto_pad!r} must be one of 'NOTSET', 'VALID', "
+        raise SpecError(f"auto_pad={quote(auto_pad)} must be one of 'NOTSET', 'VALID', "
                         "'SAME_UPPER', 'SAME_LOWER'")
     if pads is None:
         if ndim is None:
             raise SpecError("pads=None with auto_pad='NOTSET' needs ndim to build zero padding")
         return 0
+    if not _sequence(pads):
+        raise SpecError(f"pads={quote(pads)} must be a sequence of 2*ndim ints (begins, then "
+                        "ends)")
     pads = list(pads)
     if len(pads) % 2 or not pads:
-        raise SpecError(f"pads={pads!r} must hold 2*ndim entries (begins, then ends)")
+        raise SpecError(f"pads={quote(pads)} must hold 2*ndim entries (begins, then ends)")
     half = len(pads) // 2
     return tuple((pads[i], pads[i + half]) for i in range(half))
 
@@ -306,12 +358,12 @@ class Layer(abc.ABC):
     def split_input(self, input_shape: Sequence) -> InputShape:
         """Validate ``(C, *spatial)`` or ``(N, C, *spatial)`` and split it."""
         if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence):
-            raise SpecError(f"{self._owner}: input_shape={input_shape!r} must be a sequence "
+            raise SpecError(f"{self._owner}: input_shape={quote(input_shape)} must be a sequence "
                             f"(C, *spatial) or (N, C, *spatial)")
         ndim = self.ndim
         if len(input_shape) not in (ndim + 1, ndim + 2):
             raise SpecError(
-                f"{self._owner}: input_shape={tuple(input_shape)!r} has {len(input_shape)} "
+                f"{self._owner}: input_shape={quote(tuple(input_shape))} has {len(input_shape)} "
                 f"entries; a {ndim}-d layer takes (C, {self._spatial_names()}) = {ndim + 1} "
                 f"entries or (N, C, {self._spatial_names()}) = {ndim + 2}")
         names = ["N"] * (len(input_shape) - ndim - 1) + ["C"] + \
@@ -391,7 +443,7 @@ class Layer(abc.ABC):
         """Bytes of input, output, weights, bias and (max pooling) int64 indices."""
         size = DTYPE_SIZES.get(dtype) if isinstance(dtype, str) else None
         if size is None:
-            raise SpecError(f"dtype={dtype!r} must be one of {', '.join(DTYPE_SIZES)}")
+            raise SpecError(f"dtype={quote(dtype)} must be one of {', '.join(DTYPE_SIZES)}")
         shape = self.split_input(input_shape)
         out = sym.prod(self.output_shape(input_shape))
         inp = sym.prod([shape.batch_or_one, shape.per_sample])
@@ -470,14 +522,14 @@ def family_of(layer: object) -> str:
     family = getattr(layer, "family", None)
     allowed = ", ".join(map(repr, FAMILIES))
     if not isinstance(layer, Layer):
-        raise SpecError(f"{name} has no known family (family={family!r}): it is not a convgen "
+        raise SpecError(f"{name} has no known family (family={quote(family)}): it is not a convgen "
                         f"layer spec (a convgen.spec.Layer, whose family is one of {allowed})")
     if family not in FAMILIES:
-        raise SpecError(f"{name} has no known family (family={family!r}); a layer spec's "
+        raise SpecError(f"{name} has no known family (family={quote(family)}); a layer spec's "
                         f"family must be one of {allowed}")
     if family in POOL_FAMILIES and layer.reduction not in REDUCTIONS:
         raise SpecError(f"{name} has family {family!r} but no known reduction "
-                        f"(reduction={layer.reduction!r}); a pool's reduction must be one of "
+                        f"(reduction={quote(layer.reduction)}); a pool's reduction must be one of "
                         f"{', '.join(map(repr, REDUCTIONS))}")
     return family
 

@@ -11,7 +11,7 @@ import sympy
 
 from .. import symbolic as sym
 from ..errors import SpecError
-from .base import Constraint, InputShape, _bool, _constraint, _int, _Windowed
+from .base import Constraint, InputShape, _bool, _constraint, _int, _Windowed, quote
 
 __all__ = ["AvgPool1d", "AvgPool2d", "AvgPool3d", "LPPool1d", "LPPool2d", "LPPool3d",
            "MaxPool1d", "MaxPool2d", "MaxPool3d"]
@@ -217,7 +217,7 @@ class _LPPoolNd(_PoolNd):
         except OverflowError:  # an int too large for a float
             valid = False
         if not valid:
-            raise SpecError(f"{self._owner}: norm_type={p!r} must be a finite number > 0 and "
+            raise SpecError(f"{self._owner}: norm_type={quote(p)} must be a finite number > 0 and "
                             f"at most {MAX_NORM} (|x|^p overflows float64 beyond, for |x| >= 2)")
         self._set("norm_type", int(p) if float(p).is_integer() else float(p))
         self._init_pool()
