@@ -443,7 +443,8 @@ def toeplitz(layer: Layer, input_shape: Sequence, weight=None, symbolic: bool | 
         raise SpecError(f"{type(layer).__name__} has no weight; call toeplitz without weight")
     if symbolic is None:
         symbolic = kind == "conv" and weight is None
-    if symbolic:  # about 500 bytes an entry as SymPy objects, 2.4 kB while building
+    count = check_size(layer, input_shape)  # the entries alone, before any of them is listed
+    if symbolic and count > SYMBOLIC_LIMIT:  # about 500 bytes an entry as SymPy objects
         check_size(layer, input_shape, SYMBOLIC_LIMIT, "the symbolic matrix", 500,
                    "pass weight= for the sparse numeric matrix")
     ops = entries(layer, input_shape)

@@ -179,10 +179,8 @@ def test_a_matrix_too_large_is_refused_up_front_with_its_size():
     with _within(20):
         with pytest.raises(convgen.SpecError, match=entries + "200,000,000"):
             toeplitz.toeplitz(layer, shape, weight=np.zeros((512, 512, 3, 3)))
-        with pytest.raises(convgen.SpecError, match=r"the symbolic matrix would hold "
-                           r"117,676,441,600 entries, at least 54,797.4 GiB to materialize; "
-                           r"at most 200,000 entries"):
-            toeplitz.toeplitz(layer, shape, symbolic=True)
+        with pytest.raises(convgen.SpecError, match=entries + "200,000,000"):
+            toeplitz.toeplitz(layer, shape)  # symbolic
         with pytest.raises(convgen.SpecError, match=entries + "200,000,000"):
             toeplitz.entries(layer, shape)
     done = _cli_within(60, "toeplitz", "Conv2d(512,512,3,padding=1)", "--input-shape",
