@@ -13,11 +13,15 @@ import numpy as np
 from . import symbolic as sym
 from .errors import ConvgenError
 from .spec import Layer
-from .toeplitz import entries, is_linear, structure
+from .toeplitz import check_size, entries, is_linear, structure
 
-__all__ = ["MAX_PIXELS", "plot_toeplitz"]
+__all__ = ["MAX_PIXELS", "PLOT_LIMIT", "plot_toeplitz"]
 
 MAX_PIXELS = 1200  # per side; larger matrices are binned
+
+#: Most operator entries a picture materializes: the entries and the binning's temporaries
+#: take about 48 bytes each (1 GB here); the picture of a larger operator is refused up front.
+PLOT_LIMIT = 20_000_000
 
 
 def _binned(rows, cols, keys, shape):
@@ -45,6 +49,8 @@ def plot_toeplitz(layer: Layer, input_shape: Sequence, path: str | Path) -> Path
         raise ConvgenError("--plot needs matplotlib: pip install 'convgen[plot]'") from error
     if not is_linear(layer):
         raise ConvgenError(f"{type(layer).__name__} is not linear: it has no matrix to draw")
+    check_size(layer, input_shape, PLOT_LIMIT, "its picture", 48,
+               "draw it for a smaller input shape; structure() works at any size")
     ops = entries(layer, input_shape)
     image, scale = _binned(ops.rows, ops.cols, ops.keys, ops.shape)
     figure, axes = plt.subplots(figsize=(8, 8 * min(2.0, max(0.25, image.shape[0] /

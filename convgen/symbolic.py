@@ -47,6 +47,7 @@ __all__ = [
     "adaptive_window_taps",
     "adaptive_total_taps",
     "adaptive_max_taps",
+    "gcd",
     "cdiv",
     "conv_macs",
     "conv_output_size",
@@ -300,16 +301,20 @@ def adaptive_window_taps(n: Size, out: int) -> list[Size]:
     return sizes
 
 
-#: Windows summed one by one where the input size is symbolic (no closed form then).
-_SYMBOLIC_WINDOWS = 256
+class gcd(sympy.Function):  # lower case: SymPy prints the class name
+    """``gcd(a, b)`` of integers: :func:`math.gcd` once both are numbers, unevaluated while
+    one is symbolic (:func:`sympy.gcd` is the polynomial gcd: ``gcd(n, 6)`` is 1 there)."""
 
+    is_integer = True
+    is_positive = True  # of sizes, which are positive
 
-def _symbolic_windows(n: Size, out: int) -> list[Size]:
-    if out > _SYMBOLIC_WINDOWS:
-        raise SpecError(f"adaptive pooling to {out} outputs over a symbolic input size {n}: "
-                        f"the window sums have no closed form; use a concrete size or at most "
-                        f"{_SYMBOLIC_WINDOWS} outputs")
-    return adaptive_window_taps(n, out)
+    @classmethod
+    def eval(cls, a, b):
+        if a.is_Integer and b.is_Integer:
+            return sympy.Integer(math.gcd(int(a), int(b)))
+        if a == 1 or b == 1:
+            return sympy.Integer(1)
+        return None
 
 
 def adaptive_total_taps(n: Size, out: int) -> Size:
@@ -317,20 +322,26 @@ def adaptive_total_taps(n: Size, out: int) -> Size:
 
     Window ``i`` is ``[floor(i n/out), ceil((i+1) n/out))``; summed, the floors and ceilings
     differ by ``n`` plus one for every ``j`` in ``1..out`` with ``out`` not dividing ``j n``,
-    of which there are ``out - gcd(n, out)``."""
+    of which there are ``out - gcd(n, out)``.  For a symbolic ``n`` the same expression, with
+    :class:`gcd` unevaluated until ``n`` is substituted (summing the windows one by one took
+    minutes for a few hundred outputs)."""
     if _ints(n, out):
-        return n + out - math.gcd(n, out)
-    return _plain(sympy.Add(*_symbolic_windows(n, out)))
+        return int(_plain(n)) + out - math.gcd(int(_plain(n)), out)
+    return _plain(n + out - gcd(n, out))
 
 
 def adaptive_max_taps(n: Size, out: int) -> Size:
     """The widest adaptive window over ``n`` inputs and ``out`` outputs: with ``n = q out +
     r``, ``q`` when ``r = 0``, ``q + 1`` when ``r`` divides ``out``, else ``q + 2`` (an
-    integer then lies strictly inside some ``(i r/out, (i+1) r/out)``)."""
+    integer then lies strictly inside some ``(i r/out, (i+1) r/out)``).  For a symbolic ``n``
+    a ``Piecewise`` of the three cases (``r`` divides ``out`` iff ``gcd(n, out) = r``, which
+    never divides by ``r = 0``); ``Max`` over the windows took minutes for 100 outputs."""
     if _ints(n, out):
-        q, r = divmod(n, out)
+        q, r = divmod(int(_plain(n)), out)
         return q if r == 0 else q + 1 if out % r == 0 else q + 2
-    return smax(*_symbolic_windows(n, out))
+    q, r = fdiv(n, out), sympy.Mod(n, out)
+    return sympy.Piecewise((q, sympy.Eq(r, 0)), (q + 1, sympy.Eq(gcd(n, out), r)),
+                           (q + 2, True))
 
 
 def transpose_tap_count(kernel: Size, stride: Size, dilation: Size) -> Size:

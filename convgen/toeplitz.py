@@ -38,8 +38,9 @@ from .errors import SpecError
 from .spec import Layer, family_of
 from .spec.base import register_method
 
-__all__ = ["Counterexample", "Entries", "Structure", "apply_entries", "bias_vector", "entries",
-           "is_linear", "max_pool_counterexample", "selection_matrix", "structure", "toeplitz"]
+__all__ = ["Counterexample", "Entries", "Structure", "apply_entries", "bias_vector",
+           "check_size", "entries", "entry_count", "is_linear", "materialized_structure",
+           "max_pool_counterexample", "selection_matrix", "structure", "toeplitz"]
 
 SYMBOLIC_LIMIT = 200_000  # entries; a SymPy matrix beyond this is too slow to be useful
 
@@ -218,68 +219,153 @@ def _adaptive_tables(layer: Layer, in_spatial):
 #: size it would need.
 MAX_ENTRIES = 200_000_000
 
+#: Most (window, tap) pairs :func:`structure` examines one by one on one axis: only the border
+#: windows of reflect, replicate and circular padding, whose folded taps may share an input.
+MAX_BORDER_TAPS = 20_000_000
+
+
+def _floor_sum(count: int, m: int, a: int, b: int) -> int:
+    """``sum(floor((a*i + b) / m) for i in range(count))`` in O(log) steps, for any integers
+    ``a``, ``b`` and ``m >= 1``: lattice points under a line (the Euclid-like reduction)."""
+    total = 0
+    if a < 0 or a >= m:  # take whole multiples of m out of the slope, then the offset
+        total += count * (count - 1) // 2 * (a // m)
+        a %= m
+    if b < 0 or b >= m:
+        total += count * (b // m)
+        b %= m
+    while count > 0:
+        top = a * count + b  # 0 <= a, b < m here
+        if top < m:
+            break
+        # swap the axes: count the points of the same triangle column by column
+        count, b, m, a = top // m, top % m, a, m
+        total += count * (count - 1) // 2 * (a // m) + count * (b // m)
+        a, b = a % m, b % m
+    return total
+
+
+def _box_below(t: int, m: int, k: int, s: int, d: int) -> int:
+    """``#{(o, j) in [0, m) x [0, k): o*s + j*d <= t}``: for each tap ``j`` the windows
+    ``o <= (t - j*d)/s``, clamped to ``[0, m]`` (all ``m`` up to tap ``A``, none past ``B``)."""
+    if t < 0:
+        return 0
+    full_until, any_until = (t - (m - 1) * s) // d, t // d  # A, B
+    full = min(max(full_until + 1, 0), k)
+    first, last = max(full_until + 1, 0), min(any_until, k - 1)
+    count = last - first + 1
+    if count <= 0:
+        return full * m
+    # taps last, last-1, ..., first: floor((t - last*d + i*d) / s) + 1 windows each
+    return full * m + _floor_sum(count, s, d, t - last * d) + count
+
 
 @dataclass(frozen=True)
-class _Axes:
-    """A layer's operator as per-axis tables: every entry is one (row, column) pair of each
-    axis's table, for each pair of channels that meet (``pairs``); ``shape`` is the whole
-    operator's.  The operator is their Kronecker product, so its counts are products."""
+class _Axis:
+    """One axis of an operator's Kronecker product, counted without listing it."""
 
-    tables: list
-    pairs: int
-    shape: tuple
-    weights: bool           # entries carry weight keys (convolutions)
+    entries: int            # (window, tap) pairs that read an input: what entries() lists
+    pairs: int              # distinct (window, input) pairs among them: the nonzeros
+    taps: int               # distinct taps among them: the weights used
 
 
-def _axes(layer: Layer, input_shape: Sequence) -> _Axes:
-    family = family_of(layer)
+def _window_axis(n: int, m: int, k: int, s: int, d: int, lo: int, mode: str,
+                 owner: str) -> _Axis:
+    """The axis of a convolution or window pool: window ``o``'s tap ``j`` reads
+    ``tap_index(o, j) = o*s + j*d - lo`` (through ``padded_source`` for non-zero padding)."""
+    if mode != "zeros":  # every tap reads an input; only the border windows can fold taps
+        return _Axis(m * k, _folded_pairs(n, m, k, s, d, lo, mode, owner), k if m else 0)
+    # zero padding: the taps inside [0, n), each its own input
+    inside = _box_below(n - 1 + lo, m, k, s, d) - _box_below(lo - 1, m, k, s, d)
+    # tap j is used when some window o in [0, m) puts it in [0, n): o*s in [lo - j*d,
+    # n - 1 + lo - j*d], for j from first (o = m - 1 reaches) to last (o = 0 reaches); inside
+    # that range a multiple of s in the interval is one in [0, (m-1)*s] (0 or (m-1)*s is then
+    # in the interval too), and an interval of n >= s integers always holds one
+    first, last = max(sym.cdiv(lo - (m - 1) * s, d), 0), min(sym.fdiv(n - 1 + lo, d), k - 1)
+    count = max(last - first + 1, 0)
+    taps = count
+    if count and n < s:  # multiples of s in (top - n, top], top = n - 1 + lo - j*d
+        top = n - 1 + lo - last * d
+        taps = _floor_sum(count, s, d, top) - _floor_sum(count, s, d, top - n)
+    return _Axis(inside, inside, taps)
+
+
+def _folded_pairs(n: int, m: int, k: int, s: int, d: int, lo: int, mode: str,
+                  owner: str) -> int:
+    """Distinct (window, input) pairs under reflect/replicate/circular padding: ``k`` for every
+    window inside the input (distinct positions), counted one by one at the borders."""
+    first, stop = sym.interior_range(n, m, k, s, d, lo)
+    borders = m - (stop - first)
+    if borders * k > MAX_BORDER_TAPS:
+        raise SpecError(f"{owner}: padding_mode={mode!r} may fold taps together in "
+                        f"{borders:,} border windows of {k:,} taps on an axis of {n:,} "
+                        f"inputs; structure() counts those one by one, at most "
+                        f"{MAX_BORDER_TAPS:,} taps (use less padding or a smaller kernel)")
+    border = np.concatenate([np.arange(first, dtype=np.int64),
+                             np.arange(stop, m, dtype=np.int64)])
+    pairs = (stop - first) * k
+    chunk = max(1, 1_000_000 // k)
+    taps = np.arange(k, dtype=np.int64)[None, :]
+    for at in range(0, len(border), chunk):
+        o = border[at:at + chunk, None]
+        source = np.sort(sym.padded_source(sym.tap_index(o, taps, s, d, lo), n, mode), axis=1)
+        pairs += int(len(o) + np.count_nonzero(np.diff(source, axis=1)))
+    return pairs
+
+
+def _axes(layer: Layer, input_shape: Sequence) -> tuple[list[_Axis], int, tuple, bool]:
+    """``(axes, channel pairs, shape, weights)``: the operator is the Kronecker product of
+    its axes for each pair of channels that meet; ``weights``: entries carry weight keys."""
+    family, owner = family_of(layer), type(layer).__name__
     channels, in_spatial = _sample(layer, input_shape)
     out_spatial = tuple(layer.output_shape(input_shape)[-layer.ndim:])
     p_in, p_out = sym.prod(in_spatial), sym.prod(out_spatial)
-    if family in _CONVOLUTIONS:
-        pads = layer.resolved_padding(in_spatial)
-        c_in, c_out, n_in, n_out, mode = (layer.in_channels, layer.out_channels, in_spatial,
-                                          out_spatial, getattr(layer, "padding_mode", "zeros"))
-        if family == "conv_transpose":  # the transpose of the forward convolution
-            c_in, c_out, n_in, n_out, mode = c_out, c_in, out_spatial, in_spatial, "zeros"
-        tables = [_tap_table(n, m, k, s, d, lo, mode) for n, m, k, s, d, (lo, _) in
-                  zip(n_in, n_out, layer.kernel_size, layer.stride, layer.dilation, pads)]
-        shape = (layer.out_channels * p_out, layer.in_channels * p_in)
-        return _Axes(tables, c_out * (c_in // layer.groups), shape, True)
-    shape = (channels * p_out, channels * p_in)
-    if family == "adaptive_pool":
-        return _Axes([None] * layer.ndim, channels, shape, False)  # closed form, see below
+    if family == "adaptive_pool":  # contiguous windows: every tap its own input
+        totals = [sym.adaptive_total_taps(n, m) for n, m in zip(in_spatial, out_spatial)]
+        axes = [_Axis(total, total, 0) for total in totals]  # taps: no weights
+        return axes, channels, (channels * p_out, channels * p_in), False
     pads = layer.resolved_padding(in_spatial)
-    return _Axes(_window_pool_tables(layer, in_spatial, out_spatial, pads), channels, shape,
-                 False)
-
-
-def _axis_counts(layer: Layer, input_shape: Sequence, axes: _Axes) -> list[tuple[int, int]]:
-    """Per axis: (entries of its table, distinct (row, column) pairs among them)."""
-    if family_of(layer) == "adaptive_pool":
-        _, in_spatial = _sample(layer, input_shape)
-        sizes = layer.output_shape(input_shape)[-layer.ndim:]
-        return [(sym.adaptive_total_taps(n, m),) * 2 for n, m in zip(in_spatial, sizes)]
-    counts = []
-    for o, _, x in axes.tables:
-        flat = o * (int(x.max()) + 1 if len(x) else 1) + x
-        counts.append((len(o), len(np.unique(flat))))
-    return counts
+    n_in, n_out, mode = in_spatial, out_spatial, getattr(layer, "padding_mode", "zeros")
+    if family == "conv_transpose":  # the transpose of the forward convolution
+        n_in, n_out = out_spatial, in_spatial
+    axes = [_window_axis(n, m, k, s, d, lo, mode, owner) for n, m, k, s, d, (lo, _) in
+            zip(n_in, n_out, layer.kernel_size, layer.stride, layer.dilation, pads)]
+    if family not in _CONVOLUTIONS:
+        return axes, channels, (channels * p_out, channels * p_in), False
+    c_in, c_out = layer.in_channels, layer.out_channels
+    if family == "conv_transpose":
+        c_in, c_out = c_out, c_in
+    shape = (layer.out_channels * p_out, layer.in_channels * p_in)
+    return axes, c_out * (c_in // layer.groups), shape, True
 
 
 def entry_count(layer: Layer, input_shape: Sequence) -> int:
-    """How many entries :func:`entries` would materialize, from the per-axis tables."""
-    axes = _axes(layer, input_shape)
-    return axes.pairs * sym.prod(n for n, _ in _axis_counts(layer, input_shape, axes))
+    """How many entries :func:`entries` would materialize, in closed form."""
+    axes, pairs, _, _ = _axes(layer, input_shape)
+    return pairs * sym.prod(axis.entries for axis in axes)
 
 
-def _check_size(layer: Layer, input_shape: Sequence) -> None:
+def _bytes(count: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= size:
+            return f"{count / size:,.1f} {unit}"
+    return f"{count:,} bytes"
+
+
+def check_size(layer: Layer, input_shape: Sequence, limit: int = MAX_ENTRIES,
+               what: str = "its operator", bytes_per_entry: int = 12,
+               instead: str = "structure() still works from formulas; use a smaller input "
+                              "shape for the matrix") -> int:
+    """Refuse ``what`` (something of one entry per operator entry) before anything is
+    materialized when the operator has more than ``limit`` entries: the :class:`SpecError`
+    states the entries, the bytes at ``bytes_per_entry``, the limit and what to do
+    ``instead``.  Returns the entry count."""
     count = entry_count(layer, input_shape)
-    if count > MAX_ENTRIES:
-        raise SpecError(f"{type(layer).__name__} on {tuple(input_shape)}: its operator has "
-                        f"{count:,} entries, at least {count * 12 / 2**30:,.1f} GiB to "
-                        f"materialize; at most {MAX_ENTRIES:,} are (structure() still works "
-                        "from formulas; use a smaller input shape for the matrix)")
+    if count > limit:
+        raise SpecError(f"{type(layer).__name__} on {tuple(input_shape)}: {what} would hold "
+                        f"{count:,} entries, at least {_bytes(count * bytes_per_entry)} to "
+                        f"materialize; at most {limit:,} entries are allowed ({instead})")
+    return count
 
 
 def entries(layer: Layer, input_shape: Sequence) -> Entries:
@@ -290,7 +376,7 @@ def entries(layer: Layer, input_shape: Sequence) -> Entries:
     operator of more than :data:`MAX_ENTRIES` entries is refused with its size.
     """
     family = family_of(layer)
-    _check_size(layer, input_shape)
+    check_size(layer, input_shape)
     channels, in_spatial = _sample(layer, input_shape)
     if family == "conv_transpose":
         out_spatial = layer.output_shape(input_shape)[-layer.ndim:]
@@ -357,6 +443,10 @@ def toeplitz(layer: Layer, input_shape: Sequence, weight=None, symbolic: bool | 
         raise SpecError(f"{type(layer).__name__} has no weight; call toeplitz without weight")
     if symbolic is None:
         symbolic = kind == "conv" and weight is None
+    count = check_size(layer, input_shape)  # the entries alone, before any of them is listed
+    if symbolic and count > SYMBOLIC_LIMIT:  # about 500 bytes an entry as SymPy objects
+        check_size(layer, input_shape, SYMBOLIC_LIMIT, "the symbolic matrix", 500,
+                   "pass weight= for the sparse numeric matrix")
     ops = entries(layer, input_shape)
     if symbolic:
         return _symbolic_matrix(ops, layer)
@@ -384,10 +474,6 @@ def _csr(ops: Entries, data: np.ndarray) -> scipy.sparse.csr_array:
 
 
 def _symbolic_matrix(ops: Entries, layer: Layer) -> sympy.ImmutableSparseMatrix:
-    if len(ops.rows) > SYMBOLIC_LIMIT:
-        raise SpecError(f"{type(layer).__name__}: the symbolic matrix would hold "
-                        f"{len(ops.rows):,} entries (limit {SYMBOLIC_LIMIT:,}); pass weight= "
-                        "for the sparse numeric matrix")
     values = {}
     if ops.kind == "weight":
         w = sympy.IndexedBase("w")
@@ -442,17 +528,14 @@ def apply_entries(ops: Entries, x: np.ndarray, weight=None) -> np.ndarray:
 
 
 def structure(layer: Layer, input_shape: Sequence) -> Structure:
-    """Shape, nonzeros, density and (convolutions) distinct weights of the operator, from
-    the per-axis tables (the operator is their Kronecker product for each pair of channels
-    that meet), without materializing it: milliseconds for any size."""
+    """Shape, nonzeros, density and (convolutions) distinct weights of the operator, counted
+    per axis in closed form (the operator is the Kronecker product of its axes for each pair
+    of channels that meet), without materializing it: milliseconds for any size."""
     _linear_kind(layer)
-    axes = _axes(layer, input_shape)
-    counts = _axis_counts(layer, input_shape, axes)
-    nnz = axes.pairs * sym.prod(distinct for _, distinct in counts)
-    distinct = None
-    if axes.weights:  # every tap a table uses is one weight per channel pair
-        distinct = axes.pairs * sym.prod(len(np.unique(j)) for _, j, _ in axes.tables)
-    return Structure(axes.shape, nnz, nnz / (axes.shape[0] * axes.shape[1]), distinct)
+    axes, pairs, shape, weights = _axes(layer, input_shape)
+    nnz = pairs * sym.prod(axis.pairs for axis in axes)
+    distinct = pairs * sym.prod(axis.taps for axis in axes) if weights else None
+    return Structure(shape, nnz, nnz / (shape[0] * shape[1]), distinct)
 
 
 def materialized_structure(layer: Layer, input_shape: Sequence) -> Structure:
