@@ -308,7 +308,7 @@ def _verify_shipped(kernels: Sequence[FolderKernel], kind: str, cases: int, batc
                 texts = {".cu": expected.source}
         except ConvgenError as error:
             if schedule is not None:  # the command line's --schedule: a usage error
-                raise
+                raise ConvgenError(f"--schedule {schedule}: {item.spec}: {error}") from None
             problems.append(f"invalid: {item.spec}: {error}")
             continue
         disk = {suffix: _read(item.files.get(suffix), problems) for suffix in texts}

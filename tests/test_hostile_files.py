@@ -351,15 +351,16 @@ def test_a_linked_kernel_file_is_neither_followed_nor_built(shipped, capsys, tmp
     assert _summary(out).startswith("1 passed, 1 failed")
 
 
-def test_a_spec_that_is_no_regular_file_is_not_read(shipped, tmp_path):
+def test_a_spec_that_is_no_regular_file_is_not_read(tmp_path):
     """A FIFO named like a spec: reading it would wait forever (a subprocess, so that a
     regression fails instead of hanging the suite)."""
-    os.mkfifo(shipped / "net" / "q.toml")
+    (tmp_path / "out" / "net").mkdir(parents=True)
+    os.mkfifo(tmp_path / "out" / "net" / "q.toml")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-m", "convgen", "verify", str(shipped)],
+    done = subprocess.run([sys.executable, "-m", "convgen", "verify", str(tmp_path / "out")],
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 1, done.stderr
-    assert f"not a regular file: {shipped / 'net' / 'q.toml'}" in done.stdout
+    assert f"not a regular file: {tmp_path / 'out' / 'net' / 'q.toml'}" in done.stdout
 
 
 def test_unreadable_and_invalid_files_are_problems(shipped, capsys):
@@ -394,7 +395,8 @@ def test_schedules_of_the_files_and_the_command_line(tmp_path, capsys):
     assert code == 1 and f"stale: {out / 'net' / 'net_c.c'}" in text
     assert "with --schedule reference" in text and "net_p.c" not in text
     code, _, err = _run(capsys, "verify", out, "--schedule", "winograd")
-    assert code == 2 and "winograd" in err and "Traceback" not in err
+    assert code == 2 and f"--schedule winograd: {out / 'net' / 'net_p.toml'}: " in err
+    assert "Traceback" not in err
 
 
 def test_one_kernel_spec_of_a_generated_folder_is_verified_as_shipped(shipped, capsys):
@@ -424,3 +426,18 @@ def test_an_empty_folder_holds_nothing_to_verify(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     code, _, err = _run(capsys, "verify", tmp_path / "empty")
     assert code == 2 and "holds no layer files (.toml)" in err
+
+
+def test_the_cuda_text_on_disk_is_what_runs_on_a_gpu(tmp_path, capsys):
+    from convgen.runtime import gpu
+
+    reason = gpu.available()
+    if reason is not None:
+        pytest.skip(f"no GPU: {reason}")
+    out = _generate(tmp_path, capsys, "c,cuda")
+    code, text, _ = _run(capsys, "verify", out, "--target", "cuda")
+    assert code == 0 and _summary(text) == "3 passed, 0 failed", text
+    _edit(out / "net" / "net_c.cu", "acc[j] += v", "acc[j] -= v")
+    code, text, _ = _run(capsys, "verify", out, "--target", "cuda")
+    assert code == 1 and f"stale: {out / 'net' / 'net_c.cu'}" in text
+    assert "FAIL: values differ" in text
