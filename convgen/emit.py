@@ -290,8 +290,8 @@ def _replace(folder: Path, file_name: str, text: str) -> Path:
 
 def _what(item: KernelFiles) -> str:
     """The kernel of a planned item, and its layer file where known."""
-    return f"kernel {item.kernel.name!r}" + (f" of layer file {item.source!r}" if item.source
-                                              else "")
+    what = f"kernel {item.kernel.name!r}" if item.kernel is not None else "a planned kernel"
+    return what + (f" of layer file {item.source!r}" if item.source else "")
 
 
 def write(planned: Iterable[KernelFiles], out: Path) -> list[Path]:
