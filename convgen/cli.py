@@ -126,14 +126,9 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _verify_items(target: str) -> list:
-    """``(folder, network)`` items from a generated folder (its ``.toml`` specs) or a file."""
-    from pathlib import Path
-
-    path = Path(target)
-    files = sorted(path.rglob("*.toml")) if path.is_dir() else [resolve_target(target)]
-    if not files:
-        raise ConvgenError(f"{target!r} holds no layer files (.toml)")
-    return [(file, network) for file in files for network in load(file)]
+    """``(file, network)`` items of a layer file or a bundled example."""
+    file = resolve_target(target)
+    return [(file, network) for network in load(file)]
 
 
 def _kinds(text: str) -> list[str]:
@@ -156,23 +151,24 @@ def _schedule_option(parser: argparse.ArgumentParser, action: str) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    """A generated folder: build and check exactly its files on disk, and fail on any file
-    that is missing, orphaned, inconsistent or stale.  A layer file: generate, build and
-    check its kernels."""
+    """A generated folder, or the spec of one of its kernels: build and check exactly its
+    files on disk, and fail on any file that is missing, orphaned, inconsistent or stale.  A
+    layer file: generate, build and check its kernels."""
     from pathlib import Path
 
     from .emit import named_layers
-    from .verify import check_kernel, verify_folder, verify_layers
+    from .verify import check_kernel, is_shipped, verify_folder, verify_layers, verify_spec
 
-    if Path(args.target).is_dir():
-        outcomes, problems = verify_folder(Path(args.target), args.kind, args.cases,
-                                           args.batch, args.schedule)
+    path = Path(args.target)
+    if path.is_dir() or is_shipped(path):
+        shipped = verify_folder if path.is_dir() else verify_spec
+        outcomes, problems = shipped(path, args.kind, args.cases, args.batch, args.schedule)
         if not outcomes and not problems:
             raise ConvgenError(f"{args.target!r} holds no layer files (.toml)")
         return _report_verify(outcomes, problems)
     outcomes = []
     for _, network in _verify_items(args.target):
-        layers = named_layers([network], Path(args.target).stem)
+        layers = named_layers([network], path.stem)
         items = [(i.layer, i.shape, i.name, args.schedule or i.schedule) for i in layers]
         if args.kind == "c":
             outcomes += verify_layers(items, dtype=network.dtype, cases=args.cases,

@@ -48,6 +48,7 @@ class KernelFiles:
     kernel: GeneratedKernel
     folder: str
     files: dict  # file name -> text
+    source: str = ""  # the layer file, for messages
 
 
 def _identifier(*parts: str) -> str:
@@ -220,7 +221,8 @@ def kernel_files(paths: Iterable[Path], targets: Sequence[str] = TARGETS,
     see :func:`plan`)."""
     result = []
     for path in paths:
-        result += plan(load(path), _folder_name(Path(path)), targets, schedule)
+        planned = plan(load(path), _folder_name(Path(path)), targets, schedule)
+        result += [dataclasses.replace(item, source=str(path)) for item in planned]
     return result
 
 
@@ -251,33 +253,66 @@ def _inside(out: Path, path: Path) -> Path:
     return resolved
 
 
+def _real_folder(path: Path, what: str, owner: str = "") -> None:
+    """Make ``path`` a real folder (not a link, not a file); a link or a file there is an
+    error that says so."""
+    if path.is_symlink():
+        raise SpecError(f"{what} {str(path)!r}{owner} is a link; convgen writes only into real "
+                        "folders inside -o (remove the link)")
+    if os.path.lexists(path) and not path.is_dir():
+        raise SpecError(f"{what} {str(path)!r}{owner} exists and is not a folder; convgen writes "
+                        "its kernel files into a folder there (move it away)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SpecError(f"cannot create {what} {str(path)!r}{owner}: {error.strerror}") from None
+
+
+def _replace(folder: Path, file_name: str, text: str) -> Path:
+    """Write ``text`` to ``folder/file_name`` through a temporary file in the same folder and
+    ``os.replace``, which replaces a link or a file there instead of following it."""
+    path = folder / file_name
+    if path.is_dir() and not path.is_symlink():
+        raise SpecError(f"{str(path)!r} is a folder; it is in the way of a kernel file")
+    temporary = None
+    try:
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{file_name}.")
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.chmod(temporary, 0o644)  # mkstemp's 0600 is for secrets, not sources
+        os.replace(temporary, path)
+    except OSError as error:
+        if temporary is not None and os.path.lexists(temporary):
+            os.unlink(temporary)  # no half-written leftovers beside the kernels
+        raise SpecError(f"cannot write {str(path)!r}: {error.strerror or error}") from None
+    return path
+
+
+def _what(item: KernelFiles) -> str:
+    """The kernel of a planned item, and its layer file where known."""
+    what = f"kernel {item.kernel.name!r}" if item.kernel is not None else "a planned kernel"
+    return what + (f" of layer file {item.source!r}" if item.source else "")
+
+
 def write(planned: Iterable[KernelFiles], out: Path) -> list[Path]:
     """Write the planned files under ``out``; returns the paths written.
 
-    Every path must lie inside ``out``: a folder that is a link leading elsewhere is refused,
-    and each file is written to a temporary file beside it and moved into place with
-    ``os.replace``, which replaces a link or a file there instead of following it."""
+    Every path must lie inside ``out``: a subfolder must have a plain name and must not be a
+    link (a link could lead anywhere), and each file is written to a temporary file beside it
+    and moved into place with ``os.replace``, which replaces a link or a file there instead
+    of following it."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if not out.is_symlink():
+        _real_folder(out, "output folder")
+    elif not out.is_dir():  # -o itself may be a link (the user's choice); below it, none
+        raise SpecError(f"output folder {str(out)!r} is a link to no folder")
     root = out.resolve()
     written = []
     for item in planned:
-        folder = out / _safe_folder(item.folder, f"kernel {item.kernel.name!r}")
-        if folder.is_symlink():
-            raise SpecError(f"{folder} is a link; convgen writes only real folders inside -o "
-                            "(remove the link)")
-        folder.mkdir(exist_ok=True)
+        folder = out / _safe_folder(item.folder, _what(item))
+        _real_folder(folder, "output subfolder", f" (for {_what(item)})")
         _inside(root, folder)
-        for file_name, text in item.files.items():
-            path = folder / file_name
-            if path.is_dir() and not path.is_symlink():
-                raise SpecError(f"{path} is a folder; it is in the way of a kernel file")
-            handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{file_name}.")
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                stream.write(text)
-            os.chmod(temporary, 0o644)  # mkstemp's 0600 is for secrets, not sources
-            os.replace(temporary, path)
-            written.append(path)
+        written += [_replace(folder, file_name, text) for file_name, text in item.files.items()]
     return written
 
 
@@ -294,22 +329,35 @@ def _why(old: str, new: str) -> str:
 
 
 def check(planned: Iterable[KernelFiles], out: Path) -> list[str]:
-    """Differences between ``out`` and the planned files (empty when they match); links are
-    reported, never followed."""
-    problems, expected = [], set()
+    """Differences between ``out`` and the planned files (empty when they match).  No link is
+    followed: a linked file or subfolder is reported as a link, and a linked subfolder is not
+    looked into."""
+    out, problems = Path(out), []
+    folders: dict = {}  # subfolder name -> {file name: text}, in planned order
     for item in planned:
-        for file_name, text in item.files.items():
-            path = Path(out) / item.folder / file_name
-            expected.add(path.resolve())
-            if path.is_symlink() or path.parent.is_symlink():
+        name = _safe_folder(item.folder, _what(item))
+        folders.setdefault(name, {}).update(item.files)
+    for name, files in folders.items():
+        folder = out / name
+        if folder.is_symlink():
+            problems.append(f"link: {folder} (convgen writes into real folders only; the link "
+                            "is not followed)")
+            continue
+        if not folder.is_dir():
+            problems += [f"missing: {folder / file_name}" for file_name in files]
+            continue
+        for file_name, text in files.items():
+            path = folder / file_name
+            if path.is_symlink():
                 problems.append(f"link: {path} (convgen writes regular files only)")
-            elif not path.is_file():
+            elif not os.path.lexists(path):
                 problems.append(f"missing: {path}")
-            elif path.read_text(encoding="utf-8") != text:
-                problems.append(f"differs: {path}{_why(path.read_text(encoding='utf-8'), text)}")
-    folders = {(Path(out) / item.folder).resolve() for item in planned}
-    for folder in sorted(folders):
-        for path in sorted(folder.glob("*")) if folder.is_dir() else []:
-            if path.resolve() not in expected:
-                problems.append(f"unexpected: {path}")
+            elif not path.is_file():
+                problems.append(f"not a regular file: {path}")
+            else:
+                old = path.read_text(encoding="utf-8", errors="replace")
+                if old != text:
+                    problems.append(f"differs: {path}{_why(old, text)}")
+        problems += [f"unexpected: {path}" for path in sorted(folder.iterdir())
+                     if path.name not in files]
     return problems
