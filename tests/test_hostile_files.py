@@ -304,7 +304,7 @@ def test_a_changed_size_macro_is_stale_and_does_not_build(shipped, capsys):
     _edit(shipped / "net" / "net_c.h", "NET_C_X_SAMPLE 72L", "NET_C_X_SAMPLE 71L")
     code, out, _ = _run(capsys, "verify", shipped)
     assert code == 1 and f"stale: {shipped / 'net' / 'net_c.h'} is not what convgen" in out
-    assert "FAIL: the shipped files do not build: compiling net_c.c failed" in out
+    assert "FAIL: its header is not the generator's" in out and "not built" in out
     assert _summary(out).startswith("1 passed, 2 failed")
 
 
@@ -314,7 +314,7 @@ def test_define_float_double_in_a_header_is_stale_and_does_not_build(shipped, ca
     header.write_text(header.read_text() + "#define float double\n")
     code, out, _ = _run(capsys, "verify", shipped)
     assert code == 1 and f"stale: {header}" in out
-    assert "FAIL: the shipped files do not build" in out
+    assert "FAIL: its header is not the generator's" in out  # never called: its ABI changed
     assert _summary(out).startswith("1 passed, 2 failed")
 
 
