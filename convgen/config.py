@@ -45,7 +45,7 @@ from .errors import SpecError
 from .resources import examples_dir
 from .schedules import names as schedule_names
 from .spec import LAYER_TYPES, Layer, Sequential
-from .spec.base import quote
+from .spec.base import MAX_SIZE, quote
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -282,7 +282,6 @@ MAX_TERMS = 256
 #: Deepest nesting of brackets in a layer expression, and of tables and arrays in a layer file
 #: (a model's layer's padding pairs sit 6 deep).
 MAX_DEPTH = 16
-MAX_SIZE = 2**31 - 1
 
 
 def bundled_examples() -> dict[str, Path]:

@@ -43,7 +43,7 @@ Padding = tuple[tuple[int, int], ...] | str
 #: The largest size, stride, padding, dilation, channel count or divisor a spec takes: every
 #: parameter fits a 32-bit int, so that the generated C, which prints them as literals and
 #: multiplies them in 64-bit ``long`` arithmetic, cannot overflow on them.
-MAX_SIZE = 2**31 - 1
+MAX_SIZE = sym.INT_MAX
 
 
 #: Longest quotation of a value in a message, in characters; a longer one is shortened.
