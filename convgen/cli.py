@@ -6,6 +6,7 @@ User mistakes print ``convgen: error: ...`` and exit with status 2, without a tr
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -19,7 +20,17 @@ from .config import (
     resolve_target,
     symbolic_input,
 )
+from .documents import (
+    dumps,
+    generate_document,
+    junit_xml,
+    prove_document,
+    shape_document,
+    summary_document,
+    verify_document,
+)
 from .errors import ConvgenError
+from .progress import reporting
 from .spec import Sequential
 from .summary import format_value, pending
 
@@ -52,6 +63,9 @@ def _networks(args: argparse.Namespace) -> list[Network]:
 
 
 def _summary(args: argparse.Namespace) -> None:
+    if args.format == "json":
+        print(dumps(summary_document(_networks(args), symbolic=args.symbolic)))
+        return
     blocks = []
     for network in _networks(args):
         summary = network.summary(symbolic=args.symbolic)
@@ -60,17 +74,24 @@ def _summary(args: argparse.Namespace) -> None:
 
 
 def _shape(args: argparse.Namespace) -> None:
+    entries = []
     for network in _networks(args):
         shape = symbolic_input(network.model, network.input_shape) if args.symbolic \
             else network.input_shape
-        print(f"{network.name}: {format_value(tuple(shape))}")
-        for name, out in zip(network.model.names, network.model.shapes(shape)):
-            print(f"  {name}: {format_value(out)}")
+        layers = list(zip(network.model.names, network.model.shapes(shape)))
         undecided = pending(network.model.constraints(shape))
+        entries.append((network.name, tuple(shape), layers, undecided))
+        if args.format == "json":
+            continue
+        print(f"{network.name}: {format_value(tuple(shape))}")
+        for name, out in layers:
+            print(f"  {name}: {format_value(out)}")
         if undecided:
             print("  valid when:")
             for constraint in undecided:
                 print(f"    {constraint.condition}   ({constraint.requirement})")
+    if args.format == "json":
+        print(dumps(shape_document(entries)))
 
 
 LATEX_LIMIT = 4096  # matrix entries; past this LaTeX is unreadable
@@ -112,6 +133,9 @@ def _generate(args: argparse.Namespace) -> int:
     planned = kernel_files(_layer_files(args), _kinds(args.kinds), args.schedule)
     if args.check:
         problems = check(planned, args.output)
+        if args.format == "json":
+            print(dumps(generate_document(planned, args.output, True, problems=problems)))
+            return 1 if problems else 0
         for problem in problems:
             print(problem)
         if problems:
@@ -121,6 +145,9 @@ def _generate(args: argparse.Namespace) -> int:
         print(f"{args.output} matches the generator: {len(planned)} kernels")
         return 0
     written = write(planned, args.output)
+    if args.format == "json":
+        print(dumps(generate_document(planned, args.output, False, written=written)))
+        return 0
     print(f"wrote {len(planned)} kernels ({len(written)} files) to {args.output}")
     return 0
 
@@ -157,7 +184,7 @@ def _verify(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .emit import named_layers
-    from .verify import check_kernel, is_shipped, verify_folder, verify_layers, verify_spec
+    from .verify import check_kernels, is_shipped, verify_folder, verify_layers, verify_spec
 
     path = Path(args.target)
     if path.is_dir() or is_shipped(path):
@@ -165,7 +192,7 @@ def _verify(args: argparse.Namespace) -> int:
         outcomes, problems = shipped(path, args.kind, args.cases, args.batch, args.schedule)
         if not outcomes and not problems:
             raise ConvgenError(f"{args.target!r} holds no layer files (.toml)")
-        return _report_verify(outcomes, problems)
+        return _report_verify(args, outcomes, problems)
     outcomes = []
     for _, network in _verify_items(args.target):
         layers = named_layers([network], path.stem)
@@ -179,13 +206,20 @@ def _verify(args: argparse.Namespace) -> int:
             from .runtime.gpu import compile_gpu as compile_cuda
         else:
             from .runtime.pocl import compile_cpu as compile_cuda
-        outcomes += [check_kernel(k, cases=args.cases, seed=i, batch=args.batch)
-                     for i, k in enumerate(compile_cuda(items, dtype=network.dtype))]
-    return _report_verify(outcomes, [])
+        outcomes += check_kernels(compile_cuda(items, dtype=network.dtype), cases=args.cases,
+                                  batch=args.batch)
+    return _report_verify(args, outcomes, [])
 
 
-def _report_verify(outcomes: list, problems: list[str]) -> int:
-    """The verdict table, then every file problem; each problem counts as a failure."""
+def _report_verify(args: argparse.Namespace, outcomes: list, problems: list[str]) -> int:
+    """The verdict table (or JSON), then every file problem; each problem counts as a
+    failure.  ``--junit FILE`` also writes JUnit XML."""
+    failed = sum(not o.passed for o in outcomes) + len(problems)
+    if args.junit:
+        _write_text(args.junit, junit_xml(outcomes, problems, args.kind), "--junit")
+    if args.format == "json":
+        print(dumps(verify_document(outcomes, problems, args.kind, args.target)))
+        return 1 if failed else 0
     if outcomes:
         width = max(len(o.name) for o in outcomes)
         print(f"{'kernel'.ljust(width)}  {'dtype':7}  cases  {'worst ULP':>9}  result")
@@ -194,7 +228,6 @@ def _report_verify(outcomes: list, problems: list[str]) -> int:
         print(f"{o.name.ljust(width)}  {o.dtype:7}  {o.cases:5}  {o.worst_ulps:9.3g}  {verdict}")
     for problem in problems:
         print(problem)
-    failed = sum(not o.passed for o in outcomes) + len(problems)
     passed = sum(o.passed for o in outcomes)
     print(f"{passed} passed, {failed} failed" + (f" ({len(problems)} file problem(s))"
                                                   if problems else ""))
@@ -220,7 +253,10 @@ def _prove(args: argparse.Namespace) -> int:
         raise ConvgenError("--input-shape needs --layer")
     else:
         rows = [(str(statement.number), r) for statement, r in run_catalogue()]
-    print(_proof_table(rows, args.format))
+    if args.format == "json":
+        print(dumps(prove_document(rows)))
+    else:
+        print(_proof_table(rows, args.format))
     wrong = [r for _, r in rows if not r.as_expected]
     return 1 if wrong else 0
 
@@ -307,6 +343,26 @@ def _add_targets(parser: argparse.ArgumentParser) -> None:
                         help="also take every bundled example layer file")
 
 
+_FORMAT_HELP = ("json: one document on standard output, described by the JSON Schema "
+                "convgen/schemas/{}.schema.json (default: text)")
+
+
+def _quiet_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress on standard error (shown by default: a bar with "
+                        "the current kernel and the time left on a terminal, plain lines "
+                        "every few seconds otherwise)")
+
+
+def _write_text(path: str, text: str, option: str) -> None:
+    try:
+        with open(path, "w", encoding="utf-8") as stream:
+            stream.write(text)
+    except OSError as error:
+        raise ConvgenError(f"{option} {path!r}: cannot write it: "
+                           f"{error.strerror or error}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="convgen", description="Convolution and pooling layers: symbolic shapes, "
@@ -316,10 +372,13 @@ def build_parser() -> argparse.ArgumentParser:
     summary = commands.add_parser("summary", help="per-layer table of shapes, params, MACs, "
                                   "receptive field")
     _add_targets(summary)
-    summary.add_argument("--format", choices=("text", "markdown"), default="text")
+    summary.add_argument("--format", choices=("text", "markdown", "json"), default="text",
+                         help=_FORMAT_HELP.format("summary"))
     summary.set_defaults(run=_summary)
     shape = commands.add_parser("shape", help="output shape after every layer")
     _add_targets(shape)
+    shape.add_argument("--format", choices=("text", "json"), default="text",
+                       help=_FORMAT_HELP.format("shape"))
     shape.set_defaults(run=_shape)
     matrix = commands.add_parser("toeplitz", help="the layer's equivalent matrix: structure, "
                                  "LaTeX, picture")
@@ -345,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="kernels to write: c, cuda or c,cuda (default; cuda needs "
                           "nvcc, which checks each kernel and reports its resources)")
     _schedule_option(generate, "to generate for")
+    generate.add_argument("--format", choices=("text", "json"), default="text",
+                          help=_FORMAT_HELP.format("generate"))
+    _quiet_option(generate)
     generate.set_defaults(run=_generate)
     verify = commands.add_parser("verify", help="compile kernels and compare them with the "
                                  "exact oracle; exit 1 on any failure")
@@ -356,6 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="c: the C kernels (default); cuda-cpu: the CUDA text on the CPU "
                         "(PyOpenCL + PoCL); cuda: the CUDA kernels on a GPU (PyCUDA)")
     _schedule_option(verify, "to build and check for")
+    verify.add_argument("--format", choices=("text", "json"), default="text",
+                        help=_FORMAT_HELP.format("verify"))
+    verify.add_argument("--junit", metavar="FILE",
+                        help="also write JUnit XML, one test case per kernel and per file "
+                        "problem (for a CI system's test report)")
+    _quiet_option(verify)
     verify.set_defaults(run=_verify)
     prove = commands.add_parser("prove", help="prove the formula catalogue, or the statements "
                                 "and kernel bounds of one layer")
@@ -363,7 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="prove one layer's statements, e.g. 'MaxPool2d(3, 2, ceil_mode=True)'")
     prove.add_argument("--input-shape", metavar="SHAPE",
                        help="with --layer: also prove the generated kernel's bounds")
-    prove.add_argument("--format", choices=("text", "markdown"), default="text")
+    prove.add_argument("--format", choices=("text", "markdown", "json"), default="text",
+                       help=_FORMAT_HELP.format("prove"))
     prove.set_defaults(run=_prove)
     bench = commands.add_parser("bench", help="time the generated C kernels against ONNX "
                                 "Runtime, numpy (im2col + BLAS) and PyTorch (when installed)")
@@ -377,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--png", metavar="FILE", help="write a roofline plot (matplotlib)")
     bench.add_argument("--smoke", action="store_true",
                        help="one small layer, one batch, one repeat: a check of the harness")
+    _quiet_option(bench)
     bench.set_defaults(run=_bench)
     examples = commands.add_parser("examples", help="list the bundled example layer files")
     examples.set_defaults(run=_examples)
@@ -388,7 +458,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.run(args) or 0
+        with reporting(args.command, enabled=not getattr(args, "quiet", False)):
+            return args.run(args) or 0
+    except BrokenPipeError:
+        # the reader went away (convgen summary ... | head): stop quietly, as cat does; point
+        # stdout at devnull so the interpreter's final flush cannot fail again
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # no file descriptor behind stdout (captured)
+            pass
+        return 141  # what a shell reports for a writer stopped by SIGPIPE
     except ConvgenError as error:
         print(f"convgen: error: {error}", file=sys.stderr)
         return 2

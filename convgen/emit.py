@@ -27,6 +27,7 @@ from .codegen import GeneratedKernel, generate
 from .config import Network, load
 from .cudagen import MAX_GRID_Z, CudaKernel, generate_cuda
 from .errors import SpecError
+from .progress import track
 from .runtime.nvcc import ARCHS, CHECK_FLAGS, nvcc, nvcc_version
 from .runtime.nvcc import check as nvcc_check
 from .spec import DTYPE_SIZES, Layer
@@ -185,44 +186,56 @@ def plan(networks: Iterable[Network], folder: str, targets: Sequence[str] = TARG
     nvcc, whose resource report goes into the ``.md``; needs nvcc).  ``schedule``, when
     given, replaces every layer's C schedule (else each layer's own, ``auto`` by default).
     """
-    for target in targets:
-        if target not in TARGETS:
-            raise SpecError(f"target {target!r} must be one of {', '.join(TARGETS)}")
-    layers = named_layers(networks, folder)
-    if schedule is not None:  # the command line's --schedule overrides the files'
-        layers = [item._replace(schedule=schedule) for item in layers]
-    kernels = [generate(item.layer, item.shape, dtype=item.network.dtype, name=item.name,
-                        schedule=item.schedule) for item in layers]
-    cuda = []
-    if "cuda" in targets:
-        cuda = [generate_cuda(item.layer, item.shape, dtype=item.network.dtype, name=item.name)
-                for item in layers]
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            usages = list(pool.map(nvcc_check, cuda))
-    result = []
-    for index, (name, network, layer_name, *_, schedule) in enumerate(layers):
-        kernel = kernels[index]
-        files = {}
-        if "c" in targets:
-            files.update({f"{name}.c": kernel.source, f"{name}.h": kernel.header})
-        report = _report(name, kernel, network, layer_name, "c" in targets)
-        if cuda:
-            files[f"{name}.cu"] = cuda[index].source
-            report += "\n" + _cuda_report(cuda[index], usages[index])
-        files.update({f"{name}.toml": _spec_toml(name, kernel, schedule),
-                      f"{name}.md": report})
-        result.append(KernelFiles(kernel, folder, files))
-    return result
+    return _plan([(folder, None, named_layers(networks, folder))], targets, schedule)
 
 
 def kernel_files(paths: Iterable[Path], targets: Sequence[str] = TARGETS,
                  schedule: str | None = None) -> list[KernelFiles]:
     """Plan every layer file: each goes to a folder named after the file (``schedule``:
     see :func:`plan`)."""
-    result = []
+    groups = []
     for path in paths:
-        planned = plan(load(path), _folder_name(Path(path)), targets, schedule)
-        result += [dataclasses.replace(item, source=str(path)) for item in planned]
+        folder = _folder_name(Path(path))
+        groups.append((folder, str(path), named_layers(load(path), folder)))
+    return _plan(groups, targets, schedule)
+
+
+def _plan(groups: Sequence[tuple], targets: Sequence[str], schedule: str | None
+          ) -> list[KernelFiles]:
+    """:func:`plan` for ``(folder, source file or None, named layers)`` groups, as one run:
+    the texts are generated in order while nvcc checks the CUDA ones in parallel, then
+    the reports (with their bounds proofs) are written."""
+    for target in targets:
+        if target not in TARGETS:
+            raise SpecError(f"target {target!r} must be one of {', '.join(TARGETS)}")
+    items = [(folder, source, item if schedule is None else item._replace(schedule=schedule))
+             for folder, source, layers in groups for item in layers]
+    kernels, cuda, usages = [], [], []
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for _, _, item in track(items, "C and CUDA text", lambda entry: entry[2].name):
+            kernels.append(generate(item.layer, item.shape, dtype=item.network.dtype,
+                                    name=item.name, schedule=item.schedule))
+            if "cuda" in targets:
+                cuda.append(generate_cuda(item.layer, item.shape, dtype=item.network.dtype,
+                                          name=item.name))
+                usages.append(pool.submit(nvcc_check, cuda[-1]))
+        result = []
+        for index, (folder, source, item) in track(
+                list(enumerate(items)), "nvcc checks, reports and bounds proofs",
+                lambda entry: entry[1][2].name):
+            kernel, name = kernels[index], item.name
+            files = {}
+            if "c" in targets:
+                files.update({f"{name}.c": kernel.source, f"{name}.h": kernel.header})
+            report = _report(name, kernel, item.network, item.layer_name, "c" in targets)
+            if cuda:
+                files[f"{name}.cu"] = cuda[index].source
+                report += "\n" + _cuda_report(cuda[index], usages[index].result())
+            files.update({f"{name}.toml": _spec_toml(name, kernel, item.schedule),
+                          f"{name}.md": report})
+            planned = KernelFiles(kernel, folder, files)
+            result.append(planned if source is None
+                          else dataclasses.replace(planned, source=source))
     return result
 
 

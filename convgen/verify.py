@@ -31,6 +31,7 @@ from .codegen import generate
 from .config import Network, load
 from .cudagen import generate_cuda
 from .errors import BuildError, ConvgenError
+from .progress import track
 from .reference import forward
 from .runtime.call import KernelCall
 from .runtime.cbuild import DEFAULT_FLAGS, Kernel, build_modules, compile_kernels
@@ -295,7 +296,8 @@ def _verify_shipped(kernels: Sequence[FolderKernel], kind: str, cases: int, batc
     """Compare each kernel's files with what the generator writes now, then build and check
     the files as they are on disk."""
     outcomes, problems = [], []
-    for index, item in enumerate(kernels):
+    for index, item in track(list(enumerate(kernels)), "build and check",
+                             lambda entry: entry[1].name):
         network = item.network
         ((_, layer, shape),) = network.model.walk(network.input_shape)
         try:
@@ -353,7 +355,14 @@ def verify_layers(items: Sequence[tuple], dtype: str = "float32", cases: int = 2
     """Build ``(layer, input_shape[, name[, schedule]])`` items in one module and check each
     kernel."""
     kernels = compile_kernels(items, dtype=dtype, flags=flags)
-    return [check_kernel(k, cases=cases, seed=i, batch=batch) for i, k in enumerate(kernels)]
+    return check_kernels(kernels, cases=cases, batch=batch)
+
+
+def check_kernels(kernels: Sequence[KernelCall], cases: int = 2, batch: int = 2
+                  ) -> list[Outcome]:
+    """:func:`check_kernel` on each of ``kernels`` (seeded by position)."""
+    return [check_kernel(k, cases=cases, seed=i, batch=batch)
+            for i, k in track(list(enumerate(kernels)), "check", lambda e: e[1].name)]
 
 
 # --------------------------------------------------------------------------- Oclgrind
