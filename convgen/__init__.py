@@ -5,7 +5,26 @@ the layer specs (PyTorch's names and meanings), their symbolic shapes, parameter
 MACs, and :func:`compile` (:mod:`convgen.runtime`).
 """
 
-from . import toeplitz as _toeplitz  # noqa: F401  provides Layer.toeplitz (spec can't import it)
+# the public modules, as attributes (convgen.reference.forward, convgen.symbolic....);
+# toeplitz also provides Layer.toeplitz (spec cannot import it)
+from . import (
+    bounds,
+    codegen,
+    config,
+    cudagen,
+    documents,
+    lower,
+    onnx_bridge,
+    printing,
+    proofs,
+    reference,
+    runtime,
+    schedules,
+    summary,
+    symbolic,
+    toeplitz,
+    verify,
+)
 from ._version import __version__
 from .errors import BuildError, ConvgenError, SpecError, VerificationError
 from .runtime import compile
@@ -48,4 +67,7 @@ __all__ = [
     "LPPool1d", "LPPool2d", "LPPool3d", "Layer", "MaxPool1d", "MaxPool2d", "MaxPool3d",
     "Sequential", "SpecError", "VerificationError", "__version__", "padding_from_onnx",
     "compile", "size_symbols",
+    # modules
+    "bounds", "codegen", "config", "cudagen", "documents", "lower", "onnx_bridge", "printing",
+    "proofs", "reference", "runtime", "schedules", "summary", "symbolic", "toeplitz", "verify",
 ]

@@ -78,6 +78,6 @@ def generate(layer: Layer, input_shape: Sequence, dtype: str = "float32",
     name = kernel_name(problem, name)
     built = chosen.build(problem)
     text = c_target.render(problem, chosen, built, name, openmp)
-    return GeneratedKernel(name, layer, problem.sample, problem.out, dtype, text.source,
+    return GeneratedKernel(name, layer, problem.sample, problem.out, problem.dtype, text.source,
                            text.header, text.cdef, problem.arguments, problem.family,
                            built.accesses, chosen.name, reason, chosen.template, problem)

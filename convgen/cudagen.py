@@ -96,5 +96,5 @@ def generate_cuda(layer: Layer, input_shape: Sequence, dtype: str = "float32",
                     f"{launch.grid_y}, min(batch, {MAX_GRID_Z})), {launch.shared_bytes} bytes "
                     f"of static shared memory; {launch.note}." for launch in launches]
     source = cuda_target.render(problem, name, body, direct, tiled, launch_lines)
-    return CudaKernel(name, layer, problem.sample, problem.out, dtype, source,
+    return CudaKernel(name, layer, problem.sample, problem.out, problem.dtype, source,
                       problem.arguments, problem.family, tuple(launches), tuple(accesses))

@@ -21,7 +21,8 @@ from . import symbolic as sym
 from .errors import SpecError
 from .spec import DTYPE_SIZES, Layer, family_of
 
-__all__ = ["BATCH", "C", "FLOAT_DTYPES", "G", "IC", "N", "OC", "Problem", "lower", "symbols"]
+__all__ = ["BATCH", "C", "FLOAT_DTYPES", "G", "IC", "N", "OC", "Problem", "dtype_name", "lower",
+           "symbols"]
 
 #: Floating-point dtypes: every family supports them.
 FLOAT_DTYPES = ("float32", "float64")
@@ -154,6 +155,20 @@ def _check_sizes(layer: Layer, family: str, sample: tuple, out: tuple, padding: 
                             f"kernel indexes with a 64-bit long, at most {LONG_MAX:,}")
 
 
+def dtype_name(dtype) -> str:
+    """``dtype`` as its name: ``"float32"``, or NumPy's ``numpy.float32`` /
+    ``numpy.dtype("float32")`` (the names are NumPy's, so any object NumPy names works:
+    a type's ``__name__``, a dtype's ``name``)."""
+    if isinstance(dtype, str):
+        return dtype
+    name = getattr(dtype, "name", None) if not isinstance(dtype, type) else \
+        getattr(dtype, "__name__", None)
+    if not isinstance(name, str):
+        raise SpecError(f"dtype={dtype!r} must be a dtype name such as 'float32', a NumPy "
+                        "scalar type (numpy.float32) or a numpy.dtype")
+    return name
+
+
 def lower(layer: Layer, input_shape: Sequence, dtype: str = "float32") -> Problem:
     """Resolve ``layer`` on ``input_shape`` (``(C, *spatial)`` or ``(N, C, *spatial)``, every
     size concrete) for ``dtype``; raise :class:`SpecError` naming what is wrong."""
@@ -163,6 +178,7 @@ def lower(layer: Layer, input_shape: Sequence, dtype: str = "float32") -> Proble
         raise SpecError(f"{type(layer).__name__}: code generation needs a concrete "
                         f"input_shape, got {tuple(input_shape)!r}")
     allowed = allowed_dtypes(layer)
+    dtype = dtype_name(dtype)
     if dtype not in allowed:
         raise SpecError(f"{type(layer).__name__}: dtype={dtype!r} must be one of "
                         f"{', '.join(allowed)}")

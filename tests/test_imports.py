@@ -265,7 +265,9 @@ def test_runtime_imports_only_downward():
 
 
 def test_nothing_below_imports_verify_emit_or_the_cli():
-    importers = {"convgen.verify": {"convgen.cli"}, "convgen.emit": {"convgen.cli"},
+    # the package itself exposes verify as a public module (convgen.verify), the top of the
+    # graph like the command line
+    importers = {"convgen.verify": {"convgen.cli", "convgen"}, "convgen.emit": {"convgen.cli"},
                  "convgen.cli": {"convgen.__main__"}}
     wrong = [str(e) for e in EDGES if e.target in importers
              and e.source not in importers[e.target]]
