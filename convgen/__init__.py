@@ -39,6 +39,7 @@ from .spec import (
     AvgPool2d,
     AvgPool3d,
     Constraint,
+    Constraints,
     Conv1d,
     Conv2d,
     Conv3d,
@@ -62,7 +63,7 @@ from .symbolic import size_symbols
 __all__ = [
     "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d",
     "AdaptiveMaxPool2d", "AdaptiveMaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
-    "BuildError", "Constraint", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d",
+    "BuildError", "Constraint", "Constraints", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d",
     "ConvTranspose2d", "ConvTranspose3d", "ConvgenError", "GlobalAvgPool", "GlobalMaxPool",
     "LPPool1d", "LPPool2d", "LPPool3d", "Layer", "MaxPool1d", "MaxPool2d", "MaxPool3d",
     "Sequential", "SpecError", "VerificationError", "__version__", "padding_from_onnx",

@@ -1,9 +1,10 @@
 """Statements about convgen's formulas, proved for every size or refuted with a counterexample.
 
 A statement is built from the very functions of :mod:`convgen.symbolic` that specs, oracles
-and templates use, called with SymPy symbols, and handed to z3 through :func:`to_z3`, the one
-place where SymPy becomes solver terms.  The solver looks for an assignment of the integer
-variables that satisfies the assumptions (the domains) and violates the claim:
+and templates use, called with SymPy symbols, and handed to z3 through :func:`to_z3` (of
+:mod:`convgen.solver`, the one place where SymPy becomes solver terms).  The solver looks for
+an assignment of the integer variables that satisfies the assumptions (the domains) and
+violates the claim:
 
 * none exists: **proved** for every size in the domain;
 * one exists: **refuted**, with the smallest counterexample (least sum of the variables);
@@ -24,100 +25,13 @@ import sympy
 import z3
 
 from . import symbolic as sym
-from .errors import SpecError
+from .solver import symbol_facts, to_z3
 from .spec import family_of
 
 __all__ = ["CATALOGUE", "Result", "Statement", "layer_statements", "nonnegative_polynomial",
            "prove", "run_catalogue", "to_z3"]
 
 TIMEOUT_MS = 20_000
-
-
-# --------------------------------------------------------------------------- translation
-
-
-def _fraction(expr):
-    numerator, denominator = sympy.fraction(sympy.together(expr))
-    return numerator, denominator
-
-
-def _integral_sides(relation, env: dict):
-    """Both sides of a relation over the integers: SymPy may leave fractions such as
-    ``n/2 - 1/2`` in a relation; multiplying by the positive common denominator clears them."""
-    try:
-        return to_z3(relation.lhs, env), to_z3(relation.rhs, env)
-    except SpecError:
-        pass
-    numerator, denominator = sympy.fraction(sympy.together(relation.lhs - relation.rhs))
-    if not (denominator.is_Integer and denominator > 0):
-        raise SpecError(f"cannot translate {relation} to integer arithmetic")
-    return to_z3(sympy.expand(numerator), env), z3.IntVal(0)
-
-
-def to_z3(expr, env: dict):
-    """Translate a SymPy integer expression or condition into z3 terms.
-
-    ``env`` maps SymPy symbols to z3 ``Int`` terms (missing symbols are added).  Supports
-    sums, products, integer powers, ``floor``/``ceiling`` of a quotient (z3's integer division
-    is the floor for a positive divisor; every divisor here is a stride, a kernel size or an
-    output size, positive by the domains), ``Mod``, ``Min``/``Max``, ``Piecewise``, relations
-    and boolean connectives.
-    """
-    expr = sympy.sympify(expr)
-    if expr is sympy.true:
-        return z3.BoolVal(True)
-    if expr is sympy.false:
-        return z3.BoolVal(False)
-    if expr.is_Integer:
-        return z3.IntVal(int(expr))
-    if expr.is_Symbol:
-        if expr not in env:
-            env[expr] = z3.Int(str(expr))
-        return env[expr]
-    args = [to_z3(a, env) for a in expr.args] if not isinstance(
-        expr, (sympy.floor, sympy.ceiling, sympy.Piecewise, sympy.Rel)) else None
-    if isinstance(expr, sympy.Add):
-        return z3.Sum(*args)
-    if isinstance(expr, sympy.Mul):
-        if any(a.is_Rational and not a.is_Integer for a in expr.args):
-            raise SpecError(f"cannot translate {expr} to integer arithmetic")
-        return z3.Product(*args)
-    if isinstance(expr, sympy.Pow) and expr.exp.is_Integer and expr.exp >= 0:
-        return z3.Product(*[args[0]] * int(expr.exp)) if expr.exp else z3.IntVal(1)
-    if isinstance(expr, (sympy.floor, sympy.ceiling)):
-        numerator, denominator = (to_z3(e, env) for e in _fraction(expr.args[0]))
-        if isinstance(expr, sympy.floor):
-            return numerator / denominator
-        return -((-numerator) / denominator)
-    if isinstance(expr, sympy.Mod):
-        return args[0] % args[1]
-    if isinstance(expr, (sympy.Min, sympy.Max)):
-        result = args[0]
-        for a in args[1:]:
-            take = a < result if isinstance(expr, sympy.Min) else a > result
-            result = z3.If(take, a, result)
-        return result
-    if isinstance(expr, sympy.Piecewise):
-        *pieces, (last, _) = expr.args
-        result = to_z3(last, env)
-        for value, condition in reversed(pieces):
-            result = z3.If(to_z3(condition, env), to_z3(value, env), result)
-        return result
-    relations = {sympy.Eq: lambda a, b: a == b, sympy.Ne: lambda a, b: a != b,
-                 sympy.Lt: lambda a, b: a < b, sympy.Le: lambda a, b: a <= b,
-                 sympy.Gt: lambda a, b: a > b, sympy.Ge: lambda a, b: a >= b}
-    for kind, make in relations.items():
-        if isinstance(expr, kind):
-            return make(*_integral_sides(expr, env))
-    if isinstance(expr, sympy.And):
-        return z3.And(*args)
-    if isinstance(expr, sympy.Or):
-        return z3.Or(*args)
-    if isinstance(expr, sympy.Not):
-        return z3.Not(*args)
-    if isinstance(expr, sympy.Implies):
-        return z3.Implies(*args)
-    raise SpecError(f"cannot translate {expr!r} ({type(expr).__name__}) to z3")
 
 
 # --------------------------------------------------------------------------- results
@@ -150,7 +64,7 @@ def prove(claim, assumptions: Sequence, name: str = "", statement: str = "",
     env: dict = {}
     hypotheses = [to_z3(a, env) for a in assumptions]
     negated = z3.Not(to_z3(claim, env))
-    hypotheses += _symbol_assumptions(env)
+    hypotheses += symbol_facts(env)
     solver = z3.Solver()
     solver.set("timeout", TIMEOUT_MS)
     solver.add(*hypotheses, negated)
@@ -166,17 +80,6 @@ def prove(claim, assumptions: Sequence, name: str = "", statement: str = "",
     example = {str(s): model.eval(v, model_completion=True).as_long() for s, v in env.items()}
     return Result(name, statement, texts, "refuted", dict(sorted(example.items())),
                   seconds=time.perf_counter() - start)
-
-
-def _symbol_assumptions(env: dict) -> list:
-    """SymPy simplifies ``n >= 0`` away for a non-negative symbol; z3 must still know it."""
-    facts = []
-    for symbol, variable in env.items():
-        if symbol.is_positive:
-            facts.append(variable >= 1)
-        elif symbol.is_nonnegative:
-            facts.append(variable >= 0)
-    return facts
 
 
 def _smallest(hypotheses, negated, env):
@@ -481,7 +384,7 @@ def _satisfiable(assumptions: Sequence) -> bool | None:
     solver = z3.Solver()
     solver.set("timeout", TIMEOUT_MS)
     solver.add(*[to_z3(a, env) for a in assumptions])
-    solver.add(*_symbol_assumptions(env))
+    solver.add(*symbol_facts(env))
     verdict = solver.check()
     return None if verdict == z3.unknown else verdict == z3.sat
 

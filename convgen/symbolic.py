@@ -27,6 +27,7 @@ import numpy as np
 import sympy
 
 from .errors import SpecError
+from .solver import unsatisfiable
 
 Size = int | sympy.Expr
 
@@ -64,6 +65,7 @@ __all__ = [
     "pool_output_size",
     "padded_source",
     "prod",
+    "prune_piecewise",
     "receptive_field_update",
     "same_output_size",
     "same_padding",
@@ -123,6 +125,37 @@ def prod(values: Iterable[Size]) -> Size:
     if _ints(*values):
         return math.prod(int(_plain(v)) for v in values)
     return _plain(sympy.Mul(*values))
+
+
+def prune_piecewise(expr, assumptions: Sequence = ()):
+    """``expr`` with every ``Piecewise`` branch that no integer sizes reach dropped.
+
+    A branch is dropped only when z3 proves its condition false wherever it is reached
+    (``assumptions`` hold, each symbol keeps its declared sign, every earlier condition is
+    false); one whose condition is proved true there becomes the last.  A ``Piecewise`` left
+    with one branch is that branch's value: ceil-mode ``MaxPool2d(2)`` on ``H`` gives
+    ``ceiling(H/2)``, not a ``Piecewise`` whose first branch never holds.  Anything not proved
+    (non-linear terms, unknown functions) is kept as it was, so the result equals ``expr`` for
+    every integer assignment satisfying ``assumptions``.
+    """
+    if not isinstance(expr, sympy.Basic) or not expr.has(sympy.Piecewise):
+        return expr
+    return _plain(expr.replace(lambda e: isinstance(e, sympy.Piecewise),
+                               lambda e: _prune(e, list(assumptions))))
+
+
+def _prune(piecewise: sympy.Piecewise, reached: list):
+    kept = []
+    for value, condition in piecewise.args:
+        if condition is sympy.true or unsatisfiable([*reached, sympy.Not(condition)]):
+            kept.append((value, sympy.true))
+            break
+        if not unsatisfiable([*reached, condition]):
+            kept.append((value, condition))
+            reached = [*reached, sympy.Not(condition)]
+    if len(kept) == 1 and kept[0][1] is sympy.true:
+        return kept[0][0]
+    return sympy.Piecewise(*kept)
 
 
 def size_symbols(names: str) -> tuple[sympy.Symbol, ...]:
@@ -211,7 +244,7 @@ def pool_output_size(n: Size, kernel: Size, stride: Size, dilation: Size, pad_lo
     starts_in_right_pad = (out - 1) * stride >= n + pad_lo
     if _ints(out, stride, n, pad_lo):
         return out - 1 if starts_in_right_pad else out
-    return _plain(sympy.Piecewise((out - 1, starts_in_right_pad), (out, True)))
+    return prune_piecewise(sympy.Piecewise((out - 1, starts_in_right_pad), (out, True)))
 
 
 def same_output_size(n: Size, stride: Size) -> Size:
@@ -316,6 +349,15 @@ class gcd(sympy.Function):  # lower case: SymPy prints the class name
             return sympy.Integer(1)
         return None
 
+    def _eval_rewrite_as_Piecewise(self, a, b, **hints):
+        """With ``b`` a number, ``gcd(a, b) = gcd(a mod b, b)``: one branch per residue (how
+        z3, which has no gcd, reads it); left alone past 64 residues, too many to be worth it."""
+        if not (b.is_Integer and 0 < b <= 64):
+            return None
+        residue = sympy.Mod(a, b)
+        return sympy.Piecewise(*[(math.gcd(r, int(b)), sympy.Eq(residue, r))
+                                 for r in range(int(b) - 1)], (math.gcd(int(b) - 1, int(b)), True))
+
 
 def adaptive_total_taps(n: Size, out: int) -> Size:
     """Taps of all ``out`` adaptive windows over ``n`` inputs: ``n + out - gcd(n, out)``.
@@ -340,8 +382,8 @@ def adaptive_max_taps(n: Size, out: int) -> Size:
         q, r = divmod(int(_plain(n)), out)
         return q if r == 0 else q + 1 if out % r == 0 else q + 2
     q, r = fdiv(n, out), sympy.Mod(n, out)
-    return sympy.Piecewise((q, sympy.Eq(r, 0)), (q + 1, sympy.Eq(gcd(n, out), r)),
-                           (q + 2, True))
+    return prune_piecewise(sympy.Piecewise((q, sympy.Eq(r, 0)),
+                                           (q + 1, sympy.Eq(gcd(n, out), r)), (q + 2, True)))
 
 
 def transpose_tap_count(kernel: Size, stride: Size, dilation: Size) -> Size:

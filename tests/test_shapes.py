@@ -112,8 +112,32 @@ def test_symbolic_shapes_are_exact_floor_and_ceiling():
     assert convgen.Conv2d(3, 8, 3, stride=2, padding="same").output_shape((3, H, W)) == \
         (8, sympy.ceiling(H / 2), sympy.ceiling(W / 2))
     pooled = convgen.MaxPool2d(2, ceil_mode=True).output_shape((1, H, W))
-    assert isinstance(pooled[1], sympy.Piecewise)
-    assert [pooled[1].subs(H, h) for h in (1, 2, 3, 4, 5)] == [1, 1, 2, 2, 3]
+    assert pooled == (1, sympy.ceiling(H / 2), sympy.ceiling(W / 2))  # the ceil rule never bites
+    padded = convgen.MaxPool2d(2, padding=1, ceil_mode=True).output_shape((1, H, W))
+    assert isinstance(padded[1], sympy.Piecewise)  # here it does, at odd H
+    assert [padded[1].subs(H, h) for h in (1, 2, 3, 4, 5)] == [1, 2, 2, 3, 3]
+
+
+def test_constraints_print_in_a_few_words():
+    """README: ``Conv2d(3, 8, 5).constraints((3, H, W))  # channels match; H >= 5; W >= 5``."""
+    H, W, C = sym.size_symbols("H W C")
+    conv = convgen.Conv2d(3, 8, 5)
+    constraints = conv.constraints((3, H, W))
+    assert isinstance(constraints, tuple) and isinstance(constraints, convgen.Constraints)
+    assert len(constraints) == 3 and constraints == tuple(constraints)
+    assert repr(constraints) == str(constraints) == \
+        "3 input channels (in_channels); H >= 5; W >= 5"
+    assert str(conv.constraints((C, 4, W))) == (
+        "C == 3; not dilated kernel extent 5 (kernel_size=5, dilation=1) fits in padded "
+        "input 4 in dim 0; W >= 5")
+    assert repr(constraints[0]) == "Constraint(holds: 3 input channels (in_channels))"
+    assert repr(constraints[1]) == ("Constraint(H >= 5: dilated kernel extent 5 (kernel_size=5, "
+                                    "dilation=1) fits in padded input H in dim 0)")
+    assert repr(conv.constraints((4, H, W))[0]) == \
+        "Constraint(fails: 3 input channels (in_channels))"
+    assert str(convgen.AdaptiveAvgPool2d(2).constraints((C, H, W))) == "no constraints"
+    chain = convgen.Sequential(conv, convgen.MaxPool2d(2))
+    assert str(chain.constraints((3, H, W))).endswith("; H - 4 >= 2; W - 4 >= 2")
 
 
 def test_constraints_of_symbolic_input_are_relations():

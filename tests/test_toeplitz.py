@@ -3,6 +3,7 @@
 import dataclasses
 
 import numpy as np
+import pytest
 import scipy.sparse
 import sympy
 from hypothesis import given, settings
@@ -151,3 +152,25 @@ def test_distinct_weight_symbols_equal_num_params_minus_bias(data):
     assert len(T.atoms(sympy.Indexed)) == layer.num_params - layer.num_bias
     out = layer.output_shape((layer.in_channels, *spatial))
     assert T.shape == (int(np.prod(out)), layer.in_channels * int(np.prod(spatial)))
+
+
+@pytest.mark.parametrize("layer, shape, colours", [
+    (convgen.Conv2d(1, 2, 2, bias=False), (1, 3, 3), (0, 7)),  # 8 x 9; weights 0..7
+    (convgen.AvgPool1d(3, padding=1, count_include_pad=False), (1, 5), (2, 3)),  # divisors
+])
+def test_plot_ticks_whole_indices(layer, shape, colours):
+    """Rows, columns, weight indices and divisors are integers: so is every tick."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from convgen.plot import toeplitz_figure
+
+    figure = toeplitz_figure(layer, shape)
+    try:
+        figure.canvas.draw()
+        axes, colorbar = figure.axes
+        for ticks in (axes.get_xticks(), axes.get_yticks(), colorbar.get_yticks()):
+            assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), ticks
+        assert colorbar.get_ylim() == colours  # the keys themselves, not keys + 1
+    finally:
+        plt.close(figure)

@@ -266,8 +266,40 @@ class Constraint:
             return False
         return None
 
+    @property
+    def text(self) -> str:
+        """The constraint in a few words: its requirement once decided (prefixed ``not`` when
+        false), its condition (``H >= 5``, ``C == 3``) while it depends on symbols."""
+        if self.holds is None:
+            return _relation_text(self.condition)
+        return self.requirement if self.holds else f"not {self.requirement}"
+
     def __str__(self) -> str:
         return f"{self.condition}    ({self.requirement})"
+
+    def __repr__(self) -> str:
+        if self.holds is None:
+            return f"Constraint({self.text}: {self.requirement})"
+        return f"Constraint({'holds' if self.holds else 'fails'}: {self.requirement})"
+
+
+def _relation_text(condition) -> str:
+    """``Eq(C, 3)`` reads ``C == 3``; other conditions print as SymPy prints them."""
+    if isinstance(condition, sympy.Eq):
+        return f"{condition.lhs} == {condition.rhs}"
+    return str(condition)
+
+
+class Constraints(tuple):
+    """The constraints of a layer on one input: a tuple of :class:`Constraint` that prints
+    as its constraints in a few words, ``3 input channels (in_channels); H >= 5; W >= 5``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "; ".join(c.text for c in self) if self else "no constraints"
+
+    __str__ = __repr__
 
 
 def _constraint(condition, requirement: str, violation: str) -> Constraint:
@@ -388,9 +420,10 @@ class Layer(abc.ABC):
         self._check(shape)
         return shape.join(self._out_channels(shape), self._out_spatial(shape))
 
-    def constraints(self, input_shape: Sequence) -> tuple[Constraint, ...]:
-        """The side conditions under which :meth:`output_shape` is valid for this input."""
-        return tuple(self._constraints(self.split_input(input_shape)))
+    def constraints(self, input_shape: Sequence) -> Constraints:
+        """The side conditions under which :meth:`output_shape` is valid for this input: a
+        tuple of :class:`Constraint` printed as ``3 input channels (in_channels); H >= 5``."""
+        return Constraints(self._constraints(self.split_input(input_shape)))
 
     def _check(self, shape: InputShape) -> None:
         for constraint in self._constraints(shape):

@@ -46,7 +46,7 @@ class _ConvMixin(_Windowed):
     def _channel_constraint(self, shape: InputShape) -> Constraint:
         return _constraint(
             sympy.Eq(shape.channels, self.in_channels),
-            f"input channels {shape.channels} equal in_channels={self.in_channels}",
+            f"{self.in_channels} input channels (in_channels)",
             f"{self._owner}: input_shape has {shape.channels} channels but "
             f"in_channels={self.in_channels}")
 

@@ -20,7 +20,7 @@ from .adaptive import (
     GlobalAvgPool,
     GlobalMaxPool,
 )
-from .base import Constraint, Layer
+from .base import Constraints, Layer
 from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from .pool import (
     AvgPool1d,
@@ -110,9 +110,9 @@ class Sequential:
         shapes = self.shapes(input_shape)
         return shapes[-1] if shapes else tuple(input_shape)
 
-    def constraints(self, input_shape: Sequence) -> tuple[Constraint, ...]:
+    def constraints(self, input_shape: Sequence) -> Constraints:
         """The constraints of every layer, on the shape that reaches it."""
-        return tuple(c for group in self._each("constraints", input_shape) for c in group)
+        return Constraints(c for group in self._each("constraints", input_shape) for c in group)
 
     @property
     def num_params(self) -> int:
