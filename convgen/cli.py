@@ -89,7 +89,7 @@ def _shape(args: argparse.Namespace) -> None:
         if undecided:
             print("  valid when:")
             for constraint in undecided:
-                print(f"    {constraint.condition}   ({constraint.requirement})")
+                print(f"    {constraint.text}   ({constraint.requirement})")
     if args.format == "json":
         print(dumps(shape_document(entries)))
 
@@ -116,7 +116,7 @@ def _toeplitz(args: argparse.Namespace) -> None:
         print(sympy.latex(toeplitz(layer, shape, symbolic=True)))
     if args.plot:
         from .plot import plot_toeplitz
-        print(f"wrote {plot_toeplitz(layer, shape, args.plot)}")
+        print(f"wrote {plot_toeplitz(layer, shape, _output_file(args.plot, '--plot'))}")
 
 
 def _layer_files(args: argparse.Namespace) -> list:
@@ -313,11 +313,10 @@ def _bench(args: argparse.Namespace) -> int:
     runs = run(threads, batches, names, repeats, min_time)
     print(format_tables(runs))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as stream:
-            json.dump(runs, stream, indent=1)
+        _write_text(args.json, json.dumps(runs, indent=1), "--json")
         print(f"wrote {args.json}")
     if args.png:
-        plot_roofline(runs, args.png)
+        plot_roofline(runs, _output_file(args.png, "--png"))
         print(f"wrote {args.png}")
     return 0
 
@@ -354,9 +353,19 @@ def _quiet_option(parser: argparse.ArgumentParser) -> None:
                         "every few seconds otherwise)")
 
 
+def _output_file(path: str, option: str) -> str:
+    """``path``, its folder created if missing (``--json out/b.json`` in a fresh clone)."""
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    except OSError as error:
+        raise ConvgenError(f"{option} {path!r}: cannot create its folder: "
+                           f"{error.strerror or error}") from None
+    return path
+
+
 def _write_text(path: str, text: str, option: str) -> None:
     try:
-        with open(path, "w", encoding="utf-8") as stream:
+        with open(_output_file(path, option), "w", encoding="utf-8") as stream:
             stream.write(text)
     except OSError as error:
         raise ConvgenError(f"{option} {path!r}: cannot write it: "
