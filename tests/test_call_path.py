@@ -14,7 +14,7 @@ from convgen.codegen import generate
 from convgen.errors import SpecError
 from convgen.reference import forward
 from convgen.runtime import KernelCall, compile_kernels, compiler
-from tests.helpers import needs_compiler
+from tests.helpers import cuda_kernels, needs_compiler
 
 CONV = convgen.Conv2d(3, 4, 3)  # on (3, 8, 8): y is (N, 4, 6, 6)
 POOL = convgen.MaxPool2d(2, return_indices=True)  # on (2, 8, 8): y is (N, 2, 4, 4)
@@ -289,3 +289,20 @@ def test_a_wrong_sample_is_refused_naming_what_is_allowed(conv, x, message):
     _, w, b = _conv_args()
     with pytest.raises(SpecError, match=message):
         conv(x, w, b)
+
+
+def test_the_cuda_text_on_the_cpu_takes_out_bind_and_samples_through_the_base_class():
+    """The OpenCL target has no call path of its own: the base class gives it all three
+    (skipped where PoCL is missing; the rest of this module needs only a C compiler)."""
+    conv, _, pool = cuda_kernels("cuda-cpu", [(CONV, (3, 8, 8)), (POOL, (2, 8, 8))],
+                                 "float32")
+    x, w, b = _conv_args()
+    y = np.zeros((2, 4, 6, 6), np.float32)
+    assert conv(x, w, b, out=y) is y and np.array_equal(y, _exact(CONV, x, w, b))
+    assert np.array_equal(conv.bind(x[1], w, b)(), y[1])
+    with pytest.raises(SpecError, match="out overlaps x"):
+        conv(x, w, b, out=x.reshape(-1)[:288].reshape(2, 4, 6, 6))
+    x = _ints((2, 2, 8, 8))
+    out = (np.zeros((2, 2, 4, 4), np.float32), np.zeros((2, 2, 4, 4), np.int64))
+    assert pool(x, out=out) is out
+    assert all(np.array_equal(a, e) for a, e in zip(out, _exact(POOL, x)))
