@@ -9,7 +9,10 @@ best of several) and its copy bandwidth, which turn times into fractions of the 
 
 ``convgen bench`` prints one table per thread count (median time, GFLOP/s, fraction of the
 sgemm peak, and the ratio of each peer's time to convgen's: above 1 means convgen is
-faster), and writes JSON and a roofline plot.
+faster), and writes JSON and a roofline plot.  With 1 thread and batch 1 it also times the
+call path: the normal call (which checks its arguments and allocates the output) against
+``kernel.bind(...)`` (checked once; each call is the C function alone) and ONNX Runtime's
+``session.run``, the per-call cost that dominates small layers.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from .spec import (
     family_of,
 )
 
-__all__ = ["SUITE", "format_tables", "measure", "plot_roofline", "run"]
+__all__ = ["SUITE", "call_path_table", "format_tables", "measure", "plot_roofline", "run"]
 
 #: (name, layer, input shape per sample): the issue's suite, float32, PyTorch's defaults.
 SUITE = [
@@ -222,10 +225,14 @@ def measure(threads: int, batches: Sequence[int], names: Sequence[str] | None = 
             results.append(dict(layer=name, describe=layer.describe(), batch=batch,
                                 flops=int(flops), bytes=int(moved), agrees=agrees,
                                 schedule=kernel.generated.schedule, seconds=timings))
+            if threads == 1 and batch == 1:  # the call path: checks once, then C alone
+                bound = kernel.bind(x, *weights)
+                results[-1]["bind"] = _median_time(*timing, bound)
+                results[-1]["agrees"] = agrees and bool(np.array_equal(bound(), ours))
             if winograd is not None:
                 fast = winograd(x, *weights)
                 results.append(dict(
-                    results[-1], layer=f"{name}+wino", schedule="winograd",
+                    results[-1], layer=f"{name}+wino", schedule="winograd", bind=None,
                     agrees=bool(np.allclose(fast, reference.reshape(fast.shape), rtol=1e-3,
                                             atol=1e-3)),
                     seconds=dict(timings, convgen=_median_time(*timing, winograd, x,
@@ -288,7 +295,27 @@ def format_tables(runs: list) -> str:
                  "counts the direct convolution's operations (for +wino rows too).  +wino: "
                  "the opt-in Winograd F(2x2,3x3) schedule (not exact: error bound in the "
                  "README); the peers' times are those of the row above.")
-    return "\n".join(lines)
+    return "\n".join(lines + call_path_table(runs))
+
+
+def call_path_table(runs: list) -> list[str]:
+    """Lines of the call-path table (1 thread, batch 1; none without such rows): the
+    normal call's and the bound call's time from Python against ONNX Runtime's."""
+    rows = [row for result in runs if result["threads"] == 1 for row in result["results"]
+            if row["batch"] == 1 and row.get("bind")]
+    if not rows:
+        return []
+    lines = ["", "call path (1 thread, batch 1): per call from Python, microseconds",
+             f"{'layer':20} {'call us':>9} {'bind us':>9} {'ORT us':>9} {'x ORT/call':>10} "
+             f"{'x ORT/bind':>10}"]
+    for row in rows:
+        call, bind, ort = (row["seconds"]["convgen"], row["bind"],
+                           row["seconds"]["onnxruntime"])
+        lines.append(f"{row['layer']:20} {call * 1e6:9.2f} {bind * 1e6:9.2f} "
+                     f"{ort * 1e6:9.2f} {ort / call:10.2f} {ort / bind:10.2f}")
+    lines.append("call: kernel(x, w, b) (checks, allocates y); bind: kernel.bind(x, w, b) "
+                 "made once, then bound() (the C function alone); ORT: session.run.")
+    return lines
 
 
 def plot_roofline(runs: list, path: str) -> None:

@@ -66,7 +66,8 @@ SLOW_TESTS = ("test_onnx_conformance_case_through_the_cuda_text_on_the_cpu",
 QUICK_ALSO = ("test_default_schedule_is_chosen_and_recorded",
               "test_an_explicit_non_default_schedule_gets_its_own_name",
               "test_winograd_is_refused_where_it_does_not_apply",
-              "test_the_opencl_program_is_the_prelude_and_the_exact_cuda_text")
+              "test_the_opencl_program_is_the_prelude_and_the_exact_cuda_text",
+              "test_call_path_table_shows_bound_calls_of_one_thread_and_batch_one")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -21,8 +21,31 @@ def test_smoke_run_writes_tables_json_and_plot(tmp_path, capsys):
     assert run["threads"] == 1 and run["sgemm_gflops"] > 0 and run["bandwidth_gbs"] > 0
     (row,) = run["results"]
     assert row["agrees"] and {"convgen", "onnxruntime", "numpy"} <= set(row["seconds"])
+    assert row["bind"] > 0 and "call path (1 thread, batch 1)" in text
     assert row["flops"] == bench.SUITE[0][1].flops((1, 1, 32, 32))
     assert png.stat().st_size > 10_000
+
+
+def _row(layer, batch, convgen, bind=None):
+    seconds = {"convgen": convgen, "onnxruntime": 14e-6, "numpy": 20e-6}
+    return dict(layer=layer, describe="", batch=batch, flops=10**6, bytes=10**4, agrees=True,
+                schedule="direct", seconds=seconds, **({"bind": bind} if bind else {}))
+
+
+def test_call_path_table_shows_bound_calls_of_one_thread_and_batch_one():
+    """The table code alone, on made-up times (no timing, no ONNX Runtime)."""
+    run = dict(threads=1, sgemm_gflops=100.0, bandwidth_gbs=10.0, torch=None,
+               onnxruntime="1.0", results=[_row("lenet_conv1", 1, 7e-6, 2e-6),
+                                           _row("lenet_conv1+wino", 1, 6e-6),
+                                           _row("lenet_conv1", 8, 20e-6)])
+    two = dict(run, threads=2, results=[_row("lenet_conv1", 1, 5e-6, 1e-6)])
+    lines = bench.call_path_table([run, two])
+    assert lines[1] == "call path (1 thread, batch 1): per call from Python, microseconds"
+    (row,) = [line for line in lines if line.startswith("lenet")]
+    assert row.split() == ["lenet_conv1", "7.00", "2.00", "14.00", "2.00", "7.00"]
+    text = bench.format_tables([run, two])
+    assert "threads 2:" in text and text.endswith("\n".join(lines))
+    assert bench.call_path_table([two]) == []
 
 
 @pytest.mark.parametrize("name, layer, shape", bench.SUITE, ids=[s[0] for s in bench.SUITE])

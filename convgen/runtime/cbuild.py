@@ -233,20 +233,52 @@ class Kernel(KernelCall):
                        (("float32", "float"), ("float64", "double"), ("int8", "int8_t"),
                         ("uint8", "uint8_t"), ("int64", "int64_t"))}
 
-    def __call__(self, x, weight=None, bias=None):
-        """The common case inlined (every argument as the kernel takes it, one output):
-        about 3 us from Python for a tiny kernel; anything else goes the checked way."""
+    def __call__(self, x, weight=None, bias=None, out=None):
+        """The common case inlined (a non-empty batch, every argument as the kernel takes
+        it, one output, ``out`` absent or exactly right): about 3 us from Python for a tiny
+        kernel; anything else goes the checked way, which names the error."""
         inputs = self._accepted(x, weight, bias)
-        if inputs is None or self._indices:
-            return super().__call__(x, weight, bias)
-        dtype = self._expect[0]
-        batch = x.shape[0]
-        y = np.empty((batch, *self.generated.output_shape), dtype)
-        if batch:
-            pointer, kind = self._ffi.from_buffer, self._types[dtype]
-            self._function(*[pointer(kind, a) for a in inputs],
-                           pointer(kind, y, require_writable=True), batch)
-        return y
+        if inputs is None or self._indices or not x.shape[0]:
+            if inputs is None and out is None and not self._indices and \
+                    type(x) is np.ndarray and x.shape == self._expect[1]:
+                return self(x[np.newaxis], weight, bias)[0]  # a single sample
+            return super().__call__(x, weight, bias, out)
+        batch, dtype = x.shape[0], self._expect[0]
+        pointer, kind = self._ffi.from_buffer, self._types[dtype]
+        pointers = [pointer(kind, a) for a in inputs]
+        if out is None:
+            y = np.empty((batch, *self._output_shape), dtype)
+            self._function(*pointers, pointer(kind, y, require_writable=True), batch)
+            return y
+        if self._fits(out, batch):
+            target = pointer(kind, out, require_writable=True)
+            if _apart(target, pointers):
+                self._function(*pointers, target, batch)
+                return out
+        return super().__call__(x, weight, bias, out)
+
+    def _fits(self, out, batch: int) -> bool:
+        """Whether ``out`` is exactly the output array of ``batch`` (its overlap aside)."""
+        return (type(out) is np.ndarray and out.dtype == self._expect[0]
+                and out.flags.c_contiguous and out.flags.writeable
+                and out.shape[1:] == self._output_shape and out.shape[0] == batch)
+
+    def bind(self, x, weight=None, bias=None, out=None):
+        """See :meth:`KernelCall.bind`: here the bound call is the C function on cffi
+        pointers made once (no checks, no allocation), then ``return out``."""
+        inputs, outputs, batch, result = self._prepare(x, weight, bias, out, np.empty)
+        if not batch:
+            return lambda: result
+        function = self._function
+        arguments = (*[self._pointer(a, True) for a in inputs],
+                     *[self._pointer(a, False) for a in outputs], batch)
+
+        def bound():
+            function(*arguments)
+            return result
+
+        bound.arrays = (*inputs, *outputs)  # alive as long as the call (the pointers, too)
+        return bound
 
     def _pointer(self, array, const: bool):
         return self._ffi.from_buffer(self._types[array.dtype], array, require_writable=not const)
@@ -257,6 +289,15 @@ class Kernel(KernelCall):
                        *[pointer(types[a.dtype], a, require_writable=True) for a in outputs],
                        batch)
 
+
+def _apart(target, pointers) -> bool:
+    """Whether the cffi array ``target`` shares no element with any of ``pointers``
+    (contiguous buffers: comparing address ranges is exact, and cheaper than NumPy's)."""
+    end = target + len(target)
+    for other in pointers:
+        if other < end and target < other + len(other):
+            return False
+    return True
 
 
 def compile_kernels(layers: Sequence[tuple], dtype: str = "float32",

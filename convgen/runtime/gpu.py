@@ -104,7 +104,7 @@ class GpuKernel(KernelCall):
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f", {self.schedule} on {self.arch}>"
 
-    def __call__(self, x, weight=None, bias=None):
+    def __call__(self, x, weight=None, bias=None, out=None):
         import numpy as np
         from pycuda import gpuarray
 
@@ -112,32 +112,45 @@ class GpuKernel(KernelCall):
         if not isinstance(x, kind):
             raise SpecError(f"{self.name}: x must be a numpy.ndarray or a "
                             f"pycuda.gpuarray.GPUArray, got {type(x).__name__}")
-        for label, value in (("weight", weight), ("bias", bias)):
+        given = [("out", out)] if not isinstance(out, (tuple, list)) else \
+            [(f"out[{i}]", value) for i, value in enumerate(out)]
+        for label, value in (("weight", weight), ("bias", bias), *given):
             if value is not None and not isinstance(value, kind):
                 what = "numpy.ndarray" if kind is np.ndarray else "GPUArray"
                 raise SpecError(f"{self.name}: x is a {what}, so {label} must be one "
                                 f"too (got {type(value).__name__}); pass every array on the "
                                 "device or every array as a numpy array")
         if kind is np.ndarray:
-            return super().__call__(x, weight, bias)
-        return self._call(x, weight, bias, gpuarray.empty, lambda inputs, outputs, batch:
+            return super().__call__(x, weight, bias, out)
+        return self._call(x, weight, bias, out, gpuarray.empty, lambda inputs, outputs, batch:
                           self._launch([a.gpudata for a in inputs],
                                        [a.gpudata for a in outputs], batch))
 
-    def _array(self, label, value, shape):
+    def _array(self, label, value, shape, dtype=None):
         import numpy as np
 
         if isinstance(value, np.ndarray):
-            return super()._array(label, value, shape)
+            return super()._array(label, value, shape, dtype)
         g = self.generated
         if not hasattr(value, "gpudata"):
             raise SpecError(f"{g.name}: {label} must be a numpy.ndarray or a GPUArray, got "
                             f"{type(value).__name__}")
-        if value.dtype != np.dtype(g.dtype) or tuple(value.shape) != shape or \
-                not value.flags.c_contiguous:
-            raise SpecError(f"{g.name}: {label} must be a C-contiguous {g.dtype} GPUArray of "
+        dtype = dtype or np.dtype(g.dtype)
+        if value.dtype != dtype or tuple(value.shape) != shape or not value.flags.c_contiguous:
+            raise SpecError(f"{g.name}: {label} must be a C-contiguous {dtype} GPUArray of "
                             f"shape {shape}; got {value.dtype}, {tuple(value.shape)}")
         return value
+
+    @staticmethod
+    def _overlaps(a, b) -> bool:
+        """NumPy arrays as on the host; two GPUArrays by their device address ranges."""
+        if not hasattr(a, "gpudata") or not hasattr(b, "gpudata"):
+            return KernelCall._overlaps(a, b)
+        try:
+            start_a, start_b = int(a.gpudata), int(b.gpudata)
+        except TypeError:  # an allocation without an address: only itself overlaps it
+            return a.gpudata is b.gpudata
+        return start_a < start_b + b.nbytes and start_b < start_a + a.nbytes
 
     def _run(self, inputs, outputs, batch) -> None:
         cuda = _driver()
