@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from .errors import ConvgenError
 from .lower import lower
 from .onnx_bridge import onnx_model
+from .progress import active, reporting, track
 from .runtime import compile as compile_kernel
 from .schedules import applicable
 from .spec import (
@@ -184,9 +185,8 @@ def measure(threads: int, batches: Sequence[int], names: Sequence[str] | None = 
         torch.set_num_threads(threads)
     results = []
     rng = np.random.default_rng(0)
-    for name, layer, shape in SUITE:
-        if names and name not in names:
-            continue
+    chosen = [entry for entry in SUITE if not names or entry[0] in names]
+    for name, layer, shape in track(chosen, f"{threads} thread(s)", lambda entry: entry[0]):
         kernel = compile_kernel(layer, shape, openmp=True)
         # the opt-in, inexact Winograd schedule gets its own row where it applies
         winograd = (compile_kernel(layer, shape, openmp=True, schedule="winograd")
@@ -259,10 +259,15 @@ def run(threads: Sequence[int] = (1, 2), batches: Sequence[int] = (1, 8),
         request = json.dumps(dict(threads=count, batches=list(batches),
                                   names=list(names or []), repeats=repeats,
                                   min_time=min_time))
-        done = subprocess.run([sys.executable, "-m", "convgen.bench", request], env=env,
-                              capture_output=True, text=True)
+        # the subprocess reports its progress on our standard error when we report ours
+        command = active()
+        done = subprocess.run([sys.executable, "-m", "convgen.bench", request,
+                               *([command] if command else [])], env=env,
+                              stdout=subprocess.PIPE, text=True,
+                              stderr=None if command else subprocess.PIPE)
         if done.returncode:
-            raise ConvgenError(f"the benchmark with {count} thread(s) failed:\n{done.stderr}")
+            said = done.stderr or "(its messages are above)"
+            raise ConvgenError(f"the benchmark with {count} thread(s) failed:\n{said}")
         runs.append(json.loads(done.stdout))
     return runs
 
@@ -354,4 +359,5 @@ def plot_roofline(runs: list, path: str) -> None:
 
 if __name__ == "__main__":
     request = json.loads(sys.argv[1])
-    json.dump(measure(**request), sys.stdout)
+    with reporting(sys.argv[2] if len(sys.argv) > 2 else "bench", enabled=len(sys.argv) > 2):
+        json.dump(measure(**request), sys.stdout)

@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from tqdm import tqdm
 
-__all__ = ["reporting", "track"]
+__all__ = ["active", "reporting", "track"]
 
 T = TypeVar("T")
 
@@ -33,11 +33,17 @@ _COMMAND: contextvars.ContextVar[str | None] = contextvars.ContextVar("convgen_p
 @contextlib.contextmanager
 def reporting(command: str, enabled: bool = True) -> Iterator[None]:
     """Within the block, :func:`track` reports progress as ``convgen COMMAND``."""
-    token = _COMMAND.set(f"convgen {command}" if enabled else None)
+    token = _COMMAND.set(command if enabled else None)
     try:
         yield
     finally:
         _COMMAND.reset(token)
+
+
+def active() -> str | None:
+    """The command reporting progress now (``verify``), or None: for a subprocess that
+    should report as part of it (``convgen bench`` measures in one per thread count)."""
+    return _COMMAND.get()
 
 
 def _clock(seconds: float) -> str:
@@ -86,6 +92,6 @@ def track(items: Iterable[T], stage: str, name: Callable[[T], str] = str) -> Ite
     if not items:
         return
     stream = sys.stderr
-    label = f"{command}: {stage}" if stage else command
+    label = f"convgen {command}: {stage}" if stage else f"convgen {command}"
     interactive = stream.isatty() and not os.environ.get("CI")
     yield from (_bar if interactive else _plain)(items, label, name, stream)

@@ -16,21 +16,25 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
 
-#: (language, first line of the block) -> why the test does not run it
+#: (language, how the block's first line starts) -> why the test does not run it
 NOT_RUN = {
-    ("bash", "# 1. install and run the main job: generate the bundled configs' C and CUDA kernels, verify both"):
+    ("bash", "# 1. install and run the main job"):
         "the quick start: .ci/run runs both commands verbatim (tests/test_packaging.py)",
-    ("bash", "# 2. install the test dependencies and run the whole test suite"):
+    ("bash", "# 2. install the test dependencies"):
         "the quick start: .ci/run runs both commands verbatim (tests/test_packaging.py)",
-    ("bash", "export CUDA_HOME=/usr/local/cuda PATH=/usr/local/cuda/bin:$PATH   # nvcc and the headers"):
+    ("bash", "export CUDA_HOME="):
         "needs a GPU, its driver and PyCUDA (tests marked cuda run there)",
 }
+
+
+def _not_run(language: str, text: str) -> bool:
+    first = text.splitlines()[0]
+    return any(language == kind and first.startswith(start) for kind, start in NOT_RUN)
 
 
 def blocks(language: str) -> list[tuple[int, str]]:
@@ -40,7 +44,7 @@ def blocks(language: str) -> list[tuple[int, str]]:
         if match.group(1) == language:
             line = README.count("\n", 0, match.start()) + 2
             text = match.group(2)
-            if (language, text.splitlines()[0]) not in NOT_RUN:
+            if not _not_run(language, text):
                 found.append((line, text))
     return found
 
@@ -48,8 +52,9 @@ def blocks(language: str) -> list[tuple[int, str]]:
 def test_every_block_is_run_or_says_why_not():
     languages = {m.group(1) for m in FENCE.finditer(README)}
     assert languages <= {"python", "bash", "toml"}, languages
-    firsts = {(m.group(1), m.group(2).splitlines()[0]) for m in FENCE.finditer(README)}
-    assert set(NOT_RUN) <= firsts, "NOT_RUN names a block the README no longer has"
+    for kind, start in NOT_RUN:
+        assert any(m.group(1) == kind and m.group(2).startswith(start)
+                   for m in FENCE.finditer(README)), f"NOT_RUN names no block: {start!r}"
 
 
 def test_the_layer_file_shown_is_the_shipped_example():
