@@ -83,6 +83,7 @@ class BlockedParams:
     blocks: int
     cv: int
     vector_start: str
+    vector_raw: str
     overhang: bool
     size: int
     contiguous: bool
@@ -132,11 +133,16 @@ def build(problem: Problem) -> Built:
     w_index = sym.flat_index([oc0 + j, IC, k[0], k[1]], list(layer.weight_shape))
     y_index = sym.flat_index([N, oc0 + j, o[0], o[1] + i], [None, *out])
     ob1, cv_ = (sympy.Symbol(v, integer=True, nonnegative=True) for v in ("ob1", "cv"))
-    vector_start = ob1 + cv_ * owb  # first column of vector cv of the block at ob1
+    raw_start = ob1 + cv_ * owb  # first column of vector cv of the block at ob1
+    # a row's last vector ends at the row's end, overlapping the one before (those columns
+    # are computed twice, the same way: bit for bit), so no vector hangs past the output,
+    # and on a row without padding every vector reads whole vectors of input
+    vector_start = sympy.Min(raw_start, out[2] - owb) \
+        if out[2] > owb and out[2] % owb else raw_start
     block = [sympy.Ge(BATCH, 1), *loop(N, BATCH), *loop(ob, layer.out_channels // ocb),
              sympy.Eq(oc0, ob * ocb), sympy.Eq(G, group), *loop(o[0], out[1]),
              *loop(ob1, out[2]), sympy.Eq(sympy.Mod(ob1, cv * owb), 0), *loop(cv_, cv),
-             sympy.Eq(o[1], vector_start), sympy.Lt(o[1], out[2]),
+             sympy.Lt(raw_start, out[2]), sympy.Eq(o[1], vector_start),
              sympy.Eq(width, sym.block_extent(o[1], owb, out[2])), *loop(j, ocb)]
     taps = [*block, *loop(IC, cg_in), *loop(k[0], kn0), *loop(k[1], kn1), *loop(i, owb),
             sympy.Eq(p[0], sym.tap_index(o[0], k[0], s0, d0, pads[0][0])),
@@ -160,7 +166,7 @@ def build(problem: Problem) -> Built:
         accesses.append(Access("b", oc0 + j, layer.out_channels, "blocked: b", tuple(block)))
     params = BlockedParams(
         ocb=ocb, owb=owb, blocks=layer.out_channels // ocb, cv=cv,
-        vector_start=ccode(vector_start),
+        vector_start=ccode(vector_start), vector_raw=ccode(raw_start),
         overhang=-(-out[2] // (cv * owb)) * cv * owb - out[2] >= owb,
         size=problem.size, contiguous=s1 == 1, group=ccode(group),
         width=ccode(sym.block_extent(o[1], owb, out[2])),

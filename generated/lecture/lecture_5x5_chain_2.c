@@ -40,7 +40,7 @@ void lecture_5x5_chain_2(const float *restrict x, const float *restrict w, const
 #pragma GCC unroll 3
 #endif
                               for (long cv = 0; cv < 3; ++cv) { /* vector of the block */
-                                const long o1 = 8*cv + ob1; /* its first column */
+                                const long o1 = ((12) < (8*cv + ob1) ? (12) : (8*cv + ob1)); /* its first column (the row's last vector ends at its end) */
                                 const long p1 = k1 + o1; /* input column of the vector's first lane */
                                 if (p1 >= 0 && k1 + o1 + 7 < 24) { /* every lane reads the input: whole vectors */
                                     lecture_5x5_chain_2_vec xv;
@@ -66,7 +66,7 @@ void lecture_5x5_chain_2(const float *restrict x, const float *restrict w, const
                     }
                     for (long j = 0; j < 3; ++j) {
                         for (long cv = 0; cv < 3; ++cv) {
-                            const long o1 = 8*cv + ob1; /* first column of the vector */
+                            const long o1 = ((12) < (8*cv + ob1) ? (12) : (8*cv + ob1)); /* first column of the vector */
                             const long width = ((8) < (20 - o1) ? (8) : (20 - o1)); /* its columns inside the output */
                             if (width == 8) {
                                 memcpy(&y[400*j + 1200*n + 20*o0 + o1 + 400*oc0], &acc[j][cv], sizeof acc[j][cv]);

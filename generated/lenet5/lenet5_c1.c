@@ -40,7 +40,7 @@ void lenet5_c1(const float *restrict x, const float *restrict w, const float *re
 #pragma GCC unroll 2
 #endif
                               for (long cv = 0; cv < 2; ++cv) { /* vector of the block */
-                                const long o1 = 8*cv + ob1; /* its first column */
+                                const long o1 = ((20) < (8*cv + ob1) ? (20) : (8*cv + ob1)); /* its first column (the row's last vector ends at its end) */
                                 const long p1 = k1 + o1; /* input column of the vector's first lane */
                                 if (p1 >= 0 && k1 + o1 + 7 < 32) { /* every lane reads the input: whole vectors */
                                     lenet5_c1_vec xv;
@@ -66,7 +66,7 @@ void lenet5_c1(const float *restrict x, const float *restrict w, const float *re
                     }
                     for (long j = 0; j < 6; ++j) {
                         for (long cv = 0; cv < 2; ++cv) {
-                            const long o1 = 8*cv + ob1; /* first column of the vector */
+                            const long o1 = ((20) < (8*cv + ob1) ? (20) : (8*cv + ob1)); /* first column of the vector */
                             const long width = ((8) < (28 - o1) ? (8) : (28 - o1)); /* its columns inside the output */
                             if (width == 8) {
                                 memcpy(&y[784*j + 4704*n + 28*o0 + o1 + 784*oc0], &acc[j][cv], sizeof acc[j][cv]);
