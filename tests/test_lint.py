@@ -12,6 +12,8 @@ from tests.helpers import ROOT
 def test_ruff_clean():
     if importlib.util.find_spec("ruff") is None:
         pytest.skip("ruff is not installed (it comes with the 'test' extra)")
-    result = subprocess.run([sys.executable, "-m", "ruff", "check", "convgen", "tests"],
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "convgen", "tests",
+                             "benchmarks", "tools/gpu/kit.py", "tools/gpu/prepare",
+                             "tools/gpu/run"],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
