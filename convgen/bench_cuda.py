@@ -154,6 +154,19 @@ def _inputs(rng, layer: Layer, sample: tuple, batch: int) -> list:
             rng.standard_normal(layer.out_channels).astype(np.float32)]
 
 
+def _attempt(function: Callable, *args) -> tuple:
+    """``(function(*args), None)``, or ``(None, the error)``: PyTorch failing on one layer
+    must not lose a run that may be the only one on that machine."""
+    try:
+        return function(*args), None
+    except Exception as error:  # whatever PyTorch raises, reported in the table and JSON
+        return None, f"{type(error).__name__}: {error}"
+
+
+def _peer_ms(side: _Torch, layer: Layer, arrays: list, timing: dict) -> float:
+    return median_ms(side, side.peer(layer, arrays), **timing)
+
+
 _AUTO = object()
 
 
@@ -178,7 +191,10 @@ def measure_cuda(batches: Sequence[int], names: Sequence[str] | None = None,
     device = gpu.describe_device()
     side, said = _load_torch() if peers is _AUTO else (peers, getattr(peers, "version",
                                                                       "not used"))
-    peak, bandwidth = side.roofs() if side else (None, None)
+    roofs, failed = _attempt(side.roofs) if side else (None, None)
+    peak, bandwidth = roofs or (None, None)
+    if failed:
+        said = f"{said} (the roofs failed: {failed})"
     timing = dict(repeats=repeats, window_ms=1e3 * min_time / max(1, repeats))
     rng = np.random.default_rng(0)
     results = []
@@ -188,8 +204,9 @@ def measure_cuda(batches: Sequence[int], names: Sequence[str] | None = None,
                   for i, k in enumerate(kernels)}
         for batch in batches:
             arrays = _inputs(rng, layer, tuple(sample), batch)
-            peer = {"cudnn": median_ms(side, side.peer(layer, arrays), **timing) / 1e3} \
-                if side else {}
+            peer_ms, failed = _attempt(_peer_ms, side, layer, arrays, timing) if side \
+                else (None, None)
+            peer = {} if peer_ms is None else {"cudnn": peer_ms / 1e3}
             on_device = [gpu.to_device(a) for a in arrays]
             for kernel in kernels:
                 ms = median_ms(clock, kernel.bind_async(*on_device), **timing)
@@ -197,7 +214,8 @@ def measure_cuda(batches: Sequence[int], names: Sequence[str] | None = None,
                     layer=name, describe=layer.describe(), batch=batch,
                     flops=int(layer.flops((batch, *sample))),
                     bytes=_traffic(layer, tuple(sample), batch), schedule=kernel.schedule,
-                    agrees=agrees[kernel.schedule], seconds={"convgen": ms / 1e3, **peer}))
+                    agrees=agrees[kernel.schedule], seconds={"convgen": ms / 1e3, **peer},
+                    **({"peer_error": failed} if failed else {})))
     return dict(target="cuda", device=device["name"], capability=device["capability"],
                 peak_gflops=peak, bandwidth_gbs=bandwidth, torch=said,
                 cudnn=getattr(side, "cudnn", None), results=results)
@@ -237,11 +255,13 @@ def format_cuda_tables(run: dict) -> str:
     lines = [f"{run['device']} (compute capability {run['capability']}): {roofs}; PyTorch "
              f"{run['torch']}, cuDNN {run['cudnn'] or '-'}"]
     for batch in dict.fromkeys(row["batch"] for row in run["results"]):
+        rows = [row for row in run["results"] if row["batch"] == batch]
         lines += ["", f"batch {batch}:",
                   f"{'layer':20} {'N':>3} {'schedule':>9} {'time ms':>10} {'GFLOP/s':>9} "
                   f"{'% peak':>7} {'x bw':>6} {'x cuDNN':>8}  agrees"]
-        lines += [_row(row, peak, bandwidth) for row in run["results"]
-                  if row["batch"] == batch]
+        lines += [_row(row, peak, bandwidth) for row in rows]
+        lines += [f"  {row['layer']}: PyTorch failed: {row['peer_error']}"
+                  for row in dict((r["layer"], r) for r in rows if "peer_error" in r).values()]
     lines += ["", "time: median per launch (CUDA events around back-to-back launches, data "
               "on the device); x cuDNN = PyTorch's time / convgen's (above 1: convgen is "
               "faster; cuDNN computes the convolutions, PyTorch's own kernels the pools; TF32 "

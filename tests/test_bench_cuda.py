@@ -3,7 +3,10 @@ tables on made-up measurements, and the whole measurement through a PyCUDA stand
 (tests/fake_pycuda.py, which runs each launch on PoCL).  Speed is never asserted."""
 
 import atexit
+import contextlib
 import json
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -161,6 +164,28 @@ def test_measure_cuda_through_a_pycuda_stand_in(fake_gpu):
     assert ["lenet_conv1", "1", "tiled"] in [line.split()[:3] for line in table]
 
 
+class _FailingPeers(_Peers):
+    def peer(self, layer, arrays):
+        raise RuntimeError("cuDNN error: CUDNN_STATUS_NOT_SUPPORTED")
+
+    @staticmethod
+    def roofs():
+        raise RuntimeError("CUDA out of memory")
+
+
+def test_a_failing_peer_is_reported_not_fatal(fake_gpu):
+    run = bench_cuda.measure_cuda([1], ["global_avgpool"], repeats=1, min_time=0.0,
+                                  peers=_FailingPeers())
+    (row,) = run["results"]
+    assert row["seconds"]["convgen"] > 0 and "cudnn" not in row["seconds"]
+    assert row["peer_error"] == "RuntimeError: cuDNN error: CUDNN_STATUS_NOT_SUPPORTED"
+    assert run["peak_gflops"] is None and row["agrees"] is None  # no check given
+    assert run["torch"] == "0.0-fake (the roofs failed: RuntimeError: CUDA out of memory)"
+    text = bench_cuda.format_cuda_tables(run)
+    assert "  global_avgpool: PyTorch failed: RuntimeError: cuDNN error" in text
+    assert text.splitlines()[4].split()[-2:] == ["-", "-"]
+
+
 def test_bound_launches_take_device_arrays_only(fake_gpu):
     (kernel,) = gpu.compile_gpu([SUITE_BY_NAME["global_avgpool"]])
     x = np.arange(2 * 512 * 49, dtype=np.float32).reshape(2, 512, 7, 7) % 7
@@ -201,3 +226,92 @@ def test_cli_bench_cuda_without_a_gpu_is_a_clear_error(capsys):
 def test_bench_cuda_mistakes_name_the_option(argv, message, capsys):
     assert main(["bench", "--target", "cuda", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+class _FakeTorch:
+    """Just the PyTorch API the GPU benchmark calls, on a clock each operation advances by
+    1 ms: a check of the calls' spelling and plumbing, not of PyTorch."""
+
+    __version__, float32 = "0.0-fake", "float32"
+
+    def __init__(self):
+        self.now, self.calls = 0.0, []
+        event = self._event_class()
+        self.cuda = types.SimpleNamespace(is_available=lambda: True, Event=event,
+                                          empty_cache=lambda: self.calls.append("empty"))
+        self.backends = types.SimpleNamespace(
+            cudnn=types.SimpleNamespace(allow_tf32=True, benchmark=False, version=lambda: 91000),
+            cuda=types.SimpleNamespace(matmul=types.SimpleNamespace(allow_tf32=True)))
+        self.nn = types.SimpleNamespace(functional=types.SimpleNamespace(
+            conv2d=lambda *args: self._op(("conv2d", *args[3:])),
+            adaptive_avg_pool2d=lambda x, size: self._op(("adaptive_avg_pool2d", size))))
+
+    def _event_class(torch):
+        class Event:
+            def __init__(self, enable_timing=False):
+                assert enable_timing
+                self.time = None
+
+            def record(self):
+                self.time = torch.now
+
+            def synchronize(self):
+                assert self.time is not None
+
+            def elapsed_time(self, end):
+                return end.time - self.time
+
+        return Event
+
+    def _op(self, what):
+        self.now += 1.0
+        self.calls.append(what)
+        return self
+
+    def no_grad(self):
+        return contextlib.nullcontext()
+
+    def from_numpy(self, array):
+        self.calls.append(("from_numpy", array.shape))
+        return self
+
+    def to(self, device):
+        assert device == "cuda"
+        return self
+
+    def randn(self, *shape, device, dtype):
+        assert device == "cuda" and dtype == "float32"
+        return self
+
+    def matmul(self, a, b):
+        return self._op("matmul")
+
+    ones, empty_like = randn, lambda self, tensor: self
+
+    def numel(self):
+        return bench_cuda.COPY_ELEMENTS
+
+    def element_size(self):
+        return 4
+
+    def copy_(self, source):
+        return self._op("copy_")
+
+
+def test_the_pytorch_side_on_a_stand_in(monkeypatch):
+    torch = _FakeTorch()
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "torch.nn", torch.nn)
+    monkeypatch.setitem(sys.modules, "torch.nn.functional", torch.nn.functional)
+    side, version = bench_cuda._load_torch()
+    assert version == "0.0-fake" and side.cudnn == "91000"
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    assert (cudnn.allow_tf32, matmul.allow_tf32, cudnn.benchmark) == (False, False, True)
+    # 1 ms per fake matmul and per fake 1 GiB copy
+    assert side.roofs() == (2 * 8192**3 / 1e9 / 1e-3, 2 * 2**30 / 1e9 / 1e-3)
+    assert torch.calls[-1] == "empty"
+    layer, sample = SUITE_BY_NAME["resnet_3x3"]
+    arrays = bench_cuda._inputs(np.random.default_rng(0), layer, sample, 2)
+    assert bench_cuda.median_ms(side, side.peer(layer, arrays), repeats=3) == 1.0
+    assert torch.calls[-1] == ("conv2d", (1, 1), (1, 1), (1, 1), 1)  # stride, pad, dil, groups
+    assert ("from_numpy", (2, 64, 56, 56)) in torch.calls
