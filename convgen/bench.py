@@ -93,6 +93,26 @@ def _bandwidth(repeats: int) -> float:
     return 2 * source.nbytes / best / 1e9
 
 
+def _chosen(names: Sequence[str] | None) -> list:
+    """The SUITE entries named (all when ``names`` is empty); an unknown name is an error."""
+    known = {name for name, _, _ in SUITE}
+    for name in names or ():
+        if name not in known:
+            raise ConvgenError(f"--layers: {name!r} is not in the suite; choose from "
+                               f"{', '.join(sorted(known))}")
+    return [entry for entry in SUITE if not names or entry[0] in names]
+
+
+def _traffic(layer: Layer, sample: tuple, batch: int) -> int:
+    """Bytes a float32 layer moves at least: its input and output once, and its weights."""
+    import numpy as np
+
+    weights = (int(np.prod(layer.weight_shape)) + layer.out_channels
+               if family_of(layer) == "conv" else 0)
+    return 4 * (batch * (int(np.prod(sample)) + int(np.prod(layer.output_shape(sample))))
+                + weights)
+
+
 def _timed(function) -> float:
     begin = time.perf_counter()
     function()
@@ -185,7 +205,7 @@ def measure(threads: int, batches: Sequence[int], names: Sequence[str] | None = 
         torch.set_num_threads(threads)
     results = []
     rng = np.random.default_rng(0)
-    chosen = [entry for entry in SUITE if not names or entry[0] in names]
+    chosen = _chosen(names)
     for name, layer, shape in track(chosen, f"{threads} thread(s)", lambda entry: entry[0]):
         kernel = compile_kernel(layer, shape, openmp=True)
         # the opt-in, inexact Winograd schedule gets its own row where it applies
@@ -219,11 +239,9 @@ def measure(threads: int, batches: Sequence[int], names: Sequence[str] | None = 
                 with torch.no_grad():
                     timings["torch"] = _median_time(*timing, _torch_peer(layer, torch), *arrays)
             flops = layer.flops((batch, *sample))
-            out = layer.output_shape(sample)
-            moved = 4 * (batch * (int(np.prod(sample)) + int(np.prod(out)))
-                         + sum(w.size for w in weights))
             results.append(dict(layer=name, describe=layer.describe(), batch=batch,
-                                flops=int(flops), bytes=int(moved), agrees=agrees,
+                                flops=int(flops), bytes=_traffic(layer, sample, batch),
+                                agrees=agrees,
                                 schedule=kernel.generated.schedule, seconds=timings))
             if threads == 1 and batch == 1:  # the call path: checks once, then C alone
                 bound = kernel.bind(x, *weights)
@@ -245,11 +263,7 @@ def measure(threads: int, batches: Sequence[int], names: Sequence[str] | None = 
 def run(threads: Sequence[int] = (1, 2), batches: Sequence[int] = (1, 8),
         names: Sequence[str] | None = None, repeats: int = 7, min_time: float = 0.3) -> list:
     """:func:`measure` for each thread count, each in a fresh subprocess."""
-    known = {name for name, _, _ in SUITE}
-    for name in names or ():
-        if name not in known:
-            raise ConvgenError(f"--layers: {name!r} is not in the suite; choose from "
-                               f"{', '.join(sorted(known))}")
+    _chosen(names)
     runs = []
     for count in threads:
         if not isinstance(count, int) or count < 1:

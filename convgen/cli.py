@@ -310,6 +310,8 @@ def _bench(args: argparse.Namespace) -> int:
         names, batches, repeats, min_time = names or [SUITE[0][0]], batches[:1], 1, 0.0
     else:
         repeats, min_time = args.repeats, args.min_time
+    if args.target == "cuda":
+        return _bench_cuda(args, batches, names, repeats, min_time)
     runs = run(threads, batches, names, repeats, min_time)
     print(format_tables(runs))
     if args.json:
@@ -318,6 +320,23 @@ def _bench(args: argparse.Namespace) -> int:
     if args.png:
         plot_roofline(runs, _output_file(args.png, "--png"))
         print(f"wrote {args.png}")
+    return 0
+
+
+def _bench_cuda(args: argparse.Namespace, batches: list, names: list | None, repeats: int,
+                min_time: float) -> int:
+    import json
+
+    from .bench_cuda import format_cuda_tables, measure_cuda
+    from .verify import check_kernel
+
+    if args.png:
+        raise ConvgenError("--png: the roofline plot is drawn for --target c only")
+    run = measure_cuda(batches, names, repeats, min_time, check=check_kernel)
+    print(format_cuda_tables(run))
+    if args.json:
+        _write_text(args.json, json.dumps([run], indent=1), "--json")
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -444,8 +463,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help=_FORMAT_HELP.format("prove"))
     prove.set_defaults(run=_prove)
     bench = commands.add_parser("bench", help="time the generated C kernels against ONNX "
-                                "Runtime, numpy (im2col + BLAS) and PyTorch (when installed)")
-    bench.add_argument("--threads", default="1,2", help="thread counts (default 1,2)")
+                                "Runtime, numpy (im2col + BLAS) and PyTorch (when installed), "
+                                "or the CUDA kernels against PyTorch's cuDNN on a GPU")
+    bench.add_argument("--target", choices=("c", "cuda"), default="c",
+                       help="c: the C kernels on the CPU (default); cuda: the CUDA kernels "
+                       "on the GPU (PyCUDA; PyTorch for the peer and the roofs)")
+    bench.add_argument("--threads", default="1,2",
+                       help="thread counts (default 1,2; --target c only)")
     bench.add_argument("--batch", default="1,8", help="batch sizes (default 1,8)")
     bench.add_argument("--layers", help="comma-separated suite names (default: all)")
     bench.add_argument("--repeats", type=int, default=7, help="timed calls at least")

@@ -51,6 +51,10 @@ class _Device:
     def compute_capability(self):
         return (9, 0)
 
+    @staticmethod
+    def name():
+        return "Fake GPU (PoCL)"
+
     def retain_primary_context(self):
         return _Context()
 
@@ -113,6 +117,35 @@ class _Function:
         count = len(arrays) - len(outputs)
         runner._run(arrays[:count], arrays[count:], int(args[-1]))
         self.launches.append((block, grid))
+        _NOW[0] += LAUNCH_MS
+
+
+#: The fake device's clock in milliseconds: each launch takes LAUNCH_MS of it.
+_NOW = [0.0]
+LAUNCH_MS = 0.25
+
+
+class Event:
+    """A CUDA event on the fake clock: the time of its last ``record``."""
+
+    def __init__(self, flags=0):
+        self.time = None
+
+    def record(self, stream=None):
+        if _Context.get_current() is None:
+            raise Error("event recorded without a current context")
+        self.time = _NOW[0]
+        return self
+
+    def synchronize(self):
+        if self.time is None:
+            raise Error("synchronize on an event never recorded")
+        return self
+
+    def time_till(self, end):
+        if self.time is None or end.time is None:
+            raise Error("time_till between events not both recorded")
+        return end.time - self.time
 
 
 _OUTPUTS: list = []
@@ -130,7 +163,7 @@ def install(monkeypatch, kernels):
     _Context.stack = []
     driver = types.SimpleNamespace(
         Error=Error, init=lambda: None, Device=_Device, Context=_Context, In=In, Out=Out,
-        module_from_buffer=Module)
+        module_from_buffer=Module, Event=Event)
     gpuarray = types.SimpleNamespace(GPUArray=GPUArray, to_gpu=GPUArray, empty=_empty)
     package = types.ModuleType("pycuda")
     package.driver, package.gpuarray = driver, gpuarray

@@ -19,7 +19,7 @@ from ..errors import ConvgenError, SpecError
 from .call import KernelCall
 from .nvcc import cubin
 
-__all__ = ["GpuKernel", "available", "compile_gpu"]
+__all__ = ["EventClock", "GpuKernel", "available", "compile_gpu", "describe_device", "to_device"]
 
 INSTALL = ("PyCUDA builds from source against the CUDA toolkit and driver: on a machine with "
            "both, run  pip install \"convgen[cuda]\"  (see the README, 'CUDA on a GPU')")
@@ -152,11 +152,32 @@ class GpuKernel(KernelCall):
             return a.gpudata is b.gpudata
         return start_a < start_b + b.nbytes and start_b < start_a + a.nbytes
 
+    def bind_async(self, x, weight=None, bias=None, out=None):
+        """:meth:`bind` for ``GPUArray`` arguments, whose bound call only enqueues the launch
+        on the default stream and returns (no synchronize): for timing back-to-back launches
+        with CUDA events (:class:`EventClock`).  Read the output after a synchronize (a
+        ``get()`` on the default stream waits for the launch)."""
+        from pycuda import gpuarray
+
+        if not isinstance(x, gpuarray.GPUArray):
+            raise SpecError(f"{self.name}: bind_async takes GPUArrays; x is a "
+                            f"{type(x).__name__}")
+        out = self(x, weight, bias, out=out)  # every check, and one synchronized launch
+        inputs, outputs, batch, _ = self._prepare(x, weight, bias, out, gpuarray.empty)
+        pointers = [a.gpudata for a in inputs], [a.gpudata for a in outputs]
+
+        def bound():
+            if batch:
+                self._launch(*pointers, batch, synchronize=False)
+            return out
+
+        return bound
+
     def _run(self, inputs, outputs, batch) -> None:
         cuda = _driver()
         self._launch([cuda.In(a) for a in inputs], [cuda.Out(a) for a in outputs], batch)
 
-    def _launch(self, inputs, outputs, batch) -> None:
+    def _launch(self, inputs, outputs, batch, synchronize: bool = True) -> None:
         import numpy as np
 
         cuda = _driver()
@@ -165,7 +186,8 @@ class GpuKernel(KernelCall):
         try:
             self._function(*inputs, *outputs, np.int64(batch), block=(launch.block, 1, 1),
                            grid=launch.grid(batch))
-            cuda.Context.synchronize()
+            if synchronize:
+                cuda.Context.synchronize()
         finally:
             cuda.Context.pop()
 
@@ -177,3 +199,38 @@ def compile_gpu(items, dtype: str = "float32", schedules=None) -> list[GpuKernel
                                name=item[2] if len(item) > 2 else None) for item in items]
     return [GpuKernel(g, launch.schedule) for g in generated for launch in g.launches
             if schedules is None or launch.schedule in schedules]
+
+
+def to_device(array):
+    """A ``GPUArray`` copy of the NumPy ``array``, in the context kernels are loaded into."""
+    from pycuda import gpuarray
+
+    _context()
+    return gpuarray.to_gpu(array)
+
+
+def describe_device() -> dict:
+    """The current device: ``{"name": ..., "capability": "9.0"}``."""
+    device = _context().get_device()
+    major, minor = device.compute_capability()
+    return {"name": device.name(), "capability": f"{major}.{minor}"}
+
+
+class EventClock:
+    """Times work on the GPU's default stream with CUDA events: ``start = clock.mark()``,
+    enqueue the work, ``clock.elapsed_ms(start, clock.mark())`` (waits for the second
+    event)."""
+
+    def __init__(self):
+        self._cuda = _driver()
+        _context()  # events belong to the context the kernels run in
+
+    def mark(self):
+        event = self._cuda.Event()
+        event.record()
+        return event
+
+    @staticmethod
+    def elapsed_ms(start, end) -> float:
+        end.synchronize()
+        return start.time_till(end)
