@@ -156,3 +156,20 @@ def test_the_prepared_kit_fits_and_matches_its_manifest():
     assert {_name(w) for w in kit.WHEELS} | {"pycuda"} <= names
     assert all(item["path"].endswith((".tar.gz", "-any.whl")) or "cp312" in item["path"]
                or "py3-none-manylinux" in item["path"] for item in manifest["files"])
+
+
+def test_the_driver_library_gets_the_name_the_linker_wants(tmp_path):
+    runner = run.Run(tmp_path / "out", tmp_path, stub=True)
+    driver = tmp_path / "libcuda.so.1"
+    driver.write_bytes(b"")
+    only_driver = (f"\tlibcuda.so.1 (libc6,x86-64) => {driver}\n"
+                   "\tlibc.so.6 (libc6,x86-64) => /lib/x86_64-linux-gnu/libc.so.6\n")
+    folder = runner.driver_library_dir(str(tmp_path / "cuda"), only_driver)
+    assert Path(folder, "libcuda.so").resolve() == driver
+    both = only_driver + f"\tlibcuda.so (libc6,x86-64) => {tmp_path / 'libcuda.so'}\n"
+    assert runner.driver_library_dir(str(tmp_path / "cuda"), both) is None
+    assert runner.driver_library_dir(str(tmp_path / "cuda"), "") is None
+    stubs = tmp_path / "cuda" / "lib64" / "stubs"
+    stubs.mkdir(parents=True)
+    (stubs / "libcuda.so").write_bytes(b"")
+    assert runner.driver_library_dir(str(tmp_path / "cuda"), only_driver) is None
