@@ -234,6 +234,8 @@ def test_toml_numbers_past_the_limits_are_clear_errors(tmp_path, capsys):
      "stride=<an int of about 5,001 digits> must be a positive int"),
     (lambda: convgen.Conv2d(10**5000, 1, 3), "in_channels=<an int of about 5,001 digits>"),
     (lambda: convgen.LPPool2d(10**5000, 2), "norm_type=<an int of about 5,001 digits>"),
+    (lambda: convgen.AdaptiveAvgPool2d((10**5000, 1)),
+     "output_size=(<an int of about 5,001 digits>, 1) must be a positive int"),
     (lambda: convgen.Conv2d(1, 1, 3).output_shape((1, sympy.Integer(10**5000), 3)),
      "spatial[0]=<an int of about 5,001 digits>"),
     (lambda: convgen.Conv2d(1, 1, tuple(range(3000))),

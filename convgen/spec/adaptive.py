@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import symbolic as sym
 from ..errors import SpecError
-from .base import MAX_SIZE, InputShape, Layer, _bool, _int, _is_int
+from .base import MAX_SIZE, InputShape, Layer, _bool, _int, _is_int, quote
 
 __all__ = ["AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d",
            "AdaptiveMaxPool2d", "AdaptiveMaxPool3d", "GlobalAvgPool", "GlobalMaxPool"]
@@ -35,7 +35,7 @@ class _AdaptiveNd(Layer):
                 and all(v is None or (_is_int(v) and 1 <= v <= MAX_SIZE) for v in value):
             sizes = tuple(None if v is None else int(v) for v in value)
         else:
-            raise SpecError(f"{owner}: output_size={value!r} must be {allowed} (None keeps "
+            raise SpecError(f"{owner}: output_size={quote(value)} must be {allowed} (None keeps "
                             "that input size)")
         self._set("output_size", sizes)
         if hasattr(self, "return_indices"):
