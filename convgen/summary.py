@@ -64,7 +64,7 @@ class Summary:
         undecided = pending(self.constraints)
         if undecided:
             lines.append("valid when:")
-            lines += [f"  {fmt(c.condition)}   ({c.requirement})" for c in undecided]
+            lines += [f"  {_condition(c, fmt)}   ({c.requirement})" for c in undecided]
         return lines
 
     def to_text(self) -> str:
@@ -117,6 +117,16 @@ def format_value(value) -> str:
         inner = ", ".join(format_value(v) for v in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"
     return str(value)
+
+
+def _condition(constraint: Constraint, fmt) -> str:
+    """A pending condition as text (``C == 3``, as ``convgen shape`` prints it, not SymPy's
+    ``Eq(C, 3)``), in code in Markdown; LaTeX from the SymPy relation."""
+    if fmt is format_value:
+        return constraint.text
+    if fmt is _markdown_code:
+        return f"`{constraint.text}`"
+    return fmt(constraint.condition)
 
 
 def _markdown_code(value) -> str:

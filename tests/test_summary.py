@@ -39,3 +39,13 @@ def test_summary_totals_match_the_chain():
     assert summary.total_macs == chain.macs((2, 1, 8, 8)) == 2 * 4 * 64 * 9
     assert summary.total_flops == chain.flops((2, 1, 8, 8))
     assert str(summary) == summary.to_text()
+
+
+def test_pending_conditions_read_as_the_shape_command_prints_them():
+    from convgen.symbolic import size_symbols
+
+    C, H, W = size_symbols("C H W")
+    net = convgen.Sequential(convgen.Conv2d(3, 8, 5))
+    text = net.summary((C, H, W)).to_text()
+    assert "  C == 3   (3 input channels (in_channels))" in text and "Eq(" not in text
+    assert "`C == 3`" in net.summary((C, H, W)).to_markdown()
