@@ -173,3 +173,28 @@ def test_the_driver_library_gets_the_name_the_linker_wants(tmp_path):
     stubs.mkdir(parents=True)
     (stubs / "libcuda.so").write_bytes(b"")
     assert runner.driver_library_dir(str(tmp_path / "cuda"), only_driver) is None
+
+
+def test_parallel_setup_builds_an_extension_from_several_files(tmp_path):
+    """tools/gpu/parallel_setup.py: each extension's files compiled in parallel, then the
+    extension built as setup.py would (PyCUDA's build on the GPU machine uses it)."""
+    for index in range(3):
+        (tmp_path / f"part{index}.c").write_text(f"int part{index}(void) {{ return {index}; }}\n")
+    (tmp_path / "main.c").write_text(
+        "#include <Python.h>\nint part0(void); int part1(void); int part2(void);\n"
+        "static PyObject *total(PyObject *s, PyObject *a) {\n"
+        "    return PyLong_FromLong(part0() + part1() + part2()); }\n"
+        "static PyMethodDef methods[] = {{\"total\", total, METH_NOARGS, \"\"}, {0}};\n"
+        "static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, \"probe\", \"\", -1,"
+        " methods};\nPyMODINIT_FUNC PyInit_probe(void) { return PyModule_Create(&module); }\n")
+    (tmp_path / "helper_module.py").write_text("NAME = 'probe'\n")  # setup.py's neighbour
+    (tmp_path / "setup.py").write_text(
+        "from setuptools import Extension, setup\nfrom helper_module import NAME\n"
+        "setup(name=NAME, ext_modules=[Extension(NAME, ['main.c', 'part0.c', 'part1.c',"
+        " 'part2.c'])])\n")
+    done = subprocess.run([sys.executable, str(TOOLS / "parallel_setup.py"), "3", "build_ext",
+                           "--inplace"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    probe = subprocess.run([sys.executable, "-c", "import probe; print(probe.total())"],
+                           cwd=tmp_path, capture_output=True, text=True)
+    assert probe.stdout.strip() == "3", probe.stderr

@@ -14,6 +14,6 @@ def test_ruff_clean():
         pytest.skip("ruff is not installed (it comes with the 'test' extra)")
     result = subprocess.run([sys.executable, "-m", "ruff", "check", "convgen", "tests",
                              "benchmarks", "tools/gpu/kit.py", "tools/gpu/prepare",
-                             "tools/gpu/run"],
+                             "tools/gpu/run", "tools/gpu/parallel_setup.py"],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
