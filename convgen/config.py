@@ -324,6 +324,17 @@ def _check_tokens(text: str, what: str) -> None:
             depth -= 1
 
 
+def _checked_text(text, what: str, sized: str, example: str) -> str:
+    """``text`` shortened for messages, once it is known to be a string of at most
+    :data:`MAX_EXPRESSION` characters (``what``/``sized`` name it in the errors)."""
+    if not isinstance(text, str):
+        raise SpecError(f"{what} {quote(text)} must be a string such as {example!r}")
+    if len(text) > MAX_EXPRESSION:
+        raise SpecError(f"{sized} of {len(text):,} characters is too long: at most "
+                        f"{MAX_EXPRESSION:,}")
+    return _shown(text)
+
+
 def parse_layer(text: str) -> Layer:
     """Parse a layer written as a Python call, e.g. ``"Conv2d(3, 16, 3, padding=1)"``.
 
@@ -333,12 +344,7 @@ def parse_layer(text: str) -> Layer:
     checked on the tokens before the text is parsed, so no input reaches a recursion or an
     int conversion that Python itself limits (4,300 digits).
     """
-    if not isinstance(text, str):
-        raise SpecError(f"layer {quote(text)} must be a string such as 'Conv2d(3, 16, 3)'")
-    if len(text) > MAX_EXPRESSION:
-        raise SpecError(f"layer expression of {len(text):,} characters is too long: at most "
-                        f"{MAX_EXPRESSION:,}")
-    shown = _shown(text)
+    shown = _checked_text(text, "layer", "layer expression", "Conv2d(3, 16, 3)")
     _check_tokens(text, f"layer {shown!r}")
     try:
         tree = ast.parse(text.strip(), mode="eval").body
@@ -379,12 +385,7 @@ def parse_shape(text: str) -> tuple:
     at most :data:`MAX_DIGITS` digits (a leading ``-`` is left for the spec to refuse, with
     the entry's name) or a symbol name.
     """
-    if not isinstance(text, str):
-        raise SpecError(f"input shape {quote(text)} must be a string such as '3,32,32'")
-    if len(text) > MAX_EXPRESSION:
-        raise SpecError(f"input shape of {len(text):,} characters is too long: at most "
-                        f"{MAX_EXPRESSION:,}")
-    shown = _shown(text)
+    shown = _checked_text(text, "input shape", "input shape", "3,32,32")
     body = text.strip().strip("()[]")
     items = [item.strip() for item in body.split(",")]
     if len(items) > 1 and not items[-1]:  # one trailing comma: "(3,)"

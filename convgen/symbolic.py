@@ -460,6 +460,15 @@ def unflatten(offset: Size, shape: Sequence[Size]) -> list[Size]:
     return indices[::-1]
 
 
+def block_start(start: Size, block: Size, n: Size) -> Size:
+    """Where a block of ``block`` positions meant to start at ``start`` starts so that it ends
+    inside ``[0, n)``: ``min(start, n - block)`` (a row's last vector overlaps the one
+    before instead of hanging past the row; needs ``n >= block``)."""
+    if _ints(start, block, n):
+        return min(int(start), int(n) - int(block))
+    return sympy.Min(start, n - block)
+
+
 def block_extent(start: Size, block: Size, n: Size) -> Size:
     """Positions of a block of ``block`` starting at ``start`` that lie in ``[0, n)``:
     ``min(block, n - start)`` (the last block of a row may be partial)."""

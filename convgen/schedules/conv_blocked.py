@@ -137,7 +137,7 @@ def build(problem: Problem) -> Built:
     # a row's last vector ends at the row's end, overlapping the one before (those columns
     # are computed twice, the same way: bit for bit), so no vector hangs past the output,
     # and on a row without padding every vector reads whole vectors of input
-    vector_start = sympy.Min(raw_start, out[2] - owb) \
+    vector_start = sym.block_start(raw_start, owb, out[2]) \
         if out[2] > owb and out[2] % owb else raw_start
     block = [sympy.Ge(BATCH, 1), *loop(N, BATCH), *loop(ob, layer.out_channels // ocb),
              sympy.Eq(oc0, ob * ocb), sympy.Eq(G, group), *loop(o[0], out[1]),

@@ -82,7 +82,7 @@ def build(problem: Problem) -> Built:
     vectors = column_vectors(1, cols[1] - cols[0], owb)
     ob, cv = (sympy.Symbol(v, integer=True, nonnegative=True) for v in ("ob", "cv"))
     # vector cv of the block at ob; past the interior, the row's last whole vector again
-    start = sympy.Min(ob + cv * owb, cols[1] - owb)
+    start = sym.block_start(ob + cv * owb, owb, cols[1])
     vector = [sympy.Ge(BATCH, 1), *loop(N, BATCH), *loop(C, channels),
               *loop(o[0], out[1]), sympy.Ge(ob, cols[0]), sympy.Lt(ob, cols[1]),
               sympy.Eq(sympy.Mod(ob - cols[0], vectors * owb), 0), *loop(cv, vectors),

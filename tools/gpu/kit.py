@@ -10,6 +10,7 @@ with the working tree.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -41,6 +42,11 @@ RUN_LIMIT = 480
 
 def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+
+
+def sha256(path: Path) -> str:
+    """The file's sha256, as the manifest records it."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def read_manifest(folder: Path) -> dict:
