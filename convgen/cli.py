@@ -340,6 +340,41 @@ def _bench_cuda(args: argparse.Namespace, batches: list, names: list | None, rep
     return 0
 
 
+def _mutate(args: argparse.Namespace) -> int:
+    import json
+
+    from .mutants import mutants
+    from .mutate import document, markdown, run, score_table, source_root
+
+    if args.sample is not None and args.sample < 1:
+        raise ConvgenError(f"--sample {args.sample}: must be at least 1")
+    if args.jobs < 1:
+        raise ConvgenError(f"--jobs {args.jobs}: must be at least 1")
+    if args.list:
+        for mutant in mutants(source_root()):
+            if not args.only or any(s in mutant.source for s in args.only):
+                print(f"{mutant.key}  {mutant.describe()}")
+        return 0
+    result = run(args.sample, args.seed, args.jobs, tests=not args.no_tests, only=args.only)
+    for row in score_table(result.results):
+        print(f"{row['source']:44} {row['total']:5} mutants  killed {row['killed']:5}  "
+              f"timeout {row['timeout']:3}  survived {row['survived']:3}  equivalent "
+              f"{row['equivalent']:3}  score {100 * row['score']:5.1f} %")
+    survivors = [r for r in result.results if r.outcome == "survived"]
+    for r in survivors:
+        print(f"survived: {r.key} {r.source}:{r.line} {r.operator}: {r.before.strip()!r} -> "
+              f"{r.after.strip()!r}")
+    if args.json:
+        _write_text(args.json, json.dumps(document(result), indent=1), "--json")
+        print(f"wrote {args.json}")
+    if args.markdown:
+        command = "convgen mutate" + (f" --sample {args.sample} --seed {args.seed}"
+                                      if args.sample else "")
+        _write_text(args.markdown, markdown(result, command), "--markdown")
+        print(f"wrote {args.markdown}")
+    return 1 if survivors else 0
+
+
 def _examples(args: argparse.Namespace) -> None:
     for name, path in bundled_examples().items():
         networks = load(path)
@@ -483,6 +518,24 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(run=_bench)
     examples = commands.add_parser("examples", help="list the bundled example layer files")
     examples.set_defaults(run=_examples)
+    mutate = commands.add_parser("mutate", help="mutation testing of the templates and formula "
+                                 "modules (a source checkout); exit 1 when a mutant survives "
+                                 "unexplained")
+    mutate.add_argument("--sample", type=int, metavar="N",
+                        help="judge N mutants drawn at random (default: all of them)")
+    mutate.add_argument("--seed", type=int, default=0, help="seed of the sample (default: 0)")
+    mutate.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="J",
+                        help="mutants judged at once (default: the CPU count)")
+    mutate.add_argument("--only", action="append", default=[], metavar="TEXT",
+                        help="only sources whose path contains TEXT (repeatable)")
+    mutate.add_argument("--no-tests", action="store_true",
+                        help="skip the last stage (the quick tier on each survivor)")
+    mutate.add_argument("--list", action="store_true", help="list the mutants and exit")
+    mutate.add_argument("--json", metavar="FILE", help="write every result as JSON")
+    mutate.add_argument("--markdown", metavar="FILE",
+                        help="write the report (MUTATION.md is the latest full run)")
+    _quiet_option(mutate)
+    mutate.set_defaults(run=_mutate)
     return parser
 
 

@@ -20,7 +20,14 @@ from . import symbolic as sym
 from .errors import SpecError
 from .spec import LAYER_TYPES, GlobalAvgPool, GlobalMaxPool, Layer, family_of, padding_from_onnx
 
-__all__ = ["OnnxNode", "OPSET", "layer_from_onnx", "onnx_indices", "onnx_model", "onnx_nodes"]
+__all__ = ["CONFORMANCE_OPS", "ONNX_DTYPES", "OnnxNode", "OPSET", "compare_with_onnx",
+           "layer_from_onnx", "onnx_indices", "onnx_model", "onnx_nodes"]
+
+#: The ONNX operators whose conformance cases convgen runs, and the element types of their
+#: inputs by NumPy dtype.
+CONFORMANCE_OPS = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool",
+                   "GlobalAveragePool", "GlobalMaxPool")
+ONNX_DTYPES = {"float32": "float32", "float64": "float64", "int8": "int8", "uint8": "uint8"}
 
 OPSET = 21
 _PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
@@ -258,3 +265,21 @@ def onnx_indices(indices, input_shape: Sequence[int], storage_order: int = 0):
     planes = np.arange(int(np.prod(indices.shape[:2]))).reshape(
         *indices.shape[:2], *[1] * (indices.ndim - 2))
     return indices + planes * int(np.prod(spatial))
+
+
+def compare_with_onnx(got, expected: Sequence, storage_order: int, input_shape) -> str:
+    """"" when a kernel's outputs ``got`` (an array, or ``(y, indices)``) match an ONNX test
+    case's ``expected`` outputs as ONNX's backend runner compares them (``rtol=1e-3``,
+    ``atol=1e-7``: some expected outputs are printed to 4 decimals), else what differs.
+    ONNX's indices are flat over the whole tensor, ours per plane: converted first."""
+    import numpy as np
+
+    outputs = got if isinstance(got, tuple) else (got,)
+    for index, (ours, theirs) in enumerate(zip(outputs, expected)):
+        if index == 1:
+            ours = onnx_indices(ours, input_shape, storage_order)
+        if ours.shape != theirs.shape:
+            return f"output {index}: shape {ours.shape} != {theirs.shape}"
+        if not np.allclose(ours, theirs, rtol=1e-3, atol=1e-7, equal_nan=True):
+            return f"output {index}: values differ by {np.max(np.abs(ours - theirs))}"
+    return ""

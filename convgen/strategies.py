@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from . import symbolic as sym
 from .spec import LAYER_TYPES, Layer, family_of
 
-__all__ = ["CONV_KINDS", "FAMILIES", "POOL_KINDS", "adaptive_layers", "conv_layers",
-           "input_shape_for", "layers_with_inputs", "pool_layers"]
+__all__ = ["CONV_KINDS", "FAMILIES", "POOL_KINDS", "adaptive_layers", "blocked_adaptive_pools",
+           "blocked_convs", "blocked_pools", "conv_layers", "input_shape_for",
+           "layers_with_inputs", "pool_layers", "winograd_convs"]
 
 CONV_KINDS = ("Conv", "ConvTranspose")
 POOL_KINDS = ("MaxPool", "AvgPool", "LPPool")
@@ -174,3 +175,65 @@ def layers_with_inputs(draw, families=("conv", "pool"), ndim=ANY_NDIM):
     make = {"conv": conv_layers, "pool": pool_layers, "adaptive": adaptive_layers}[family]
     layer = draw(make(ndim=ndim))
     return layer, draw(input_shape_for(layer))
+
+
+# --------------------------------------------------------------------------- fast schedules
+
+
+@st.composite
+def blocked_convs(draw):
+    """2-D zero-padded convolutions of every option the fast schedules take (up to 40 output
+    channels a group: several packed blocks, padding lanes)."""
+    groups = draw(st.integers(1, 3))
+    c_in, c_out = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 40))
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = tuple((draw(st.integers(0, k - 1)), draw(st.integers(0, k - 1))) for k in kernel)
+    spatial = [draw(st.integers((k - 1) * d + 1, (k - 1) * d + 40))
+               for k, d in zip(kernel, dilation)]
+    layer = LAYER_TYPES["Conv2d"](c_in, c_out, kernel, stride=stride, padding=padding,
+                                  dilation=dilation, groups=groups, bias=draw(st.booleans()))
+    return layer, (c_in, *spatial)
+
+
+@st.composite
+def blocked_pools(draw):
+    """2-D float average and max pools (no indices) with column stride 1, every option,
+    wide enough for at least one vector of interior outputs a row."""
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    options = dict(stride=(draw(st.integers(1, 3)), 1), dilation=dilation,
+                   padding=tuple(draw(st.integers(0, k // 2)) for k in kernel),
+                   ceil_mode=draw(st.booleans()))
+    if draw(st.booleans()):
+        layer = LAYER_TYPES["AvgPool2d"](
+            kernel, count_include_pad=draw(st.booleans()),
+            divisor_override=draw(st.one_of(st.none(), st.integers(1, 9))), **options)
+    else:
+        layer = LAYER_TYPES["MaxPool2d"](kernel, **options)
+    height = draw(st.integers((kernel[0] - 1) * dilation[0] + 1, (kernel[0] - 1) * dilation[0]
+                              + 9))
+    width = (kernel[1] - 1) * dilation[1] + draw(st.integers(8, 40))
+    return layer, (draw(st.integers(1, 3)), height, width)
+
+
+@st.composite
+def winograd_convs(draw):
+    """2-D 3x3 stride-1 convolutions of every option the Winograd schedule takes."""
+    groups = draw(st.integers(1, 3))
+    c_in, c_out = groups * draw(st.integers(1, 12)), groups * draw(st.integers(2, 40))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    spatial = [draw(st.integers(3, 24)), draw(st.integers(3, 40))]
+    layer = LAYER_TYPES["Conv2d"](c_in, c_out, 3, padding=padding, groups=groups,
+                                  bias=draw(st.booleans()))
+    return layer, (c_in, *spatial)
+
+
+@st.composite
+def blocked_adaptive_pools(draw):
+    """Float adaptive and global average and max pools without indices, 8 to 21 channels
+    (whole vectors and a tail), 1-D to 3-D."""
+    layer = draw(adaptive_layers().filter(lambda a: not getattr(a, "return_indices", False)))
+    spatial = [draw(st.integers(1, 9)) for _ in range(layer.ndim)]
+    return layer, (draw(st.integers(8, 21)), *spatial)

@@ -9,17 +9,20 @@ import pytest
 
 from convgen import SpecError
 from convgen.lower import lower
-from convgen.onnx_bridge import _attributes, layer_from_onnx, onnx_indices
+from convgen.onnx_bridge import (
+    CONFORMANCE_OPS,
+    ONNX_DTYPES,
+    _attributes,
+    compare_with_onnx,
+    layer_from_onnx,
+)
 from convgen.runtime.cbuild import compile_kernels
 from convgen.schedules import applicable
 from tests.helpers import cuda_kernels
 
 onnx_cases = pytest.importorskip("onnx.backend.test.case.node")
 
-OPS = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool", "GlobalAveragePool",
-       "GlobalMaxPool")
-DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64",
-          np.dtype(np.int8): "int8", np.dtype(np.uint8): "uint8"}
+OPS = CONFORMANCE_OPS
 
 
 def _cases():
@@ -40,7 +43,7 @@ def _run(case, target="c"):
         layer = layer_from_onnx(node, [np.shape(a) for a in inputs])
     except SpecError as error:
         return False, f"not representable: {error}"
-    dtype = DTYPES[np.asarray(inputs[0]).dtype]
+    dtype = ONNX_DTYPES[str(np.asarray(inputs[0]).dtype)]
     item = (layer, tuple(np.shape(inputs[0])[1:]))
     if target in ("c-blocked", "c-packed", "c-winograd"):
         schedule = target[2:]
@@ -70,18 +73,9 @@ def _not_applicable(problem, schedule: str) -> str:
 
 
 def _compare(got, expected, node, inputs):
-    outputs = got if isinstance(got, tuple) else (got,)
-    for index, (ours, theirs) in enumerate(zip(outputs, expected)):
-        if index == 1:  # ONNX indices are flat over the whole tensor, ours per plane
-            order = _attributes(node).get("storage_order", 0)
-            ours = onnx_indices(ours, inputs[0].shape, order)
-        if ours.shape != theirs.shape:
-            return False, f"output {index}: shape {ours.shape} != {theirs.shape}"
-        # ONNX's backend runner compares with rtol=1e-3, atol=1e-7; some expected outputs
-        # are printed to 4 decimals.
-        if not np.allclose(ours, theirs, rtol=1e-3, atol=1e-7, equal_nan=True):
-            return False, f"output {index}: values differ by {np.max(np.abs(ours - theirs))}"
-    return True, ""
+    problem = compare_with_onnx(got, expected, _attributes(node).get("storage_order", 0),
+                                inputs[0].shape)
+    return not problem, problem
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

@@ -14,7 +14,12 @@ from convgen.bench import SUITE
 from convgen.bounds import prove_bounds
 from convgen.reference import forward
 from convgen.runtime.cbuild import compile_kernels
-from convgen.strategies import adaptive_layers
+from convgen.strategies import (
+    blocked_adaptive_pools,
+    blocked_convs,
+    blocked_pools,
+    winograd_convs,
+)
 from convgen.verify import check_kernel
 from tests.conftest import BULK, BULK_EXAMPLES
 from tests.helpers import compile_strict, needs_compiler
@@ -29,23 +34,6 @@ def _with_specials(x, rng):
     where = rng.random(x.shape) < 0.05
     x[where] = rng.choice(specials, where.sum())
     return x
-
-
-@st.composite
-def blocked_convs(draw):
-    """2-D zero-padded convolutions of every option the fast schedules take (up to 40 output
-    channels a group: several packed blocks, padding lanes)."""
-    groups = draw(st.integers(1, 3))
-    c_in, c_out = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 40))
-    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    padding = tuple((draw(st.integers(0, k - 1)), draw(st.integers(0, k - 1))) for k in kernel)
-    spatial = [draw(st.integers((k - 1) * d + 1, (k - 1) * d + 40))
-               for k, d in zip(kernel, dilation)]
-    layer = convgen.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding,
-                           dilation=dilation, groups=groups, bias=draw(st.booleans()))
-    return layer, (c_in, *spatial)
 
 
 @pytest.mark.parametrize("schedule", FAST)
@@ -232,28 +220,6 @@ def _same_bits_or_both_nan(a, b) -> bool:
                 np.array_equal(a[~nan].view(np.int32), b[~nan].view(np.int32)))
 
 
-@st.composite
-def blocked_pools(draw):
-    """2-D float average and max pools (no indices) with column stride 1, every option,
-    wide enough for at least one vector of interior outputs a row."""
-    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
-    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    options = dict(stride=(draw(st.integers(1, 3)), 1), dilation=dilation,
-                   padding=tuple(draw(st.integers(0, k // 2)) for k in kernel),
-                   ceil_mode=draw(st.booleans()))
-    if draw(st.booleans()):
-        layer = convgen.AvgPool2d(kernel, count_include_pad=draw(st.booleans()),
-                                  divisor_override=draw(st.one_of(st.none(),
-                                                                  st.integers(1, 9))),
-                                  **options)
-    else:
-        layer = convgen.MaxPool2d(kernel, **options)
-    height = draw(st.integers((kernel[0] - 1) * dilation[0] + 1, (kernel[0] - 1) * dilation[0]
-                              + 9))
-    width = (kernel[1] - 1) * dilation[1] + draw(st.integers(8, 40))
-    return layer, (draw(st.integers(1, 3)), height, width)
-
-
 @settings(max_examples=max(3, BULK_EXAMPLES // 12))
 @given(cases=st.lists(blocked_pools(), min_size=max(1, BULK // 2), max_size=BULK),
        dtype=st.sampled_from(["float32", "float64"]))
@@ -310,18 +276,6 @@ def test_blocked_pools_compile_clean_under_strict_flags(compiler, tmp_path):
                                       schedule="blocked")
             compile_strict(compiler, kernel, tmp_path,
                             ([], ["-fopenmp"], ["-mavx2"], ["-mno-avx"]))
-
-
-@st.composite
-def winograd_convs(draw):
-    """2-D 3x3 stride-1 convolutions of every option the Winograd schedule takes."""
-    groups = draw(st.integers(1, 3))
-    c_in, c_out = groups * draw(st.integers(1, 12)), groups * draw(st.integers(2, 40))
-    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
-    spatial = [draw(st.integers(3, 24)), draw(st.integers(3, 40))]
-    layer = convgen.Conv2d(c_in, c_out, 3, padding=padding, groups=groups,
-                           bias=draw(st.booleans()))
-    return layer, (c_in, *spatial)
 
 
 @settings(max_examples=max(2, BULK_EXAMPLES // 12))
@@ -400,15 +354,6 @@ def test_winograd_is_refused_where_it_does_not_apply():
         with pytest.raises(convgen.SpecError, match="schedule='winograd' does not apply to "
                            ".*: the winograd schedule covers"):
             codegen.generate(layer, shape, schedule="winograd")
-
-
-@st.composite
-def blocked_adaptive_pools(draw):
-    """Float adaptive and global average and max pools without indices, 8 to 21 channels
-    (whole vectors and a tail), 1-D to 3-D."""
-    layer = draw(adaptive_layers().filter(lambda a: not getattr(a, "return_indices", False)))
-    spatial = [draw(st.integers(1, 9)) for _ in range(layer.ndim)]
-    return layer, (draw(st.integers(8, 21)), *spatial)
 
 
 @settings(max_examples=max(3, BULK_EXAMPLES // 12))

@@ -1,0 +1,695 @@
+"""How many wrong generators would the verification let through: mutation testing.
+
+``convgen mutate`` plants each mutant of :mod:`convgen.mutants` (one small mistake in a
+template or a formula module) in a scratch copy of the sources, regenerates, and runs the
+fast verification on what changed, stopping at the first failure:
+
+1. **bundled**: every kernel of the bundled layer files (``convgen/examples``), C with its
+   recorded schedule, and the CUDA text on the CPU (PoCL);
+2. **properties**: a fixed seed of random layers of every family, each with every C schedule
+   that applies to it (:mod:`convgen.strategies`);
+3. **onnx**: ONNX's conformance cases (Conv, ConvTranspose and every pool), against ONNX's
+   expected outputs as well as the exact oracle;
+4. **bounds**: for a formula mutant, the z3 proof of every array access of every kernel
+   whose accesses changed;
+5. **tests**: a mutant that survives all of that, or changes no kernel, runs the quick tier
+   (``pytest -m quick -x``) on the mutated copy.
+
+A kernel is judged as ``convgen verify`` judges it (:func:`convgen.verify.check_kernel`: bit
+for bit against the exact oracle); a kernel that no longer builds under the strict flags, or
+a generator that raises where it did not, is a kill too.  Only kernels whose text differs
+from the unmutated generator's are built, so a mutant costs what it changes.
+
+Outcomes: ``killed`` (with the stage and the config or test that caught it), ``timeout``
+(the mutant made something hang: counted as killed, as mutation tools do), ``survived``, and
+``equivalent``: a survivor whose key is listed, with the argument, in ``mutation.toml``.
+Score = killed / (total - equivalent).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import random
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import ConvgenError
+from .mutants import Mutant, apply, mutants
+from .progress import track
+
+__all__ = ["Result", "Run", "document", "load_equivalents", "markdown", "run", "score_table",
+           "source_root"]
+
+STAGES = ("bundled", "properties", "onnx", "bounds", "tests")
+#: Seconds one mutant may take (every stage but the tests), and the tests.
+TIMEOUT = 120
+TESTS_TIMEOUT = 900
+#: Random layers of the properties stage: how many, from which seed.
+PROPERTY_CASES = 40
+PROPERTY_SEED = 20261201
+#: Compile flags of the mutants' kernels: strict, unoptimized (a kill must not wait for -O3).
+FLAGS = ("-O0",)
+EQUIVALENTS = "mutation.toml"
+
+
+@dataclass(frozen=True)
+class Result:
+    """The verdict on one mutant."""
+
+    key: str
+    source: str
+    line: int
+    operator: str
+    before: str
+    after: str
+    outcome: str            # killed, timeout, survived, equivalent
+    stage: str = ""         # the stage that killed it
+    by: str = ""            # the config or test that killed it, and how
+    seconds: float = 0.0
+    why: str = ""           # equivalent: the argument
+
+
+@dataclass
+class Run:
+    """A finished run: the results and how they were chosen."""
+
+    results: list[Result]
+    total: int              # mutants there are
+    sample: int | None
+    seed: int
+    seconds: float
+    stages: tuple = STAGES
+    notes: list = field(default_factory=list)
+
+
+def source_root() -> Path:
+    """The source checkout convgen runs from (templates, tests and ``pyproject.toml`` beside
+    the package); mutation testing needs the sources and the tests."""
+    root = Path(__file__).resolve().parent.parent
+    missing = [p for p in ("pyproject.toml", "tests", "templates") if not (root / p).exists()]
+    if missing:
+        raise ConvgenError(f"convgen mutate needs a source checkout (pyproject.toml, tests/ and "
+                           f"templates/ beside the convgen package); {root} lacks "
+                           f"{', '.join(missing)}: run it from a clone of the repository")
+    return root
+
+
+def load_equivalents(root: Path) -> dict[str, str]:
+    """``key -> argument`` of the mutants shown equivalent (``mutation.toml``)."""
+    import tomllib
+
+    path = root / EQUIVALENTS
+    if not path.exists():
+        return {}
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    return {key: entry["why"] for key, entry in data.get("equivalent", {}).items()}
+
+
+# --------------------------------------------------------------------------- the suite
+
+
+def _bundled_items() -> list[tuple]:
+    from .config import load
+    from .resources import examples_dir
+
+    items = []
+    for path in sorted(examples_dir().glob("*.toml")):
+        for network in load(path):
+            for index, (name, layer, shape) in enumerate(network.model.walk(
+                    network.input_shape)):
+                items.append(("bundled", f"{network.name}.{name}", layer, tuple(shape),
+                              network.dtype, network.schedule_of(index), None))
+    return items
+
+
+def _draw(strategy, count: int, seed: int) -> list:
+    """``count`` examples of a Hypothesis strategy, the same ones for the same ``seed``."""
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import seed as seeded
+
+    drawn: list = []
+
+    @seeded(seed)
+    @settings(max_examples=count, database=None, phases=[Phase.generate], deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def collect(case):
+        drawn.append(case)
+
+    collect()
+    return drawn[:count]
+
+
+def _property_items(count: int, seed: int) -> list[tuple]:
+    """About ``count`` random layers (fixed ``seed``): every family and dimension, and the
+    2-D layers the fast schedules take; each with every C schedule that applies."""
+    from . import strategies as st
+    from .lower import lower
+    from .schedules import applicable
+
+    share = max(1, count // 8)
+    drawn = (_draw(st.layers_with_inputs(families=st.FAMILIES), count - 4 * share, seed)
+             + _draw(st.blocked_convs(), share, seed) + _draw(st.blocked_pools(), share, seed)
+             + _draw(st.winograd_convs(), share, seed)
+             + _draw(st.blocked_adaptive_pools(), share, seed))
+    items = []
+    for number, (layer, shape) in enumerate(drawn):
+        for schedule, reason in sorted(applicable(lower(layer, shape, "float32"), "c").items()):
+            if reason is None:
+                items.append(("properties", f"case{number}_{schedule}", layer, tuple(shape),
+                              "float32", schedule, None))
+    return items
+
+
+def _onnx_items() -> list[tuple]:
+    import warnings
+
+    import numpy as np
+    from onnx.backend.test.case import node as onnx_cases
+
+    from .errors import SpecError
+    from .onnx_bridge import CONFORMANCE_OPS, ONNX_DTYPES, layer_from_onnx
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cases = onnx_cases.collect_testcases(None)
+    items = []
+    for case in cases:
+        node = case.model.graph.node[0] if case.model.graph.node else None
+        if node is None or node.op_type not in CONFORMANCE_OPS:
+            continue
+        inputs, expected = case.data_sets[0]
+        try:
+            layer = layer_from_onnx(node, [np.shape(a) for a in inputs])
+        except SpecError:
+            continue
+        data = ([np.ascontiguousarray(a) for a in inputs], list(expected),
+                next((a.i for a in node.attribute if a.name == "storage_order"), 0))
+        items.append(("onnx", case.name, layer, tuple(np.shape(inputs[0])[1:]),
+                      ONNX_DTYPES[str(np.asarray(inputs[0]).dtype)], "auto", data))
+    return items
+
+
+def suite(property_cases: int = PROPERTY_CASES, seed: int = PROPERTY_SEED) -> list[tuple]:
+    """Every config the stages check: ``(stage, name, layer, input_shape, dtype, schedule,
+    onnx data)``."""
+    return _bundled_items() + _property_items(property_cases, seed) + _onnx_items()
+
+
+# --------------------------------------------------------------------------- one config
+
+
+def _texts(item: tuple) -> dict:
+    """What the generator writes for a config: the C text, the CUDA text and the accesses
+    (or the error it raises, as text)."""
+    from .codegen import generate
+    from .cudagen import generate_cuda
+    from .errors import ConvgenError
+
+    _, name, layer, shape, dtype, schedule, _ = item
+    kernel = f"m_{zlib.crc32(name.encode()):08x}"  # stable across processes
+    texts: dict = {}
+    try:
+        texts["c"] = generate(layer, shape, dtype, kernel, schedule=schedule)
+    except ConvgenError as error:
+        texts["c"] = f"error: {error}"
+    try:
+        texts["cuda"] = generate_cuda(layer, shape, dtype, kernel)
+    except ConvgenError as error:
+        texts["cuda"] = f"error: {error}"
+    return texts
+
+
+def fingerprint(texts: dict) -> dict:
+    """Comparable text of each part: sources, header, accesses."""
+    out = {}
+    for part, value in texts.items():
+        if isinstance(value, str):
+            out[part] = value
+            continue
+        out[part] = value.source + getattr(value, "header", "")
+        if part == "c":
+            out["accesses"] = repr(value.accesses)
+    return out
+
+
+def _cases(kernel) -> list[tuple]:
+    """The seeded inputs of a config (as ``convgen verify`` draws them) with the outputs of
+    a kernel that passed the exact oracle on them."""
+    import numpy as np
+
+    from .verify import random_case
+
+    rng = np.random.default_rng(0)
+    return [(args, kernel(*args)) for args in (random_case(kernel, rng, 2) for _ in range(2))]
+
+
+def _same(got, want) -> bool:
+    import numpy as np
+
+    got, want = (got if isinstance(got, tuple) else (got,)), \
+        (want if isinstance(want, tuple) else (want,))
+    return all(np.array_equal(g, w, equal_nan=g.dtype.kind == "f") for g, w in zip(got, want))
+
+
+def _run_cases(kernel, cases: list) -> str:
+    """Judge a mutant's kernel on the config's cases: "" when it passes.
+
+    Convolutions, max pooling and average pooling have one right answer on these inputs
+    (exact sums; the correctly rounded quotient), which the unmutated kernel produced and
+    the exact oracle checked: equal bits are the oracle's verdict without running it again.
+    LP pooling (within LP_ULPS of the root) asks the oracle itself."""
+    from .verify import check_kernel
+
+    if kernel.generated.layer.reduction == "lp":
+        outcome = check_kernel(kernel, cases=2, seed=0, batch=2)
+        return "" if outcome.passed else f"values wrong: {outcome.detail}"
+    for args, want in cases:
+        if not _same(kernel(*args), want):
+            return "values differ from the exact oracle's"
+    return ""
+
+
+def _check_c(item: tuple, kernel_text, cases: list) -> str:
+    """Build the C text and judge it; "" when it passes, else what went wrong."""
+    from .errors import BuildError
+    from .runtime.cbuild import Kernel, build_modules
+
+    try:
+        kernel = Kernel(kernel_text, build_modules([kernel_text], flags=FLAGS))
+    except BuildError as error:
+        return "does not build: " + str(error).splitlines()[-1][:200]
+    problem = _run_cases(kernel, cases)
+    if problem:
+        return f"C kernel ({kernel_text.schedule}): {problem}"
+    data = item[6]
+    if data is not None:
+        from .onnx_bridge import compare_with_onnx
+
+        inputs, expected, storage_order = data
+        problem = compare_with_onnx(kernel(*inputs), expected, storage_order, inputs[0].shape)
+        if problem:
+            return f"differs from ONNX's expected output: {problem}"
+    return ""
+
+
+def _check_cuda(item: tuple, kernel_text, cases: list) -> str:
+    from .errors import BuildError
+    from .runtime.pocl import compile_cpu
+
+    try:
+        kernels = compile_cpu([kernel_text])
+    except BuildError as error:
+        return "CUDA text does not build: " + str(error).splitlines()[-1][:200]
+    for kernel in kernels:
+        problem = _run_cases(kernel, cases)
+        if problem:
+            return f"CUDA text ({kernel.schedule}) on the CPU: {problem}"
+    return ""
+
+
+def _check_bounds(kernel_text) -> str:
+    from .bounds import prove_bounds
+
+    for result in prove_bounds(kernel_text):
+        if result.status != "proved":
+            return f"access not proved in bounds: {result.name} ({result.status})"
+    return ""
+
+
+def _judge(item: tuple, texts: dict, base: dict) -> tuple[str, str]:
+    """``(stage, problem)`` of one config whose texts differ from ``base``; ("", "") when
+    every changed part passes."""
+    now = fingerprint(texts)
+    stage = item[0]
+    for part in ("c", "cuda"):
+        if now[part] == base[part]:
+            continue
+        if isinstance(texts[part], str) or base[part].startswith("error: "):
+            return stage, f"the generator now says {now[part][:200]!r} (before: " \
+                          f"{base[part][:120]!r})"
+        problem = (_check_c if part == "c" else _check_cuda)(item, texts[part],
+                                                             base["cases"])
+        if problem:
+            return stage, problem
+    if now.get("accesses") != base.get("accesses") and not isinstance(texts["c"], str):
+        problem = _check_bounds(texts["c"])
+        if problem:
+            return "bounds", problem
+    return "", ""
+
+
+# --------------------------------------------------------------------------- the worker
+
+
+def _fresh_convgen() -> None:
+    """Forget every convgen module, so the next import reads the (mutated) files."""
+    for name in [n for n in sys.modules if n == "convgen" or n.startswith("convgen.")]:
+        del sys.modules[name]
+
+
+def _affected(source: str, configs: list, uses: dict) -> list[int]:
+    """The configs a mutant of ``source`` can change: those whose templates include it, or
+    all of them for a Python module."""
+    if source.endswith(".py"):
+        return list(range(len(configs)))
+    template = source.removeprefix("templates/")
+    return [i for i, used in enumerate(uses) if template in used]
+
+
+def _child(job: dict, suite_file: str, base: list, uses: list, out) -> None:
+    """In a forked process: import the mutated sources afresh and run the stages."""
+    _fresh_convgen()
+    import convgen.codegen  # noqa: F401  (the mutated generator, imported afresh)
+
+    with open(suite_file, "rb") as stream:
+        configs = pickle.load(stream)
+    for index in _affected(job["source"], configs, uses):
+        item = configs[index]
+        stage, problem = _judge(item, _texts(item), base[index])
+        if problem:
+            out.write(json.dumps(dict(outcome="killed", stage=stage,
+                                      by=f"{item[1]}: {problem}")))
+            return
+    out.write(json.dumps(dict(outcome="survived")))
+
+
+def _run_forked(job: dict, suite_file: str, base: list, uses: list, timeout: float) -> dict:
+    """The stages for one mutant in a forked child, with a time limit; a crash or a hang
+    is a kill."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.close(read)
+        code = 0
+        try:
+            with os.fdopen(write, "w") as out:
+                try:
+                    _child(job, suite_file, base, uses, out)
+                except Exception as error:  # the mutated generator crashed: a kill
+                    out.write(json.dumps(dict(outcome="killed", stage="bundled",
+                                              by=f"the generator raises "
+                                                 f"{type(error).__name__}: {error}"[:400])))
+        finally:
+            os._exit(code)
+    os.close(write)
+    started, chunks = time.monotonic(), []
+    with os.fdopen(read) as stream:
+        while True:
+            left = timeout - (time.monotonic() - started)
+            ready, _, _ = select.select([stream], [], [], max(left, 0))
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return dict(outcome="timeout", stage="", by=f"no verdict in {timeout:g} s")
+            chunk = stream.read()
+            chunks.append(chunk)
+            if chunk == "":
+                break
+    _, status = os.waitpid(pid, 0)
+    text = "".join(chunks)
+    if not text:
+        how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else \
+            f"exit {os.WEXITSTATUS(status)}"
+        return dict(outcome="killed", stage="bundled", by=f"a kernel crashed the checker ({how})")
+    return json.loads(text)
+
+
+def _tests(copy: Path, timeout: float) -> dict:
+    """The quick tier on the mutated copy, stopping at the first failure."""
+    env = dict(os.environ, PYTHONPATH=str(copy), CONVGEN_CACHE_DIR=str(copy / ".cache"))
+    command = [sys.executable, "-m", "pytest", "-m", "quick", "-x", "-q", "-p",
+               "no:cacheprovider", "-n", "0", "--no-header", "-W", "ignore", "tests"]
+    try:
+        done = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return dict(outcome="timeout", stage="tests", by=f"the quick tier took over {timeout} s")
+    if done.returncode == 0:
+        return dict(outcome="survived")
+    failed = [line for line in done.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+    return dict(outcome="killed", stage="tests",
+                by=(failed[0] if failed else done.stdout.strip().splitlines()[-1])[:300])
+
+
+def worker_main() -> None:
+    """``python -m convgen.mutate`` in a scratch copy: read jobs (JSON lines) on stdin, plant
+    each mutant in the copy, judge it, restore the file, answer one JSON line each."""
+    setup = json.loads(sys.stdin.readline())
+    copy = Path(setup["copy"])
+    with open(setup["base"], "rb") as stream:
+        base, uses = pickle.load(stream)
+    for line in sys.stdin:
+        job = json.loads(line)
+        path = copy / job["source"]
+        original = path.read_text(encoding="utf-8")
+        started = time.monotonic()
+        try:
+            path.write_text(job["text"], encoding="utf-8")
+            verdict = _run_forked(job, setup["suite"], base, uses, setup["timeout"])
+            if verdict["outcome"] == "survived" and setup["tests"]:
+                verdict = _tests(copy, setup["tests_timeout"])
+        finally:
+            path.write_text(original, encoding="utf-8")
+        verdict["seconds"] = round(time.monotonic() - started, 2)
+        print(json.dumps(verdict), flush=True)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _template_closure(root: Path) -> dict[str, set]:
+    """For each template, the templates it imports or includes, transitively."""
+    import re
+
+    folder = root / "templates"
+    direct = {p.relative_to(folder).as_posix(): set(re.findall(
+        r"\{%-?\s*(?:import|include|from|extends)\s+\"([^\"]+)\"", p.read_text()))
+        for p in folder.rglob("*.j2")}
+    closure = {}
+    for name in direct:
+        seen, todo = set(), [name]
+        while todo:
+            current = todo.pop()
+            if current not in seen:
+                seen.add(current)
+                todo += direct.get(current, ())
+        closure[name] = seen
+    return closure
+
+
+def _verified(item: tuple, kernel_text) -> list[tuple]:
+    """Build the unmutated kernel of a config, judge it against the exact oracle (and
+    ONNX's expected outputs, and its bounds proofs), and return its cases."""
+    from .runtime.cbuild import Kernel, build_modules
+    from .verify import check_kernel
+
+    kernel = Kernel(kernel_text, build_modules([kernel_text], flags=FLAGS))
+    outcome = check_kernel(kernel, cases=2, seed=0, batch=2)
+    cases = _cases(kernel)
+    problem = "" if outcome.passed else outcome.detail
+    problem = problem or _check_c(item, kernel_text, cases) or _check_bounds(kernel_text)
+    if problem:
+        raise ConvgenError(f"the unmutated generator fails {item[0]} config {item[1]}: "
+                           f"{problem}; fix that before measuring mutants")
+    return cases
+
+
+def _baseline(configs: list, root: Path) -> tuple[list, list]:
+    """The unmutated generator's fingerprints and verified cases of every config, and the
+    templates each config's kernels are rendered from."""
+    closure = _template_closure(root)
+    base, uses = [], []
+    for item in track(configs, "baseline", lambda item: item[1]):
+        texts = _texts(item)
+        record, used = fingerprint(texts), set()
+        record["cases"] = []
+        if not isinstance(texts["c"], str):
+            used |= closure[texts["c"].template] | closure["c/header.h.j2"]
+            record["cases"] = _verified(item, texts["c"])
+        if not isinstance(texts["cuda"], str):
+            used |= closure["cuda/kernel.cu.j2"]
+        base.append(record)
+        uses.append(used)
+    return base, uses
+
+
+def _scratch_copy(root: Path, folder: Path) -> Path:
+    copy = folder / "tree"
+    ignore = shutil.ignore_patterns("__pycache__", "*.so", ".venv", "out", ".git", "generated")
+    for name in ("convgen", "templates", "tests", "pyproject.toml", "README.md", "examples"):
+        source = root / name
+        if source.is_dir():
+            shutil.copytree(source, copy / name, ignore=ignore)
+        elif source.exists():
+            shutil.copy2(source, copy / name)
+    return copy
+
+
+def choose(all_mutants: Sequence[Mutant], sample: int | None, seed: int) -> list[Mutant]:
+    """All mutants, or ``sample`` of them drawn with ``seed`` (kept in file order)."""
+    if sample is None or sample >= len(all_mutants):
+        return list(all_mutants)
+    picked = set(random.Random(seed).sample(range(len(all_mutants)), sample))
+    return [m for i, m in enumerate(all_mutants) if i in picked]
+
+
+class _Worker:
+    """One worker process on its own scratch copy."""
+
+    def __init__(self, root: Path, folder: Path, setup: dict):
+        self.copy = _scratch_copy(root, folder)
+        env = dict(os.environ, PYTHONPATH=str(self.copy),
+                   CONVGEN_CACHE_DIR=str(folder / "cache"))
+        self.process = subprocess.Popen([sys.executable, "-m", "convgen.mutate"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True, env=env, cwd=self.copy)
+        self.process.stdin.write(json.dumps(dict(setup, copy=str(self.copy))) + "\n")
+
+    def judge(self, mutant: Mutant, text: str) -> dict:
+        self.process.stdin.write(json.dumps(dict(source=mutant.source, text=text)) + "\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline()
+        if not answer:
+            raise ConvgenError(f"the mutation worker stopped (exit {self.process.wait()}) "
+                               f"on {mutant.describe()}")
+        return json.loads(answer)
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def run(sample: int | None = None, seed: int = 0, jobs: int = 1, tests: bool = True,
+        property_cases: int = PROPERTY_CASES, root: Path | None = None,
+        only: Sequence[str] = ()) -> Run:
+    """Judge every mutant (or a ``sample`` drawn with ``seed``; ``only``: sources whose path
+    contains one of these strings) and return the results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    started = time.monotonic()
+    root = root or source_root()
+    everything = [m for m in mutants(root) if not only or any(s in m.source for s in only)]
+    chosen = choose(everything, sample, seed)
+    equivalents = load_equivalents(root)
+    with tempfile.TemporaryDirectory(prefix="convgen-mutate-") as scratch:
+        folder = Path(scratch)
+        configs = suite(property_cases)
+        base, uses = _baseline(configs, root)
+        (folder / "suite.pickle").write_bytes(pickle.dumps(configs))
+        (folder / "base.pickle").write_bytes(pickle.dumps((base, uses)))
+        setup = dict(suite=str(folder / "suite.pickle"), base=str(folder / "base.pickle"),
+                     timeout=TIMEOUT, tests=tests, tests_timeout=TESTS_TIMEOUT)
+        workers = [_Worker(root, folder / f"worker{i}", setup) for i in range(max(1, jobs))]
+        free = list(workers)
+        texts = {m.source: (root / m.source).read_text(encoding="utf-8") for m in chosen}
+
+        def judge(mutant: Mutant) -> Result:
+            worker = free.pop()
+            try:
+                planted = apply(mutant, texts[mutant.source])
+                verdict = worker.judge(mutant, planted)
+            finally:
+                free.append(worker)
+            after = planted.splitlines()[mutant.line - 1] \
+                if mutant.line <= len(planted.splitlines()) else ""
+            outcome, why = verdict["outcome"], ""
+            if outcome == "survived" and mutant.key in equivalents:
+                outcome, why = "equivalent", equivalents[mutant.key]
+            return Result(mutant.key, mutant.source, mutant.line, mutant.operator,
+                          mutant.before, after, outcome, verdict.get("stage", ""),
+                          verdict.get("by", ""), verdict.get("seconds", 0.0), why)
+
+        try:
+            with ThreadPoolExecutor(len(workers)) as pool:
+                futures = [pool.submit(judge, m) for m in chosen]
+                results = [f.result() for f in track(futures, "judge mutants",
+                                                       lambda f: "")]
+        finally:
+            for worker in workers:
+                worker.close()
+    return Run(results, len(everything), sample, seed, time.monotonic() - started)
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def score_table(results: Sequence[Result]) -> list[dict]:
+    """Per source file: killed, timeout, survived, equivalent, score (killed + timeout over
+    total - equivalent), and the totals of templates and of Python modules."""
+    groups: dict = {}
+    for r in results:
+        kind = "templates" if r.source.startswith("templates/") else "formulas"
+        for name in (r.source, f"all {kind}"):
+            groups.setdefault(name, []).append(r)
+    rows = []
+    for name in sorted(groups, key=lambda n: (n.startswith("all "), n)):
+        members = groups[name]
+        count = {o: sum(r.outcome == o for r in members)
+                 for o in ("killed", "timeout", "survived", "equivalent")}
+        judged = len(members) - count["equivalent"]
+        score = (count["killed"] + count["timeout"]) / judged if judged else 1.0
+        rows.append(dict(source=name, total=len(members), **count, score=score))
+    return rows
+
+
+def document(result: Run) -> dict:
+    """The run as JSON-ready data."""
+    return dict(schema="convgen-mutate/1", total=result.total, sample=result.sample,
+                seed=result.seed, seconds=round(result.seconds, 1), stages=list(result.stages),
+                scores=score_table(result.results),
+                mutants=[asdict(r) for r in result.results])
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.1f} %"
+
+
+def markdown(result: Run, command: str) -> str:
+    """``MUTATION.md``: the scores per template and module, the stages that killed, and every
+    survivor with its justification."""
+    rows = score_table(result.results)
+    lines = ["# Mutation score", "",
+             f"`{command}`: {len(result.results)} of {result.total} mutants"
+             + (f" (a sample, seed {result.seed})" if result.sample else "")
+             + f", {result.seconds / 60:.0f} min. Score = (killed + timeout) / (total - "
+             "equivalent). How each is made and judged: `convgen/mutants.py`, "
+             "`convgen/mutate.py`; equivalent mutants and why: `mutation.toml`.", "",
+             "| source | mutants | killed | timeout | survived | equivalent | score |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        name = f"**{row['source']}**" if row["source"].startswith("all ") else \
+            f"`{row['source']}`"
+        lines.append(f"| {name} | {row['total']} | {row['killed']} | {row['timeout']} | "
+                     f"{row['survived']} | {row['equivalent']} | {_percent(row['score'])} |")
+    stages: dict = {}
+    for r in result.results:
+        if r.outcome == "killed":
+            stages[r.stage] = stages.get(r.stage, 0) + 1
+    lines += ["", "Killed by stage: " + ", ".join(f"{stage} {stages.get(stage, 0)}"
+                                                  for stage in STAGES) + ".", ""]
+    for outcome, title in (("survived", "Survivors (not yet killed or justified)"),
+                           ("equivalent", "Equivalent mutants")):
+        chosen = [r for r in result.results if r.outcome == outcome]
+        lines += [f"## {title}: {len(chosen)}", ""]
+        for r in chosen:
+            lines.append(f"- `{r.key}` `{r.source}:{r.line}` {r.operator}: "
+                         f"`{r.before.strip()}` → `{r.after.strip()}`"
+                         + (f"  \n  {r.why}" if r.why else ""))
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    worker_main()
