@@ -245,8 +245,9 @@ class _Checker:
     def _report(self, at: int, what: str, names: set) -> None:
         line = self.lines[at]
         text = self.source_lines[line - 1].strip() if line <= len(self.source_lines) else ""
-        self.violations.append(f"line {line}: {what} depends on the data ({', '.join(sorted(names))}"
-                               f" tainted): {text[:120]}")
+        named = ", ".join(sorted(names))
+        self.violations.append(f"line {line}: {what} depends on the data ({named} tainted): "
+                               f"{text[:120]}")
 
     def _dependent_ifs(self, tainted: set) -> list[int]:
         t = self.tokens
