@@ -187,9 +187,13 @@ def _verify(args: argparse.Namespace) -> int:
     from .verify import check_kernels, is_shipped, verify_folder, verify_layers, verify_spec
 
     path = Path(args.target)
+    if args.exhaustive and args.kind != "c":
+        raise ConvgenError(f"--exhaustive reads the C text and probes the C binary; it needs "
+                           f"--target c, not --target {args.kind}")
     if path.is_dir() or is_shipped(path):
         shipped = verify_folder if path.is_dir() else verify_spec
-        outcomes, problems = shipped(path, args.kind, args.cases, args.batch, args.schedule)
+        outcomes, problems = shipped(path, args.kind, args.cases, args.batch, args.schedule,
+                                     exhaustive=args.exhaustive)
         if not outcomes and not problems:
             raise ConvgenError(f"{args.target!r} holds no layer files (.toml)")
         return _report_verify(args, outcomes, problems)
@@ -199,7 +203,7 @@ def _verify(args: argparse.Namespace) -> int:
         items = [(i.layer, i.shape, i.name, args.schedule or i.schedule) for i in layers]
         if args.kind == "c":
             outcomes += verify_layers(items, dtype=network.dtype, cases=args.cases,
-                                      batch=args.batch)
+                                      batch=args.batch, exhaustive=args.exhaustive)
             continue
         items = [item[:3] for item in items]  # the C schedule has no CUDA meaning
         if args.kind == "cuda":
@@ -225,6 +229,8 @@ def _report_verify(args: argparse.Namespace, outcomes: list, problems: list[str]
         print(f"{'kernel'.ljust(width)}  {'dtype':7}  cases  {'worst ULP':>9}  result")
     for o in outcomes:
         verdict = "pass" if o.passed else f"FAIL: {o.detail}"
+        if o.exhaustive and o.passed:
+            verdict += f"; exhaustive: {o.exhaustive}"
         print(f"{o.name.ljust(width)}  {o.dtype:7}  {o.cases:5}  {o.worst_ulps:9.3g}  {verdict}")
     for problem in problems:
         print(problem)
@@ -481,6 +487,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="c: the C kernels (default); cuda-cpu: the CUDA text on the CPU "
                         "(PyOpenCL + PoCL); cuda: the CUDA kernels on a GPU (PyCUDA)")
     _schedule_option(verify, "to build and check for")
+    verify.add_argument("--exhaustive", action="store_true",
+                        help="also translation validation (C only): probe each built kernel "
+                        "with one-hot inputs and weights until its operator is determined, "
+                        "and compare it entry by entry with the symbolic one")
     verify.add_argument("--format", choices=("text", "json"), default="text",
                         help=_FORMAT_HELP.format("verify"))
     verify.add_argument("--junit", metavar="FILE",

@@ -99,7 +99,8 @@ def verify_document(outcomes, problems, target: str, source: str) -> dict:
     return {**_header("verify"), "target": target, "source": source,
             "kernels": [{"name": o.name, "layer": o.description, "dtype": o.dtype,
                          "cases": o.cases, "worst_ulps": _ulps(o.worst_ulps),
-                         "passed": o.passed, "detail": o.detail} for o in outcomes],
+                         "passed": o.passed, "detail": o.detail,
+                         "exhaustive": o.exhaustive} for o in outcomes],
             "problems": list(problems),
             "passed": sum(o.passed for o in outcomes), "failed": failed}
 
@@ -153,7 +154,8 @@ def junit_xml(outcomes, problems, target: str) -> str:
                              name=o.name)
         properties = ET.SubElement(case, "properties")
         for key, value in (("layer", o.description), ("cases", str(o.cases)),
-                           ("worst_ulps", f"{o.worst_ulps:.6g}")):
+                           ("worst_ulps", f"{o.worst_ulps:.6g}"),
+                           *([("exhaustive", o.exhaustive)] if o.exhaustive else [])):
             ET.SubElement(properties, "property", name=key, value=value)
         if not o.passed:
             ET.SubElement(case, "failure", message=o.detail[:500]).text = o.detail

@@ -31,6 +31,7 @@ from .codegen import generate
 from .config import Network, load
 from .cudagen import generate_cuda
 from .errors import BuildError, ConvgenError
+from .exhaustive import validate
 from .progress import track
 from .reference import forward
 from .runtime.call import KernelCall
@@ -40,7 +41,7 @@ from .runtime.pocl import compile_cpu
 from .spec import family_of
 
 __all__ = ["LP_ULPS", "Outcome", "RaceFinding", "check_kernel", "is_shipped", "race_check",
-           "random_case", "verify_folder", "verify_layers", "verify_spec"]
+           "random_case", "validated", "verify_folder", "verify_layers", "verify_spec"]
 
 LP_ULPS = 4
 _MARK = "convgen-oclgrind-run:"
@@ -57,6 +58,7 @@ class Outcome:
     worst_ulps: float
     passed: bool
     detail: str = ""
+    exhaustive: str = ""    # translation validation's verdict (verify --exhaustive), else ""
 
 
 def random_case(kernel: KernelCall, rng: np.random.Generator, batch: int = 2):
@@ -268,31 +270,34 @@ def _read(path: Path | None, problems: list) -> str | None:
 
 
 def verify_folder(folder: Path, kind: str = "c", cases: int = 2, batch: int = 2,
-                  schedule: str | None = None, device: str = "pocl"
+                  schedule: str | None = None, device: str = "pocl", exhaustive: bool = False
                   ) -> tuple[list[Outcome], list[str]]:
     """Build and check exactly the files a generated folder ships (``.c`` and ``.h`` as they
     are on disk; for ``cuda``/``cuda-cpu`` the ``.cu``), and list every problem with its
     files: missing, orphaned, inconsistent, or not what the generator writes now (stale).
-    A kernel whose files do not build is a failed outcome, with the compiler's message."""
+    A kernel whose files do not build is a failed outcome, with the compiler's message.
+    ``exhaustive`` (C only): also translation validation of each built binary
+    (:func:`validated`)."""
     kernels, problems = scan_folder(Path(folder), kind)
-    outcomes, more = _verify_shipped(kernels, kind, cases, batch, schedule, device)
+    outcomes, more = _verify_shipped(kernels, kind, cases, batch, schedule, device, exhaustive)
     return outcomes, problems + more
 
 
 def verify_spec(spec: Path, kind: str = "c", cases: int = 2, batch: int = 2,
-                schedule: str | None = None, device: str = "pocl"
+                schedule: str | None = None, device: str = "pocl", exhaustive: bool = False
                 ) -> tuple[list[Outcome], list[str]]:
     """:func:`verify_folder` for one kernel of a generated folder, named by its spec
     (``NAME.toml``): its files beside it as they are on disk."""
     problems: list = []
     kernel = _scan_spec(Path(spec), "c" if kind == "c" else "cuda", set(), problems)
     outcomes, more = _verify_shipped([kernel] if kernel else [], kind, cases, batch, schedule,
-                                     device)
+                                     device, exhaustive)
     return outcomes, problems + more
 
 
 def _verify_shipped(kernels: Sequence[FolderKernel], kind: str, cases: int, batch: int,
-                    schedule: str | None, device: str) -> tuple[list[Outcome], list[str]]:
+                    schedule: str | None, device: str, exhaustive: bool = False
+                    ) -> tuple[list[Outcome], list[str]]:
     """Compare each kernel's files with what the generator writes now, then build and check
     the files as they are on disk."""
     outcomes, problems = [], []
@@ -322,12 +327,13 @@ def _verify_shipped(kernels: Sequence[FolderKernel], kind: str, cases: int, batc
                                 "or from another version: run convgen generate)")
         if any(text is None for text in disk.values()):
             continue  # reported above: missing, not a regular file or unreadable
-        outcomes += _check_shipped(expected, disk, kind, cases, index, batch, device)
+        outcomes += _check_shipped(expected, disk, kind, cases, index, batch, device,
+                                   exhaustive)
     return outcomes, problems
 
 
 def _check_shipped(expected, disk: dict, kind: str, cases: int, seed: int, batch: int,
-                   device: str) -> list[Outcome]:
+                   device: str, exhaustive: bool = False) -> list[Outcome]:
     """Build the files as they are on disk and judge each entry point against the oracle."""
     if kind == "c" and disk[".h"] != expected.header:
         # the header is the kernel's ABI as the test calls it (types, sizes): one that is not
@@ -347,22 +353,42 @@ def _check_shipped(expected, disk: dict, kind: str, cases: int, seed: int, batch
         detail = str(error).splitlines()[0][:300]
         return [Outcome(expected.name, expected.layer.describe(), expected.dtype, 0,
                         float("inf"), False, f"the shipped files do not build: {detail}")]
-    return [check_kernel(k, cases=cases, seed=seed, batch=batch) for k in kernels]
+    outcomes = [check_kernel(k, cases=cases, seed=seed, batch=batch) for k in kernels]
+    if exhaustive:  # the same binary the random cases ran
+        outcomes = [validated(o, k) for o, k in zip(outcomes, kernels)]
+    return outcomes
 
 
 def verify_layers(items: Sequence[tuple], dtype: str = "float32", cases: int = 2,
-                  flags: Sequence[str] = DEFAULT_FLAGS, batch: int = 2) -> list[Outcome]:
+                  flags: Sequence[str] = DEFAULT_FLAGS, batch: int = 2,
+                  exhaustive: bool = False) -> list[Outcome]:
     """Build ``(layer, input_shape[, name[, schedule]])`` items in one module and check each
-    kernel."""
+    kernel (``exhaustive``: and validate each, see :func:`validated`)."""
     kernels = compile_kernels(items, dtype=dtype, flags=flags)
-    return check_kernels(kernels, cases=cases, batch=batch)
+    return check_kernels(kernels, cases=cases, batch=batch, exhaustive=exhaustive)
 
 
-def check_kernels(kernels: Sequence[KernelCall], cases: int = 2, batch: int = 2
-                  ) -> list[Outcome]:
-    """:func:`check_kernel` on each of ``kernels`` (seeded by position)."""
-    return [check_kernel(k, cases=cases, seed=i, batch=batch)
-            for i, k in track(list(enumerate(kernels)), "check", lambda e: e[1].name)]
+def check_kernels(kernels: Sequence[KernelCall], cases: int = 2, batch: int = 2,
+                  exhaustive: bool = False) -> list[Outcome]:
+    """:func:`check_kernel` on each of ``kernels`` (seeded by position); ``exhaustive``:
+    then :func:`validated`."""
+    outcomes = []
+    for i, k in track(list(enumerate(kernels)), "check", lambda e: e[1].name):
+        outcome = check_kernel(k, cases=cases, seed=i, batch=batch)
+        outcomes.append(validated(outcome, k) if exhaustive else outcome)
+    return outcomes
+
+
+def validated(outcome: Outcome, kernel: KernelCall) -> Outcome:
+    """``outcome`` with the verdict of translation validation
+    (:func:`convgen.exhaustive.validate`) on the same built kernel: a failed validation
+    fails the kernel; a skipped or uncovered one is recorded, not failed."""
+    verdict = validate(kernel)
+    detail = outcome.detail
+    if not verdict.passed:
+        detail = "; ".join(d for d in (detail, f"translation validation {verdict}") if d)
+    return replace(outcome, passed=outcome.passed and verdict.passed, detail=detail,
+                   exhaustive=str(verdict))
 
 
 # --------------------------------------------------------------------------- Oclgrind
