@@ -9,6 +9,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from ._version import __version__
 from .config import (
@@ -361,7 +362,9 @@ def _mutate(args: argparse.Namespace) -> int:
             if not args.only or any(s in mutant.source for s in args.only):
                 print(f"{mutant.key}  {mutant.describe()}")
         return 0
-    result = run(args.sample, args.seed, args.jobs, tests=not args.no_tests, only=args.only)
+    log = Path(_output_file(args.log, "--log")) if args.log else None
+    result = run(args.sample, args.seed, args.jobs, tests=not args.no_tests, only=args.only,
+                 log=log)
     for row in score_table(result.results):
         print(f"{row['source']:44} {row['total']:5} mutants  killed {row['killed']:5}  "
               f"timeout {row['timeout']:3}  survived {row['survived']:3}  equivalent "
@@ -542,6 +545,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="skip the last stage (the quick tier on each survivor)")
     mutate.add_argument("--list", action="store_true", help="list the mutants and exit")
     mutate.add_argument("--json", metavar="FILE", help="write every result as JSON")
+    mutate.add_argument("--log", metavar="FILE",
+                        help="append each result to FILE as a JSON line as soon as it is known")
     mutate.add_argument("--markdown", metavar="FILE",
                         help="write the report (MUTATION.md is the latest full run)")
     _quiet_option(mutate)

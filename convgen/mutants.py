@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["PYTHON_SOURCES", "TEMPLATE_GLOBS", "Mutant", "apply", "mutants", "python_mutants",
-           "template_mutants"]
+           "python_sources", "template_mutants"]
 
 #: The generator's sources that are mutated, relative to the repository root.
 TEMPLATE_GLOBS = ("templates/**/*.j2",)
@@ -56,15 +56,28 @@ class Mutant:
         return "python" if self.source.endswith(".py") else "template"
 
     def describe(self, after: str | None = None) -> str:
-        """``source:line operator: 'before' -> 'after'``."""
+        """``source:line operator: 'before' -> 'after'`` (Python: the line before, the
+        operator says what changes in it, unless ``after`` is given)."""
         after = self.after if after is None else after
-        return f"{self.source}:{self.line} {self.operator}: {self.before.strip()!r} -> " \
-               f"{after.strip()!r}"
+        where = f"{self.source}:{self.line} {self.operator}: {self.before.strip()!r}"
+        return f"{where} -> {after.strip()!r}" if after else where
 
 
-def _key(source: str, line_text: str, operator: str, nth: int) -> str:
-    text = f"{source}\0{line_text.strip()}\0{operator}\0{nth}"
+def _key(source: str, line_text: str, operator: str, nth: int, copy: int) -> str:
+    """Stable over edits elsewhere: the file, the line's text (and which ``copy`` of that
+    text in the file it is), the operator and which of its matches on the line."""
+    text = f"{source}\0{line_text.strip()}\0{copy}\0{operator}\0{nth}"
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _copies(text: str) -> list[int]:
+    """For each line (0-based), how many lines above it have the same stripped text."""
+    seen: dict = {}
+    copies = []
+    for line in text.splitlines():
+        copies.append(seen.get(line.strip(), 0))
+        seen[line.strip()] = copies[-1] + 1
+    return copies
 
 
 # --------------------------------------------------------------------------- templates
@@ -128,20 +141,21 @@ def _loop_swaps(source: str, text: str, masked: str) -> Iterator[Mutant]:
 
 
 def _template_mutant(source: str, text: str, operator: str, start: int, end: int,
-                     new: str, nth: int = 0) -> Mutant:
+                     new: str, nth: int = 0, copies: list | None = None) -> Mutant:
     line = text.count("\n", 0, start) + 1
     first = text.rfind("\n", 0, start) + 1
     last = text.find("\n", end)
     last = len(text) if last < 0 else last
     before = text[first:last]
     after = text[first:start] + new + text[end:last]
-    return Mutant(_key(source, before, operator, nth), source, line, operator, before, after,
-                  (start, end, new))
+    copy = (copies or _copies(text))[line - 1]
+    return Mutant(_key(source, before, operator, nth, copy), source, line, operator, before,
+                  after, (start, end, new))
 
 
 def template_mutants(source: str, text: str) -> list[Mutant]:
     """Every mutant of one template's text (``source``: its path relative to the root)."""
-    masked = _masked(text)
+    masked, copies = _masked(text), _copies(text)
     found: list[Mutant] = []
     for operator, pattern, replacements in _TEMPLATE_RULES:
         seen: dict = {}
@@ -151,7 +165,7 @@ def template_mutants(source: str, text: str) -> list[Mutant]:
                 line = text.count("\n", 0, match.start("m"))
                 nth = seen[line] = seen.get(line, -1) + 1
                 found.append(_template_mutant(source, text, operator, match.start("m"),
-                                              match.end("m"), make(old), nth))
+                                              match.end("m"), make(old), nth, copies))
     found += _loop_swaps(source, text, masked)
     return sorted(found, key=lambda m: (m.line, m.site[0], m.operator, m.key))
 
@@ -181,6 +195,13 @@ def _excluded_lines(text: str) -> set[int]:
 
 def _python_operators() -> dict:
     """The operators by name: Cosmic Ray's, chosen for index arithmetic, and ours."""
+    try:
+        import cosmic_ray  # noqa: F401
+    except ImportError:
+        from .errors import ConvgenError
+
+        raise ConvgenError("mutating the Python modules needs Cosmic Ray: pip install "
+                           "'convgen[mutate]' (or the test extra)") from None
     from cosmic_ray.operators import binary_operator_replacement as binary
     from cosmic_ray.operators import comparison_operator_replacement as comparison
     from cosmic_ray.operators.number_replacer import NumberReplacer
@@ -220,7 +241,7 @@ def _positions(text: str, operator) -> list[tuple[int, tuple]]:
 def python_mutants(source: str, text: str) -> list[Mutant]:
     """Every mutant of one Python module's text (``after`` is the line as the operator
     leaves it: known once the mutant is planted, see :func:`apply`)."""
-    excluded = _excluded_lines(text)
+    excluded, copies = _excluded_lines(text), _copies(text)
     lines = text.splitlines()
     found = []
     for name, operator_class in sorted(_python_operators().items()):
@@ -230,8 +251,8 @@ def python_mutants(source: str, text: str) -> list[Mutant]:
                 continue
             nth = seen[line] = seen.get(line, -1) + 1
             before = lines[line - 1]
-            found.append(Mutant(_key(source, before, name, nth), source, line, name, before,
-                                "", (name, occurrence)))
+            found.append(Mutant(_key(source, before, name, nth, copies[line - 1]), source, line,
+                                name, before, "", (name, occurrence)))
     return sorted(found, key=lambda m: (m.line, m.operator, m.key))
 
 
@@ -242,6 +263,11 @@ def _sources(root: Path) -> list[Path]:
     paths = {p for pattern in TEMPLATE_GLOBS + PYTHON_SOURCES for p in root.glob(pattern)}
     skipped = {root / p for p in PYTHON_SKIPPED}
     return sorted(paths - skipped)
+
+
+def python_sources(root: Path) -> list[str]:
+    """The mutated Python modules, relative to ``root``."""
+    return [p.relative_to(root).as_posix() for p in _sources(root) if p.suffix == ".py"]
 
 
 def mutants(root: Path) -> list[Mutant]:

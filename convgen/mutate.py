@@ -61,6 +61,12 @@ PROPERTY_SEED = 20261201
 #: Compile flags of the mutants' kernels: strict, unoptimized (a kill must not wait for -O3).
 FLAGS = ("-O0",)
 EQUIVALENTS = "mutation.toml"
+#: The tests stage: the quick tier's modules that test formulas, shapes, operators, proofs
+#: and the schedule registry directly (the tier's kernel-building tests build what the
+#: earlier stages build; 30 s on one core when nothing fails).
+FORMULA_TESTS = ("test_shapes.py", "test_toeplitz.py", "test_proofs.py", "test_reference.py",
+                 "test_summary.py", "test_spec.py", "test_lecture.py", "test_simplify.py",
+                 "test_registry.py")
 
 
 @dataclass(frozen=True)
@@ -165,10 +171,11 @@ def _property_items(count: int, seed: int) -> list[tuple]:
              + _draw(st.blocked_adaptive_pools(), share, seed))
     items = []
     for number, (layer, shape) in enumerate(drawn):
-        for schedule, reason in sorted(applicable(lower(layer, shape, "float32"), "c").items()):
+        dtype = "float64" if number % 3 == 2 else "float32"  # the other C type too
+        for schedule, reason in sorted(applicable(lower(layer, shape, dtype), "c").items()):
             if reason is None:
                 items.append(("properties", f"case{number}_{schedule}", layer, tuple(shape),
-                              "float32", schedule, None))
+                              dtype, schedule, None))
     return items
 
 
@@ -359,13 +366,17 @@ def _fresh_convgen() -> None:
         del sys.modules[name]
 
 
-def _affected(source: str, configs: list, uses: dict) -> list[int]:
-    """The configs a mutant of ``source`` can change: those whose templates include it, or
-    all of them for a Python module."""
-    if source.endswith(".py"):
-        return list(range(len(configs)))
-    template = source.removeprefix("templates/")
-    return [i for i, used in enumerate(uses) if template in used]
+def _affected(job: dict, configs: list, uses: list) -> list[int]:
+    """The configs a mutant can change: those whose kernels are rendered from templates
+    that include the mutated one, or whose generation called the mutated function (a
+    mutant outside any function, at module level, can change every config)."""
+    if job["source"].endswith(".py"):
+        if job["function"] is None:
+            return list(range(len(configs)))
+        unit = (job["source"], job["function"])
+    else:
+        unit = job["source"].removeprefix("templates/")
+    return [i for i, used in enumerate(uses) if unit in used]
 
 
 def _child(job: dict, suite_file: str, base: list, uses: list, out) -> None:
@@ -375,7 +386,7 @@ def _child(job: dict, suite_file: str, base: list, uses: list, out) -> None:
 
     with open(suite_file, "rb") as stream:
         configs = pickle.load(stream)
-    for index in _affected(job["source"], configs, uses):
+    for index in _affected(job, configs, uses):
         item = configs[index]
         stage, problem = _judge(item, _texts(item), base[index])
         if problem:
@@ -427,10 +438,11 @@ def _run_forked(job: dict, suite_file: str, base: list, uses: list, timeout: flo
 
 
 def _tests(copy: Path, timeout: float) -> dict:
-    """The quick tier on the mutated copy, stopping at the first failure."""
+    """The quick tier's formula tests on the mutated copy, stopping at the first failure."""
     env = dict(os.environ, PYTHONPATH=str(copy), CONVGEN_CACHE_DIR=str(copy / ".cache"))
     command = [sys.executable, "-m", "pytest", "-m", "quick", "-x", "-q", "-p",
-               "no:cacheprovider", "-n", "0", "--no-header", "-W", "ignore", "tests"]
+               "no:cacheprovider", "-n", "0", "--no-header", "-W", "ignore",
+               *[f"tests/{name}" for name in FORMULA_TESTS]]
     try:
         done = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True,
                               timeout=timeout)
@@ -467,6 +479,49 @@ def worker_main() -> None:
 
 
 # --------------------------------------------------------------------------- the run
+
+
+def functions(text: str) -> list[tuple[int, int]]:
+    """``(first, last)`` lines of every function of a module (its decorators included)."""
+    import ast
+
+    return sorted((min([n.lineno] + [d.lineno for d in n.decorator_list]), n.end_lineno)
+                  for n in ast.walk(ast.parse(text))
+                  if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
+
+
+def innermost(ranges: list[tuple[int, int]], line: int) -> int | None:
+    """The first line of the innermost function containing ``line``; None at module
+    level."""
+    inside = [r for r in ranges if r[0] <= line <= r[1]]
+    return max(inside)[0] if inside else None
+
+
+class _Calls:
+    """The functions of the mutated Python modules that run while generating a config
+    (``sys.setprofile``: call events only, so SymPy's lines cost nothing)."""
+
+    def __init__(self, root: Path, sources: list[str]):
+        self.files = {str((root / s).resolve()): s for s in sources}
+        self.ranges = {s: functions((root / s).read_text(encoding="utf-8")) for s in sources}
+        self.seen: set = set()
+
+    def _profile(self, frame, event, arg):
+        if event == "call":
+            source = self.files.get(frame.f_code.co_filename)
+            if source is not None:
+                start = innermost(self.ranges[source], frame.f_code.co_firstlineno)
+                if start is not None:
+                    self.seen.add((source, start))
+
+    def during(self, action, *args):
+        self.seen = set()
+        sys.setprofile(self._profile)
+        try:
+            result = action(*args)
+        finally:
+            sys.setprofile(None)
+        return result, self.seen
 
 
 def _template_closure(root: Path) -> dict[str, set]:
@@ -508,12 +563,15 @@ def _verified(item: tuple, kernel_text) -> list[tuple]:
 
 def _baseline(configs: list, root: Path) -> tuple[list, list]:
     """The unmutated generator's fingerprints and verified cases of every config, and the
-    templates each config's kernels are rendered from."""
+    templates and the functions of the mutated modules each config's kernels come from."""
+    from .mutants import python_sources
+
     closure = _template_closure(root)
+    calls = _Calls(root, python_sources(root))
     base, uses = [], []
     for item in track(configs, "baseline", lambda item: item[1]):
-        texts = _texts(item)
-        record, used = fingerprint(texts), set()
+        texts, called = calls.during(_texts, item)
+        record, used = fingerprint(texts), set(called)
         record["cases"] = []
         if not isinstance(texts["c"], str):
             used |= closure[texts["c"].template] | closure["c/header.h.j2"]
@@ -523,6 +581,30 @@ def _baseline(configs: list, root: Path) -> tuple[list, list]:
         base.append(record)
         uses.append(used)
     return base, uses
+
+
+def _cached_baseline(root: Path, property_cases: int) -> tuple[list, list, list]:
+    """The suite and its baseline, kept in the kernel cache under a key of the generator's
+    sources and the suite's parameters (minutes to compute: every config against the exact
+    oracle)."""
+    from .codegen import generator_hash
+    from .runtime.cache import content_key, entry_path
+
+    key = content_key("mutate-baseline", generator_hash(), str(property_cases),
+                      str(PROPERTY_SEED), " ".join(FLAGS), sys.version)
+    path = entry_path(key).with_suffix(".mutate.pickle")
+    if path.is_file():
+        try:
+            return pickle.loads(path.read_bytes())
+        except Exception:  # unreadable: computed again below
+            pass
+    configs = suite(property_cases)
+    base, uses = _baseline(configs, root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_bytes(pickle.dumps((configs, base, uses)))
+    os.replace(partial, path)
+    return configs, base, uses
 
 
 def _scratch_copy(root: Path, folder: Path) -> Path:
@@ -557,8 +639,9 @@ class _Worker:
                                         text=True, env=env, cwd=self.copy)
         self.process.stdin.write(json.dumps(dict(setup, copy=str(self.copy))) + "\n")
 
-    def judge(self, mutant: Mutant, text: str) -> dict:
-        self.process.stdin.write(json.dumps(dict(source=mutant.source, text=text)) + "\n")
+    def judge(self, mutant: Mutant, text: str, function: int | None) -> dict:
+        job = dict(source=mutant.source, text=text, function=function)
+        self.process.stdin.write(json.dumps(job) + "\n")
         self.process.stdin.flush()
         answer = self.process.stdout.readline()
         if not answer:
@@ -573,20 +656,23 @@ class _Worker:
 
 def run(sample: int | None = None, seed: int = 0, jobs: int = 1, tests: bool = True,
         property_cases: int = PROPERTY_CASES, root: Path | None = None,
-        only: Sequence[str] = ()) -> Run:
+        only: Sequence[str] = (), keys: Sequence[str] = (),
+        extra: Sequence[Mutant] = (), log: Path | None = None) -> Run:
     """Judge every mutant (or a ``sample`` drawn with ``seed``; ``only``: sources whose path
-    contains one of these strings) and return the results."""
+    contains one of these strings; ``keys``: just these mutants) and return the results.
+    ``extra`` mutants (made by hand: tests) are judged after the chosen ones; ``log``: a file
+    that gets each result as a JSON line as soon as it is known."""
     from concurrent.futures import ThreadPoolExecutor
 
     started = time.monotonic()
     root = root or source_root()
-    everything = [m for m in mutants(root) if not only or any(s in m.source for s in only)]
-    chosen = choose(everything, sample, seed)
+    everything = [m for m in mutants(root) if (not only or any(s in m.source for s in only))
+                  and (not keys or m.key in keys)]
+    chosen = choose(everything, sample, seed) + list(extra)
     equivalents = load_equivalents(root)
     with tempfile.TemporaryDirectory(prefix="convgen-mutate-") as scratch:
         folder = Path(scratch)
-        configs = suite(property_cases)
-        base, uses = _baseline(configs, root)
+        configs, base, uses = _cached_baseline(root, property_cases)
         (folder / "suite.pickle").write_bytes(pickle.dumps(configs))
         (folder / "base.pickle").write_bytes(pickle.dumps((base, uses)))
         setup = dict(suite=str(folder / "suite.pickle"), base=str(folder / "base.pickle"),
@@ -594,12 +680,16 @@ def run(sample: int | None = None, seed: int = 0, jobs: int = 1, tests: bool = T
         workers = [_Worker(root, folder / f"worker{i}", setup) for i in range(max(1, jobs))]
         free = list(workers)
         texts = {m.source: (root / m.source).read_text(encoding="utf-8") for m in chosen}
+        ranges = {source: functions(text) for source, text in texts.items()
+                  if source.endswith(".py")}
 
         def judge(mutant: Mutant) -> Result:
             worker = free.pop()
             try:
                 planted = apply(mutant, texts[mutant.source])
-                verdict = worker.judge(mutant, planted)
+                function = innermost(ranges[mutant.source], mutant.line) \
+                    if mutant.kind == "python" else None
+                verdict = worker.judge(mutant, planted, function)
             finally:
                 free.append(worker)
             after = planted.splitlines()[mutant.line - 1] \
@@ -607,9 +697,13 @@ def run(sample: int | None = None, seed: int = 0, jobs: int = 1, tests: bool = T
             outcome, why = verdict["outcome"], ""
             if outcome == "survived" and mutant.key in equivalents:
                 outcome, why = "equivalent", equivalents[mutant.key]
-            return Result(mutant.key, mutant.source, mutant.line, mutant.operator,
-                          mutant.before, after, outcome, verdict.get("stage", ""),
-                          verdict.get("by", ""), verdict.get("seconds", 0.0), why)
+            result = Result(mutant.key, mutant.source, mutant.line, mutant.operator,
+                            mutant.before, after, outcome, verdict.get("stage", ""),
+                            verdict.get("by", ""), verdict.get("seconds", 0.0), why)
+            if log is not None:
+                with open(log, "a", encoding="utf-8") as stream:
+                    stream.write(json.dumps(asdict(result)) + "\n")
+            return result
 
         try:
             with ThreadPoolExecutor(len(workers)) as pool:

@@ -58,6 +58,7 @@ def bundled_plan():
 SLOW = ("test_schedules.py", "test_cuda.py", "test_onnxruntime.py", "test_sanitizers.py",
         "test_bench.py", "test_packaging.py")
 SLOW_TESTS = ("test_onnx_conformance_case_through_the_cuda_text_on_the_cpu",
+              "test_a_sample_is_killed_or_justified_and_planted_mistakes_are_named",
               "test_onnx_conformance_case_through_the_fast_schedules",
               "test_generated_kernels_match_the_exact_oracle",
               "test_every_family_compiles_clean_under_strict_flags",

@@ -27,6 +27,8 @@ NOT_RUN = {
         "the quick start: .ci/run runs both commands verbatim (tests/test_packaging.py)",
     ("bash", "# 2. install the test dependencies"):
         "the quick start: .ci/run runs both commands verbatim (tests/test_packaging.py)",
+    ("bash", "# mutation runs"):
+        "minutes to an hour: tests/test_mutate.py runs CI's sample",
     ("bash", "export CUDA_HOME="):
         "needs a GPU, its driver and PyCUDA (tests marked cuda run there)",
 }

@@ -1,0 +1,180 @@
+"""Mutation testing: the operators make the mistakes they name and nothing else, keys are
+stable, the pipeline kills planted mistakes (naming the stage and the config) and lets a
+harmless change survive, and a sample of the real mutants (fixed seed per commit) is killed
+or justified."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from convgen import mutants as mt
+from convgen.cli import main
+from convgen.mutate import choose, load_equivalents, markdown, run, score_table
+
+pytest.importorskip("cosmic_ray")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+LOOP = ("{# a comment: for (long k = 0; k < 3; ++k) #}\n"
+        "#include <string.h>\n"
+        "for (long k0 = 0; k0 < {{ d.kernel }}; ++k0) { /* tap, k < 2 */\n"
+        "    if (!({{ d.inside }})) continue; /* zero padding */\n"
+        "    acc += x[{{ x_index }}] * w[{{ w_index }}];\n"
+        "}\n"
+        "__syncthreads();\n")
+
+
+def _made(text, operator):
+    return {mt.apply(m, text).splitlines()[m.line - 1].strip()
+            for m in mt.template_mutants("t.j2", text) if m.operator == operator}
+
+
+def test_template_operators_make_the_named_mistakes():
+    assert _made(LOOP, "comparison") == {
+        "for (long k0 = 0; k0 <= {{ d.kernel }}; ++k0) { /* tap, k < 2 */"}
+    assert _made(LOOP, "loop bound +1") == {
+        "for (long k0 = 0; k0 < {{ d.kernel }} + 1; ++k0) { /* tap, k < 2 */",
+        "for (long k0 = 0; k0 < {{ d.kernel }} - 1; ++k0) { /* tap, k < 2 */"}
+    assert _made(LOOP, "loop start +1") == {
+        "for (long k0 = 0 + 1; k0 < {{ d.kernel }}; ++k0) { /* tap, k < 2 */"}
+    assert _made(LOOP, "drop guard") == {"/* zero padding */"}
+    assert _made(LOOP, "index +1") == {
+        "acc += x[{{ x_index }} + 1] * w[{{ w_index }}];",
+        "acc += x[{{ x_index }} - 1] * w[{{ w_index }}];",
+        "acc += x[{{ x_index }}] * w[{{ w_index }} + 1];",
+        "acc += x[{{ x_index }}] * w[{{ w_index }} - 1];"}
+    assert _made(LOOP, "drop __syncthreads") == {""}
+
+
+def test_comments_and_preprocessor_lines_are_never_mutated():
+    lines = {m.line for m in mt.template_mutants("t.j2", LOOP)}
+    assert 1 not in lines and 2 not in lines  # the Jinja comment and the #include
+    for m in mt.template_mutants("t.j2", LOOP):  # nor the C comment of a mutated line
+        assert "/* tap, k < 2 */" in mt.apply(m, LOOP) or m.line != 3
+
+
+def test_loop_bounds_of_directly_nested_loops_swap():
+    text = ("for (long a = 0; a < {{ A }}; ++a) {\n"
+            "    for (long b = 0; b < {{ B }}; ++b) {\n")
+    (swap,) = [m for m in mt.template_mutants("t.j2", text) if m.operator == "swap loop bounds"]
+    assert mt.apply(swap, text) == ("for (long a = 0; a < {{ B }}; ++a) {\n"
+                                    "    for (long b = 0; b < {{ A }}; ++b) {\n")
+
+
+PYTHON = '''"""Docstring: 1 + 2."""
+
+__all__ = ["f"]
+
+
+def f(n, k, s):
+    """A formula, floor((n - k) / s) + 1."""
+    if n < k:
+        raise ValueError(f"n={n} below k + 1")
+    return sympy.floor((n - k) / s) + 1
+
+
+def g(n):
+    return n - 1  # pragma: no mutate
+'''
+
+
+def _python(operator):
+    return sorted(mt.apply(m, PYTHON).splitlines()[m.line - 1].strip()
+                  for m in mt.python_mutants("p.py", PYTHON) if m.operator == operator)
+
+
+def test_python_operators_touch_formulas_only():
+    assert {m.line for m in mt.python_mutants("p.py", PYTHON)} == {8, 10}
+    assert _python("FloorCeiling") == ["return sympy.ceiling((n - k) / s) + 1"]
+    assert _python("SwapOperands") == ["return sympy.floor((k - n) / s) + 1",
+                                       "return sympy.floor(s / (n - k)) + 1"]
+    assert _python("NumberReplacer") == ["return sympy.floor((n - k) / s) + 0",
+                                         "return sympy.floor((n - k) / s) + 2"]
+    assert _python("ReplaceComparisonOperator_Lt_LtE") == ["if n <= k:"]
+
+
+def test_keys_survive_edits_elsewhere_in_the_file():
+    before = {m.key for m in mt.template_mutants("t.j2", LOOP)}
+    after = {m.key for m in mt.template_mutants("t.j2", "/* new */\n\n" + LOOP)}
+    assert before == after
+    assert len(before) == len(mt.template_mutants("t.j2", LOOP))  # unique
+
+
+def test_every_template_and_formula_module_has_mutants():
+    found = mt.mutants(ROOT)
+    sources = {m.source for m in found}
+    templates = {p.relative_to(ROOT).as_posix() for p in (ROOT / "templates").rglob("*.j2")}
+    assert templates - {"templates/c/header.h.j2"} <= sources  # the header prints no logic
+    assert "convgen/symbolic.py" in sources
+    assert "convgen/schedules/tuning.py" not in sources  # constants: another correct kernel
+    assert [m.key for m in found] == [m.key for m in mt.mutants(ROOT)]  # deterministic
+    assert len({m.key for m in found}) == len(found)
+
+
+def test_a_sample_is_reproducible_and_in_file_order():
+    everything = mt.mutants(ROOT)
+    first, again = choose(everything, 15, 7), choose(everything, 15, 7)
+    assert first == again and len(first) == 15
+    assert first != choose(everything, 15, 8)
+    order = {m.key: i for i, m in enumerate(everything)}
+    assert [order[m.key] for m in first] == sorted(order[m.key] for m in first)
+
+
+def _by_hand(source, old, new, operator):
+    text = (ROOT / source).read_text()
+    start = text.index(old)
+    return mt._template_mutant(source, text, operator, start, start + len(old), new)
+
+
+def test_equivalent_mutants_name_real_mutants_with_an_argument():
+    keys = {m.key for m in mt.mutants(ROOT)}
+    for key, why in load_equivalents(ROOT).items():
+        assert key in keys, f"mutation.toml: {key} is no mutant of the sources now"
+        assert len(why) > 20
+
+
+def _commit_seed() -> int:
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return 0
+    return int(head[:8], 16)
+
+
+def test_a_sample_is_killed_or_justified_and_planted_mistakes_are_named():
+    """CI's sample: 20 mutants, the seed fixed per commit; with them, three made by hand:
+    two mistakes the pipeline must kill (naming the stage and the config) and a harmless
+    change it must let survive.  One run: the baseline (every config against the exact
+    oracle) is the expensive part."""
+    off_by_one = _by_hand("templates/shared/body.j2", "k{{ i }} < {{ d.kernel }}",
+                          "k{{ i }} < {{ d.kernel }} - 1", "loop bound +1")
+    no_padding = _by_hand("templates/shared/body.j2",
+                          "if (!({{ d.inside }})) continue; /* zero padding */",
+                          "/* zero padding */", "drop guard")
+    harmless = _by_hand("templates/shared/body.j2", "/* input channel in group */",
+                        "/* the input channel within its group */", "comment")
+    result = run(sample=20, seed=_commit_seed(), extra=[off_by_one, no_padding, harmless],
+                 jobs=2)
+    sampled, made = result.results[:-3], result.results[-3:]
+    survivors = [f"{r.key} {r.source}:{r.line} {r.operator}: {r.before.strip()!r} -> "
+                 f"{r.after.strip()!r}" for r in sampled if r.outcome == "survived"]
+    assert not survivors, survivors
+    verdicts = {r.operator: r for r in made}
+    assert verdicts["loop bound +1"].outcome == "killed"
+    assert verdicts["loop bound +1"].stage == "bundled"
+    assert "values differ" in verdicts["loop bound +1"].by
+    assert verdicts["drop guard"].outcome in ("killed", "timeout")
+    assert verdicts["comment"].outcome == "survived"
+    rows = {row["source"]: row for row in score_table(made)}
+    assert rows["all templates"]["score"] == pytest.approx(2 / 3)
+    assert "Survivors (not yet killed or justified): 1" in markdown(result, "convgen mutate")
+
+
+def test_the_command_lists_mutants_and_refuses_bad_options(capsys):
+    assert main(["mutate", "--list", "--only", "conv.c.j2"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed and all("templates/c/conv.c.j2" in line for line in listed)
+    assert main(["mutate", "--sample", "0"]) == 2
+    assert "--sample 0: must be at least 1" in capsys.readouterr().err
