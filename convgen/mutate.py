@@ -5,15 +5,17 @@ template or a formula module) in a scratch copy of the sources, regenerates, and
 fast verification on what changed, stopping at the first failure:
 
 1. **bundled**: every kernel of the bundled layer files (``convgen/examples``), C with its
-   recorded schedule, and the CUDA text on the CPU (PoCL);
+   recorded schedule (built for this machine and for the x86-64 baseline, so code under
+   every rung of the ISA table runs), and the CUDA text on the CPU (PoCL);
 2. **properties**: a fixed seed of random layers of every family, each with every C schedule
    that applies to it (:mod:`convgen.strategies`);
 3. **onnx**: ONNX's conformance cases (Conv, ConvTranspose and every pool), against ONNX's
    expected outputs as well as the exact oracle;
 4. **bounds**: for a formula mutant, the z3 proof of every array access of every kernel
    whose accesses changed;
-5. **tests**: a mutant that survives all of that, or changes no kernel, runs the quick tier
-   (``pytest -m quick -x``) on the mutated copy.
+5. **tests**: a mutant that changes no kernel of the suite (no C or CUDA text, no recorded
+   access) runs the quick tier's formula tests (``pytest -m quick -x``, :data:`FORMULA_TESTS`)
+   on the mutated copy: what it changed is no kernel's, so the kernels cannot judge it.
 
 A kernel is judged as ``convgen verify`` judges it (:func:`convgen.verify.check_kernel`: bit
 for bit against the exact oracle); a kernel that no longer builds under the strict flags, or
@@ -59,7 +61,10 @@ TESTS_TIMEOUT = 900
 PROPERTY_CASES = 40
 PROPERTY_SEED = 20261201
 #: Compile flags of the mutants' kernels: strict, unoptimized (a kill must not wait for -O3).
-FLAGS = ("-O0",)
+FLAGS = ("-O0", "-march=native")
+#: Every changed kernel is also built for the x86-64 baseline: code under another rung of
+#: the ISA table (``#if __AVX512F__ ... #else``) is judged too, not compiled out.
+PORTABLE_FLAGS = ("-O0",)
 EQUIVALENTS = "mutation.toml"
 #: The tests stage: the quick tier's modules that test formulas, shapes, operators, proofs
 #: and the schedule registry directly (the tier's kernel-building tests build what the
@@ -293,13 +298,14 @@ def _check_c(item: tuple, kernel_text, cases: list) -> str:
     from .errors import BuildError
     from .runtime.cbuild import Kernel, build_modules
 
-    try:
-        kernel = Kernel(kernel_text, build_modules([kernel_text], flags=FLAGS))
-    except BuildError as error:
-        return "does not build: " + str(error).splitlines()[-1][:200]
-    problem = _run_cases(kernel, cases)
-    if problem:
-        return f"C kernel ({kernel_text.schedule}): {problem}"
+    for flags in (FLAGS, PORTABLE_FLAGS):
+        try:
+            kernel = Kernel(kernel_text, build_modules([kernel_text], flags=flags))
+        except BuildError as error:
+            return f"does not build ({' '.join(flags)}): " + str(error).splitlines()[-1][:200]
+        problem = _run_cases(kernel, cases)
+        if problem:
+            return f"C kernel ({kernel_text.schedule}, {' '.join(flags)}): {problem}"
     data = item[6]
     if data is not None:
         from .onnx_bridge import compare_with_onnx
@@ -380,20 +386,29 @@ def _affected(job: dict, configs: list, uses: list) -> list[int]:
 
 
 def _child(job: dict, suite_file: str, base: list, uses: list, out) -> None:
-    """In a forked process: import the mutated sources afresh and run the stages."""
-    _fresh_convgen()
-    import convgen.codegen  # noqa: F401  (the mutated generator, imported afresh)
+    """In a forked process: import the mutated sources afresh (a template: read it afresh)
+    and run the stages; a survivor reports how many configs it changed."""
+    if job["source"].endswith(".py"):
+        _fresh_convgen()
+    else:
+        from .targets.base import environment
+
+        environment.cache_clear()
+    import convgen.codegen  # noqa: F401  (the mutated generator)
 
     with open(suite_file, "rb") as stream:
         configs = pickle.load(stream)
+    changed = 0
     for index in _affected(job, configs, uses):
         item = configs[index]
-        stage, problem = _judge(item, _texts(item), base[index])
+        texts = _texts(item)
+        changed += fingerprint(texts) != {k: v for k, v in base[index].items() if k != "cases"}
+        stage, problem = _judge(item, texts, base[index])
         if problem:
             out.write(json.dumps(dict(outcome="killed", stage=stage,
                                       by=f"{item[1]}: {problem}")))
             return
-    out.write(json.dumps(dict(outcome="survived")))
+    out.write(json.dumps(dict(outcome="survived", changed=changed)))
 
 
 def _run_forked(job: dict, suite_file: str, base: list, uses: list, timeout: float) -> dict:
@@ -470,7 +485,7 @@ def worker_main() -> None:
         try:
             path.write_text(job["text"], encoding="utf-8")
             verdict = _run_forked(job, setup["suite"], base, uses, setup["timeout"])
-            if verdict["outcome"] == "survived" and setup["tests"]:
+            if verdict["outcome"] == "survived" and not verdict["changed"] and setup["tests"]:
                 verdict = _tests(copy, setup["tests_timeout"])
         finally:
             path.write_text(original, encoding="utf-8")
