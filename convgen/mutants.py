@@ -86,14 +86,16 @@ _COMPARISON = {"<": "<=", "<=": "<", ">": ">=", ">=": ">", "==": "!=", "!=": "==
 _MINMAX = {"fmaxf": "fminf", "fminf": "fmaxf", "fmax": "fmin", "fmin": "fmax",
            "max": "min", "min": "max", "MAX": "MIN", "MIN": "MAX"}
 _ACCUMULATORS = r"acc|best|best_at|count|have|sum|total"
+#: A ``for`` header's condition; the loop variable may be templated (``k{{ i }}``).
+_LOOP = r"for \([^;]*;\s*[^;<>=]+?\s*(?:<|<=)\s*(?P<m>[^;]+?)\s*;"
 #: (operator, pattern, replacements): each match of ``pattern`` (group ``m`` is replaced,
 #: or the whole match) gives one mutant per replacement, a function of the matched text.
 _TEMPLATE_RULES = (
     ("comparison", re.compile(r"(?<=\s)(?P<m><=|>=|<|>|==|!=)(?=\s)"),
      (lambda m: _COMPARISON[m],)),
-    ("loop bound +1", re.compile(r"for \([^;]*;\s*\w+\s*(?:<|<=)\s*(?P<m>[^;]+?)\s*;"),
+    ("loop bound +1", re.compile(_LOOP),
      (lambda m: f"{m} + 1", lambda m: f"{m} - 1")),
-    ("loop start +1", re.compile(r"for \((?:long|int) \w+ = (?P<m>[^;]+);"),
+    ("loop start +1", re.compile(r"for \((?:long|int) [^=;]+? = (?P<m>[^;]+);"),
      (lambda m: f"{m} + 1",)),
     ("loop step +1", re.compile(r"\w+ \+= (?P<m>[^)]+)\)"), (lambda m: f"{m} + 1",)),
     ("index +1", re.compile(r"\b(?:x|w|y|b|indices)\[(?P<m>[^\[\]]+)\]"),
@@ -127,8 +129,7 @@ def _masked(text: str) -> str:
 def _loop_swaps(source: str, text: str, masked: str) -> Iterator[Mutant]:
     """Swap the bounds of two loops nested directly one in the other (consecutive ``for``
     lines)."""
-    loops = [m for m in re.finditer(r"for \([^;]*;\s*\w+\s*(?:<|<=)\s*(?P<m>[^;]+?)\s*;",
-                                    masked)]
+    loops = list(re.finditer(_LOOP, masked))
     for first, second in zip(loops, loops[1:]):
         if text.count("\n", first.end(), second.start()) != 1:
             continue

@@ -178,3 +178,41 @@ def test_the_command_lists_mutants_and_refuses_bad_options(capsys):
     assert listed and all("templates/c/conv.c.j2" in line for line in listed)
     assert main(["mutate", "--sample", "0"]) == 2
     assert "--sample 0: must be at least 1" in capsys.readouterr().err
+
+
+def _render_with(monkeypatch, mutant):
+    """Generate through a Jinja environment that reads ``mutant``'s template planted."""
+    import jinja2
+
+    from convgen.resources import templates_dir
+    from convgen.targets import base, c
+
+    name = mutant.source.removeprefix("templates/")
+    planted = mt.apply(mutant, (ROOT / mutant.source).read_text())
+    env = base.environment()
+    mutated = env.overlay(loader=jinja2.ChoiceLoader([
+        jinja2.DictLoader({name: planted}), jinja2.FileSystemLoader(str(templates_dir()))]))
+    monkeypatch.setattr(c, "environment", lambda: mutated)
+
+
+@pytest.mark.parametrize("old", ["{{ w_index }}", "{{ d.kernel }}"])
+def test_translation_validation_catches_mistakes_planted_in_a_template(monkeypatch, old):
+    """A wrong weight index (``w[... - 1]``) and an off-by-one tap loop (``k < K - 1``)
+    planted in the template itself, not in generated text: ``verify --exhaustive``'s probes
+    name the offending tap, input and output."""
+    from convgen.exhaustive import validate
+    from convgen.runtime.cbuild import compile_kernels
+    from convgen.spec import Conv2d
+
+    source = "templates/shared/body.j2"
+    text = (ROOT / source).read_text()
+    mutant = next(m for m in mt.template_mutants(source, text)
+                  if text[m.site[0]:m.site[1]] == old and m.site[2] == f"{old} - 1")
+    _render_with(monkeypatch, mutant)
+    (kernel,) = compile_kernels([(Conv2d(2, 2, 3, padding=1), (2, 5, 5), "planted")],
+                                schedule="reference")
+    assert old + " - 1" in mutant.after
+    verdict = validate(kernel)
+    assert verdict.status == "failed"
+    assert "tap w[" in verdict.detail and "from x[" in verdict.detail \
+        and "y[" in verdict.detail, verdict.detail
