@@ -347,11 +347,25 @@ def _bench_cuda(args: argparse.Namespace, batches: list, names: list | None, rep
     return 0
 
 
+def _resumed(path: str) -> list:
+    """The results a ``--log`` file holds (one JSON object a line)."""
+    import json
+
+    from .mutate import Result
+
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        return [Result(**json.loads(line)) for line in lines if line.strip()]
+    except (OSError, ValueError, TypeError) as error:
+        raise ConvgenError(f"--resume {path}: not a convgen mutate --log file ({error})") \
+            from None
+
+
 def _mutate(args: argparse.Namespace) -> int:
     import json
 
     from .mutants import mutants
-    from .mutate import document, markdown, run, score_table, source_root
+    from .mutate import document, markdown, rerun, run, score_table, source_root
 
     if args.sample is not None and args.sample < 1:
         raise ConvgenError(f"--sample {args.sample}: must be at least 1")
@@ -363,8 +377,16 @@ def _mutate(args: argparse.Namespace) -> int:
                 print(f"{mutant.key}  {mutant.describe()}")
         return 0
     log = Path(_output_file(args.log, "--log")) if args.log else None
-    result = run(args.sample, args.seed, args.jobs, tests=not args.no_tests, only=args.only,
-                 log=log)
+    if args.rerun:
+        try:
+            previous = json.loads(Path(args.rerun).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise ConvgenError(f"--rerun {args.rerun}: cannot read it ({error})") from None
+        result = rerun(previous, args.jobs, tests=not args.no_tests, log=log)
+    else:
+        resume = _resumed(args.resume) if args.resume else ()
+        result = run(args.sample, args.seed, args.jobs, tests=not args.no_tests,
+                     only=args.only, log=log, resume=resume)
     for row in score_table(result.results):
         print(f"{row['source']:44} {row['total']:5} mutants  killed {row['killed']:5}  "
               f"timeout {row['timeout']:3}  survived {row['survived']:3}  equivalent "
@@ -378,7 +400,8 @@ def _mutate(args: argparse.Namespace) -> int:
         print(f"wrote {args.json}")
     if args.markdown:
         command = "convgen mutate" + (f" --sample {args.sample} --seed {args.seed}"
-                                      if args.sample else "")
+                                      if args.sample else "") + \
+            (f" --rerun {args.rerun}" if args.rerun else "")
         _write_text(args.markdown, markdown(result, command), "--markdown")
         print(f"wrote {args.markdown}")
     return 1 if survivors else 0
@@ -544,6 +567,11 @@ def build_parser() -> argparse.ArgumentParser:
     mutate.add_argument("--no-tests", action="store_true",
                         help="skip the last stage (the quick tier on each survivor)")
     mutate.add_argument("--list", action="store_true", help="list the mutants and exit")
+    mutate.add_argument("--resume", metavar="LOG",
+                        help="keep the kills of an interrupted run's --log, judge the rest")
+    mutate.add_argument("--rerun", metavar="FILE.json",
+                        help="judge again only the survivors of an earlier run (its --json), "
+                        "keeping its other verdicts")
     mutate.add_argument("--json", metavar="FILE", help="write every result as JSON")
     mutate.add_argument("--log", metavar="FILE",
                         help="append each result to FILE as a JSON line as soon as it is known")

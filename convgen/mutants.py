@@ -272,10 +272,13 @@ def python_sources(root: Path) -> list[str]:
 
 
 def mutants(root: Path) -> list[Mutant]:
-    """Every mutant of the generator's sources under ``root`` (a source checkout), in file
-    order."""
+    """Every mutant of the generator's sources under ``root`` (a source checkout): the
+    templates, then ``symbolic.py``, then the schedule modules, each in file order."""
     found = []
-    for path in _sources(root):
+    order = {"templates": 0, "convgen/symbolic.py": 1}
+    for path in sorted(_sources(root), key=lambda p: (
+            order.get(p.relative_to(root).parts[0], order.get(
+                p.relative_to(root).as_posix(), 2)), p)):
         source = path.relative_to(root).as_posix()
         text = path.read_text(encoding="utf-8")
         found += python_mutants(source, text) if path.suffix == ".py" \

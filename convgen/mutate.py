@@ -13,9 +13,10 @@ fast verification on what changed, stopping at the first failure:
    expected outputs as well as the exact oracle;
 4. **bounds**: for a formula mutant, the z3 proof of every array access of every kernel
    whose accesses changed;
-5. **tests**: a mutant that changes no kernel of the suite (no C or CUDA text, no recorded
-   access) runs the quick tier's formula tests (``pytest -m quick -x``, :data:`FORMULA_TESTS`)
-   on the mutated copy: what it changed is no kernel's, so the kernels cannot judge it.
+5. **tests**: a mutant that changes no kernel text of the suite (C or CUDA; it may have
+   changed what the bounds proofs assume) runs the quick tier's formula tests (``pytest -m
+   quick -x``, :data:`FORMULA_TESTS`) on the mutated copy: what it changed is no kernel's,
+   so the kernels cannot judge it.
 
 A kernel is judged as ``convgen verify`` judges it (:func:`convgen.verify.check_kernel`: bit
 for bit against the exact oracle); a kernel that no longer builds under the strict flags, or
@@ -50,8 +51,8 @@ from .errors import ConvgenError
 from .mutants import Mutant, apply, mutants
 from .progress import track
 
-__all__ = ["Result", "Run", "document", "load_equivalents", "markdown", "run", "score_table",
-           "source_root"]
+__all__ = ["Result", "Run", "document", "load_equivalents", "markdown", "rerun", "run",
+           "score_table", "source_root"]
 
 STAGES = ("bundled", "properties", "onnx", "bounds", "tests")
 #: Seconds one mutant may take (every stage but the tests), and the tests.
@@ -60,11 +61,16 @@ TESTS_TIMEOUT = 900
 #: Random layers of the properties stage: how many, from which seed.
 PROPERTY_CASES = 40
 PROPERTY_SEED = 20261201
-#: Compile flags of the mutants' kernels: strict, unoptimized (a kill must not wait for -O3).
-FLAGS = ("-O0", "-march=native")
+#: Schedules documented to sum in the reference schedule's order, bit for bit on any data.
+SAME_ORDER = ("blocked",)
+#: Compile flags of the mutants' kernels: strict, lightly optimized (a kill must not wait
+#: for -O3, nor a big layer for -O0 code).
+FLAGS = ("-O1", "-march=native")
 #: Every changed kernel is also built for the x86-64 baseline: code under another rung of
 #: the ISA table (``#if __AVX512F__ ... #else``) is judged too, not compiled out.
-PORTABLE_FLAGS = ("-O0",)
+PORTABLE_FLAGS = ("-O1",)
+#: The CUDA text is run on the CPU (PoCL) for configs of at most this many FLOPs a sample.
+CUDA_WORK = 5 * 10**6
 EQUIVALENTS = "mutation.toml"
 #: The tests stage: the quick tier's modules that test formulas, shapes, operators, proofs
 #: and the schedule registry directly (the tier's kernel-building tests build what the
@@ -170,13 +176,16 @@ def _property_items(count: int, seed: int) -> list[tuple]:
     from .schedules import applicable
 
     share = max(1, count // 8)
-    drawn = (_draw(st.layers_with_inputs(families=st.FAMILIES), count - 4 * share, seed)
-             + _draw(st.blocked_convs(), share, seed) + _draw(st.blocked_pools(), share, seed)
-             + _draw(st.winograd_convs(), share, seed)
-             + _draw(st.blocked_adaptive_pools(), share, seed))
+    general = _draw(st.layers_with_inputs(families=st.FAMILIES), count - 4 * share, seed)
+    fast = (_draw(st.blocked_convs(), share, seed) + _draw(st.blocked_pools(), share, seed)
+            + _draw(st.winograd_convs(), share, seed)
+            + _draw(st.blocked_adaptive_pools(), share, seed))
+    # the other C type too: every third general layer, and every fast one in both (their
+    # vectors hold 8 floats or 4 doubles: different code)
+    cases = [(case, "float64" if i % 3 == 2 else "float32") for i, case in enumerate(general)]
+    cases += [(case, dtype) for case in fast for dtype in ("float32", "float64")]
     items = []
-    for number, (layer, shape) in enumerate(drawn):
-        dtype = "float64" if number % 3 == 2 else "float32"  # the other C type too
+    for number, ((layer, shape), dtype) in enumerate(cases):
         for schedule, reason in sorted(applicable(lower(layer, shape, dtype), "c").items()):
             if reason is None:
                 items.append(("properties", f"case{number}_{schedule}", layer, tuple(shape),
@@ -352,11 +361,14 @@ def _judge(item: tuple, texts: dict, base: dict) -> tuple[str, str]:
         if isinstance(texts[part], str) or base[part].startswith("error: "):
             return stage, f"the generator now says {now[part][:200]!r} (before: " \
                           f"{base[part][:120]!r})"
-        problem = (_check_c if part == "c" else _check_cuda)(item, texts[part],
-                                                             base["cases"])
+        if part == "cuda" and int(item[2].flops(item[3])) > CUDA_WORK:
+            continue  # slow under PoCL; smaller configs of the same schedules judge it
+        cases = base["cases"] + base["real"] if part == "c" else base["cases"]
+        problem = (_check_c if part == "c" else _check_cuda)(item, texts[part], cases)
         if problem:
             return stage, problem
-    if now.get("accesses") != base.get("accesses") and not isinstance(texts["c"], str):
+    if now.get("accesses") != base.get("accesses") and not isinstance(texts["c"], str) \
+            and stage != "onnx":  # the bundled and random layers prove the same accesses
         problem = _check_bounds(texts["c"])
         if problem:
             return "bounds", problem
@@ -402,7 +414,8 @@ def _child(job: dict, suite_file: str, base: list, uses: list, out) -> None:
     for index in _affected(job, configs, uses):
         item = configs[index]
         texts = _texts(item)
-        changed += fingerprint(texts) != {k: v for k, v in base[index].items() if k != "cases"}
+        now = fingerprint(texts)
+        changed += now["c"] != base[index]["c"] or now["cuda"] != base[index]["cuda"]
         stage, problem = _judge(item, texts, base[index])
         if problem:
             out.write(json.dumps(dict(outcome="killed", stage=stage,
@@ -559,9 +572,11 @@ def _template_closure(root: Path) -> dict[str, set]:
     return closure
 
 
-def _verified(item: tuple, kernel_text) -> list[tuple]:
+def _verified(item: tuple, kernel_text) -> tuple[list, list]:
     """Build the unmutated kernel of a config, judge it against the exact oracle (and
-    ONNX's expected outputs, and its bounds proofs), and return its cases."""
+    ONNX's expected outputs, and its bounds proofs), and return its cases; for a schedule
+    that sums in the reference schedule's order (``blocked``), also real-valued cases that
+    the reference schedule's kernel computes to the same bits."""
     from .runtime.cbuild import Kernel, build_modules
     from .verify import check_kernel
 
@@ -570,10 +585,37 @@ def _verified(item: tuple, kernel_text) -> list[tuple]:
     cases = _cases(kernel)
     problem = "" if outcome.passed else outcome.detail
     problem = problem or _check_c(item, kernel_text, cases) or _check_bounds(kernel_text)
+    real = _real_cases(item, kernel) if kernel_text.schedule in SAME_ORDER else []
+    if real is None:
+        problem = problem or "the blocked kernel and the reference differ on real data"
     if problem:
         raise ConvgenError(f"the unmutated generator fails {item[0]} config {item[1]}: "
                            f"{problem}; fix that before measuring mutants")
-    return cases
+    return cases, real
+
+
+def _real_cases(item: tuple, kernel) -> list | None:
+    """Real-valued inputs (normal deviates: every sum rounds) with the kernel's outputs,
+    when the reference schedule's kernel computes the same bits on them; None if not."""
+    import numpy as np
+
+    from .codegen import generate
+    from .runtime.cbuild import Kernel, build_modules
+
+    g = kernel.generated
+    reference = generate(g.layer, g.input_shape, g.dtype, g.name + "_ref",
+                         schedule="reference")
+    oracle = Kernel(reference, build_modules([reference], flags=FLAGS))
+    rng = np.random.default_rng(1)
+    real = []
+    for _ in range(2):
+        args = [rng.standard_normal(a.shape).astype(g.dtype)
+                for a in _cases(kernel)[0][0]]
+        want = kernel(*args)
+        if not _same(oracle(*args), want):
+            return None
+        real.append((args, want))
+    return real
 
 
 def _baseline(configs: list, root: Path) -> tuple[list, list]:
@@ -587,10 +629,10 @@ def _baseline(configs: list, root: Path) -> tuple[list, list]:
     for item in track(configs, "baseline", lambda item: item[1]):
         texts, called = calls.during(_texts, item)
         record, used = fingerprint(texts), set(called)
-        record["cases"] = []
+        record["cases"], record["real"] = [], []
         if not isinstance(texts["c"], str):
             used |= closure[texts["c"].template] | closure["c/header.h.j2"]
-            record["cases"] = _verified(item, texts["c"])
+            record["cases"], record["real"] = _verified(item, texts["c"])
         if not isinstance(texts["cuda"], str):
             used |= closure["cuda/kernel.cu.j2"]
         base.append(record)
@@ -672,11 +714,14 @@ class _Worker:
 def run(sample: int | None = None, seed: int = 0, jobs: int = 1, tests: bool = True,
         property_cases: int = PROPERTY_CASES, root: Path | None = None,
         only: Sequence[str] = (), keys: Sequence[str] = (),
-        extra: Sequence[Mutant] = (), log: Path | None = None) -> Run:
+        extra: Sequence[Mutant] = (), log: Path | None = None,
+        resume: Sequence[Result] = ()) -> Run:
     """Judge every mutant (or a ``sample`` drawn with ``seed``; ``only``: sources whose path
     contains one of these strings; ``keys``: just these mutants) and return the results.
     ``extra`` mutants (made by hand: tests) are judged after the chosen ones; ``log``: a file
-    that gets each result as a JSON line as soon as it is known."""
+    that gets each result as a JSON line as soon as it is known; ``resume``: results of an
+    interrupted run (its log) whose kills stand (the stages only ever get stronger), so
+    only the rest are judged."""
     from concurrent.futures import ThreadPoolExecutor
 
     started = time.monotonic()
@@ -684,6 +729,9 @@ def run(sample: int | None = None, seed: int = 0, jobs: int = 1, tests: bool = T
     everything = [m for m in mutants(root) if (not only or any(s in m.source for s in only))
                   and (not keys or m.key in keys)]
     chosen = choose(everything, sample, seed) + list(extra)
+    standing = {r.key: r for r in resume if r.outcome in ("killed", "timeout")}
+    kept = [standing[m.key] for m in chosen if m.key in standing]
+    chosen = [m for m in chosen if m.key not in standing]
     equivalents = load_equivalents(root)
     with tempfile.TemporaryDirectory(prefix="convgen-mutate-") as scratch:
         folder = Path(scratch)
@@ -723,8 +771,8 @@ def run(sample: int | None = None, seed: int = 0, jobs: int = 1, tests: bool = T
         try:
             with ThreadPoolExecutor(len(workers)) as pool:
                 futures = [pool.submit(judge, m) for m in chosen]
-                results = [f.result() for f in track(futures, "judge mutants",
-                                                       lambda f: "")]
+                results = kept + [f.result() for f in track(futures, "judge mutants",
+                                                              lambda f: "")]
         finally:
             for worker in workers:
                 worker.close()
@@ -757,8 +805,30 @@ def document(result: Run) -> dict:
     """The run as JSON-ready data."""
     return dict(schema="convgen-mutate/1", total=result.total, sample=result.sample,
                 seed=result.seed, seconds=round(result.seconds, 1), stages=list(result.stages),
+                notes=list(result.notes),
                 scores=score_table(result.results),
                 mutants=[asdict(r) for r in result.results])
+
+
+def rerun(previous: dict, jobs: int = 1, tests: bool = True, log: Path | None = None) -> Run:
+    """Judge again the survivors of an earlier run (its :func:`document`) and keep its
+    other verdicts: after new tests or a fix, this confirms the survivors are now killed
+    without judging everything again.  A survivor whose line has changed since is no
+    mutant any more and is dropped (the full run is the authority: run it again)."""
+    if previous.get("schema") != "convgen-mutate/1":
+        raise ConvgenError("--rerun: not a convgen mutate --json document (schema "
+                           f"{previous.get('schema')!r})")
+    old = [Result(**entry) for entry in previous["mutants"]]
+    again = [r.key for r in old if r.outcome in ("survived", "equivalent")]
+    fresh = run(jobs=jobs, tests=tests, keys=again, log=log) if again else \
+        Run([], previous["total"], None, previous["seed"], 0.0)
+    judged = {r.key: r for r in fresh.results}
+    merged = [judged.get(r.key, r) for r in old
+              if r.outcome not in ("survived", "equivalent") or r.key in judged]
+    notes = [f"survivors of the full run judged again: {len(again)}, of which "
+             f"{len(again) - len(judged)} are no mutants any more"]
+    return Run(merged, previous["total"], previous["sample"], previous["seed"],
+               previous["seconds"] + fresh.seconds, notes=notes)
 
 
 def _percent(value: float) -> str:
@@ -774,7 +844,8 @@ def markdown(result: Run, command: str) -> str:
              + (f" (a sample, seed {result.seed})" if result.sample else "")
              + f", {result.seconds / 60:.0f} min. Score = (killed + timeout) / (total - "
              "equivalent). How each is made and judged: `convgen/mutants.py`, "
-             "`convgen/mutate.py`; equivalent mutants and why: `mutation.toml`.", "",
+             "`convgen/mutate.py`; equivalent mutants and why: `mutation.toml`.",
+             *(["", *[f"Note: {note}." for note in result.notes]] if result.notes else []), "",
              "| source | mutants | killed | timeout | survived | equivalent | score |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for row in rows:

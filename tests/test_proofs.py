@@ -1,6 +1,8 @@
 """Proofs: the catalogue, refutations re-checked numerically, unknown never called proved,
 layer statements, and bounds safety of generated kernels (with an injected off-by-one)."""
 
+import itertools
+
 import sympy
 import z3
 from hypothesis import given, settings
@@ -115,3 +117,64 @@ def test_an_off_by_one_in_an_index_expression_is_caught(monkeypatch):
     example = failed[0].counterexample
     assert example["p0"] == 6 or example["p1"] == 6  # one past the last row or column
     assert set(example) >= {"n", "oc", "o0", "o1", "k0", "k1", "ic"}
+
+
+# --------------------------------------------------------------------------- proof domains
+
+_DOMAIN_LAYERS = [
+    (convgen.Conv2d(3, 16, 3, padding=1), (3, 9, 20)),
+    (convgen.Conv2d(4, 6, (2, 3), stride=(2, 1), padding=((1, 0), (2, 1)), groups=2),
+     (4, 7, 19)),
+    (convgen.ConvTranspose2d(2, 3, 3, stride=2, padding=1), (2, 4, 5)),
+    (convgen.MaxPool2d(3, stride=(2, 1), padding=1, ceil_mode=True), (2, 7, 20)),
+    (convgen.AvgPool2d(2, padding=1, count_include_pad=False), (3, 6, 18)),
+    (convgen.AdaptiveAvgPool2d((2, 3)), (12, 5, 7)),
+    (convgen.GlobalAvgPool(2), (12, 3, 4)),
+    (convgen.GlobalMaxPool(2), (20, 3, 3)),
+]
+
+
+def _loop_stops(domain) -> dict:
+    """``{s: stop}`` of every loop counter ``0 <= s < stop`` of an access's domain."""
+    starts = {c.lhs for c in domain if isinstance(c, sympy.GreaterThan) and c.rhs == 0}
+    return {c.lhs: c.rhs for c in domain
+            if isinstance(c, sympy.StrictLessThan) and c.lhs in starts}
+
+
+def _kernels_of_every_schedule():
+    from convgen.lower import lower
+    from convgen.schedules import applicable
+
+    for layer, shape in _DOMAIN_LAYERS:
+        for dtype in ("float32", "float64"):
+            for schedule, reason in applicable(lower(layer, shape, dtype), "c").items():
+                if reason is None:
+                    yield codegen.generate(layer, shape, dtype, schedule=schedule)
+
+
+def test_every_access_domain_admits_batch_one_and_the_corners_of_its_derived_indices():
+    """A bounds proof says something only about the iterations its domain admits: the
+    domain of every recorded access must admit batch 1 whenever it admits any batch (an
+    access on a path no iteration of this layer takes has an empty domain), and every
+    corner (first and last value of each loop counter) of each variable the domain defines
+    by an equation (a channel ``C = cb*lanes + lane``, a position from a block and a lane),
+    so that no iteration the kernel runs is missing from what z3 proved."""
+    from convgen.lower import BATCH
+    from convgen.solver import unsatisfiable
+
+    for kernel in _kernels_of_every_schedule():
+        for access in kernel.accesses:
+            full = [sympy.sympify(c) for c in access.domain]
+            domain = [c.subs(BATCH, 1) for c in full]
+            where = f"{kernel.name} ({kernel.schedule}, {kernel.dtype}): {access.where}"
+            if unsatisfiable(domain):
+                assert unsatisfiable(full), f"{where}: its domain excludes batch 1"
+                continue
+            stops = _loop_stops(domain)
+            for equation in [c for c in domain if isinstance(c, sympy.Equality)]:
+                counters = sorted((s for s in equation.rhs.free_symbols
+                                   if s in stops and stops[s].is_number), key=str)[:3]
+                for corner in itertools.product(*[(0, int(stops[s]) - 1) for s in counters]):
+                    fixed = [sympy.Eq(s, v) for s, v in zip(counters, corner)]
+                    assert not unsatisfiable(domain + fixed), \
+                        f"{where}: {equation} excludes the iteration {dict(zip(counters, corner))}"
