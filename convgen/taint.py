@@ -101,13 +101,14 @@ def _tokens(text: str) -> list[tuple[str, int]]:
     return found
 
 
-def _match(tokens: list[str], at: int) -> int:
-    """The index of the bracket closing the one at ``at``."""
-    depth = 0
-    for index in range(at, len(tokens)):
-        if tokens[index] in _OPEN:
+def _match(tokens: list[str], at: int, step: int = 1) -> int:
+    """The index of the bracket closing the one at ``at`` (``step=-1``: opening the one
+    closing at ``at``)."""
+    depth, inward, outward = 0, *((_OPEN, _CLOSE) if step > 0 else (_CLOSE, _OPEN))
+    for index in range(at, len(tokens) if step > 0 else -1, step):
+        if tokens[index] in inward:
             depth += 1
-        elif tokens[index] in _CLOSE:
+        elif tokens[index] in outward:
             depth -= 1
             if not depth:
                 return index
@@ -190,15 +191,7 @@ def _arguments(tokens: list[str], open_at: int) -> list[tuple[int, int]]:
 
 def _back(tokens: list[str], at: int) -> int:
     """The index of the bracket opening the one closing at ``at``."""
-    depth = 0
-    for index in range(at, -1, -1):
-        if tokens[index] in _CLOSE:
-            depth += 1
-        elif tokens[index] in _OPEN:
-            depth -= 1
-            if not depth:
-                return index
-    raise SpecError(f"taint check: unbalanced {tokens[at]!r} in the C text")
+    return _match(tokens, at, -1)
 
 
 def _operand(tokens: list[str], at: int, stops: set) -> tuple[int, int]:
