@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PYTHON_SOURCES", "TEMPLATE_GLOBS", "Mutant", "apply", "mutants", "python_mutants",
-           "python_sources", "template_mutants"]
+__all__ = ["PYTHON_SOURCES", "TEMPLATE_GLOBS", "Mutant", "Place", "apply", "mutants",
+           "python_mutants", "python_sources", "template_mutants"]
 
 #: The generator's sources that are mutated, relative to the repository root.
 TEMPLATE_GLOBS = ("templates/**/*.j2",)
@@ -37,11 +37,9 @@ PYTHON_SKIPPED = ("convgen/schedules/tuning.py", "convgen/schedules/__init__.py"
 
 
 @dataclass(frozen=True)
-class Mutant:
-    """One planted mistake: ``source`` (relative to the root) with ``after`` for ``before``
-    on ``line``.  ``site`` says how to make it: ``(start, end, text)`` for a template (a
-    character span of the file), ``(operator, occurrence)`` for Python (Cosmic Ray's
-    numbering)."""
+class Place:
+    """Which mistake, where: its stable ``key``, the file (relative to the root), the line
+    and its text before and after, and the operator that made it."""
 
     key: str
     source: str
@@ -49,6 +47,14 @@ class Mutant:
     operator: str
     before: str
     after: str
+
+
+@dataclass(frozen=True)
+class Mutant(Place):
+    """One planted mistake: ``source`` with ``after`` for ``before`` on ``line``.  ``site``
+    says how to make it: ``(start, end, text)`` for a template (a character span of the
+    file), ``(operator, occurrence)`` for Python (Cosmic Ray's numbering)."""
+
     site: tuple
 
     @property

@@ -48,7 +48,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import ConvgenError
-from .mutants import Mutant, apply, mutants
+from .mutants import Mutant, Place, apply, mutants
 from .progress import track
 
 __all__ = ["Result", "Run", "document", "load_equivalents", "markdown", "rerun", "run",
@@ -81,15 +81,9 @@ FORMULA_TESTS = ("test_shapes.py", "test_toeplitz.py", "test_proofs.py", "test_r
 
 
 @dataclass(frozen=True)
-class Result:
+class Result(Place):
     """The verdict on one mutant."""
 
-    key: str
-    source: str
-    line: int
-    operator: str
-    before: str
-    after: str
     outcome: str            # killed, timeout, survived, equivalent
     stage: str = ""         # the stage that killed it
     by: str = ""            # the config or test that killed it, and how
