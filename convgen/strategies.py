@@ -21,7 +21,7 @@ from .spec import LAYER_TYPES, Layer, family_of
 
 __all__ = ["CONV_KINDS", "FAMILIES", "POOL_KINDS", "adaptive_layers", "blocked_adaptive_pools",
            "blocked_convs", "blocked_pools", "conv_layers", "input_shape_for",
-           "layers_with_inputs", "pool_layers", "winograd_convs"]
+           "layers_with_inputs", "pool_layers", "winograd_convs", "with_specials"]
 
 CONV_KINDS = ("Conv", "ConvTranspose")
 POOL_KINDS = ("MaxPool", "AvgPool", "LPPool")
@@ -161,6 +161,17 @@ def adaptive_layers(draw, ndim=ANY_NDIM, max_output: int = 5) -> Layer:
     size = tuple(draw(st.one_of(st.none(), st.integers(1, max_output))) for _ in range(n))
     extra = {"return_indices": draw(st.booleans())} if cls.reduction == "max" else {}
     return cls(size, **extra)
+
+
+def with_specials(x, rng):
+    """``x`` (a float array, changed in place and returned) with about 5 % of its elements
+    replaced by NaN, -0, +0, +inf or -inf: the values that decide ties and NaN handling."""
+    import numpy as np
+
+    specials = np.array([np.nan, -0.0, 0.0, np.inf, -np.inf], x.dtype)
+    where = rng.random(x.shape) < 0.05
+    x[where] = rng.choice(specials, where.sum())
+    return x
 
 
 #: The strategy groups of :func:`layers_with_inputs` (``conv`` covers transposed convolutions,

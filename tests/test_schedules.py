@@ -19,6 +19,7 @@ from convgen.strategies import (
     blocked_convs,
     blocked_pools,
     winograd_convs,
+    with_specials,
 )
 from convgen.verify import check_kernel
 from tests.conftest import BULK, BULK_EXAMPLES
@@ -26,14 +27,6 @@ from tests.helpers import compile_strict, needs_compiler
 from tests.test_sanitizers import assert_clean_under_sanitizers
 
 FAST = ["blocked", "packed"]
-
-
-def _with_specials(x, rng):
-    """``x`` with about 5 % of its elements replaced by NaN, -0, +0, +inf or -inf."""
-    specials = np.array([np.nan, -0.0, 0.0, np.inf, -np.inf], x.dtype)
-    where = rng.random(x.shape) < 0.05
-    x[where] = rng.choice(specials, where.sum())
-    return x
 
 
 @pytest.mark.parametrize("schedule", FAST)
@@ -236,7 +229,7 @@ def test_blocked_pools_match_the_exact_oracle(cases, dtype):
 def test_blocked_pools_equal_reference_bit_for_bit_with_nans_and_signed_zeros(case, seed):
     layer, shape = case
     rng = np.random.default_rng(seed)
-    x = _with_specials(rng.standard_normal((2, *shape)).astype(np.float32), rng)
+    x = with_specials(rng.standard_normal((2, *shape)).astype(np.float32), rng)
     blocked, reference = [compile_kernels([(layer, shape, f"pool_{s}")], schedule=s)[0]
                           for s in ("blocked", "reference")]
     assert _same_bits_or_both_nan(blocked(x), reference(x))
@@ -372,7 +365,7 @@ def test_blocked_adaptive_pools_match_the_exact_oracle(cases, dtype):
 def test_blocked_adaptive_pools_equal_reference_bit_for_bit_with_nans(case, seed):
     layer, shape = case
     rng = np.random.default_rng(seed)
-    x = _with_specials(rng.standard_normal((2, *shape)).astype(np.float32), rng)
+    x = with_specials(rng.standard_normal((2, *shape)).astype(np.float32), rng)
     blocked, reference = [compile_kernels([(layer, shape, f"adaptive_{s}")], schedule=s)[0]
                           for s in ("blocked", "reference")]
     assert _same_bits_or_both_nan(blocked(x), reference(x))
