@@ -376,6 +376,10 @@ def _mutate(args: argparse.Namespace) -> int:
             if not args.only or any(s in mutant.source for s in args.only):
                 print(f"{mutant.key}  {mutant.describe()}")
         return 0
+    import signal
+
+    # a stopped run cleans up its scratch copies and workers: SIGTERM unwinds like Ctrl-C
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     log = Path(_output_file(args.log, "--log")) if args.log else None
     if args.rerun:
         try:

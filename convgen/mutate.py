@@ -55,8 +55,8 @@ __all__ = ["Result", "Run", "document", "load_equivalents", "markdown", "rerun",
            "score_table", "source_root"]
 
 STAGES = ("bundled", "properties", "onnx", "bounds", "tests")
-#: Seconds one mutant may take (every stage but the tests), and the tests.
-TIMEOUT = 120
+#: Seconds one config of a mutant may take (a hang: a timeout), and the tests stage.
+TIMEOUT = 60
 TESTS_TIMEOUT = 900
 #: Random layers of the properties stage: how many, from which seed.
 PROPERTY_CASES = 40
@@ -391,6 +391,9 @@ def _judge(item: tuple, texts: dict, base: dict) -> tuple[str, str]:
 # --------------------------------------------------------------------------- the worker
 
 
+_PROGRESS = "."  # what a child writes after each config it has judged
+
+
 def _fresh_convgen() -> None:
     """Forget every convgen module, so the next import reads the (mutated) files."""
     for name in [n for n in sys.modules if n == "convgen" or n.startswith("convgen.")]:
@@ -430,6 +433,8 @@ def _child(job: dict, suite_file: str, base: list, uses: list, out) -> None:
         now = fingerprint(texts)
         changed += now["c"] != base[index]["c"] or now["cuda"] != base[index]["cuda"]
         stage, problem = _judge(item, texts, base[index])
+        out.write(_PROGRESS)
+        out.flush()
         if problem:
             out.write(json.dumps(dict(outcome="killed", stage=stage,
                                       by=f"{item[1]}: {problem}")))
@@ -438,13 +443,12 @@ def _child(job: dict, suite_file: str, base: list, uses: list, out) -> None:
 
 
 def _run_forked(job: dict, suite_file: str, base: list, uses: list, timeout: float) -> dict:
-    """The stages for one mutant in a forked child, with a time limit; a crash or a hang
-    is a kill."""
+    """The stages for one mutant in a forked child; a crash is a kill, and so is a hang:
+    no progress (the child reports each config it has judged) for ``timeout`` seconds."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child
         os.close(read)
-        code = 0
         try:
             with os.fdopen(write, "w") as out:
                 try:
@@ -454,23 +458,25 @@ def _run_forked(job: dict, suite_file: str, base: list, uses: list, timeout: flo
                                               by=f"the generator raises "
                                                  f"{type(error).__name__}: {error}"[:400])))
         finally:
-            os._exit(code)
+            os._exit(0)
     os.close(write)
-    started, chunks = time.monotonic(), []
-    with os.fdopen(read) as stream:
+    chunks = []
+    try:
         while True:
-            left = timeout - (time.monotonic() - started)
-            ready, _, _ = select.select([stream], [], [], max(left, 0))
+            ready, _, _ = select.select([read], [], [], timeout)
             if not ready:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
-                return dict(outcome="timeout", stage="", by=f"no verdict in {timeout:g} s")
-            chunk = stream.read()
-            chunks.append(chunk)
-            if chunk == "":
+                return dict(outcome="timeout", stage="",
+                            by=f"one config made no progress in {timeout:g} s")
+            chunk = os.read(read, 1 << 16)
+            if not chunk:
                 break
+            chunks.append(chunk)
+    finally:
+        os.close(read)
     _, status = os.waitpid(pid, 0)
-    text = "".join(chunks)
+    text = b"".join(chunks).decode().lstrip(_PROGRESS)
     if not text:
         how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else \
             f"exit {os.WEXITSTATUS(status)}"
