@@ -35,6 +35,7 @@ import json
 import os
 import pickle
 import random
+import re
 import select
 import shutil
 import signal
@@ -257,6 +258,14 @@ def _texts(item: tuple) -> dict:
     return texts
 
 
+def code(text: str) -> str:
+    """C or CUDA text without its comments and with its whitespace runs made one space:
+    two texts with the same code are the same program."""
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    text = re.sub(r"//[^\n]*", " ", text)
+    return " ".join(text.split())
+
+
 def fingerprint(texts: dict) -> dict:
     """Comparable text of each part: sources, header, accesses."""
     out = {}
@@ -369,8 +378,8 @@ def _judge(item: tuple, texts: dict, base: dict) -> tuple[str, str]:
     now = fingerprint(texts)
     stage = item[0]
     for part in ("c", "cuda"):
-        if now[part] == base[part]:
-            continue
+        if code(now[part]) == code(base[part]):
+            continue  # the same program: at most its comments changed
         if isinstance(texts[part], str) or base[part].startswith("error: "):
             return stage, f"the generator now says {now[part][:200]!r} (before: " \
                           f"{base[part][:120]!r})"
@@ -431,7 +440,7 @@ def _child(job: dict, suite_file: str, base: list, uses: list, out) -> None:
         item = configs[index]
         texts = _texts(item)
         now = fingerprint(texts)
-        changed += now["c"] != base[index]["c"] or now["cuda"] != base[index]["cuda"]
+        changed += any(code(now[part]) != code(base[index][part]) for part in ("c", "cuda"))
         stage, problem = _judge(item, texts, base[index])
         out.write(_PROGRESS)
         out.flush()
