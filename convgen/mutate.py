@@ -625,8 +625,9 @@ def _verified(item: tuple, kernel_text) -> tuple[list, list]:
 
 def _real_cases(item: tuple, kernel) -> list | None:
     """Real-valued inputs (normal deviates: every sum rounds; about 5 % NaN, signed zeros
-    and infinities: ties and NaN decide the maximum) with the kernel's outputs, when the
-    reference schedule's kernel computes the same bits on them; None if not."""
+    and infinities: ties and NaN decide the maximum; then -1 and signed zeros only, so
+    which of equal maxima a pool keeps shows in the sign) with the kernel's outputs, when
+    the reference schedule's kernel computes the same bits on them; None if not."""
     import numpy as np
 
     from .codegen import generate
@@ -639,9 +640,13 @@ def _real_cases(item: tuple, kernel) -> list | None:
     oracle = Kernel(reference, build_modules([reference], flags=FLAGS))
     rng = np.random.default_rng(1)
     real = []
-    for _ in range(2):
-        args = [with_specials(rng.standard_normal(a.shape).astype(g.dtype), rng)
-                for a in _cases(kernel)[0][0]]
+    shapes = [a.shape for a in _cases(kernel)[0][0]]
+    for draw in range(3):
+        if draw < 2:
+            args = [with_specials(rng.standard_normal(shape).astype(g.dtype), rng)
+                    for shape in shapes]
+        else:  # ties at zero: the maxima are signed zeros, so the first of equals shows
+            args = [rng.choice(np.array([-1.0, -0.0, 0.0], g.dtype), shape) for shape in shapes]
         want = kernel(*args)
         if not _same(oracle(*args), want):
             return None
