@@ -20,7 +20,10 @@ fast verification on what changed, stopping at the first failure:
 
 A kernel is judged as ``convgen verify`` judges it (:func:`convgen.verify.check_kernel`: bit
 for bit against the exact oracle); a kernel that no longer builds under the strict flags, or
-a generator that raises where it did not, is a kill too.  Only kernels whose text differs
+a generator that raises where it did not, is a kill too, and so is a finding of the
+address and undefined-behaviour sanitizers (:mod:`convgen.sanitize`) on the first
+:data:`SANITIZED` small changed kernels of a mutant: a write past a kernel's own stack
+array changes no value, yet is a bug.  Only kernels whose text differs
 from the unmutated generator's are built, so a mutant costs what it changes.
 
 Outcomes: ``killed`` (with the stage and the config or test that caught it), ``timeout``
@@ -70,8 +73,12 @@ FLAGS = ("-O1", "-march=native")
 #: Every changed kernel is also built for the x86-64 baseline: code under another rung of
 #: the ISA table (``#if __AVX512F__ ... #else``) is judged too, not compiled out.
 PORTABLE_FLAGS = ("-O1",)
-#: The CUDA text is run on the CPU (PoCL) for configs of at most this many FLOPs a sample.
+#: The CUDA text is run on the CPU (PoCL), and a changed C kernel is built with the
+#: sanitizers, for configs of at most this many FLOPs a sample ...
 CUDA_WORK = 5 * 10**6
+#: ... the sanitizers on the first this many changed kernels of a mutant (a template's
+#: memory error shows on most kernels rendered from it).
+SANITIZED = 4
 EQUIVALENTS = "mutation.toml"
 #: The tests stage: the quick tier's modules that test formulas, shapes, operators, proofs
 #: and the schedule registry directly (the tier's kernel-building tests build what the
@@ -373,7 +380,16 @@ def _check_bounds(kernel_text) -> str:
     return ""
 
 
-def _judge(item: tuple, texts: dict, base: dict) -> tuple[str, str]:
+def _sanitized(kernel_text) -> str:
+    """The sanitizer build of a changed C kernel, in a scratch folder: "" when clean."""
+    from .sanitize import findings
+
+    with tempfile.TemporaryDirectory(prefix="convgen-sanitize-") as folder:
+        return findings(kernel_text, Path(folder))
+
+
+def _judge(item: tuple, texts: dict, base: dict, budget: dict | None = None
+           ) -> tuple[str, str]:
     """``(stage, problem)`` of one config whose texts differ from ``base``; ("", "") when
     every changed part passes."""
     now = fingerprint(texts)
@@ -388,6 +404,10 @@ def _judge(item: tuple, texts: dict, base: dict) -> tuple[str, str]:
             continue  # slow under PoCL; smaller configs of the same schedules judge it
         cases = base["cases"] + base["real"] if part == "c" else base["cases"]
         problem = (_check_c if part == "c" else _check_cuda)(item, texts[part], cases)
+        if not problem and part == "c" and budget is not None and budget["sanitize"] > 0 \
+                and int(item[2].flops(item[3])) <= CUDA_WORK:
+            budget["sanitize"] -= 1
+            problem = _sanitized(texts[part])
         if problem:
             return stage, problem
     if now.get("accesses") != base.get("accesses") and not isinstance(texts["c"], str) \
@@ -436,13 +456,13 @@ def _child(job: dict, suite_file: str, base: list, uses: list, out) -> None:
 
     with open(suite_file, "rb") as stream:
         configs = pickle.load(stream)
-    changed = 0
+    changed, budget = 0, dict(sanitize=SANITIZED)
     for index in _affected(job, configs, uses):
         item = configs[index]
         texts = _texts(item)
         now = fingerprint(texts)
         changed += any(code(now[part]) != code(base[index][part]) for part in ("c", "cuda"))
-        stage, problem = _judge(item, texts, base[index])
+        stage, problem = _judge(item, texts, base[index], budget)
         out.write(_PROGRESS)
         out.flush()
         if problem:
