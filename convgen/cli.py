@@ -365,7 +365,7 @@ def _mutate(args: argparse.Namespace) -> int:
     import json
 
     from .mutants import mutants
-    from .mutate import document, markdown, rerun, run, score_table, source_root
+    from .mutate import document, from_log, markdown, rerun, run, score_table, source_root
 
     if args.sample is not None and args.sample < 1:
         raise ConvgenError(f"--sample {args.sample}: must be at least 1")
@@ -381,7 +381,9 @@ def _mutate(args: argparse.Namespace) -> int:
     # a stopped run cleans up its scratch copies and workers: SIGTERM unwinds like Ctrl-C
     signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     log = Path(_output_file(args.log, "--log")) if args.log else None
-    if args.rerun:
+    if args.report:
+        result = from_log(_resumed(args.report))
+    elif args.rerun:
         try:
             previous = json.loads(Path(args.rerun).read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
@@ -391,7 +393,7 @@ def _mutate(args: argparse.Namespace) -> int:
         resume = _resumed(args.resume) if args.resume else ()
         result = run(args.sample, args.seed, args.jobs, tests=not args.no_tests,
                      only=args.only, log=log, resume=resume)
-    for row in score_table(result.results):
+    for row in score_table(result.results, result.existing):
         print(f"{row['source']:44} {row['total']:5} mutants  killed {row['killed']:5}  "
               f"timeout {row['timeout']:3}  survived {row['survived']:3}  equivalent "
               f"{row['equivalent']:3}  score {100 * row['score']:5.1f} %")
@@ -405,7 +407,8 @@ def _mutate(args: argparse.Namespace) -> int:
     if args.markdown:
         command = "convgen mutate" + (f" --sample {args.sample} --seed {args.seed}"
                                       if args.sample else "") + \
-            (f" --rerun {args.rerun}" if args.rerun else "")
+            (f" --rerun {args.rerun}" if args.rerun else "") + \
+            (f" --report {args.report}" if args.report else "")
         _write_text(args.markdown, markdown(result, command), "--markdown")
         print(f"wrote {args.markdown}")
     return 1 if survivors else 0
@@ -571,6 +574,8 @@ def build_parser() -> argparse.ArgumentParser:
     mutate.add_argument("--no-tests", action="store_true",
                         help="skip the last stage (the quick tier on each survivor)")
     mutate.add_argument("--list", action="store_true", help="list the mutants and exit")
+    mutate.add_argument("--report", metavar="LOG",
+                        help="judge nothing: report what a --log holds (a stopped run)")
     mutate.add_argument("--resume", metavar="LOG",
                         help="keep the kills of an interrupted run's --log, judge the rest")
     mutate.add_argument("--rerun", metavar="FILE.json",

@@ -48,15 +48,15 @@ import tempfile
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .errors import ConvgenError
 from .mutants import Mutant, Place, apply, mutants
 from .progress import track
 
-__all__ = ["Result", "Run", "document", "load_equivalents", "markdown", "rerun", "run",
-           "score_table", "source_root"]
+__all__ = ["Result", "Run", "document", "from_log", "load_equivalents", "markdown", "rerun",
+           "run", "score_table", "source_root"]
 
 STAGES = ("bundled", "properties", "onnx", "bounds", "tests")
 #: Seconds one config of a mutant may take (a hang: a timeout), and the tests stage.
@@ -114,6 +114,7 @@ class Run:
     seconds: float
     stages: tuple = STAGES
     notes: list = field(default_factory=list)
+    existing: dict = field(default_factory=dict)   # mutants there are, by source
 
 
 def source_root() -> Path:
@@ -842,15 +843,46 @@ def run(sample: int | None = None, seed: int = 0, jobs: int = 1, tests: bool = T
         finally:
             for worker in workers:
                 worker.close()
-    return Run(results, len(everything), sample, seed, time.monotonic() - started)
+    return Run(results, len(everything), sample, seed, time.monotonic() - started,
+               existing=_by_source(everything))
+
+
+def _by_source(found: Sequence) -> dict:
+    counts: dict = {}
+    for m in found:
+        counts[m.source] = counts.get(m.source, 0) + 1
+    return counts
+
+
+def from_log(results: Sequence[Result], root: Path | None = None) -> Run:
+    """A report of the results a ``--log`` holds (the last verdict of each mutant that is
+    still a mutant of the sources), without judging anything: what a stopped run judged,
+    against every mutant there is."""
+    root = root or source_root()
+    everything = mutants(root)
+    keys, equivalents = {m.key for m in everything}, load_equivalents(root)
+    latest = {r.key: r for r in results if r.key in keys}
+    chosen = []
+    for m in everything:
+        r = latest.get(m.key)
+        if r is not None and r.outcome == "survived" and m.key in equivalents:
+            r = replace(r, outcome="equivalent", why=equivalents[m.key])
+        if r is not None:
+            chosen.append(r)
+    notes = [] if len(chosen) == len(everything) else [
+        f"the run was stopped after {len(chosen)} of {len(everything)} mutants, judged in a "
+        "random order: each file's figures are of a uniform sample of its mutants"]
+    return Run(chosen, len(everything), None, 0, 0.0, notes=notes,
+               existing=_by_source(everything))
 
 
 # --------------------------------------------------------------------------- reporting
 
 
-def score_table(results: Sequence[Result]) -> list[dict]:
-    """Per source file: killed, timeout, survived, equivalent, score (killed + timeout over
-    total - equivalent), and the totals of templates and of Python modules."""
+def score_table(results: Sequence[Result], existing: dict | None = None) -> list[dict]:
+    """Per source file: judged, killed, timeout, survived, equivalent, score (killed +
+    timeout over judged - equivalent), and the totals of templates and of Python modules;
+    ``existing``: the mutants there are, by source (``mutants``; else the judged ones)."""
     groups: dict = {}
     for r in results:
         kind = "templates" if r.source.startswith("templates/") else "formulas"
@@ -863,8 +895,18 @@ def score_table(results: Sequence[Result]) -> list[dict]:
                  for o in ("killed", "timeout", "survived", "equivalent")}
         judged = len(members) - count["equivalent"]
         score = (count["killed"] + count["timeout"]) / judged if judged else 1.0
-        rows.append(dict(source=name, total=len(members), **count, score=score))
+        there = _existing(name, existing) if existing else len(members)
+        rows.append(dict(source=name, total=len(members), mutants=there, **count,
+                         score=score))
     return rows
+
+
+def _existing(name: str, existing: dict) -> int:
+    if not name.startswith("all "):
+        return existing.get(name, 0)
+    templates = name == "all templates"
+    return sum(n for source, n in existing.items()
+               if source.startswith("templates/") == templates)
 
 
 def document(result: Run) -> dict:
@@ -872,7 +914,7 @@ def document(result: Run) -> dict:
     return dict(schema="convgen-mutate/1", total=result.total, sample=result.sample,
                 seed=result.seed, seconds=round(result.seconds, 1), stages=list(result.stages),
                 notes=list(result.notes),
-                scores=score_table(result.results),
+                scores=score_table(result.results, result.existing),
                 mutants=[asdict(r) for r in result.results])
 
 
@@ -904,7 +946,7 @@ def _percent(value: float) -> str:
 def markdown(result: Run, command: str) -> str:
     """``MUTATION.md``: the scores per template and module, the stages that killed, and every
     survivor with its justification."""
-    rows = score_table(result.results)
+    rows = score_table(result.results, result.existing)
     lines = ["# Mutation score", "",
              f"`{command}`: {len(result.results)} of {result.total} mutants"
              + (f" (a sample, seed {result.seed})" if result.sample else "")
@@ -912,13 +954,14 @@ def markdown(result: Run, command: str) -> str:
              "equivalent). How each is made and judged: `convgen/mutants.py`, "
              "`convgen/mutate.py`; equivalent mutants and why: `mutation.toml`.",
              *(["", *[f"Note: {note}." for note in result.notes]] if result.notes else []), "",
-             "| source | mutants | killed | timeout | survived | equivalent | score |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "| source | mutants | judged | killed | timeout | survived | equivalent | score |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         name = f"**{row['source']}**" if row["source"].startswith("all ") else \
             f"`{row['source']}`"
-        lines.append(f"| {name} | {row['total']} | {row['killed']} | {row['timeout']} | "
-                     f"{row['survived']} | {row['equivalent']} | {_percent(row['score'])} |")
+        lines.append(f"| {name} | {row['mutants']} | {row['total']} | {row['killed']} | "
+                     f"{row['timeout']} | {row['survived']} | {row['equivalent']} | "
+                     f"{_percent(row['score'])} |")
     stages: dict = {}
     for r in result.results:
         if r.outcome == "killed":
