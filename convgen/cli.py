@@ -404,6 +404,11 @@ def _mutate(args: argparse.Namespace) -> int:
     if args.json:
         _write_text(args.json, json.dumps(document(result), indent=1), "--json")
         print(f"wrote {args.json}")
+    if args.verdicts:
+        verdicts = {r.key: r.outcome for r in result.results}
+        _write_text(args.verdicts, json.dumps(verdicts, indent=0, sort_keys=True) + "\n",
+                    "--verdicts")
+        print(f"wrote {args.verdicts}")
     if args.markdown:
         command = "convgen mutate" + (f" --sample {args.sample} --seed {args.seed}"
                                       if args.sample else "") + \
@@ -582,6 +587,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="judge again only the survivors of an earlier run (its --json), "
                         "keeping its other verdicts")
     mutate.add_argument("--json", metavar="FILE", help="write every result as JSON")
+    mutate.add_argument("--verdicts", metavar="FILE",
+                        help="write each mutant's outcome by key (what CI's sample is held to)")
     mutate.add_argument("--log", metavar="FILE",
                         help="append each result to FILE as a JSON line as soon as it is known")
     mutate.add_argument("--markdown", metavar="FILE",
