@@ -420,3 +420,20 @@ def test_global_pools_transposed_or_gathered_are_exact(flags):
         assert all(k.generated.schedule == "blocked" for k in kernels)
         for i, kernel in enumerate(kernels):
             assert check_kernel(kernel, cases=2, seed=i).passed, (flags, kernel.generated.name)
+
+
+def test_blocked_keeps_a_bias_of_minus_zero_as_the_reference_does():
+    """Found by mutation testing's real-data cases: the blocked schedule started its
+    accumulators at +0 + b, which turns a bias of -0 into +0 where every product is zero;
+    -0 + b is b for every b, so it now starts there and stays the reference's bits."""
+    layer, shape = convgen.Conv2d(2, 8, (1, 3), padding=(0, 2), bias=True), (2, 5, 12)
+    blocked, reference = compile_kernels([(layer, shape, "zb", "blocked"),
+                                          (layer, shape, "zr", "reference")])
+    rng = np.random.default_rng(0)
+    zeros = np.array([-1.0, -0.0, 0.0], np.float32)
+    x = rng.choice(zeros, (2, *shape))
+    w = rng.choice(zeros, layer.weight_shape)
+    b = np.full(layer.out_channels, -0.0, np.float32)
+    got, want = blocked(x, w, b), reference(x, w, b)
+    assert np.array_equal(got, want) and np.array_equal(np.signbit(got), np.signbit(want))
+    assert np.signbit(want).any()  # the case is there

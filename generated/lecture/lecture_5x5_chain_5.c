@@ -29,7 +29,7 @@ void lecture_5x5_chain_5(const float *restrict x, const float *restrict w, const
                 for (long ob1 = 0; ob1 < 8; ob1 += 8) { /* width, a block of columns */
                     lecture_5x5_chain_5_vec acc[3][1];
                     for (long j = 0; j < 3; ++j) {
-                        for (long cv = 0; cv < 1; ++cv) acc[j][cv] = (lecture_5x5_chain_5_vec){0} + b[oc0 + j];
+                        for (long cv = 0; cv < 1; ++cv) acc[j][cv] = -(lecture_5x5_chain_5_vec){0} + b[oc0 + j]; /* -0 + b is b, a bias of -0 too */
                     }
                     for (long ic = 0; ic < 3; ++ic) { /* input channel in group */
                         for (long k0 = 0; k0 < 5; ++k0) { /* tap, height */

@@ -29,7 +29,7 @@ void lenet5_c1(const float *restrict x, const float *restrict w, const float *re
                 for (long ob1 = 0; ob1 < 28; ob1 += 16) { /* width, a block of columns */
                     lenet5_c1_vec acc[6][2];
                     for (long j = 0; j < 6; ++j) {
-                        for (long cv = 0; cv < 2; ++cv) acc[j][cv] = (lenet5_c1_vec){0} + b[oc0 + j];
+                        for (long cv = 0; cv < 2; ++cv) acc[j][cv] = -(lenet5_c1_vec){0} + b[oc0 + j]; /* -0 + b is b, a bias of -0 too */
                     }
                     for (long ic = 0; ic < 1; ++ic) { /* input channel in group */
                         for (long k0 = 0; k0 < 5; ++k0) { /* tap, height */

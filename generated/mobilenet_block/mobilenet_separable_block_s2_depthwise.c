@@ -29,7 +29,7 @@ void mobilenet_separable_block_s2_depthwise(const float *restrict x, const float
                 for (long ob1 = 0; ob1 < 56; ob1 += 56) { /* width, a block of columns */
                     mobilenet_separable_block_s2_depthwise_vec acc[1][7];
                     for (long j = 0; j < 1; ++j) {
-                        for (long cv = 0; cv < 7; ++cv) acc[j][cv] = (mobilenet_separable_block_s2_depthwise_vec){0} + 0;
+                        for (long cv = 0; cv < 7; ++cv) acc[j][cv] = -(mobilenet_separable_block_s2_depthwise_vec){0} + 0; /* -0 + b is b, a bias of -0 too */
                     }
                     for (long ic = 0; ic < 1; ++ic) { /* input channel in group */
                         for (long k0 = 0; k0 < 3; ++k0) { /* tap, height */
