@@ -177,11 +177,15 @@ def _draw(strategy, count: int, seed: int) -> list:
 
 
 def _pinned() -> list[tuple]:
-    """Layers whose special paths random draws reach rarely: the blocked global pools'
-    register transposes (a whole plane of at least one vector), channel tails."""
+    """Layers whose special paths random draws reach rarely: every padding mode with taps
+    past both edges, the blocked global pools' register transposes (a whole plane of at
+    least one vector), channel tails."""
     from .spec import LAYER_TYPES
 
-    return [(LAYER_TYPES["GlobalAvgPool"](ndim=2), (12, 5, 5)),
+    modes = [(LAYER_TYPES["Conv2d"](2, 3, 3, padding=2, padding_mode=mode), (2, 5, 6))
+             for mode in ("reflect", "replicate", "circular")]
+    return [*modes, (LAYER_TYPES["Conv1d"](1, 2, 3, padding=1, padding_mode="reflect"), (1, 4)),
+            (LAYER_TYPES["GlobalAvgPool"](ndim=2), (12, 5, 5)),
             (LAYER_TYPES["GlobalMaxPool"](ndim=2), (20, 3, 4)),
             (LAYER_TYPES["AdaptiveAvgPool2d"]((1, 1)), (9, 4, 6))]
 
