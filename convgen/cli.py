@@ -405,7 +405,7 @@ def _mutate(args: argparse.Namespace) -> int:
         _write_text(args.json, json.dumps(document(result), indent=1), "--json")
         print(f"wrote {args.json}")
     if args.verdicts:
-        # a kill by the tests stage may hang on Hypothesis's draws: recorded apart, so that
+        # a kill by the tests stage may depend on Hypothesis's draws: recorded apart, so that
         # CI's sample holds only the stages that judge the same inputs every time
         verdicts = {r.key: "killed by tests" if r.stage == "tests" else r.outcome
                     for r in result.results}
