@@ -347,25 +347,20 @@ def _bench_cuda(args: argparse.Namespace, batches: list, names: list | None, rep
     return 0
 
 
-def _resumed(path: str) -> list:
-    """The results a ``--log`` file holds (one JSON object a line)."""
-    import json
-
-    from .mutate import Result
-
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-        return [Result(**json.loads(line)) for line in lines if line.strip()]
-    except (OSError, ValueError, TypeError) as error:
-        raise ConvgenError(f"--resume {path}: not a convgen mutate --log file ({error})") \
-            from None
-
-
 def _mutate(args: argparse.Namespace) -> int:
     import json
 
     from .mutants import mutants
-    from .mutate import document, from_log, markdown, rerun, run, score_table, source_root
+    from .mutate import (
+        document,
+        from_log,
+        markdown,
+        read_log,
+        rerun,
+        run,
+        score_table,
+        source_root,
+    )
 
     if args.sample is not None and args.sample < 1:
         raise ConvgenError(f"--sample {args.sample}: must be at least 1")
@@ -382,7 +377,7 @@ def _mutate(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     log = Path(_output_file(args.log, "--log")) if args.log else None
     if args.report:
-        result = from_log(_resumed(args.report))
+        result = from_log(read_log(args.report, "--report"))
     elif args.rerun:
         try:
             previous = json.loads(Path(args.rerun).read_text(encoding="utf-8"))
@@ -390,7 +385,7 @@ def _mutate(args: argparse.Namespace) -> int:
             raise ConvgenError(f"--rerun {args.rerun}: cannot read it ({error})") from None
         result = rerun(previous, args.jobs, tests=not args.no_tests, log=log)
     else:
-        resume = _resumed(args.resume) if args.resume else ()
+        resume = read_log(args.resume, "--resume") if args.resume else ()
         result = run(args.sample, args.seed, args.jobs, tests=not args.no_tests,
                      only=args.only, log=log, resume=resume)
     for row in score_table(result.results, result.existing):
@@ -580,7 +575,8 @@ def build_parser() -> argparse.ArgumentParser:
     mutate.add_argument("--only", action="append", default=[], metavar="TEXT",
                         help="only sources whose path contains TEXT (repeatable)")
     mutate.add_argument("--no-tests", action="store_true",
-                        help="skip the last stage (the quick tier on each survivor)")
+                        help="skip the last stage (the formula tests, for mutants that "
+                        "change no kernel)")
     mutate.add_argument("--list", action="store_true", help="list the mutants and exit")
     mutate.add_argument("--report", metavar="LOG",
                         help="judge nothing: report what a --log holds (a stopped run)")

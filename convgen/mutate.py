@@ -55,8 +55,8 @@ from .errors import ConvgenError
 from .mutants import Mutant, Place, apply, mutants
 from .progress import track
 
-__all__ = ["Result", "Run", "document", "from_log", "load_equivalents", "markdown", "rerun",
-           "run", "score_table", "source_root"]
+__all__ = ["Result", "Run", "document", "from_log", "load_equivalents", "markdown", "read_log",
+           "rerun", "run", "score_table", "source_root"]
 
 STAGES = ("bundled", "properties", "onnx", "bounds", "tests")
 #: Seconds one config of a mutant may take (a hang: a timeout), and the tests stage.
@@ -856,6 +856,16 @@ def _by_source(found: Sequence) -> dict:
     for m in found:
         counts[m.source] = counts.get(m.source, 0) + 1
     return counts
+
+
+def read_log(path: str, option: str = "--log") -> list[Result]:
+    """The results a ``--log`` file holds (one JSON object a line)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        return [Result(**json.loads(line)) for line in lines if line.strip()]
+    except (OSError, ValueError, TypeError) as error:
+        raise ConvgenError(f"{option} {path}: not a convgen mutate --log file ({error})") \
+            from None
 
 
 def from_log(results: Sequence[Result], root: Path | None = None) -> Run:
