@@ -6,17 +6,33 @@ Every array access a template emits is recorded by its schedule (:mod:`convgen.s
 branch guards, the definitions of local variables).  :func:`prove_bounds` asks z3, through
 :func:`convgen.proofs.prove`, for loop values that put an index outside ``[0, size)``; none
 means the access is safe for every iteration, every batch size and every thread.
+
+A proof is only as good as its model of the kernel: an access recorded with too small a
+domain (a loop range cut short, a tap formula shifted) is proved safe for iterations the
+kernel does not run, and says nothing of the ones it does.  :func:`uncovered` checks the
+model against the operator: every element of ``x`` the exact operator reads
+(:func:`convgen.toeplitz.entries`), every weight it uses, every bias and every output
+(values and indices) must be the index of some recorded access, enumerated by z3 for a
+concrete batch (:func:`footprint`).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import sympy
+import z3
 
 from .codegen import GeneratedKernel
 from .proofs import Result, prove
 from .schedules import Access
+from .solver import symbol_facts, to_z3
 
-__all__ = ["bounds_summary", "prove_access", "prove_bounds"]
+__all__ = ["FOOTPRINT_LIMIT", "bounds_summary", "footprint", "prove_access", "prove_bounds",
+           "required", "uncovered"]
+
+#: :func:`uncovered` enumerates at most this many elements of an array (one z3 query each,
+#: about a millisecond): the check is for small configs, which run the same code paths.
+FOOTPRINT_LIMIT = 20_000
 
 
 def prove_access(kernel_name: str, access: Access) -> Result:
@@ -40,3 +56,66 @@ def bounds_summary(results: list[Result]) -> str:
     failed = [f"{r.name} ({r.status}{': ' + str(r.counterexample) if r.counterexample else ''})"
               for r in results if r.status != "proved"]
     return f"{proved} of {len(results)} accesses proved; not proved: {'; '.join(failed)}"
+
+
+def footprint(access: Access, batch: int = 2, limit: int = FOOTPRINT_LIMIT) -> set[int]:
+    """Every value ``access.index`` takes where its domain holds, for ``batch`` samples: z3
+    enumerates them (each value found is excluded and the solver asked again).  More than
+    ``limit`` values is a :class:`ValueError`."""
+    from .lower import BATCH
+
+    env: dict = {}
+    solver = z3.Solver()
+    solver.add(*[to_z3(condition, env) for condition in access.domain])
+    index = to_z3(sympy.sympify(access.index).subs(BATCH, batch), env)
+    solver.add(*symbol_facts(env))
+    if BATCH in env:
+        solver.add(env[BATCH] == batch)
+    found: set[int] = set()
+    while solver.check() == z3.sat:
+        value = solver.model().eval(index, model_completion=True).as_long()
+        found.add(value)
+        if len(found) > limit:
+            raise ValueError(f"{access.where}: more than {limit} elements")
+        solver.add(index != value)
+    return found
+
+
+def required(kernel: GeneratedKernel, batch: int = 2) -> dict[str, set[int]]:
+    """The elements of each argument the layer's operator needs, for ``batch`` samples: the
+    inputs and weights with a coefficient (or in a window), every bias, every output."""
+    from .toeplitz import entries
+
+    layer, sample = kernel.layer, kernel.input_shape
+    ops = entries(layer, sample)
+    x_size, y_size = int(np.prod(sample)), int(np.prod(kernel.output_shape))
+    columns = np.unique(ops.cols).astype(np.int64)
+    need = {"x": {int(v) for n in range(batch) for v in columns + n * x_size},
+            "y": set(range(batch * y_size))}
+    if "w" in kernel.arguments:
+        need["w"] = {int(v) for v in np.unique(ops.keys)}
+    if "b" in kernel.arguments:
+        need["b"] = set(range(layer.out_channels))
+    if "indices" in kernel.arguments:
+        need["indices"] = set(need["y"])
+    return need
+
+
+def uncovered(kernel: GeneratedKernel, batch: int = 2) -> list[str]:
+    """What the bounds proofs' model of ``kernel`` misses: for each argument, the elements
+    the operator needs that no recorded access reaches (the first few named); [] when the
+    recorded accesses cover them all."""
+    problems = []
+    for array, need in required(kernel, batch).items():
+        reached: set[int] = set()
+        for access in kernel.accesses:
+            if access.array == array:
+                reached |= footprint(access, batch)
+                if need <= reached:
+                    break
+        missing = sorted(need - reached)
+        if missing:
+            problems.append(f"{kernel.name}: {len(missing)} element(s) of {array} the operator "
+                            f"needs are reached by no recorded access (first: "
+                            f"{', '.join(map(str, missing[:5]))}; batch {batch})")
+    return problems

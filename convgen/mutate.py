@@ -12,7 +12,9 @@ fast verification on what changed, stopping at the first failure:
 3. **onnx**: ONNX's conformance cases (Conv, ConvTranspose and every pool), against ONNX's
    expected outputs as well as the exact oracle;
 4. **bounds**: for a formula mutant, the z3 proof of every array access of every kernel
-   whose accesses changed;
+   whose accesses changed, and, on small configs, that the proofs' model still reaches
+   every element the operator reads or writes (:func:`convgen.bounds.uncovered`): a
+   model that describes other accesses than the kernel makes proves nothing about it;
 5. **tests**: a mutant that changes no kernel text of the suite (C or CUDA; it may have
    changed what the bounds proofs assume) runs the quick tier's formula tests (``pytest -m
    quick -x``, :data:`FORMULA_TESTS`) on the mutated copy: what it changed is no kernel's,
@@ -83,6 +85,11 @@ CUDA_WORK = 5 * 10**6
 #: ... the sanitizers on the first this many changed kernels of a mutant (a template's
 #: memory error shows on most kernels rendered from it).
 SANITIZED = 4
+#: The bounds stage's coverage check (z3 enumerates every index an access takes: about a
+#: millisecond each) on configs of at most this many elements (x and y of two samples, and
+#: w), and on at most :data:`COVERED` changed configs a mutant.
+COVER_ELEMENTS = 3000
+COVERED = 8
 EQUIVALENTS = "mutation.toml"
 #: The tests stage: the quick tier's modules that test formulas, shapes, operators, proofs
 #: and the schedule registry directly (the tier's kernel-building tests build what the
@@ -179,15 +186,28 @@ def _draw(strategy, count: int, seed: int) -> list:
 def _pinned() -> list[tuple]:
     """Layers whose special paths random draws reach rarely: every padding mode with taps
     past both edges, the blocked global pools' register transposes (a whole plane of at
-    least one vector), channel tails."""
-    from .spec import LAYER_TYPES
+    least one vector), channel tails; and layers where the two axes, or the two sides of
+    an axis, differ in every parameter a formula could take from the wrong one (padding
+    per axis and per side, a plane that is not square, a column stride, odd tile counts,
+    groups), so that mixing them up shows."""
+    from .spec import LAYER_TYPES as L
 
-    modes = [(LAYER_TYPES["Conv2d"](2, 3, 3, padding=2, padding_mode=mode), (2, 5, 6))
+    modes = [(L["Conv2d"](2, 3, 3, padding=2, padding_mode=mode), (2, 5, 6))
              for mode in ("reflect", "replicate", "circular")]
-    return [*modes, (LAYER_TYPES["Conv1d"](1, 2, 3, padding=1, padding_mode="reflect"), (1, 4)),
-            (LAYER_TYPES["GlobalAvgPool"](ndim=2), (12, 5, 5)),
-            (LAYER_TYPES["GlobalMaxPool"](ndim=2), (20, 3, 4)),
-            (LAYER_TYPES["AdaptiveAvgPool2d"]((1, 1)), (9, 4, 6))]
+    return [*modes, (L["Conv1d"](1, 2, 3, padding=1, padding_mode="reflect"), (1, 4)),
+            (L["GlobalAvgPool"](ndim=2), (12, 5, 5)),
+            (L["GlobalMaxPool"](ndim=2), (20, 3, 4)),
+            (L["AdaptiveAvgPool2d"]((1, 1)), (9, 4, 6)),
+            (L["Conv2d"](3, 8, 3, padding=(1, 2)), (3, 6, 11)),
+            (L["Conv2d"](2, 8, (2, 4), padding="same"), (2, 6, 19)),
+            (L["Conv2d"](4, 6, 1), (4, 3, 10)),
+            (L["Conv2d"](2, 4, 1, padding=1), (2, 5, 7)),
+            (L["Conv2d"](2, 8, 3, stride=(1, 2)), (2, 6, 21)),
+            (L["Conv2d"](3, 8, 3, padding=1), (3, 7, 9)),
+            (L["Conv2d"](4, 8, 3, padding=1, groups=2), (4, 6, 10)),
+            (L["LPPool2d"](1, 2), (2, 4, 6)),
+            (L["AvgPool2d"](3, stride=1, padding=(0, 1)), (3, 5, 20)),
+            (L["MaxPool2d"]((2, 3), stride=1, padding=(1, 0)), (3, 5, 20))]
 
 
 def _property_items(count: int, seed: int) -> list[tuple]:
@@ -391,6 +411,22 @@ def _check_bounds(kernel_text) -> str:
     return ""
 
 
+def _coverable(kernel_text) -> bool:
+    import numpy as np
+
+    sizes = 2 * np.prod(kernel_text.input_shape) + 2 * np.prod(kernel_text.output_shape)
+    if "w" in kernel_text.arguments:
+        sizes += np.prod(kernel_text.layer.weight_shape)
+    return int(sizes) <= COVER_ELEMENTS
+
+
+def _check_cover(kernel_text) -> str:
+    from .bounds import uncovered
+
+    problems = uncovered(kernel_text)
+    return f"the bounds proofs' model misses accesses: {problems[0]}" if problems else ""
+
+
 def _sanitized(kernel_text) -> str:
     """The sanitizer build of a changed C kernel, in a scratch folder: "" when clean."""
     from .sanitize import findings
@@ -424,6 +460,9 @@ def _judge(item: tuple, texts: dict, base: dict, budget: dict | None = None
     if now.get("accesses") != base.get("accesses") and not isinstance(texts["c"], str) \
             and stage != "onnx":  # the bundled and random layers prove the same accesses
         problem = _check_bounds(texts["c"])
+        if not problem and base.get("cover") and budget is not None and budget["cover"] > 0:
+            budget["cover"] -= 1
+            problem = _check_cover(texts["c"])
         if problem:
             return "bounds", problem
     return "", ""
@@ -467,7 +506,7 @@ def _child(job: dict, suite_file: str, base: list, uses: list, out) -> None:
 
     with open(suite_file, "rb") as stream:
         configs = pickle.load(stream)
-    changed, budget = 0, dict(sanitize=SANITIZED)
+    changed, budget = 0, dict(sanitize=SANITIZED, cover=COVERED)
     for index in _affected(job, configs, uses):
         item = configs[index]
         texts = _texts(item)
@@ -634,7 +673,8 @@ def _template_closure(root: Path) -> dict[str, set]:
 
 def _verified(item: tuple, kernel_text) -> tuple[list, list]:
     """Build the unmutated kernel of a config, judge it against the exact oracle (and
-    ONNX's expected outputs, and its bounds proofs), and return its cases; for a schedule
+    ONNX's expected outputs, its bounds proofs, and on a small config that the proofs'
+    model covers the operator), and return its cases; for a schedule
     that sums in the reference schedule's order (``blocked``), also real-valued cases that
     the reference schedule's kernel computes to the same bits."""
     from .runtime.cbuild import Kernel, build_modules
@@ -645,6 +685,8 @@ def _verified(item: tuple, kernel_text) -> tuple[list, list]:
     cases = _cases(kernel)
     problem = "" if outcome.passed else outcome.detail
     problem = problem or _check_c(item, kernel_text, cases) or _check_bounds(kernel_text)
+    if item[0] != "onnx" and _coverable(kernel_text):
+        problem = problem or _check_cover(kernel_text)
     real = _real_cases(item, kernel) if kernel_text.schedule in SAME_ORDER else []
     if real is None:
         problem = problem or "the blocked kernel and the reference differ on real data"
@@ -700,6 +742,7 @@ def _baseline(configs: list, root: Path) -> tuple[list, list]:
         if not isinstance(texts["c"], str):
             used |= closure[texts["c"].template] | closure["c/header.h.j2"]
             record["cases"], record["real"] = _verified(item, texts["c"])
+            record["cover"] = item[0] != "onnx" and _coverable(texts["c"])
         if not isinstance(texts["cuda"], str):
             used |= closure["cuda/kernel.cu.j2"]
         base.append(record)
@@ -714,7 +757,7 @@ def _cached_baseline(root: Path, property_cases: int) -> tuple[list, list, list]
     from .codegen import generator_hash
     from .runtime.cache import content_key, entry_path
 
-    key = content_key("mutate-baseline", generator_hash(), str(property_cases),
+    key = content_key("mutate-baseline/2", generator_hash(), str(property_cases),
                       str(PROPERTY_SEED), " ".join(FLAGS), sys.version)
     path = entry_path(key).with_suffix(".mutate.pickle")
     if path.is_file():

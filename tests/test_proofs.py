@@ -178,3 +178,58 @@ def test_every_access_domain_admits_batch_one_and_the_corners_of_its_derived_ind
                     fixed = [sympy.Eq(s, v) for s, v in zip(counters, corner)]
                     assert not unsatisfiable(domain + fixed), \
                         f"{where}: {equation} excludes the iteration {dict(zip(counters, corner))}"
+
+
+# --------------------------------------------------------------------------- model coverage
+
+
+def _small_kernels_of_every_schedule():
+    """Every C schedule of the layers the mutation suite pins (axes and sides that differ in
+    every parameter), and of the proof-domain layers, small: z3 enumerates their indices."""
+    from convgen.lower import lower
+    from convgen.mutate import _pinned
+    from convgen.schedules import applicable
+
+    for layer, shape in _pinned():
+        for schedule, reason in applicable(lower(layer, shape, "float32"), "c").items():
+            if reason is None:
+                yield codegen.generate(layer, shape, "float32", schedule=schedule)
+
+
+def test_every_proof_model_covers_what_the_operator_reads_and_writes():
+    """The bounds proofs speak of the accesses each schedule records; those must reach every
+    input the exact operator reads, every weight it uses, every bias and every output, or
+    some access of the kernel is proved for iterations it does not run."""
+    from convgen.bounds import uncovered
+
+    seen = set()
+    for kernel in _small_kernels_of_every_schedule():
+        seen.add(kernel.schedule)
+        assert uncovered(kernel) == [], (kernel.layer.describe(), kernel.schedule)
+    assert seen >= {"reference", "blocked", "packed", "winograd"}
+
+
+def test_a_model_that_misses_an_access_is_named(monkeypatch):
+    """Planted: the blocked schedule's model shifts the input row down by three (a padding
+    of -2 for 1); the inside-the-input guard keeps every index in bounds, so the proofs
+    pass, but the first input rows are no longer reached."""
+    from convgen.bounds import uncovered
+    from convgen.schedules import conv_blocked
+
+    layer, shape = convgen.Conv2d(2, 8, 3, padding=(1, 2)), (2, 5, 11)
+    right = codegen.generate(layer, shape, schedule="blocked", name="planted")
+    assert uncovered(right) == []
+    import types
+
+    def shifted(o, k, s, d, lo):  # the model's row (o0) only: the kernel text keeps its own
+        return sym.tap_index(o, k, s, d, -2 if str(o) == "o0" else lo)
+
+    monkeypatch.setattr(conv_blocked, "sym", types.SimpleNamespace(
+        **{**{name: getattr(sym, name) for name in dir(sym) if not name.startswith("__")},
+           "tap_index": shifted}))
+    kernel = codegen.generate(layer, shape, schedule="blocked", name="planted")
+    assert kernel.source == right.source and kernel.accesses != right.accesses
+    assert all(r.status == "proved" for r in prove_bounds(kernel))
+    problems = uncovered(kernel)
+    assert len(problems) == 1 and problems[0].startswith("planted: ") \
+        and " of x the operator needs are reached by no recorded access (first: 0" in problems[0]
