@@ -96,7 +96,7 @@ EQUIVALENTS = "mutation.toml"
 #: earlier stages build; 30 s on one core when nothing fails).
 FORMULA_TESTS = ("test_shapes.py", "test_toeplitz.py", "test_proofs.py", "test_reference.py",
                  "test_summary.py", "test_spec.py", "test_lecture.py", "test_simplify.py",
-                 "test_registry.py", "test_large_sizes.py")
+                 "test_registry.py", "test_large_sizes.py", "test_formulas.py")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,124 @@
+"""The integer branches of convgen.symbolic's helpers against brute force.
+
+Most helpers of :mod:`convgen.symbolic` have two branches: plain Python integers (what the
+kernels and the reports use) and SymPy expressions (symbolic sizes).  Each test here checks
+a helper's integer branch against a count or a search written out in the test, and its
+symbolic branch against the integer one, on a grid of small sizes.  The mutation run
+(``convgen mutate``) runs this module in its formula stage.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import sympy
+
+import convgen
+from convgen import symbolic as sym
+from convgen.toeplitz import entries
+
+N = sympy.Symbol("n", integer=True, positive=True)
+
+
+def _windows(n: int, out: int) -> list[range]:
+    """Adaptive pooling's windows, PyTorch's rule written out with exact fractions."""
+    import math
+    from fractions import Fraction
+
+    return [range(math.floor(Fraction(i * n, out)), math.ceil(Fraction((i + 1) * n, out)))
+            for i in range(out)]
+
+
+def test_adaptive_window_sizes_and_their_total_are_the_windows_counted():
+    for n, out in itertools.product(range(1, 16), range(1, 9)):
+        sizes = [len(w) for w in _windows(n, out)]
+        assert sym.adaptive_window_taps(n, out) == sizes, (n, out)
+        assert sym.adaptive_total_taps(n, out) == sum(sizes), (n, out)
+        assert sym.adaptive_total_taps(N, out).subs(N, n) == sum(sizes), (n, out)
+
+
+def test_interior_range_is_the_windows_whose_taps_all_read_the_input():
+    for n, k, s, d, lo in itertools.product(range(1, 8), range(1, 4), range(1, 4), (1, 2),
+                                            range(0, 3)):
+        out = sym.conv_output_size(n, k, s, d, lo, lo)
+        if out < 1:
+            continue
+        inside = [o for o in range(out)
+                  if all(0 <= sym.tap_index(o, j, s, d, lo) < n for j in range(k))]
+        got = sym.interior_range(n, out, k, s, d, lo)
+        if inside:  # a run of windows: [first, stop)
+            assert got == (inside[0], inside[-1] + 1), (n, k, s, d, lo)
+        else:
+            assert got == (0, 0), (n, k, s, d, lo)
+
+
+def test_tap_range_is_the_lowest_and_highest_tap_of_every_window():
+    for out, k, s, d, lo in itertools.product(range(1, 5), range(1, 4), range(1, 3), (1, 2),
+                                              range(0, 3)):
+        taps = [o * s - lo + j * d for o in range(out) for j in range(k)]
+        assert sym.tap_range(out, k, s, d, lo) == (min(taps), max(taps))
+
+
+def test_unflatten_is_numpys_unravel_index():
+    for shape in [(3, 4), (2, 3, 5), (4, 1, 2, 3)]:
+        for offset in range(int(np.prod(shape))):
+            assert sym.unflatten(offset, shape) == list(np.unravel_index(offset, shape))
+
+
+def test_block_start_and_extent_keep_a_block_inside_the_row():
+    start, block, n = sympy.symbols("start block n", integer=True, nonnegative=True)
+    for b, row in itertools.product(range(1, 6), range(1, 14)):
+        for first in range(0, row, b):
+            begin = sym.block_start(first, b, row) if row >= b else None
+            if begin is not None:
+                assert 0 <= begin <= first and begin + b <= row
+                assert begin == (first if first + b <= row else row - b)
+                assert sym.block_start(start, block, n).subs(
+                    {start: first, block: b, n: row}) == begin
+            extent = sym.block_extent(first, b, row)
+            assert extent == len(range(first, min(first + b, row)))
+            assert sym.block_extent(start, block, n).subs(
+                {start: first, block: b, n: row}) == extent
+
+
+def test_output_padding_is_the_one_that_returns_the_size():
+    for m, k, s, d, lo, hi in itertools.product(range(1, 12), range(1, 4), range(1, 4), (1, 2),
+                                                range(0, 2), range(0, 2)):
+        n = sym.conv_output_size(m, k, s, d, lo, hi)
+        if n < 1:
+            continue
+        pad = sym.conv_transpose_output_padding(m, k, s, d, lo, hi)
+        assert 0 <= pad < s and sym.conv_transpose_output_size(n, k, s, d, lo, hi, pad) == m
+        symbolic = sympy.sympify(sym.conv_transpose_output_padding(N, k, s, d, lo, hi))
+        assert symbolic.subs(N, m) == pad
+
+
+def test_a_transposed_convolution_costs_the_macs_of_its_convolution():
+    """The scatter of ConvTranspose(a -> b) is the gather of Conv(b -> a), transposed."""
+    for cin, cout, groups, kernel, spatial in [(2, 6, 1, (3, 3), (4, 5)), (4, 6, 2, (2, 3), (3, 3)),
+                                               (3, 3, 3, (5,), (7,))]:
+        transposed = sym.conv_transpose_macs(2, cin, spatial, cout, groups, kernel)
+        assert transposed == sym.conv_macs(2, cin, spatial, cout, groups, kernel)
+        assert transposed == 2 * cin * int(np.prod(spatial)) * (cout // groups) \
+            * int(np.prod(kernel))
+
+
+def test_pool_flops_count_the_taps_the_operator_visits():
+    """Max: one comparison per tap; LP: a power and an add per tap and a root per output;
+    average: an add per tap (the padded ones too when they count) and a divide per output."""
+    shape = (2, 5, 7)
+    cases = [(convgen.MaxPool2d(2), lambda taps, outs: taps),
+             (convgen.LPPool2d(2, 2), lambda taps, outs: 2 * taps + outs),
+             (convgen.AdaptiveAvgPool2d((2, 3)), lambda taps, outs: taps + outs),
+             (convgen.AvgPool2d(3, stride=2, padding=1, count_include_pad=False),
+              lambda taps, outs: 9 * outs + outs)]
+    for layer, count in cases:
+        taps = len(entries(layer, shape).rows)
+        outputs = int(np.prod(layer.output_shape((1, *shape))))
+        assert layer.flops((1, *shape)) == count(taps, outputs), layer.describe()
+
+
+def test_the_c_limits_are_the_lp64_types():
+    assert sym.INT_MAX == np.iinfo(np.int32).max
+    assert sym.LONG_MAX == np.iinfo(np.int64).max
