@@ -207,7 +207,13 @@ def _pinned() -> list[tuple]:
             (L["Conv2d"](4, 8, 3, padding=1, groups=2), (4, 6, 10)),
             (L["LPPool2d"](1, 2), (2, 4, 6)),
             (L["AvgPool2d"](3, stride=1, padding=(0, 1)), (3, 5, 20)),
-            (L["MaxPool2d"]((2, 3), stride=1, padding=(1, 0)), (3, 5, 20))]
+            (L["MaxPool2d"]((2, 3), stride=1, padding=(1, 0)), (3, 5, 20)),
+            # the blocked conv's rows of whole vectors that blocks of equal size overrun
+            # (5, 10 or 20 vectors of 16, 8 or 4 lanes in blocks of 3 or 4), and a plane
+            # whose height, not its width, is a whole number of vectors
+            (L["Conv2d"](1, 3, 3, padding=1), (1, 2, 80)),
+            (L["Conv2d"](1, 3, 3, padding=1), (1, 2, 40)),
+            (L["Conv2d"](1, 4, 3, padding=1), (1, 16, 19))]
 
 
 def _property_items(count: int, seed: int) -> list[tuple]:
@@ -752,13 +758,15 @@ def _baseline(configs: list, root: Path) -> tuple[list, list]:
 
 def _cached_baseline(root: Path, property_cases: int) -> tuple[list, list, list]:
     """The suite and its baseline, kept in the kernel cache under a key of the generator's
-    sources and the suite's parameters (minutes to compute: every config against the exact
-    oracle)."""
+    sources, the suite's parameters and this module (minutes to compute: every config
+    against the exact oracle)."""
     from .codegen import generator_hash
     from .runtime.cache import content_key, entry_path
 
-    key = content_key("mutate-baseline/2", generator_hash(), str(property_cases),
-                      str(PROPERTY_SEED), " ".join(FLAGS), sys.version)
+    # this module's text stands for the suite's definition (the pinned layers, the stages)
+    key = content_key("mutate-baseline", generator_hash(), str(property_cases),
+                      str(PROPERTY_SEED), " ".join(FLAGS), sys.version,
+                      Path(__file__).read_text(encoding="utf-8"))
     path = entry_path(key).with_suffix(".mutate.pickle")
     if path.is_file():
         try:
