@@ -16,9 +16,10 @@ fast verification on what changed, stopping at the first failure:
    every element the operator reads or writes (:func:`convgen.bounds.uncovered`): a
    model that describes other accesses than the kernel makes proves nothing about it;
 5. **tests**: a mutant that changes no kernel text of the suite (C or CUDA; it may have
-   changed what the bounds proofs assume) runs the quick tier's formula tests (``pytest -m
-   quick -x``, :data:`FORMULA_TESTS`) on the mutated copy: what it changed is no kernel's,
-   so the kernels cannot judge it.
+   changed what the bounds proofs assume), or any surviving mutant of
+   :data:`TESTED_ALWAYS`, runs the quick tier's formula tests (``pytest -m
+   quick -x``, :data:`FORMULA_TESTS`) on the mutated copy: what no kernel shows (a report's
+   count, a proof's assumption), the formula tests judge.
 
 A kernel is judged as ``convgen verify`` judges it (:func:`convgen.verify.check_kernel`: bit
 for bit against the exact oracle); a kernel that no longer builds under the strict flags, or
@@ -97,6 +98,10 @@ EQUIVALENTS = "mutation.toml"
 FORMULA_TESTS = ("test_shapes.py", "test_toeplitz.py", "test_proofs.py", "test_reference.py",
                  "test_summary.py", "test_spec.py", "test_lecture.py", "test_simplify.py",
                  "test_registry.py", "test_large_sizes.py", "test_formulas.py")
+#: Sources whose surviving mutants face the tests stage even when they changed kernels:
+#: the formulas also feed the reports, the counts and the proofs' statements, which no
+#: kernel judges.
+TESTED_ALWAYS = ("convgen/symbolic.py",)
 
 
 @dataclass(frozen=True)
@@ -213,7 +218,12 @@ def _pinned() -> list[tuple]:
             # whose height, not its width, is a whole number of vectors
             (L["Conv2d"](1, 3, 3, padding=1), (1, 2, 80)),
             (L["Conv2d"](1, 3, 3, padding=1), (1, 2, 40)),
-            (L["Conv2d"](1, 4, 3, padding=1), (1, 16, 19))]
+            (L["Conv2d"](1, 4, 3, padding=1), (1, 16, 19)),
+            # windows that tile the rows without overlap (a stride of the kernel's height,
+            # taller than wide): a tap range cut short leaves whole input rows unread
+            (L["Conv2d"](2, 8, (3, 2), stride=(3, 1), padding=(0, 1)), (2, 9, 20)),
+            (L["MaxPool2d"]((3, 2), stride=(3, 1), padding=(1, 0)), (3, 9, 20)),
+            (L["AvgPool2d"]((3, 2), stride=(3, 1)), (2, 9, 20))]
 
 
 def _property_items(count: int, seed: int) -> list[tuple]:
@@ -603,7 +613,8 @@ def worker_main() -> None:
         try:
             path.write_text(job["text"], encoding="utf-8")
             verdict = _run_forked(job, setup["suite"], base, uses, setup["timeout"])
-            if verdict["outcome"] == "survived" and not verdict["changed"] and setup["tests"]:
+            if verdict["outcome"] == "survived" and setup["tests"] and (
+                    not verdict["changed"] or job["source"] in TESTED_ALWAYS):
                 verdict = _tests(copy, setup["tests_timeout"])
         finally:
             path.write_text(original, encoding="utf-8")
