@@ -122,3 +122,63 @@ def test_pool_flops_count_the_taps_the_operator_visits():
 def test_the_c_limits_are_the_lp64_types():
     assert sym.INT_MAX == np.iinfo(np.int32).max
     assert sym.LONG_MAX == np.iinfo(np.int64).max
+
+
+def _blocked_problems():
+    from convgen.lower import lower
+
+    for layer, shape in [(convgen.Conv2d(2, 4, 3, padding=(1, 2)), (2, 9, 37)),
+                         (convgen.Conv2d(2, 4, (2, 5), stride=(2, 1), padding=(0, 1),
+                                         dilation=(1, 2)), (2, 11, 40)),
+                         (convgen.Conv2d(2, 4, (3, 1), stride=(1, 3)), (2, 7, 50)),
+                         (convgen.Conv2d(4, 6, 1), (4, 3, 10)),
+                         (convgen.Conv2d(3, 3, 5, padding=2, groups=3), (3, 6, 6))]:
+        for dtype in ("float32", "float64"):
+            yield layer, lower(layer, shape, dtype)
+
+
+def test_blocked_coverage_counts_the_outputs_whole_register_blocks_hold():
+    """The outputs the blocked schedule computes in whole register blocks: rows whose taps
+    all read the input, times the columns whose taps all do, in whole vectors, counted here
+    tap by tap (a 1x1 convolution's plane is one row)."""
+    from convgen.schedules import conv_blocked, tuning
+
+    for layer, problem in _blocked_problems():
+        (_, *sizes), (_, *outs) = problem.sample, problem.out
+        pads = problem.padding
+        if conv_blocked.pointwise(problem):
+            sizes, outs, pads = [1, sizes[0] * sizes[1]], [1, outs[0] * outs[1]], ((0, 0),) * 2
+        inside = [sum(all(0 <= sym.tap_index(o, j, s, d, lo) < n for j in range(k))
+                      for o in range(m))
+                  for n, m, k, s, d, (lo, _) in zip(sizes, outs, layer.kernel_size,
+                                                    layer.stride, layer.dilation, pads)]
+        owb = tuning.lanes(problem.dtype)
+        assert conv_blocked.coverage(problem) == (inside[0] * (inside[1] // owb * owb),
+                                                  outs[0] * outs[1]), layer.describe()
+
+
+def test_a_1x1_convolution_runs_as_a_gemm_over_its_plane_and_nothing_else_does():
+    """The blocked and packed schedules view a 1x1 convolution with stride 1 and no padding
+    as one row of H*W columns (the reports say so); any other layer keeps its plane."""
+    from convgen.lower import lower
+    from convgen.schedules import conv_blocked
+
+    gemm = [(convgen.Conv2d(4, 6, 1), (4, 3, 10)), (convgen.Conv2d(2, 16, 1), (2, 5, 5))]
+    planes = [(convgen.Conv2d(2, 4, (2, 1)), (2, 5, 7)), (convgen.Conv2d(2, 4, (1, 2)), (2, 5, 7)),
+              (convgen.Conv2d(2, 4, 1, stride=(2, 1)), (2, 6, 7)),
+              (convgen.Conv2d(2, 4, 1, stride=(1, 2)), (2, 6, 7)),
+              (convgen.Conv2d(2, 4, 1, padding=((1, 0), (0, 0))), (2, 4, 5)),
+              (convgen.Conv2d(2, 4, 1, padding=((0, 0), (0, 1))), (2, 4, 5)),
+              (convgen.Conv1d(2, 4, 1), (2, 9))]
+    for layer, shape in gemm + planes:
+        problem = lower(layer, shape, "float32")
+        flat = (layer, shape) in gemm
+        assert conv_blocked.pointwise(problem) == flat, layer.describe()
+        sample, out = conv_blocked.view(problem)
+        if flat:
+            assert sample == (shape[0], 1, shape[1] * shape[2])
+            assert out == (layer.out_channels, 1, shape[1] * shape[2])
+            kernel = convgen.codegen.generate(layer, shape)
+            assert "(1x1: the plane as one row, a GEMM)" in kernel.schedule_reason
+        else:
+            assert (sample, out) == (problem.sample, problem.out)
