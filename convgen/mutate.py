@@ -16,8 +16,8 @@ fast verification on what changed, stopping at the first failure:
    every element the operator reads or writes (:func:`convgen.bounds.uncovered`): a
    model that describes other accesses than the kernel makes proves nothing about it;
 5. **tests**: a mutant that changes no kernel text of the suite (C or CUDA; it may have
-   changed what the bounds proofs assume), or any surviving mutant of
-   :data:`TESTED_ALWAYS`, runs the quick tier's formula tests (``pytest -m
+   changed what the bounds proofs assume), and any surviving mutant of a Python module
+   (:data:`TESTED_ALWAYS`), runs the quick tier's formula tests (``pytest -m
    quick -x``, :data:`FORMULA_TESTS`) on the mutated copy: what no kernel shows (a report's
    count, a proof's assumption), the formula tests judge.
 
@@ -98,10 +98,10 @@ EQUIVALENTS = "mutation.toml"
 FORMULA_TESTS = ("test_shapes.py", "test_toeplitz.py", "test_proofs.py", "test_reference.py",
                  "test_summary.py", "test_spec.py", "test_lecture.py", "test_simplify.py",
                  "test_registry.py", "test_large_sizes.py", "test_formulas.py")
-#: Sources whose surviving mutants face the tests stage even when they changed kernels:
-#: the formulas also feed the reports, the counts and the proofs' statements, which no
-#: kernel judges.
-TESTED_ALWAYS = ("convgen/symbolic.py",)
+#: Every surviving mutant of a Python module faces the tests stage, kernels changed or not:
+#: the formulas and the schedules' choices also feed the reports, the counts and the
+#: proofs' statements, which no kernel judges.
+TESTED_ALWAYS = (".py",)
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,12 @@ def _pinned() -> list[tuple]:
             # taller than wide): a tap range cut short leaves whole input rows unread
             (L["Conv2d"](2, 8, (3, 2), stride=(3, 1), padding=(0, 1)), (2, 9, 20)),
             (L["MaxPool2d"]((3, 2), stride=(3, 1), padding=(1, 0)), (3, 9, 20)),
-            (L["AvgPool2d"]((3, 2), stride=(3, 1)), (2, 9, 20))]
+            (L["AvgPool2d"]((3, 2), stride=(3, 1)), (2, 9, 20)),
+            # 1x1-like layers that must keep their plane (not the GEMM view)
+            (L["Conv2d"](2, 4, (2, 1)), (2, 5, 7)),
+            (L["Conv2d"](2, 4, 1, stride=(2, 1)), (2, 6, 7)),
+            (L["Conv2d"](2, 4, 1, stride=(1, 2)), (2, 6, 7)),
+            (L["Conv2d"](2, 4, 1, padding=((1, 0), (0, 0))), (2, 4, 5))]
 
 
 def _property_items(count: int, seed: int) -> list[tuple]:
@@ -614,7 +619,7 @@ def worker_main() -> None:
             path.write_text(job["text"], encoding="utf-8")
             verdict = _run_forked(job, setup["suite"], base, uses, setup["timeout"])
             if verdict["outcome"] == "survived" and setup["tests"] and (
-                    not verdict["changed"] or job["source"] in TESTED_ALWAYS):
+                    not verdict["changed"] or job["source"].endswith(TESTED_ALWAYS)):
                 verdict = _tests(copy, setup["tests_timeout"])
         finally:
             path.write_text(original, encoding="utf-8")
