@@ -228,7 +228,13 @@ def _pinned() -> list[tuple]:
             (L["Conv2d"](2, 4, (2, 1)), (2, 5, 7)),
             (L["Conv2d"](2, 4, 1, stride=(2, 1)), (2, 6, 7)),
             (L["Conv2d"](2, 4, 1, stride=(1, 2)), (2, 6, 7)),
-            (L["Conv2d"](2, 4, 1, padding=((1, 0), (0, 0))), (2, 4, 5))]
+            (L["Conv2d"](2, 4, 1, padding=((1, 0), (0, 0))), (2, 4, 5)),
+            # blocked pools: rows of interior outputs one past whole blocks of vectors, or
+            # several blocks; windows past the padded input (ceil mode) that count padding
+            *[(L["AvgPool2d"](3, stride=1, padding=1), (1, 3, width))
+              for width in (11, 19, 35, 67, 131)],
+            (L["MaxPool2d"](3, stride=1, padding=1), (1, 3, 67)),
+            (L["AvgPool2d"](3, stride=(2, 1), padding=1, ceil_mode=True), (2, 8, 40))]
 
 
 def _property_items(count: int, seed: int) -> list[tuple]:
