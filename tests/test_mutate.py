@@ -164,7 +164,7 @@ def test_a_sample_is_killed_or_justified_and_planted_mistakes_are_named():
     regressions = [f"{r.key} {r.source}:{r.line} {r.operator}: {r.before.strip()!r} -> "
                    f"{r.after.strip()!r} (the recorded run: {recorded[r.key]})"
                    for r in sampled if r.outcome == "survived"
-                   and recorded.get(r.key) in ("killed", "timeout")]
+                   and recorded.get(r.key) == "killed"]  # a timeout may be the load's
     assert not regressions, regressions
     verdicts = {r.operator: r for r in made}
     assert verdicts["loop bound +1"].outcome == "killed"
