@@ -182,3 +182,33 @@ def test_a_1x1_convolution_runs_as_a_gemm_over_its_plane_and_nothing_else_does()
             assert "(1x1: the plane as one row, a GEMM)" in kernel.schedule_reason
         else:
             assert (sample, out) == (problem.sample, problem.out)
+
+
+def test_the_winograd_workspace_comment_is_the_stack_arrays_it_declares():
+    """"Workspace: N KiB on the stack of each thread": the transform arrays U, V and M and
+    the padded rows d that the kernel declares, counted from its own declarations."""
+    import re
+
+    from convgen.lower import lower
+    from convgen.schedules import applicable
+
+    checked = 0
+    # the last two: workspaces just past a whole KiB (111,648 and 152,608 bytes in float32),
+    # where a figure a few bytes off, or divided by a few too many, shows
+    for cin, cout, shape in [(3, 8, (7, 9)), (1, 16, (6, 30)), (5, 12, (9, 17)), (8, 8, (4, 4)),
+                             (2, 24, (12, 70)), (16, 16, (8, 40)), (7, 40, (5, 11)),
+                             (16, 8, (4, 130)), (16, 16, (4, 130))]:
+        layer = convgen.Conv2d(cin, cout, 3, padding=1)
+        for dtype, size in (("float32", 4), ("float64", 8)):
+            if applicable(lower(layer, (cin, *shape), dtype), "c")["winograd"] is not None:
+                continue
+            source = convgen.codegen.generate(layer, (cin, *shape), dtype,
+                                              schedule="winograd").source
+            ctype = "float" if dtype == "float32" else "double"
+            declared = {name: int(a) * int(b or 1) for name, a, b in re.findall(
+                rf"\b{ctype} ([UVMd])\[(\d+)\](?:\[(\d+)\])?;", source)}
+            assert set(declared) == {"U", "V", "M", "d"}, declared
+            stated = int(re.search(r"Workspace: (\d+) KiB", source).group(1))
+            assert stated == -(-sum(declared.values()) * size // 1024), (layer, shape, dtype)
+            checked += 1
+    assert checked >= 10
