@@ -131,6 +131,10 @@ def _blocked_problems():
                          (convgen.Conv2d(2, 4, (2, 5), stride=(2, 1), padding=(0, 1),
                                          dilation=(1, 2)), (2, 11, 40)),
                          (convgen.Conv2d(2, 4, (3, 1), stride=(1, 3)), (2, 7, 50)),
+                         (convgen.Conv2d(2, 4, (3, 2), dilation=(1, 3), padding=(1, 0)),
+                          (2, 7, 40)),
+                         (convgen.Conv2d(2, 4, (2, 3), dilation=(3, 1), padding=(0, 1)),
+                          (2, 9, 40)),
                          (convgen.Conv2d(4, 6, 1), (4, 3, 10)),
                          (convgen.Conv2d(3, 3, 5, padding=2, groups=3), (3, 6, 6))]:
         for dtype in ("float32", "float64"):
