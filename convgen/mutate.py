@@ -234,7 +234,9 @@ def _pinned() -> list[tuple]:
             *[(L["AvgPool2d"](3, stride=1, padding=1), (1, 3, width))
               for width in (11, 19, 35, 67, 131)],
             (L["MaxPool2d"](3, stride=1, padding=1), (1, 3, 67)),
-            (L["AvgPool2d"](3, stride=(2, 1), padding=1, ceil_mode=True), (2, 8, 40))]
+            (L["AvgPool2d"](3, stride=(2, 1), padding=1, ceil_mode=True), (2, 8, 40)),
+            # Winograd rows of several blocks of tiles (a block holds 1024 / C_in of them)
+            (L["Conv2d"](64, 8, 3, padding=1), (64, 4, 70))]
 
 
 def _property_items(count: int, seed: int) -> list[tuple]:
