@@ -23,9 +23,11 @@ import sympy
 import z3
 
 from .codegen import GeneratedKernel
+from .lower import BATCH
 from .proofs import Result, prove
 from .schedules import Access
 from .solver import symbol_facts, to_z3
+from .toeplitz import entries
 
 __all__ = ["FOOTPRINT_LIMIT", "bounds_summary", "footprint", "prove_access", "prove_bounds",
            "required", "uncovered"]
@@ -62,8 +64,6 @@ def footprint(access: Access, batch: int = 2, limit: int = FOOTPRINT_LIMIT) -> s
     """Every value ``access.index`` takes where its domain holds, for ``batch`` samples: z3
     enumerates them (each value found is excluded and the solver asked again).  More than
     ``limit`` values is a :class:`ValueError`."""
-    from .lower import BATCH
-
     env: dict = {}
     solver = z3.Solver()
     solver.add(*[to_z3(condition, env) for condition in access.domain])
@@ -84,8 +84,6 @@ def footprint(access: Access, batch: int = 2, limit: int = FOOTPRINT_LIMIT) -> s
 def required(kernel: GeneratedKernel, batch: int = 2) -> dict[str, set[int]]:
     """The elements of each argument the layer's operator needs, for ``batch`` samples: the
     inputs and weights with a coefficient (or in a window), every bias, every output."""
-    from .toeplitz import entries
-
     layer, sample = kernel.layer, kernel.input_shape
     ops = entries(layer, sample)
     x_size, y_size = int(np.prod(sample)), int(np.prod(kernel.output_shape))
