@@ -13,7 +13,9 @@ kernel does not run, and says nothing of the ones it does.  :func:`uncovered` ch
 model against the operator: every element of ``x`` the exact operator reads
 (:func:`convgen.toeplitz.entries`), every weight it uses, every bias and every output
 (values and indices) must be the index of some recorded access, enumerated by z3 for a
-concrete batch (:func:`footprint`).
+concrete batch (:func:`footprint`).  It catches a model that leaves elements unreached; a
+model shifted within what other accesses also reach, and the kernels' scratch arrays (which
+no operator defines), are beyond it.
 """
 
 from __future__ import annotations
