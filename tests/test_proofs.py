@@ -185,15 +185,18 @@ def test_every_access_domain_admits_batch_one_and_the_corners_of_its_derived_ind
 
 def _small_kernels_of_every_schedule():
     """Every C schedule of the layers the mutation suite pins (axes and sides that differ in
-    every parameter), and of the proof-domain layers, small: z3 enumerates their indices."""
+    every parameter) that are small enough for the mutation run's coverage check (z3
+    enumerates their indices)."""
     from convgen.lower import lower
-    from convgen.mutate import _pinned
+    from convgen.mutate import _coverable, _pinned
     from convgen.schedules import applicable
 
     for layer, shape in _pinned():
         for schedule, reason in applicable(lower(layer, shape, "float32"), "c").items():
             if reason is None:
-                yield codegen.generate(layer, shape, "float32", schedule=schedule)
+                kernel = codegen.generate(layer, shape, "float32", schedule=schedule)
+                if _coverable(kernel):
+                    yield kernel
 
 
 def test_every_proof_model_covers_what_the_operator_reads_and_writes():
