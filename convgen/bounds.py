@@ -31,8 +31,8 @@ from .schedules import Access
 from .solver import symbol_facts, to_z3
 from .toeplitz import entries
 
-__all__ = ["FOOTPRINT_LIMIT", "bounds_summary", "footprint", "prove_access", "prove_bounds",
-           "required", "uncovered"]
+__all__ = ["FOOTPRINT_LIMIT", "bounds_summary", "elements", "footprint", "prove_access",
+           "prove_bounds", "required", "uncovered"]
 
 #: :func:`uncovered` enumerates at most this many elements of an array (one z3 query each,
 #: about a millisecond): the check is for small configs, which run the same code paths.
@@ -69,9 +69,9 @@ def footprint(access: Access, batch: int = 2, limit: int = FOOTPRINT_LIMIT) -> s
     env: dict = {}
     solver = z3.Solver()
     solver.add(*[to_z3(condition, env) for condition in access.domain])
-    index = to_z3(sympy.sympify(access.index).subs(BATCH, batch), env)
+    index = to_z3(access.index, env)
     solver.add(*symbol_facts(env))
-    if BATCH in env:
+    if BATCH in env:  # the batch size, in the domain or the index
         solver.add(env[BATCH] == batch)
     found: set[int] = set()
     while solver.check() == z3.sat:
@@ -81,6 +81,13 @@ def footprint(access: Access, batch: int = 2, limit: int = FOOTPRINT_LIMIT) -> s
             raise ValueError(f"{access.where}: more than {limit} elements")
         solver.add(index != value)
     return found
+
+
+def elements(kernel: GeneratedKernel, batch: int = 2) -> int:
+    """How many elements of x, y and w :func:`uncovered` has to reach for ``batch`` samples:
+    what its cost grows with."""
+    count = batch * (int(np.prod(kernel.input_shape)) + int(np.prod(kernel.output_shape)))
+    return count + (int(np.prod(kernel.layer.weight_shape)) if "w" in kernel.arguments else 0)
 
 
 def required(kernel: GeneratedKernel, batch: int = 2) -> dict[str, set[int]]:

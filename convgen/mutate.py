@@ -441,12 +441,9 @@ def _check_bounds(kernel_text) -> str:
 
 
 def _coverable(kernel_text) -> bool:
-    import numpy as np
+    from .bounds import elements
 
-    sizes = 2 * np.prod(kernel_text.input_shape) + 2 * np.prod(kernel_text.output_shape)
-    if "w" in kernel_text.arguments:
-        sizes += np.prod(kernel_text.layer.weight_shape)
-    return int(sizes) <= COVER_ELEMENTS
+    return elements(kernel_text) <= COVER_ELEMENTS
 
 
 def _check_cover(kernel_text) -> str:
@@ -524,7 +521,7 @@ def _affected(job: dict, configs: list, uses: list) -> list[int]:
 
 def _child(job: dict, suite_file: str, base: list, uses: list, out) -> None:
     """In a forked process: import the mutated sources afresh (a template: read it afresh)
-    and run the stages; a survivor reports how many configs it changed."""
+    and run the stages."""
     if job["source"].endswith(".py"):
         _fresh_convgen()
     else:
@@ -535,20 +532,17 @@ def _child(job: dict, suite_file: str, base: list, uses: list, out) -> None:
 
     with open(suite_file, "rb") as stream:
         configs = pickle.load(stream)
-    changed, budget = 0, dict(sanitize=SANITIZED, cover=COVERED)
+    budget = dict(sanitize=SANITIZED, cover=COVERED)
     for index in _affected(job, configs, uses):
         item = configs[index]
-        texts = _texts(item)
-        now = fingerprint(texts)
-        changed += any(code(now[part]) != code(base[index][part]) for part in ("c", "cuda"))
-        stage, problem = _judge(item, texts, base[index], budget)
+        stage, problem = _judge(item, _texts(item), base[index], budget)
         out.write(_PROGRESS)
         out.flush()
         if problem:
             out.write(json.dumps(dict(outcome="killed", stage=stage,
                                       by=f"{item[1]}: {problem}")))
             return
-    out.write(json.dumps(dict(outcome="survived", changed=changed)))
+    out.write(json.dumps(dict(outcome="survived")))
 
 
 def _run_forked(job: dict, suite_file: str, base: list, uses: list, timeout: float) -> dict:
