@@ -25,7 +25,12 @@ for bit against the exact oracle); a kernel that no longer builds under the stri
 a generator that raises where it did not, is a kill too, and so is a finding of the
 address and undefined-behaviour sanitizers (:mod:`convgen.sanitize`) on the first
 :data:`SANITIZED` small changed kernels of a mutant: a write past a kernel's own stack
-array changes no value, yet is a bug.  Only kernels whose text differs
+array changes no value, yet is a bug.  Likewise the CUDA text: every launch on the CPU
+strides over the batch (the grid's z axis is held to one block, as a batch past
+``CUDA_MAX_GRID_Z`` runs on a GPU), and Oclgrind checks the first :data:`RACED` small
+changed CUDA texts of a mutant for out-of-bounds accesses and data races (a block that reads
+past its staged taps and writes another block's output passes on PoCL when the right block
+happens to store last).  Only kernels whose text differs
 from the unmutated generator's are built, so a mutant costs what it changes.
 
 Outcomes: ``killed`` (with the stage and the config or test that caught it), ``timeout``
@@ -90,6 +95,10 @@ SANITIZED = 4
 #: w), and on at most :data:`COVERED` changed configs a mutant.
 COVER_ELEMENTS = 3000
 COVERED = 8
+#: Oclgrind (a simulator: seconds for a small kernel) on the first this many changed CUDA
+#: texts of a mutant whose configs take at most :data:`RACE_WORK` FLOPs a sample.
+RACED = 2
+RACE_WORK = 2 * 10**5
 EQUIVALENTS = "mutation.toml"
 #: The tests stage: the quick tier's modules that test formulas, shapes, operators, proofs
 #: and the schedule registry directly (the tier's kernel-building tests build what the
@@ -461,6 +470,25 @@ def _sanitized(kernel_text) -> str:
         return findings(kernel_text, Path(folder))
 
 
+def _raced(kernel_text) -> str:
+    """Oclgrind's verdict on a changed CUDA text: "" when every entry point is clean and
+    right; skipped (also "") where Oclgrind is not installed."""
+    from .runtime.pocl import available
+    from .verify import race_check
+
+    if available("oclgrind") is not None:
+        return ""
+    try:
+        findings = race_check([kernel_text], timeout=TIMEOUT)
+    except ConvgenError as error:
+        return "Oclgrind: " + str(error)[:200]
+    for finding in findings:
+        if finding.diagnostics or not finding.passed:
+            said = (finding.diagnostics or "values wrong").strip().splitlines()[0]
+            return f"Oclgrind ({finding.schedule}): {said[:200]}"
+    return ""
+
+
 def _judge(item: tuple, texts: dict, base: dict, budget: dict | None = None
            ) -> tuple[str, str]:
     """``(stage, problem)`` of one config whose texts differ from ``base``; ("", "") when
@@ -481,6 +509,10 @@ def _judge(item: tuple, texts: dict, base: dict, budget: dict | None = None
                 and int(item[2].flops(item[3])) <= CUDA_WORK:
             budget["sanitize"] -= 1
             problem = _sanitized(texts[part])
+        if not problem and part == "cuda" and budget is not None and budget["race"] > 0 \
+                and int(item[2].flops(item[3])) <= RACE_WORK:
+            budget["race"] -= 1
+            problem = _raced(texts[part])
         if problem:
             return stage, problem
     if now.get("accesses") != base.get("accesses") and not isinstance(texts["c"], str) \
@@ -529,10 +561,14 @@ def _child(job: dict, suite_file: str, base: list, uses: list, out) -> None:
 
         environment.cache_clear()
     import convgen.codegen  # noqa: F401  (the mutated generator)
+    import convgen.cudagen
+
+    # every CUDA launch strides over the batch, as a batch past the grid's z limit does
+    convgen.cudagen.MAX_GRID_Z = 1
 
     with open(suite_file, "rb") as stream:
         configs = pickle.load(stream)
-    budget = dict(sanitize=SANITIZED, cover=COVERED)
+    budget = dict(sanitize=SANITIZED, cover=COVERED, race=RACED)
     for index in _affected(job, configs, uses):
         item = configs[index]
         stage, problem = _judge(item, _texts(item), base[index], budget)

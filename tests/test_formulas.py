@@ -216,3 +216,94 @@ def test_the_winograd_workspace_comment_is_the_stack_arrays_it_declares():
             assert stated == -(-sum(declared.values()) * size // 1024), (layer, shape, dtype)
             checked += 1
     assert checked >= 10
+
+
+def _staged(tile, layer) -> int:
+    """Input elements a CUDA tile stages: the tile's windows, axis by axis."""
+    return int(np.prod([(t - 1) * s + (k - 1) * d + 1 for t, k, s, d in
+                        zip(tile, layer.kernel_size, layer.stride, layer.dilation)]))
+
+
+def _cuda_tile_problems():
+    from convgen.lower import lower
+
+    layers = [(convgen.Conv1d(2, 20, 9, dilation=3), (2, 400)),
+              (convgen.Conv1d(1, 1, 1), (1, 5))]
+    for k, d, s, cout in itertools.product((1, 3, 9, 31, 47), (1, 4), (1, 2), (1, 2, 20)):
+        extent = (k - 1) * d + 1
+        layers += [(convgen.Conv2d(2, cout, k, stride=s, dilation=d),
+                    (2, extent + 40, extent + 3)),
+                   (convgen.Conv2d(1, cout, k, stride=s, dilation=d),
+                    (1, extent + 60, extent + 6))]
+    # taps that crowd out the halo: one output channel at most fits, or none does
+    layers += [(convgen.Conv3d(1, 8, 13), (1, 13, 13, 13)),
+               (convgen.Conv3d(1, 1, 15), (1, 15, 15, 15)),
+               (convgen.Conv3d(1, 8, 3), (1, 9, 10, 12)),
+               (convgen.Conv3d(1, 3, 11), (1, 11, 12, 20)),
+               # a tile of 32 positions whose staged input and taps are exactly the limit
+               (convgen.Conv1d(1, 1, 4086, dilation=2), (1, 8202)),
+               # fits only with the widest axis halved once; only with one channel
+               (convgen.Conv2d(1, 1, 46, dilation=2), (1, 98, 106)),
+               (convgen.Conv1d(1, 2, 1500, dilation=7), (1, 10525))]
+    for layer, shape in layers:
+        for dtype in ("float32", "float64"):
+            yield layer, lower(layer, shape, dtype)
+
+
+def test_a_cuda_tile_fits_in_shared_memory_and_is_refused_only_where_none_fits():
+    """cuda_tiled.tile_shape: a tile inside the output of at least min(CUDA_MIN_THREADS,
+    the plane's positions) positions, a block of 1 .. CUDA_OC_BLOCK output channels, and the
+    shared bytes of the staged input and taps, counted here, within the limit; ``None`` only
+    where no tile of that many positions fits even with one channel (searched tile by tile),
+    or where the output clips the starting tile (CUDA_TILES) below that many.
+    The tiled schedule applies exactly where a tile is chosen and the grid holds it."""
+    from convgen import isa
+    from convgen.schedules import cuda_tiled, tuning
+
+    chosen = refused = 0
+    for layer, problem in _cuda_tile_problems():
+        out, size = problem.out_spatial, problem.size
+        taps, least = int(np.prod(layer.kernel_size)), min(tuning.CUDA_MIN_THREADS,
+                                                           int(np.prod(out)))
+        picked = cuda_tiled.tile_shape(problem)
+        start = [min(t, m) for t, m in zip(tuning.CUDA_TILES[layer.ndim], out)]
+        if picked is None and np.prod(start) < least:
+            refused += 1  # the output clips the starting tile below that: stated, refused
+            continue
+        if picked is None:
+            fitting = [tile for tile in itertools.product(*[range(1, m + 1) for m in out])
+                       if np.prod(tile) >= least and
+                       (_staged(tile, layer) + taps) * size <= isa.CUDA_SHARED_LIMIT]
+            assert not fitting, (layer.describe(), problem.dtype, fitting[:1])
+            assert cuda_tiled.applies(problem) is not None
+            refused += 1
+            continue
+        tile, oc_block, shared = picked
+        assert len(tile) == len(out) and all(1 <= t <= m for t, m in zip(tile, out))
+        assert np.prod(tile) >= least, (layer.describe(), tile)
+        assert 1 <= oc_block <= min(tuning.CUDA_OC_BLOCK, problem.cg_out), oc_block
+        assert shared == (_staged(tile, layer) + oc_block * taps) * size
+        assert shared <= isa.CUDA_SHARED_LIMIT, (layer.describe(), tile, oc_block)
+        assert cuda_tiled.applies(problem) is None
+        chosen += 1
+    assert chosen >= 60 and refused >= 10, (chosen, refused)
+
+
+def test_the_cuda_direct_grid_limit_is_met_exactly():
+    """A launch's grid x axis holds at most CUDA_MAX_GRID_X blocks: the direct schedule takes
+    a sample of exactly that many blocks of outputs and refuses one more output.  Only sizes
+    are computed: nothing is allocated."""
+    from convgen import isa
+    from convgen.lower import lower
+    from convgen.schedules import cuda_direct, tuning
+
+    threads, length = tuning.CUDA_DIRECT_BLOCK, isa.CUDA_MAX_GRID_X
+    for channels, blocks in ((threads, isa.CUDA_MAX_GRID_X), (threads + 1, None)):
+        problem = lower(convgen.MaxPool1d(1), (channels, length), "float32")
+        assert cuda_direct.block(problem)[0] == threads
+        if blocks:
+            assert cuda_direct.block(problem)[1] == blocks
+            assert cuda_direct.applies(problem) is None
+        else:
+            assert cuda_direct.block(problem)[1] > isa.CUDA_MAX_GRID_X
+            assert "blocks of 256 threads" in cuda_direct.applies(problem)

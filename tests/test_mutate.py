@@ -147,8 +147,9 @@ def _commit_seed() -> int:
 def test_a_sample_is_killed_or_justified_and_planted_mistakes_are_named():
     """CI's sample: 20 mutants, the seed fixed per commit, none of which may survive where
     the recorded run (``tests/mutation_verdicts.json``, written with MUTATION.md) killed it;
-    with them, three made by hand: two mistakes the pipeline must kill (naming the stage
-    and the config) and a harmless change it must let survive.  One run: the baseline
+    with them, five made by hand: four mistakes the pipeline must kill (naming the stage
+    and the config; two in the CUDA text that only a batch past the grid's z limit and
+    Oclgrind show) and a harmless change it must let survive.  One run: the baseline
     (every config against the exact oracle) is the expensive part."""
     off_by_one = _by_hand("templates/shared/body.j2", "k{{ i }} < {{ d.kernel }}",
                           "k{{ i }} < {{ d.kernel }} - 1", "loop bound +1")
@@ -157,9 +158,17 @@ def test_a_sample_is_killed_or_justified_and_planted_mistakes_are_named():
                           "/* zero padding */", "drop guard")
     harmless = _by_hand("templates/shared/body.j2", "/* input channel in group */",
                         "/* the input channel within its group */", "comment")
-    result = run(sample=20, seed=_commit_seed(), extra=[off_by_one, no_padding, harmless],
-                 jobs=2)
-    sampled, made = result.results[:-3], result.results[-3:]
+    # CUDA: a block that skips batches past the grid's z limit, and one whose store loop
+    # runs a channel past its block (PoCL lets it pass when the right block stores last)
+    stride = _by_hand("templates/cuda/kernel.cu.j2", "n += gridDim.z)", "n += gridDim.z + 1)",
+                      "loop step +1")
+    overrun = _by_hand("templates/cuda/kernel.cu.j2",
+                       "j < {{ T.oc_block }}; ++j) {\n                if ({{ T.channel_ok }})",
+                       "j <= {{ T.oc_block }}; ++j) {\n                if ({{ T.channel_ok }})",
+                       "comparison")
+    made = [off_by_one, no_padding, harmless, stride, overrun]
+    result = run(sample=20, seed=_commit_seed(), extra=made, jobs=2)
+    sampled, made = result.results[:-len(made)], result.results[-len(made):]
     recorded = json.loads((ROOT / "tests" / "mutation_verdicts.json").read_text())
     regressions = [f"{r.key} {r.source}:{r.line} {r.operator}: {r.before.strip()!r} -> "
                    f"{r.after.strip()!r} (the recorded run: {recorded[r.key]})"
@@ -172,8 +181,12 @@ def test_a_sample_is_killed_or_justified_and_planted_mistakes_are_named():
     assert "values differ" in verdicts["loop bound +1"].by
     assert verdicts["drop guard"].outcome in ("killed", "timeout")
     assert verdicts["comment"].outcome == "survived"
+    assert verdicts["loop step +1"].outcome == "killed"
+    assert "CUDA text" in verdicts["loop step +1"].by
+    assert verdicts["comparison"].outcome == "killed"
+    assert "Oclgrind" in verdicts["comparison"].by or "CUDA text" in verdicts["comparison"].by
     rows = {row["source"]: row for row in score_table(made)}
-    assert rows["all templates"]["score"] == pytest.approx(2 / 3)
+    assert rows["all templates"]["score"] == pytest.approx(4 / 5)
     assert "the input channel within its group" in markdown(result, "convgen mutate")
 
 

@@ -156,12 +156,9 @@ def build(problem: Problem) -> Built:
         Access("w", w_index, sym.prod(layer.weight_shape), "blocked: w", tuple(taps)),
         Access("y", y_index, y_size, "blocked: y", tuple(block + [*loop(i, owb),
                                                                    sympy.Lt(i, width)]))]
-    if s1 == 1:  # whole vectors: the first and last elements bound the memcpy
-        accesses += [Access("x", x_row + owb - 1, x_size, "blocked: x, last of a vector",
-                            tuple(taps + [lanes_inside])),
-                     Access("y", y_index.subs(i, owb - 1), y_size,
-                            "blocked: y, last of a whole vector",
-                            tuple(block + [sympy.Eq(width, owb)]))]
+    # the kernel copies whole vectors with memcpy (from x at x_row where the stride is 1, to
+    # y at y_row where a vector is whole): lanes i = 0 .. owb - 1 of the x and y accesses
+    # above are exactly the elements each copy touches
     if layer.bias:
         accesses.append(Access("b", oc0 + j, layer.out_channels, "blocked: b", tuple(block)))
     params = BlockedParams(

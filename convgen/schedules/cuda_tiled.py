@@ -88,8 +88,9 @@ class TiledParams:
 def tile_shape(problem: Problem) -> tuple | None:
     """Output tile, output-channel block and shared bytes; ``None`` when no tile of at least
     :data:`~convgen.schedules.tuning.CUDA_MIN_THREADS` positions (or the whole output, if
-    smaller) fits in shared memory: a smaller block would stage a big halo for a few
-    outputs, and the direct kernel wins."""
+    smaller) fits in shared memory, or when the output clips the starting tile
+    (:data:`~convgen.schedules.tuning.CUDA_TILES`) below that many: a smaller block would
+    stage a big halo for a few outputs, and the direct kernel wins."""
     layer, out, size = problem.layer, problem.out, problem.size
     tile = [min(t, m) for t, m in zip(tuning.CUDA_TILES[layer.ndim], out[1:])]
     oc_block = min(tuning.CUDA_OC_BLOCK, problem.cg_out)
