@@ -135,6 +135,11 @@ def _blocked_problems():
                           (2, 7, 40)),
                          (convgen.Conv2d(2, 4, (2, 3), dilation=(3, 1), padding=(0, 1)),
                           (2, 9, 40)),
+                         (convgen.Conv2d(2, 4, 3, padding=((2, 0), (0, 1))), (2, 9, 37)),
+                         (convgen.Conv2d(2, 4, (3, 2), padding=((0, 1), (2, 0))), (2, 8, 40)),
+                         # stride 2: which side is padded decides how many windows fit
+                         (convgen.Conv2d(2, 4, 3, stride=2, padding=((1, 0), (0, 1))),
+                          (2, 9, 33)),
                          (convgen.Conv2d(4, 6, 1), (4, 3, 10)),
                          (convgen.Conv2d(3, 3, 5, padding=2, groups=3), (3, 6, 6))]:
         for dtype in ("float32", "float64"):
