@@ -312,3 +312,30 @@ def test_the_cuda_direct_grid_limit_is_met_exactly():
         else:
             assert cuda_direct.block(problem)[1] > isa.CUDA_MAX_GRID_X
             assert "blocks of 256 threads" in cuda_direct.applies(problem)
+
+
+def test_the_winograd_block_is_the_most_vectors_whose_weights_fit_the_budget():
+    """A Winograd block holds the transformed weights of its output channels: 16 matrices of
+    cg_in x (vectors x lanes) values.  conv_winograd.blocks takes the most vectors, up to
+    PACKED_VECTORS, within WINOGRAD_BYTES (searched here), and refuses a layer where even one
+    vector does not fit, naming the largest input channel count that would."""
+    from convgen.lower import lower
+    from convgen.schedules import conv_packed, conv_winograd, tuning
+
+    for dtype in ("float32", "float64"):
+        lanes, size = tuning.lanes(dtype), np.dtype(dtype).itemsize
+        limit = tuning.WINOGRAD_BYTES // (16 * lanes * size)
+        cout = 2 * tuning.PACKED_VECTORS * lanes
+        for cin in sorted({1, 3, *[limit // m + e for m in range(1, tuning.PACKED_VECTORS + 1)
+                                   for e in (0, 1)]}):
+            problem = lower(convgen.Conv2d(cin, cout, 3, padding=1), (cin, 4, 4), dtype)
+            fits = [m for m in range(1, tuning.PACKED_VECTORS + 1)
+                    if 16 * cin * m * lanes * size <= tuning.WINOGRAD_BYTES]
+            if fits:
+                assert conv_winograd.blocks(problem) == conv_packed.blocks(cout, lanes,
+                                                                           max(fits)), cin
+                assert conv_packed.blocks(cout, lanes, max(fits))[0] == max(fits)
+                assert conv_winograd.applies(problem) is None
+            else:
+                assert conv_winograd.blocks(problem) is None, cin
+                assert f"past {limit} input channels a group" in conv_winograd.applies(problem)

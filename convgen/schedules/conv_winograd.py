@@ -37,16 +37,17 @@ def applies(problem: Problem) -> str | None:
     """``None`` for 3x3, stride 1, undilated, zero-padded 2-D float convolutions with at
     least 2 output channels and a block's transformed weights within budget."""
     layer = problem.layer
-    most = tuning.WINOGRAD_BYTES // (16 * tuning.lanes(problem.dtype) * problem.size) \
-        if problem.dtype in tuning.VECTOR_DTYPES else 0
     if (problem.family != "conv" or problem.ndim != 2
             or problem.dtype not in tuning.VECTOR_DTYPES
             or layer.kernel_size != (3, 3) or layer.stride != (1, 1)
             or layer.dilation != (1, 1) or layer.padding_mode != "zeros"
-            or problem.cg_out < 2 or blocks(problem) is None):
+            or problem.cg_out < 2):
         return ("the winograd schedule covers 2-D float convolutions with a 3x3 kernel, "
-                "stride 1, no dilation, zero padding, at least 2 output channels and at most "
-                f"{most} input channels a group")
+                "stride 1, no dilation, zero padding and at least 2 output channels")
+    if blocks(problem) is None:
+        most = tuning.WINOGRAD_BYTES // (16 * tuning.lanes(problem.dtype) * problem.size)
+        return (f"a block's transformed weights (16 matrices of one vector of output channels) "
+                f"exceed {tuning.WINOGRAD_BYTES} bytes past {most} input channels a group")
     return None
 
 
