@@ -339,3 +339,29 @@ def test_the_winograd_block_is_the_most_vectors_whose_weights_fit_the_budget():
             else:
                 assert conv_winograd.blocks(problem) is None, cin
                 assert f"past {limit} input channels a group" in conv_winograd.applies(problem)
+
+
+def test_packed_chunks_take_every_input_channel_once_within_the_pack_budget():
+    """The packed schedule packs the weights of icb input channels at a time: chunks of them
+    cover the group's channels (the last one possibly short, never empty), a chunk's packed
+    weights fit in PACK_BYTES unless one channel alone exceeds it, and no fewer chunks would
+    do (searched here)."""
+    from convgen.lower import lower
+    from convgen.schedules import conv_packed, tuning
+
+    checked = 0
+    for cin, k, cout in itertools.product((1, 3, 40, 113, 114, 200, 227, 300, 513),
+                                          (1, 3, 5), (4, 16, 40)):
+        for dtype in ("float32", "float64"):
+            layer = convgen.Conv2d(cin, cout, k)
+            problem = lower(layer, (cin, k + 1, k + 2), dtype)
+            packed = conv_packed.build(problem).context.packed
+            icb, chunks = packed.icb, packed.chunks
+            per = k * k * packed.ocv * packed.lanes * packed.size  # one channel's bytes
+            assert (chunks - 1) * icb < cin <= chunks * icb, (cin, k, cout, dtype)
+            assert icb * per <= tuning.PACK_BYTES or icb == 1, (cin, k, cout, dtype)
+            fewest = next(c for c in range(1, cin + 1)
+                          if -(-cin // c) * per <= tuning.PACK_BYTES or c == cin)
+            assert chunks == fewest, (cin, k, cout, dtype, chunks, fewest)
+            checked += chunks > 1
+    assert checked >= 20

@@ -84,8 +84,10 @@ def build(problem: Problem) -> Built:
     lanes, size = tuning.lanes(dtype), problem.size
     ocv, nb = blocks(cg_out, lanes)
     (kn0, kn1), taps = layer.kernel_size, layer.kernel_size[0] * layer.kernel_size[1]
-    chunks = -(-cg_in * taps * ocv * lanes * size // tuning.PACK_BYTES)
-    icb = -(-cg_in // chunks)
+    # input channels whose packed weights fit in PACK_BYTES (one at least), then the fewest
+    # chunks of them and the fewest channels a chunk
+    fit = max(1, tuning.PACK_BYTES // (taps * ocv * lanes * size))
+    icb = -(-cg_in // -(-cg_in // fit))
     chunks = -(-cg_in // icb)
     tasks = -(-out[1] // min(out[1], max(1, -(-tuning.PACKED_COLUMNS_PER_TASK // out[2]))))
     rows = -(-out[1] // tasks)  # the same rows in every task
