@@ -30,7 +30,8 @@ strides over the batch (the grid's z axis is held to one block, as a batch past
 ``CUDA_MAX_GRID_Z`` runs on a GPU), and Oclgrind checks the first :data:`RACED` small
 changed CUDA texts of a mutant for out-of-bounds accesses and data races (a block that reads
 past its staged taps and writes another block's output passes on PoCL when the right block
-happens to store last).  Only kernels whose text differs
+happens to store last), and nvcc builds the first :data:`NVCC_CHECKED` under its strict
+flags, where it is installed (an unused variable or an array indexed past its end shows).  Only kernels whose text differs
 from the unmutated generator's are built, so a mutant costs what it changes.
 
 Outcomes: ``killed`` (with the stage and the config or test that caught it), ``timeout``
@@ -99,6 +100,9 @@ COVERED = 8
 #: texts of a mutant whose configs take at most :data:`RACE_WORK` FLOPs a sample.
 RACED = 2
 RACE_WORK = 2 * 10**5
+#: nvcc's strict check (no warning, no spill, no local memory; where nvcc is installed) on
+#: the first this many changed CUDA texts of a mutant.
+NVCC_CHECKED = 2
 EQUIVALENTS = "mutation.toml"
 #: The tests stage: the quick tier's modules that test formulas, shapes, operators, proofs
 #: and the schedule registry directly (the tier's kernel-building tests build what the
@@ -243,6 +247,12 @@ def _pinned() -> list[tuple]:
             *[(L["AvgPool2d"](3, stride=1, padding=1), (1, 3, width))
               for width in (11, 19, 35, 67, 131)],
             (L["MaxPool2d"](3, stride=1, padding=1), (1, 3, 67)),
+            # ... and rows whose last block of 12 vectors starts at the last interior output
+            # (132 vectors and one output: 8 floats, 4 doubles a vector)
+            (L["MaxPool2d"](3, stride=1, padding=1), (1, 2, 132 * 8 + 3)),
+            (L["AvgPool2d"](3, stride=1, padding=1), (1, 2, 132 * 4 + 3)),
+            # circular padding of a one-element axis: every tap reads its only element
+            (L["Conv2d"](1, 2, 3, padding=1, padding_mode="circular"), (1, 1, 4)),
             (L["AvgPool2d"](3, stride=(2, 1), padding=1, ceil_mode=True), (2, 8, 40)),
             # Winograd rows of several blocks of tiles (a block holds 1024 / C_in of them)
             (L["Conv2d"](64, 8, 3, padding=1), (64, 4, 70))]
@@ -489,6 +499,23 @@ def _raced(kernel_text) -> str:
     return ""
 
 
+def _nvcc_clean(kernel_text) -> str:
+    """nvcc's verdict on a changed CUDA text under the strict flags: "" when it builds clean;
+    skipped (also "") where nvcc is not installed."""
+    from .errors import BuildError
+    from .runtime import nvcc
+
+    try:
+        nvcc.nvcc()
+    except BuildError:
+        return ""
+    try:
+        nvcc.check(kernel_text)
+    except BuildError as error:
+        return "nvcc: " + " ".join(str(error).split())[:200]
+    return ""
+
+
 def _judge(item: tuple, texts: dict, base: dict, budget: dict | None = None
            ) -> tuple[str, str]:
     """``(stage, problem)`` of one config whose texts differ from ``base``; ("", "") when
@@ -513,6 +540,9 @@ def _judge(item: tuple, texts: dict, base: dict, budget: dict | None = None
                 and int(item[2].flops(item[3])) <= RACE_WORK:
             budget["race"] -= 1
             problem = _raced(texts[part])
+        if not problem and part == "cuda" and budget is not None and budget["nvcc"] > 0:
+            budget["nvcc"] -= 1
+            problem = _nvcc_clean(texts[part])
         if problem:
             return stage, problem
     if now.get("accesses") != base.get("accesses") and not isinstance(texts["c"], str) \
@@ -568,7 +598,7 @@ def _child(job: dict, suite_file: str, base: list, uses: list, out) -> None:
 
     with open(suite_file, "rb") as stream:
         configs = pickle.load(stream)
-    budget = dict(sanitize=SANITIZED, cover=COVERED, race=RACED)
+    budget = dict(sanitize=SANITIZED, cover=COVERED, race=RACED, nvcc=NVCC_CHECKED)
     for index in _affected(job, configs, uses):
         item = configs[index]
         stage, problem = _judge(item, _texts(item), base[index], budget)
