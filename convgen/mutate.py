@@ -31,8 +31,9 @@ strides over the batch (the grid's z axis is held to one block, as a batch past
 changed CUDA texts of a mutant for out-of-bounds accesses and data races (a block that reads
 past its staged taps and writes another block's output passes on PoCL when the right block
 happens to store last), and nvcc builds the first :data:`NVCC_CHECKED` under its strict
-flags, where it is installed (an unused variable or an array indexed past its end shows).  Only kernels whose text differs
-from the unmutated generator's are built, so a mutant costs what it changes.
+flags, where it is installed (an unused variable or an array indexed past its end shows).
+Only kernels whose text differs from the unmutated generator's are built, so a mutant costs
+what it changes.
 
 Outcomes: ``killed`` (with the stage and the config or test that caught it), ``timeout``
 (the mutant made something hang: counted as killed, as mutation tools do), ``survived``, and
