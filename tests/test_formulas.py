@@ -365,3 +365,25 @@ def test_packed_chunks_take_every_input_channel_once_within_the_pack_budget():
             assert chunks == fewest, (cin, k, cout, dtype, chunks, fewest)
             checked += chunks > 1
     assert checked >= 20
+
+
+def test_the_register_transpose_puts_every_element_in_its_place():
+    """The blocked global pools transpose lanes x lanes registers with
+    __builtin_shufflevector: interpret its statements here (a shuffle picks lanes of its two
+    operands, concatenated; -1 is a lane left undefined) and check that t[j] holds element j
+    of every row, each exactly once."""
+    import re
+
+    from convgen.schedules.adaptive_blocked import transpose
+
+    statement = re.compile(r"^(?:const \{vec\} )?(\S+) = __builtin_shufflevector\((\S+), (\S+), "
+                           r"([-\d, ]+)\);$")
+    for lanes in (4, 8):
+        registers = {f"r[{i}]": [(i, j) for j in range(lanes)] for i in range(lanes)}
+        for line in transpose(lanes):
+            target, a, b, picks = statement.match(line).groups()
+            both = registers[a] + registers[b]
+            registers[target] = [both[int(p)] if int(p) >= 0 else None
+                                 for p in picks.split(",")]
+        for j in range(lanes):
+            assert registers[f"t[{j}]"] == [(i, j) for i in range(lanes)], (lanes, j)
