@@ -140,6 +140,7 @@ def _blocked_problems():
                          # stride 2: which side is padded decides how many windows fit
                          (convgen.Conv2d(2, 4, 3, stride=2, padding=((1, 0), (0, 1))),
                           (2, 9, 33)),
+                         (convgen.Conv2d(2, 4, 3), (2, 30, 10)),  # taller than wide
                          (convgen.Conv2d(4, 6, 1), (4, 3, 10)),
                          (convgen.Conv2d(3, 3, 5, padding=2, groups=3), (3, 6, 6))]:
         for dtype in ("float32", "float64"):
@@ -387,3 +388,19 @@ def test_the_register_transpose_puts_every_element_in_its_place():
                                  for p in picks.split(",")]
         for j in range(lanes):
             assert registers[f"t[{j}]"] == [(i, j) for i in range(lanes)], (lanes, j)
+
+
+def test_a_direct_cuda_block_is_the_fewest_whole_warps_that_cover_a_sample():
+    """One thread an output: a block is a whole number of 32-thread warps, the fewest that
+    cover a sample's outputs, at most CUDA_DIRECT_BLOCK; the grid, enough blocks for all."""
+    from convgen.lower import lower
+    from convgen.schedules import cuda_direct, tuning
+
+    for channels, width in itertools.product((1, 2, 3, 7), (1, 5, 16, 31, 32, 33, 100)):
+        problem = lower(convgen.MaxPool1d(1), (channels, width), "float32")
+        outputs = channels * width
+        threads, blocks = cuda_direct.block(problem)
+        warps = next(w for w in itertools.count(1)
+                     if 32 * w >= outputs or 32 * w == tuning.CUDA_DIRECT_BLOCK)
+        assert threads == 32 * warps, (channels, width, threads)
+        assert (blocks - 1) * threads < outputs <= blocks * threads, (channels, width, blocks)

@@ -3,6 +3,7 @@ layer statements, and bounds safety of generated kernels (with an injected off-b
 
 import itertools
 
+import numpy as np
 import sympy
 import z3
 from hypothesis import given, settings
@@ -236,3 +237,32 @@ def test_a_model_that_misses_an_access_is_named(monkeypatch):
     problems = uncovered(kernel)
     assert len(problems) == 1 and problems[0].startswith("planted: ") \
         and " of x the operator needs are reached by no recorded access (first: 0" in problems[0]
+
+
+def test_the_proofs_buffer_sizes_are_the_arrays_the_kernel_has():
+    """A bounds proof checks each index against its buffer's size: the sizes in the model
+    must be the kernel's.  The arguments' sizes come from the layer (batch x its sample
+    shapes, the weight shape, one bias an output channel), each scratch array's from its
+    declaration in the C text (``float U[640];``, ``double d[4][18];``)."""
+    import re
+
+    from convgen.lower import BATCH
+
+    for kernel in _kernels_of_every_schedule():
+        layer, ctype = kernel.layer, "float" if kernel.dtype == "float32" else "double"
+        declared = {name: int(a) * int(b or 1) for name, a, b in re.findall(
+            rf"\b{ctype} (\w+)\[(\d+)\](?:\[(\d+)\])?;", kernel.source)}
+        sizes = {"x": BATCH * int(np.prod(kernel.input_shape)),
+                 "y": BATCH * int(np.prod(kernel.output_shape)),
+                 "indices": BATCH * int(np.prod(kernel.output_shape))}
+        if layer.family in ("conv", "conv_transpose"):
+            sizes |= {"w": int(np.prod(layer.weight_shape)), "b": layer.out_channels}
+        for access in kernel.accesses:
+            if access.array in sizes:
+                want = sizes[access.array]
+            elif access.array in declared:
+                want = declared[access.array]
+            else:
+                continue  # a thread position: its size is the output axis it ranges over
+            assert sympy.simplify(sympy.sympify(access.size) - want) == 0, \
+                (kernel.name, kernel.schedule, access.where, access.size, want)
