@@ -404,3 +404,18 @@ def test_a_direct_cuda_block_is_the_fewest_whole_warps_that_cover_a_sample():
                      if 32 * w >= outputs or 32 * w == tuning.CUDA_DIRECT_BLOCK)
         assert threads == 32 * warps, (channels, width, threads)
         assert (blocks - 1) * threads < outputs <= blocks * threads, (channels, width, blocks)
+
+
+def test_same_padding_of_a_transposed_convolution_gives_n_times_stride():
+    """ONNX's auto_pad SAME_UPPER / SAME_LOWER for ConvTranspose: the output is input x
+    stride, whatever the output_padding; the odd unit of padding goes at the end (UPPER) or
+    the start (LOWER)."""
+    for n, k, s, d, op in itertools.product(range(1, 5), range(1, 5), range(1, 4), (1, 2),
+                                            range(0, 3)):
+        if op >= max(s, d) or sym.conv_transpose_same_total(k, s, d, op) < 0:
+            continue
+        for lower in (False, True):
+            lo, hi = sym.conv_transpose_same_padding(k, s, d, op, lower)
+            assert min(lo, hi) >= 0 and (hi - lo if not lower else lo - hi) in (0, 1)
+            assert sym.conv_transpose_output_size(n, k, s, d, lo, hi, op) == n * s, \
+                (n, k, s, d, op, lower)
