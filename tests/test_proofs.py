@@ -163,11 +163,16 @@ def test_every_access_domain_admits_batch_one_and_the_corners_of_its_derived_ind
     from convgen.lower import BATCH
     from convgen.solver import unsatisfiable
 
-    for kernel in _kernels_of_every_schedule():
+    from convgen.cudagen import generate_cuda
+
+    cuda = [generate_cuda(layer, shape, dtype) for layer, shape in _DOMAIN_LAYERS
+            for dtype in ("float32", "float64")]
+    for kernel in [*_kernels_of_every_schedule(), *cuda]:
+        schedule = getattr(kernel, "schedule", "cuda")
         for access in kernel.accesses:
             full = [sympy.sympify(c) for c in access.domain]
             domain = [c.subs(BATCH, 1) for c in full]
-            where = f"{kernel.name} ({kernel.schedule}, {kernel.dtype}): {access.where}"
+            where = f"{kernel.name} ({schedule}, {kernel.dtype}): {access.where}"
             if unsatisfiable(domain):
                 assert unsatisfiable(full), f"{where}: its domain excludes batch 1"
                 continue
