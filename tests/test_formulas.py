@@ -366,6 +366,10 @@ def test_packed_chunks_take_every_input_channel_once_within_the_pack_budget():
             assert chunks == fewest, (cin, k, cout, dtype, chunks, fewest)
             checked += chunks > 1
     assert checked >= 20
+    # the kernel states the budget it was packed to
+    source = convgen.codegen.generate(convgen.Conv2d(300, 16, 3), (300, 4, 5),
+                                      schedule="packed").source
+    assert f"chunks of at most {tuning.PACK_BYTES // 1024} KiB" in source
 
 
 def test_the_register_transpose_puts_every_element_in_its_place():
@@ -419,3 +423,18 @@ def test_same_padding_of_a_transposed_convolution_gives_n_times_stride():
             assert min(lo, hi) >= 0 and (hi - lo if not lower else lo - hi) in (0, 1)
             assert sym.conv_transpose_output_size(n, k, s, d, lo, hi, op) == n * s, \
                 (n, k, s, d, op, lower)
+
+
+def test_lp_powers_up_to_16_are_products_and_larger_ones_call_pow():
+    """An LP pool's p-th power is printed as p products up to p = 16 (exact on small
+    integers, whatever the libm), as one powf/pow call beyond."""
+    import re
+
+    for p, dtype, call in [(2, "float32", "powf"), (16, "float32", "powf"), (17, "float32", "powf"),
+                           (16, "float64", "pow"), (17, "float64", "pow")]:
+        source = convgen.codegen.generate(convgen.LPPool2d(p, 2), (1, 4, 4), dtype).source
+        power = re.search(r"acc \+= ([^;]*);", source).group(1)
+        if p <= 16:
+            assert power == " * ".join(["a"] * p), (p, dtype, power)
+        else:
+            assert re.fullmatch(rf"{call}\(a, {p}\.0f?\)", power), (p, dtype, power)
