@@ -160,10 +160,9 @@ def test_every_access_domain_admits_batch_one_and_the_corners_of_its_derived_ind
     corner (first and last value of each loop counter) of each variable the domain defines
     by an equation (a channel ``C = cb*lanes + lane``, a position from a block and a lane),
     so that no iteration the kernel runs is missing from what z3 proved."""
+    from convgen.cudagen import generate_cuda
     from convgen.lower import BATCH
     from convgen.solver import unsatisfiable
-
-    from convgen.cudagen import generate_cuda
 
     cuda = [generate_cuda(layer, shape, dtype) for layer, shape in _DOMAIN_LAYERS
             for dtype in ("float32", "float64")]
