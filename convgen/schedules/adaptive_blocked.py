@@ -53,8 +53,10 @@ def build(problem: Problem) -> Built:
     cb, lane = (sympy.Symbol(v, integer=True, nonnegative=True) for v in ("cb", "l"))
     blocks = channels // lanes
     vector = [sympy.Eq(C, cb * lanes + lane), *loop(cb, blocks), *loop(lane, lanes)]
+    # the reference code runs for the last channels only (past the whole vectors)
+    tail = sympy.Ge(C, blocks * lanes)
     accesses = [
-        *built.accesses,
+        *[Access(a.array, a.index, a.size, a.where, (*a.domain, tail)) for a in built.accesses],
         *[Access(a.array, a.index, a.size, f"blocked, {lanes} channels a vector: {a.where}",
                  tuple([c for c in a.domain if not (isinstance(c, sympy.Lt) and
                                                     c.lhs == C)] + vector))

@@ -4,7 +4,7 @@ reference."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy
 
@@ -90,7 +90,11 @@ def build(problem: Problem) -> Built:
     taps = [*vector, *loop(k[0], layer.kernel_size[0]), *loop(k[1], layer.kernel_size[1]),
             sympy.Eq(p0, row), sym.inside(p0, spatial[0])]
     x_size, y_size = BATCH * sym.prod(problem.sample), BATCH * sym.prod(out)
-    accesses = built.accesses + (
+    # the reference pool's accesses, where the scalar loops run: the border columns
+    border = sympy.Or(sympy.Lt(o[1], cols[0]), sympy.Ge(o[1], cols[1]))
+    scalar = tuple(replace(access, domain=(*access.domain, border))
+                   for access in built.accesses)
+    accesses = scalar + (
         Access("x", x_row + i, x_size, "blocked: x, every lane of a vector", tuple(taps)),
         Access("y", y_row + i, y_size, "blocked: y, every lane of a vector", tuple(vector)))
     override = getattr(layer, "divisor_override", None)
