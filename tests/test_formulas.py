@@ -438,3 +438,15 @@ def test_lp_powers_up_to_16_are_products_and_larger_ones_call_pow():
             assert power == " * ".join(["a"] * p), (p, dtype, power)
         else:
             assert re.fullmatch(rf"{call}\(a, {p}\.0f?\)", power), (p, dtype, power)
+
+
+def test_gcd_with_a_number_is_one_branch_per_residue_up_to_64_residues():
+    """z3 has no gcd: symbolic.gcd(a, b) with b a number of at most 64 rewrites to one
+    Piecewise branch per residue of a mod b (each branch the gcd of that residue, checked
+    here for every residue), and is left alone past 64."""
+    for b in (1, 2, 6, 63, 64):
+        rewritten = sym.gcd(N, b).rewrite(sympy.Piecewise)
+        for a in range(1, 2 * b + 2):
+            assert rewritten.subs(N, a) == np.gcd(a, b), (a, b)
+    assert sym.gcd(N, 65).rewrite(sympy.Piecewise) == sym.gcd(N, 65)
+    assert isinstance(sym.gcd(N, 64).rewrite(sympy.Piecewise), sympy.Piecewise)
