@@ -117,7 +117,7 @@ def build(problem: Problem) -> Built:
     owb = tuning.lanes(problem.dtype)
     cv = column_vectors(ocb, out[2], owb)
     pads = problem.padding
-    (s0, s1), (d0, d1), (kn0, kn1) = layer.stride, layer.dilation, layer.kernel_size
+    (_, s1), (_, d1), (kn0, kn1) = layer.stride, layer.dilation, layer.kernel_size
     ob, oc0, j, i, width = (sympy.Symbol(v, integer=True, nonnegative=True)
                             for v in ("ob", "oc0", "j", "i", "width"))
     o, k = symbols("o", 2), symbols("k", 2)
@@ -144,10 +144,10 @@ def build(problem: Problem) -> Built:
              *loop(ob1, out[2]), sympy.Eq(sympy.Mod(ob1, cv * owb), 0), *loop(cv_, cv),
              sympy.Lt(raw_start, out[2]), sympy.Eq(o[1], vector_start),
              sympy.Eq(width, sym.block_extent(o[1], owb, out[2])), *loop(j, ocb)]
+    # the row and column the template prints (dims[i].tap) and its row test (dims[0].inside)
     taps = [*block, *loop(IC, cg_in), *loop(k[0], kn0), *loop(k[1], kn1), *loop(i, owb),
-            sympy.Eq(p[0], sym.tap_index(o[0], k[0], s0, d0, pads[0][0])),
-            sym.inside(p[0], spatial[0]),
-            sympy.Eq(p[1], sym.tap_index(o[1], k[1], s1, d1, pads[1][0]))]
+            sympy.Eq(p[0], base.dims[0].tap_expr), base.dims[0].inside_expr,
+            sympy.Eq(p[1], base.dims[1].tap_expr)]
     x_size, y_size = BATCH * sym.prod(sample), BATCH * sym.prod(out)
     accesses = [
         Access("x", x_fast, x_size, "blocked: x, whole vectors", tuple(taps + [lanes_inside])),

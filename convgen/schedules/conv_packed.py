@@ -105,6 +105,7 @@ def build(problem: Problem) -> Built:
     icn = sympy.Min(icb, cg_in - ch * icb)
     first, stop = sym.interior_range(spatial[1], out[2], kn1, s1, d1, pads[1][0])
     full = sympy.And(sympy.Ge(o[1], first), sympy.Le(o[1] + cw, stop))
+    row, row_inside = sym.tap_index(o[0], k[0], s0, d0, pads[0][0]), sym.inside(p0, spatial[0])
     column = sym.tap_index(o[1] + c, k[1], s1, d1, pads[1][0])
     x_index = sym.flat_index([N, group * cg_in + ic, p0, q1], [None, c_in, *spatial])
     w_index = sym.flat_index([oc, ic, k[0], k[1]], list(layer.weight_shape))
@@ -125,8 +126,7 @@ def build(problem: Problem) -> Built:
                  *loop(o[1], out[2]), sympy.Eq(sympy.Mod(o[1], cols), 0),
                  sympy.Eq(width, sym.block_extent(o[1], cols, out[2]))]
         step = [*block, *loop(icl, icn), *loop(k[0], kn0), *loop(k[1], kn1),
-                *loop(c, cols), sympy.Eq(p0, sym.tap_index(o[0], k[0], s0, d0, pads[0][0])),
-                sym.inside(p0, spatial[0]), sympy.Eq(q1, column)]
+                *loop(c, cols), sympy.Eq(p0, row), row_inside, sympy.Eq(q1, column)]
         stored = [*block, *loop(c, cols), sympy.Lt(c, width), valid]
         where = f"packed ({isa.name}, {cols} columns)"
         accesses += [
@@ -153,8 +153,7 @@ def build(problem: Problem) -> Built:
         group=ccode(group), local=local_text, oc=oc_text, icn=ccode(icn),
         row_start=ccode(rt * rows), row_stop=ccode(row_stop),
         width=ccode(sym.block_extent(o[1], cw, out[2])), full=ccode(full),
-        row=ccode(sym.tap_index(o[0], k[0], s0, d0, pads[0][0])),
-        row_inside=ccode(sym.inside(p0, spatial[0])),
+        row=ccode(row), row_inside=ccode(row_inside),
         column=ccode(column), column_inside=ccode(sym.inside(q1, spatial[1])),
         x_index=ccode(x_index), w_index=ccode(w_index), wp_index=ccode(wp_index),
         y_index=y_text, wp_scalar=ccode(wp_index * lanes + lane),

@@ -34,6 +34,8 @@ class ConvDim:
     inside: str         # that position lies in the input
     source: str         # the input element a padded position reads (non-zero padding)
     source_reads_p: bool
+    tap_expr: sympy.Expr        # tap and inside as SymPy: the code the fast schedules'
+    inside_expr: sympy.Basic    # proofs model is the code printed from these
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,9 @@ def conv_context(problem: Problem, sample: tuple | None = None,
         ranges.append(sympy.And(sympy.Ge(o[i], first), sympy.Lt(o[i], stop))
                       if stop > first else sympy.false)
         source = sym.padded_source(p[i], n, layer.padding_mode)
-        dims.append(ConvDim(axes(ndim)[i], m, kk, ccode(sym.tap_index(o[i], k[i], s, d, lo)),
-                            ccode(sym.inside(p[i], n)), ccode(source),
-                            sympy.sympify(source).has(p[i])))
+        tap, inside = sym.tap_index(o[i], k[i], s, d, lo), sym.inside(p[i], n)
+        dims.append(ConvDim(axes(ndim)[i], m, kk, ccode(tap), ccode(inside), ccode(source),
+                            sympy.sympify(source).has(p[i]), tap, inside))
     interior = sympy.And(*ranges)
     channel = G * cg_in + IC
     zeros = layer.padding_mode == "zeros"
@@ -83,9 +85,8 @@ def conv_context(problem: Problem, sample: tuple | None = None,
     position = [sympy.Ge(BATCH, 1), *loop(N, BATCH), *loop(OC, layer.out_channels),
                 sympy.Eq(G, sympy.floor(OC / cg_out)), *loops(o, out[1:])]
     taps = [*position, *loop(IC, cg_in), *loops(k, layer.kernel_size),
-            *[sympy.Eq(p[i], sym.tap_index(o[i], k[i], s, d, lo)) for i, (s, d, (lo, _)) in
-              enumerate(zip(layer.stride, layer.dilation, pads))]]
-    border = [sym.inside(p[i], n) for i, n in enumerate(spatial)] if zeros else \
+            *[sympy.Eq(p[i], dim.tap_expr) for i, dim in enumerate(dims)]]
+    border = [dim.inside_expr for dim in dims] if zeros else \
         [sympy.Eq(q[i], sym.padded_source(p[i], n, layer.padding_mode))
          for i, n in enumerate(spatial)]
     x_size, y_size = BATCH * sym.prod(sample), BATCH * sym.prod(out)
