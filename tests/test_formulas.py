@@ -295,6 +295,21 @@ def test_a_cuda_tile_fits_in_shared_memory_and_is_refused_only_where_none_fits()
     assert chosen >= 60 and refused >= 10, (chosen, refused)
 
 
+def test_the_cuda_tiled_grid_holds_exactly_the_most_channel_blocks():
+    """The tiled launch puts a block of output channels on the grid's y axis, which holds
+    CUDA_MAX_GRID_Z blocks: a depthwise layer of exactly that many channels (one block each)
+    takes the tiled schedule, one more channel does not.  Only sizes are computed."""
+    from convgen import isa
+    from convgen.lower import lower
+    from convgen.schedules import cuda_tiled
+
+    for channels, refused in ((isa.CUDA_MAX_GRID_Z, False), (isa.CUDA_MAX_GRID_Z + 1, True)):
+        layer = convgen.Conv1d(channels, channels, 1, groups=channels)
+        problem = lower(layer, (channels, 128), "float32")
+        assert cuda_tiled.tile_shape(problem)[1] == 1
+        assert (cuda_tiled.applies(problem) is not None) == refused, channels
+
+
 def test_the_cuda_direct_grid_limit_is_met_exactly():
     """A launch's grid x axis holds at most CUDA_MAX_GRID_X blocks: the direct schedule takes
     a sample of exactly that many blocks of outputs and refuses one more output.  Only sizes
