@@ -15,7 +15,13 @@ model against the operator: every element of ``x`` the exact operator reads
 (values and indices) must be the index of some recorded access, enumerated by z3 for a
 concrete batch (:func:`footprint`).  It catches a model that leaves elements unreached; a
 model shifted within what other accesses also reach, and the kernels' scratch arrays (which
-no operator defines), are beyond it.
+no operator defines), are beyond it.  The surest model is one that cannot drift: the
+convolution schedules take each tap's input position and its inside-the-input test from
+the SymPy expressions their templates print (``ConvDim.tap_expr``, ``inside_expr``), and
+the blocked pools' scalar accesses run only where their scalar loops do, so that a vector
+path missing from the model leaves elements unreached.  Loop ranges, the scratch arrays'
+indices and the CUDA tiles are still written twice, in the template and in the model: what
+this check and the proofs' buffer sizes (tests/test_proofs.py) hold together.
 """
 
 from __future__ import annotations
