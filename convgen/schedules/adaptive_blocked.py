@@ -4,7 +4,7 @@ channels at a time, independent sums instead of one dependent chain
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy
 
@@ -56,7 +56,7 @@ def build(problem: Problem) -> Built:
     # the reference code runs for the last channels only (past the whole vectors)
     tail = sympy.Ge(C, blocks * lanes)
     accesses = [
-        *[Access(a.array, a.index, a.size, a.where, (*a.domain, tail)) for a in built.accesses],
+        *[replace(a, domain=(*a.domain, tail)) for a in built.accesses],
         *[Access(a.array, a.index, a.size, f"blocked, {lanes} channels a vector: {a.where}",
                  tuple([c for c in a.domain if not (isinstance(c, sympy.Lt) and
                                                     c.lhs == C)] + vector))
