@@ -14,9 +14,11 @@ model against the operator: every element of ``x`` the exact operator reads
 (:func:`convgen.toeplitz.entries`), every weight it uses, every bias and every output
 (values and indices) must be the index of some recorded access, enumerated by z3 for a
 concrete batch (:func:`footprint`).  It catches a model that leaves elements unreached; a
-model shifted within what other accesses also reach, and the kernels' scratch arrays (which
-no operator defines), are beyond it.  The surest model is one that cannot drift: the
-convolution schedules take each tap's input position and its inside-the-input test from
+model shifted within what other accesses also reach is beyond it.  No operator defines a
+kernel's scratch arrays; where a schedule records their reads as well as their writes
+(Winograd's U, V and M; the packed weights), every element read must be one some recorded
+write reaches, so a write's model cut short shows.  The surest model is one that cannot
+drift: the convolution schedules take each tap's input position and its inside-the-input test from
 the SymPy expressions their templates print (``ConvDim.tap_expr``, ``inside_expr``), and
 the blocked pools' scalar accesses run only where their scalar loops do, so that a vector
 path missing from the model leaves elements unreached.  Loop ranges, the scratch arrays'
@@ -116,8 +118,9 @@ def required(kernel: GeneratedKernel, batch: int = 2) -> dict[str, set[int]]:
 
 def uncovered(kernel: GeneratedKernel, batch: int = 2) -> list[str]:
     """What the bounds proofs' model of ``kernel`` misses: for each argument, the elements
-    the operator needs that no recorded access reaches (the first few named); [] when the
-    recorded accesses cover them all."""
+    the operator needs that no recorded access reaches, and for each scratch array with
+    recorded reads, the elements read that no recorded write reaches (the first few
+    named); [] when the recorded accesses cover them all."""
     problems = []
     for array, need in required(kernel, batch).items():
         reached: set[int] = set()
@@ -131,4 +134,13 @@ def uncovered(kernel: GeneratedKernel, batch: int = 2) -> list[str]:
             problems.append(f"{kernel.name}: {len(missing)} element(s) of {array} the operator "
                             f"needs are reached by no recorded access (first: "
                             f"{', '.join(map(str, missing[:5]))}; batch {batch})")
+    for array in sorted({a.array for a in kernel.accesses if a.scratch_read}):
+        mine = [a for a in kernel.accesses if a.array == array]
+        read = set().union(*(footprint(a, batch) for a in mine if a.scratch_read))
+        written = set().union(*(footprint(a, batch) for a in mine if not a.scratch_read))
+        unwritten = sorted(read - written)
+        if unwritten:
+            problems.append(f"{kernel.name}: {len(unwritten)} element(s) of the scratch array "
+                            f"{array} are read but reached by no recorded write (first: "
+                            f"{', '.join(map(str, unwritten[:5]))}; batch {batch})")
     return problems

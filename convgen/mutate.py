@@ -257,8 +257,16 @@ def _pinned() -> list[tuple]:
             # circular padding of a one-element axis: every tap reads its only element
             (L["Conv2d"](1, 2, 3, padding=1, padding_mode="circular"), (1, 1, 4)),
             (L["AvgPool2d"](3, stride=(2, 1), padding=1, ceil_mode=True), (2, 8, 40)),
-            # Winograd rows of several blocks of tiles (a block holds 1024 / C_in of them)
-            (L["Conv2d"](64, 8, 3, padding=1), (64, 4, 70))]
+            # Winograd rows of several blocks of tiles (a block holds 1024 / C_in of them),
+            # and blocks of several vectors of output channels (the sums M are read past
+            # their skew if a loop over tiles runs one too far)
+            (L["Conv2d"](64, 8, 3, padding=1), (64, 4, 70)),
+            (L["Conv2d"](2, 40, 3, padding=1), (2, 4, 6)),
+            # the packed schedule: padding only on one side of a row (its interior outputs
+            # start where the left padding says), and input channels in two chunks, the
+            # second one short (float64: 301 channels of 3x3 taps exceed PACK_BYTES)
+            (L["Conv2d"](3, 8, 3, padding=((0, 0), (0, 2))), (3, 5, 20)),
+            (L["Conv2d"](301, 8, 3), (301, 3, 4))]
 
 
 def _property_items(count: int, seed: int) -> list[tuple]:
@@ -276,7 +284,8 @@ def _property_items(count: int, seed: int) -> list[tuple]:
     # the other C type too: every third general layer, and every fast one in both (their
     # vectors hold 8 floats or 4 doubles: different code)
     cases = [(case, "float64" if i % 3 == 2 else "float32") for i, case in enumerate(general)]
-    cases += [(case, dtype) for case in fast + _pinned()
+    # the pinned layers first: the sanitizers judge only the first few changed kernels
+    cases += [(case, dtype) for case in _pinned() + fast
               for dtype in ("float32", "float64")]
     items = []
     for number, ((layer, shape), dtype) in enumerate(cases):

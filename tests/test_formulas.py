@@ -459,9 +459,51 @@ def test_gcd_with_a_number_is_one_branch_per_residue_up_to_64_residues():
     """z3 has no gcd: symbolic.gcd(a, b) with b a number of at most 64 rewrites to one
     Piecewise branch per residue of a mod b (each branch the gcd of that residue, checked
     here for every residue), and is left alone past 64."""
-    for b in (1, 2, 6, 63, 64):
+    for b in (0, 1, 2, 6, 63, 64):  # 0: no residues, nothing to rewrite; gcd(a, 0) is a
         rewritten = sym.gcd(N, b).rewrite(sympy.Piecewise)
-        for a in range(1, 2 * b + 2):
+        for a in range(1, 2 * b + 6):
             assert rewritten.subs(N, a) == np.gcd(a, b), (a, b)
     assert sym.gcd(N, 65).rewrite(sympy.Piecewise) == sym.gcd(N, 65)
     assert isinstance(sym.gcd(N, 64).rewrite(sympy.Piecewise), sympy.Piecewise)
+
+
+def test_gcd_evaluates_where_either_side_is_one_and_otherwise_waits_for_numbers():
+    """gcd(a, 1) = gcd(1, a) = 1 for any a; with any other number on one side and a
+    symbol on the other it stays unevaluated, and substituting gives math.gcd (0 and 2
+    included: gcd(0, a) = a, gcd(2, a) is 1 or 2)."""
+    assert sym.gcd(N, 1) == 1 and sym.gcd(1, N) == 1
+    for number in (0, 2, 6):
+        for pair in ((N, number), (number, N)):
+            value = sym.gcd(*pair)
+            assert isinstance(value, sym.gcd), pair
+            for a in range(1, 13):
+                assert value.subs(N, a) == np.gcd(a, number), (pair, a)
+
+
+def test_kernels_split_into_many_tasks_blocks_and_chunks_compute_the_operator(monkeypatch):
+    """The packed and Winograd schedules split work into tasks of rows, blocks of tiles and
+    chunks of input channels only past thousands of outputs, or past the packing budget.
+    With those budgets made tiny, a small layer splits into all of them, the last ones
+    partial, and a block of tiles starts inside the left padding (5 columns): each kernel
+    must still compute the operator exactly (convgen.verify's criteria, small integers)."""
+    from convgen.codegen import generate
+    from convgen.runtime.cbuild import Kernel, build_modules
+    from convgen.schedules import conv_packed, conv_winograd, tuning
+    from convgen.verify import check_kernel
+
+    monkeypatch.setattr(tuning, "PACKED_COLUMNS_PER_TASK", 7)  # one row (13 columns) a task
+    monkeypatch.setattr(tuning, "WINOGRAD_TILES_PER_TASK", 2)  # one row of 7 tiles a task
+    monkeypatch.setattr(tuning, "WINOGRAD_TILE_BYTES", 16 * 3 * 4 * 2)  # blocks of 2, 2, 2, 1
+    layer, shape = convgen.Conv2d(3, 8, 3, padding=((1, 0), (5, 2))), (3, 5, 8)
+    lanes = tuning.lanes("float32")
+    monkeypatch.setattr(tuning, "PACK_BYTES", 2 * 9 * lanes * 4)  # 2 input channels a chunk
+    wanted = {"packed": dict(tasks=4, chunks=2, icb=2), "winograd": dict(tasks=2, tblocks=4)}
+    for schedule, want in wanted.items():
+        kernel = generate(layer, shape, schedule=schedule, name=f"split_{schedule}")
+        build = conv_packed.build if schedule == "packed" else conv_winograd.build
+        context = build(kernel.problem).context
+        params = context.packed if schedule == "packed" else context.wino
+        assert {f: getattr(params, f) for f in want} == want, schedule
+        outcome = check_kernel(Kernel(kernel, build_modules([kernel])), cases=2, seed=0,
+                               batch=2)
+        assert outcome.passed, (schedule, outcome.detail)

@@ -217,6 +217,28 @@ def test_every_proof_model_covers_what_the_operator_reads_and_writes():
     assert seen >= {"reference", "blocked", "packed", "winograd"}
 
 
+def test_proof_models_cover_the_operator_when_work_is_split_into_many_tasks(monkeypatch):
+    """The packed and Winograd schedules split a plane into tasks of rows (and Winograd a
+    row into blocks of tiles) only past thousands of outputs, too many for z3 to enumerate.
+    With those budgets made tiny, small layers split into several tasks and blocks (the
+    last ones partial), and each model must still reach everything the operator does."""
+    from convgen.bounds import uncovered
+    from convgen.schedules import conv_packed, conv_winograd, tuning
+
+    monkeypatch.setattr(tuning, "PACKED_COLUMNS_PER_TASK", 7)  # one row (8 columns) a task
+    monkeypatch.setattr(tuning, "WINOGRAD_TILES_PER_TASK", 2)  # one row of 4 tiles a task
+    monkeypatch.setattr(tuning, "WINOGRAD_TILE_BYTES", 16 * 2 * 4 * 3)  # blocks of 3 and 1
+    layer, shape = convgen.Conv2d(2, 8, 3, padding=((1, 0), (1, 2))), (2, 5, 7)
+    for schedule, field, want in (("packed", "tasks", 4), ("winograd", "tasks", 2),
+                                  ("winograd", "tblocks", 2)):
+        kernel = codegen.generate(layer, shape, schedule=schedule, name="split")
+        build = conv_packed.build if schedule == "packed" else conv_winograd.build
+        context = build(kernel.problem).context
+        params = context.packed if schedule == "packed" else context.wino
+        assert getattr(params, field) == want, (schedule, field, getattr(params, field))
+        assert uncovered(kernel) == [], schedule
+
+
 def test_a_model_that_misses_an_access_is_named(monkeypatch):
     """Planted: the blocked schedule's model stops the output rows two short (the kernel
     text keeps its own loop); every index stays in bounds, so the proofs pass, but the last
@@ -241,6 +263,35 @@ def test_a_model_that_misses_an_access_is_named(monkeypatch):
     # rows 3 and 4 of 5 (13 columns, 8 channels): the first output missed is y[39]
     assert any(p.startswith("planted: ") and " of y the operator needs are reached by no "
                "recorded access (first: 39," in p for p in problems), problems
+
+
+def test_a_scratch_write_cut_short_in_the_model_is_named():
+    """Planted: the Winograd model's write of the transformed weights (U) stops after the
+    first of its 16 matrices; every index stays in bounds, but the GEMMs' recorded reads of
+    U now reach elements no recorded write does: named.  The same for the packed weights'
+    packing, cut to the first tap column."""
+    import dataclasses
+
+    from convgen.bounds import uncovered
+
+    layer, shape = convgen.Conv2d(2, 8, 3, padding=1), (2, 4, 6)
+    for schedule, array, cut in (("winograd", "U", "xi"), ("packed", "wp", "k1")):
+        right = codegen.generate(layer, shape, schedule=schedule, name="planted")
+        assert uncovered(right) == [], schedule
+        reads = [a for a in right.accesses if a.scratch_read and a.array == array]
+        assert reads, schedule
+        symbol = next(s for s in reads[0].index.free_symbols if str(s) == cut)
+
+        def cut_short(access, array=array, symbol=symbol):  # every write (packed: one an ISA)
+            if access.array != array or access.scratch_read:
+                return access
+            return dataclasses.replace(access, domain=(*access.domain, symbol < 1))
+
+        kernel = dataclasses.replace(right, accesses=tuple(map(cut_short, right.accesses)))
+        assert all(r.status == "proved" for r in prove_bounds(kernel))
+        problems = uncovered(kernel)
+        assert any(f"of the scratch array {array} are read but reached by no recorded write"
+                   in p for p in problems), (schedule, problems)
 
 
 def test_the_proofs_buffer_sizes_are_the_arrays_the_kernel_has():

@@ -29,6 +29,9 @@ class Access:
     ``index`` must lie in ``[0, size)`` whenever every condition of ``domain`` holds: the
     loop ranges, the branch guards, and the definitions of the kernel's local variables
     (``p0 == k0 + o0 - 1``, ...), all the same SymPy expressions the template prints.
+    ``scratch_read``: a read of one of the kernel's own (stack) arrays, whose other
+    recorded accesses are its writes: every element it reads must be one some write
+    reaches (:func:`convgen.bounds.uncovered`).
     """
 
     array: str
@@ -36,6 +39,7 @@ class Access:
     size: sympy.Expr
     where: str
     domain: tuple
+    scratch_read: bool = False
 
 
 @dataclass(frozen=True)

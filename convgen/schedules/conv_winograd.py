@@ -23,13 +23,18 @@ from .reference import ConvContext, conv_context
 __all__ = ["WinogradParams", "applies", "blocks", "build"]
 
 
+def weight_bytes(problem: Problem, vectors: int, cg_in: int) -> int:
+    """The bytes of a block's transformed weights: 16 matrices of ``vectors`` vectors of
+    output channels for each of ``cg_in`` input channels."""
+    return 16 * cg_in * vectors * tuning.lanes(problem.dtype) * problem.size
+
+
 def blocks(problem: Problem) -> tuple[int, int] | None:
     """(vectors per block, blocks per group), or None where a block of even one vector of
     output channels would exceed :data:`~convgen.schedules.tuning.WINOGRAD_BYTES`."""
-    lanes = tuning.lanes(problem.dtype)
     for most in range(tuning.PACKED_VECTORS, 0, -1):
-        if 16 * problem.cg_in * most * lanes * problem.size <= tuning.WINOGRAD_BYTES:
-            return packed_blocks(problem.cg_out, lanes, most)
+        if weight_bytes(problem, most, problem.cg_in) <= tuning.WINOGRAD_BYTES:
+            return packed_blocks(problem.cg_out, tuning.lanes(problem.dtype), most)
     return None
 
 
@@ -45,10 +50,16 @@ def applies(problem: Problem) -> str | None:
         return ("the winograd schedule covers 2-D float convolutions with a 3x3 kernel, "
                 "stride 1, no dilation, zero padding and at least 2 output channels")
     if blocks(problem) is None:
-        most = tuning.WINOGRAD_BYTES // (16 * tuning.lanes(problem.dtype) * problem.size)
+        most = tuning.WINOGRAD_BYTES // weight_bytes(problem, 1, 1)
         return (f"a block's transformed weights (16 matrices of one vector of output channels) "
                 f"exceed {tuning.WINOGRAD_BYTES} bytes past {most} input channels a group")
     return None
+
+
+def columns(tiles):
+    """The input columns a block of ``tiles`` 2x2 output tiles reads: 2 a tile and the 2
+    the last tile's 4x4 input overlaps past it."""
+    return 2 * tiles + 2
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,7 @@ class WinogradParams:
     u_size: int
     v_size: int
     m_size: int
+    d_row: int          # each of the 4 padded input rows of a block: 2 tb + 2 columns
     stack_kib: int
     local: str
     valid: str          # the lane holds one of the group's output channels
@@ -121,6 +133,7 @@ def build(problem: Problem) -> Built:
     tile_rows = max(1, min(th, -(-tuning.WINOGRAD_TILES_PER_TASK // tw)))
     tasks = -(-th // tile_rows)
     tile_rows = -(-th // tasks)
+    d_row = columns(tb)
     names = ("gb", "rt", "r", "tbk", "icl", "xi", "v", "l", "t", "q", "a", "i", "j", "cw")
     gb, rt, r, tbk, icl, xi, v, lane, t, q, a, i, j, cw = (
         sympy.Symbol(s_, integer=True, nonnegative=True) for s_ in names)
@@ -134,7 +147,7 @@ def build(problem: Problem) -> Built:
     row = 2 * tile_row - pt + a  # input row a of the tile row
     col = 2 * tw0 - pl + q  # input column q of the block's padded rows
     qlo = sympy.Max(0, pl - 2 * tw0)  # the block's columns inside the input: [qlo, qhi)
-    qhi = sympy.Min(2 * tbn + 2, spatial[1] + pl - 2 * tw0)
+    qhi = sympy.Min(columns(tbn), spatial[1] + pl - 2 * tw0)
     x_index = sym.flat_index([N, group * cg_in + icl, row, col], [None, c_in, *spatial])
     w_index = sym.flat_index([oc, icl, i, j], list(layer.weight_shape))
     skew = tuning.WINOGRAD_SKEW
@@ -159,12 +172,20 @@ def build(problem: Problem) -> Built:
         Access("x", x_index, x_size, "winograd: x, the rows of a tile block (memcpy)",
                tuple(block + [*loop(icl, cg_in), *loop(a, 4), sympy.Ge(q, qlo),
                               sympy.Lt(q, qhi), sym.inside(row, spatial[0])])),
-        Access("d", a * (2 * tb + 2) + q, 4 * (2 * tb + 2), "winograd: the padded rows",
+        Access("d", a * d_row + q, 4 * d_row, "winograd: the padded rows",
                tuple(block + [*loop(a, 4), sympy.Ge(q, qlo), sympy.Lt(q, qhi)])),
         Access("V", v_index, v_size, "winograd: transformed inputs",
                tuple(tiles + [*loop(icl, cg_in), *loop(xi, 16)])),
         Access("M", m_index, m_size, "winograd: products summed over input channels",
                tuple(tiles + [*loop(xi, 16), *loop(v, ocv), *loop(lane, lanes)])),
+        # the reads of the three: the GEMMs' (U, V), the output transform's (M)
+        Access("U", u_index, u_size, "winograd: transformed weights, read", tuple(
+            tiles + [*loop(icl, cg_in), *loop(xi, 16), *loop(v, ocv), *loop(lane, lanes)]),
+            scratch_read=True),
+        Access("V", v_index, v_size, "winograd: transformed inputs, read",
+               tuple(tiles + [*loop(xi, 16), *loop(icl, cg_in)]), scratch_read=True),
+        Access("M", m_index, m_size, "winograd: the sums, read", tuple(
+            tiles + [*loop(v, ocv), *loop(xi, 16), *loop(lane, lanes)]), scratch_read=True),
         Access("y", y_index, y_size, "winograd: y", tuple(
             tiles + [*loop(v, ocv), *loop(lane, lanes), valid, *loop(i, 2), *loop(j, 2),
                      sympy.Lt(2 * tile_row + i, oh), sympy.Lt(2 * (tw0 + t) + j, ow)]))]
@@ -181,7 +202,7 @@ def build(problem: Problem) -> Built:
         every_lane=cg_out % (ocv * lanes) == 0,
         th=th, tw=tw, tb=tb, tblocks=tblocks, tile_rows=tile_rows, tasks=tasks,
         u_size=u_size, v_size=v_size, m_size=m_size,
-        stack_kib=-(-(u_size + v_size + m_size + 4 * (2 * tb + 2)) * size // 1024),
+        d_row=d_row, stack_kib=-(-(u_size + v_size + m_size + 4 * d_row) * size // 1024),
         local=ccode(local), valid=f"{ccode(local)} < {cg_out}", oc=ccode(oc),
         tile_row=ccode(tile_row), tw0=ccode(tw0),
         tbn=ccode(tbn), row=ccode(row), col=ccode(col),
