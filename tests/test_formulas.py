@@ -507,3 +507,19 @@ def test_kernels_split_into_many_tasks_blocks_and_chunks_compute_the_operator(mo
         outcome = check_kernel(Kernel(kernel, build_modules([kernel])), cases=2, seed=0,
                                batch=2)
         assert outcome.passed, (schedule, outcome.detail)
+
+
+def test_winograd_applies_from_two_output_channels_a_group():
+    """The Winograd schedule's stated scope (its applies docstring and refusal): 3x3,
+    stride 1, undilated, zero-padded 2-D float convolutions with at least 2 output channels
+    a group; one output channel a group is refused, two are taken."""
+    from convgen.lower import lower
+    from convgen.schedules import conv_winograd
+
+    def verdict(c_out, groups=1):
+        layer = convgen.Conv2d(2 * groups, c_out, 3, padding=1, groups=groups)
+        return conv_winograd.applies(lower(layer, (2 * groups, 6, 6), "float32"))
+
+    assert "at least 2 output channels" in verdict(1)
+    assert "at least 2 output channels" in verdict(2, groups=2)
+    assert verdict(2) is None and verdict(4, groups=2) is None

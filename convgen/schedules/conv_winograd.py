@@ -97,7 +97,6 @@ class WinogradParams:
     row: str
     col: str
     row_inside: str
-    col_inside: str
     x_index: str
     w_index: str
     u_index: str
@@ -207,7 +206,6 @@ def build(problem: Problem) -> Built:
         tile_row=ccode(tile_row), tw0=ccode(tw0),
         tbn=ccode(tbn), row=ccode(row), col=ccode(col),
         row_inside=ccode(sym.inside(row, spatial[0])),
-        col_inside=ccode(sym.inside(col, spatial[1])),
         x_index=ccode(x_index), w_index=ccode(w_index), u_index=ccode(u_index),
         qlo=ccode(qlo), qhi=ccode(qhi), x_row=ccode(x_index.subs(q, qlo)),
         u_vector=ccode(u_index.subs(lane, 0)), v_index=ccode(v_index),
