@@ -357,13 +357,18 @@ def test_the_winograd_block_is_the_most_vectors_whose_weights_fit_the_budget():
                 assert f"past {limit} input channels a group" in conv_winograd.applies(problem)
 
 
-def test_packed_chunks_take_every_input_channel_once_within_the_pack_budget():
+def test_packed_chunks_take_every_input_channel_once_within_the_pack_budget(monkeypatch):
     """The packed schedule packs the weights of icb input channels at a time: chunks of them
     cover the group's channels (the last one possibly short, never empty), a chunk's packed
-    weights fit in PACK_BYTES unless one channel alone exceeds it, and no fewer chunks would
-    do (searched here)."""
+    weights fit in PACK_BYTES unless one channel alone exceeds it (then one channel a
+    chunk), and no fewer chunks would do (searched here)."""
     from convgen.lower import lower
     from convgen.schedules import conv_packed, tuning
+
+    with monkeypatch.context() as patch:  # a budget below one channel's packed weights
+        patch.setattr(tuning, "PACK_BYTES", 64)
+        packed = conv_packed.build(lower(convgen.Conv2d(3, 8, 3), (3, 4, 5))).context.packed
+        assert (packed.icb, packed.chunks) == (1, 3)
 
     checked = 0
     for cin, k, cout in itertools.product((1, 3, 40, 113, 114, 200, 227, 300, 513),
