@@ -267,7 +267,10 @@ def _pinned() -> list[tuple]:
             # start where the left padding says), and input channels in two chunks, the
             # second one short (float64: 301 channels of 3x3 taps exceed PACK_BYTES)
             (L["Conv2d"](3, 8, 3, padding=((0, 0), (0, 2))), (3, 5, 20)),
-            (L["Conv2d"](301, 8, 3), (301, 3, 4))]
+            (L["Conv2d"](301, 8, 3), (301, 3, 4)),
+            # a grouped transposed convolution, small enough for the coverage check: each
+            # group's output channels reach their own weights
+            (L["ConvTranspose2d"](4, 6, 3, stride=(2, 1), padding=1, groups=2), (4, 3, 4))]
 
 
 def _property_items(count: int, seed: int) -> list[tuple]:

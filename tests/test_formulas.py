@@ -528,3 +528,25 @@ def test_winograd_applies_from_two_output_channels_a_group():
     assert "at least 2 output channels" in verdict(1)
     assert "at least 2 output channels" in verdict(2, groups=2)
     assert verdict(2) is None and verdict(4, groups=2) is None
+
+
+def test_the_blocked_pool_applies_where_a_row_holds_a_vector_of_interior_outputs():
+    """The blocked pool's stated scope: column stride 1 and at least one vector of interior
+    outputs a row (outputs whose every tap lies inside the input, counted here window by
+    window).  Pools straddling that limit, with rows and columns that differ (padding on
+    one axis, taller than wide), are taken or refused by it."""
+    from convgen.lower import lower
+    from convgen.schedules import pool_blocked, tuning
+
+    lanes = tuning.lanes("float32")
+    seen = set()
+    for width in range(lanes - 1, lanes + 5):
+        for pads in ((0, 0), (1, 0), (0, 1), (1, 1)):
+            layer = convgen.AvgPool2d(3, stride=1, padding=pads)
+            problem = lower(layer, (2, 9, width), "float32")
+            interior = sum(all(0 <= o - pads[1] + k < width for k in range(3))
+                           for o in range(problem.out_spatial[1]))
+            takes = pool_blocked.applies(problem) is None
+            assert takes == (interior >= lanes), (width, pads, interior)
+            seen.add(takes)
+    assert seen == {True, False}
