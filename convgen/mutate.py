@@ -269,6 +269,11 @@ def _pinned() -> list[tuple]:
             # second one short (float64: 301 channels of 3x3 taps exceed PACK_BYTES)
             (L["Conv2d"](3, 8, 3, padding=((0, 0), (0, 2))), (3, 5, 20)),
             (L["Conv2d"](301, 8, 3), (301, 3, 4)),
+            # ... and planes taller than wide: small enough for the coverage check, and with
+            # rows of whole register blocks (24 columns: 2 of 12, 3 of 8), whose last block
+            # ends at the right padding's column
+            (L["Conv2d"](2, 8, 3, padding=1), (2, 12, 9)),
+            (L["Conv2d"](2, 8, 3, padding=1), (2, 26, 24)),
             # a grouped transposed convolution, small enough for the coverage check: each
             # group's output channels reach their own weights
             (L["ConvTranspose2d"](4, 6, 3, stride=(2, 1), padding=1, groups=2), (4, 3, 4))]
