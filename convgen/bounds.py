@@ -18,12 +18,13 @@ model shifted within what other accesses also reach is beyond it.  No operator d
 kernel's scratch arrays; where a schedule records their reads as well as their writes
 (Winograd's U, V and M; the packed weights), every element read must be one some recorded
 write reaches, so a write's model cut short shows.  The surest model is one that cannot
-drift: the convolution schedules take each tap's input position and its inside-the-input test from
-the SymPy expressions their templates print (``ConvDim.tap_expr``, ``inside_expr``), and
-the blocked pools' scalar accesses run only where their scalar loops do, so that a vector
-path missing from the model leaves elements unreached.  Loop ranges, the scratch arrays'
-indices and the CUDA tiles are still written twice, in the template and in the model: what
-this check and the proofs' buffer sizes (tests/test_proofs.py) hold together.
+drift: the convolution schedules take each tap's input position and its inside-the-input
+test from the SymPy expressions their templates print (``ConvDim.tap_expr``,
+``inside_expr``), and the blocked pools' scalar accesses run only where their scalar loops
+do, so that a vector path missing from the model leaves elements unreached.  Loop ranges,
+the scratch arrays' indices and the CUDA tiles are still written twice, in the template and
+in the model: what this check and the proofs' buffer sizes (tests/test_proofs.py) hold
+together.
 """
 
 from __future__ import annotations

@@ -291,9 +291,9 @@ def _property_items(count: int, seed: int) -> list[tuple]:
     fast = (_draw(st.blocked_convs(), share, seed) + _draw(st.blocked_pools(), share, seed)
             + _draw(st.winograd_convs(), share, seed)
             + _draw(st.blocked_adaptive_pools(), share, seed))
-    # the other C type too: every third general layer, and every fast one in both (their
-    # vectors hold 8 floats or 4 doubles: different code)
-    # the pinned layers first: the sanitizers judge only the first few changed kernels
+    # the pinned layers first (the sanitizers judge only the first few changed kernels);
+    # the other C type too: every third general layer, and every pinned and fast one in
+    # both (their vectors hold 8 floats or 4 doubles: different code)
     cases = [(case, dtype) for case in _pinned() for dtype in ("float32", "float64")]
     cases += [(case, "float64" if i % 3 == 2 else "float32") for i, case in enumerate(general)]
     cases += [(case, dtype) for case in fast for dtype in ("float32", "float64")]
