@@ -121,27 +121,37 @@ def uncovered(kernel: GeneratedKernel, batch: int = 2) -> list[str]:
     """What the bounds proofs' model of ``kernel`` misses: for each argument, the elements
     the operator needs that no recorded access reaches, and for each scratch array with
     recorded reads, the elements read that no recorded write reaches (the first few
-    named); [] when the recorded accesses cover them all."""
+    named); [] when the recorded accesses cover them all.  A CUDA kernel's entry points
+    each compute the whole layer, so each one's accesses must cover it on their own."""
+    launches = getattr(kernel, "launches", None)
+    if launches is None:
+        return _uncovered(kernel.name, kernel.accesses, required(kernel, batch), batch)
+    return [problem for launch in launches
+            for problem in _uncovered(launch.entry, launch.accesses, required(kernel, batch),
+                                      batch)]
+
+
+def _uncovered(name: str, accesses, need_of: dict[str, set[int]], batch: int) -> list[str]:
     problems = []
-    for array, need in required(kernel, batch).items():
+    for array, need in need_of.items():
         reached: set[int] = set()
-        for access in kernel.accesses:
+        for access in accesses:
             if access.array == array:
                 reached |= footprint(access, batch)
                 if need <= reached:
                     break
         missing = sorted(need - reached)
         if missing:
-            problems.append(f"{kernel.name}: {len(missing)} element(s) of {array} the operator "
+            problems.append(f"{name}: {len(missing)} element(s) of {array} the operator "
                             f"needs are reached by no recorded access (first: "
                             f"{', '.join(map(str, missing[:5]))}; batch {batch})")
-    for array in sorted({a.array for a in kernel.accesses if a.scratch_read}):
-        mine = [a for a in kernel.accesses if a.array == array]
+    for array in sorted({a.array for a in accesses if a.scratch_read}):
+        mine = [a for a in accesses if a.array == array]
         read = set().union(*(footprint(a, batch) for a in mine if a.scratch_read))
         written = set().union(*(footprint(a, batch) for a in mine if not a.scratch_read))
         unwritten = sorted(read - written)
         if unwritten:
-            problems.append(f"{kernel.name}: {len(unwritten)} element(s) of the scratch array "
+            problems.append(f"{name}: {len(unwritten)} element(s) of the scratch array "
                             f"{array} are read but reached by no recorded write (first: "
                             f"{', '.join(map(str, unwritten[:5]))}; batch {batch})")
     return problems

@@ -11,7 +11,7 @@ first: :func:`convgen.schedules.choose` makes it the default.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import isa
 from .errors import SpecError
@@ -44,6 +44,8 @@ class Launch:
     grid_y: int
     shared_bytes: int
     note: str
+    #: the entry point's array accesses, for its own check that they cover the operator
+    accesses: tuple = field(default=(), repr=False)
 
     def grid(self, batch: int) -> tuple[int, int, int]:
         return (self.grid_x, self.grid_y, max(1, min(int(batch), MAX_GRID_Z)))
@@ -83,14 +85,15 @@ def generate_cuda(layer: Layer, input_shape: Sequence, dtype: str = "float32",
     direct_schedule = find(problem, "cuda", "direct")  # raises when the grid is too small
     body, direct = CONTEXTS[problem.family](problem), direct_schedule.build(problem)
     d = direct.context
-    launches = [Launch(f"{name}_direct", "direct", d.block, d.grid_x, 1, 0, d.note)]
     accesses = [*direct.accesses, *body.accesses]
+    launches = [Launch(f"{name}_direct", "direct", d.block, d.grid_x, 1, 0, d.note,
+                       tuple(accesses))]
     tiled = None
     if choose(problem, "cuda")[0] == "tiled":
         tiled = find(problem, "cuda", "tiled").build(problem)
         t = tiled.context
         launches.insert(0, Launch(f"{name}_tiled", "tiled", t.threads, t.tiles, t.oc_blocks,
-                                  t.shared_bytes, t.note))
+                                  t.shared_bytes, t.note, tiled.accesses))
         accesses += tiled.accesses
     launch_lines = [f"  {launch.entry}: block ({launch.block}, 1, 1), grid ({launch.grid_x}, "
                     f"{launch.grid_y}, min(batch, {MAX_GRID_Z})), {launch.shared_bytes} bytes "

@@ -12,9 +12,11 @@ fast verification on what changed, stopping at the first failure:
 3. **onnx**: ONNX's conformance cases (Conv, ConvTranspose and every pool), against ONNX's
    expected outputs as well as the exact oracle;
 4. **bounds**: for a formula mutant, the z3 proof of every array access of every kernel
-   whose accesses changed, and, on small configs, that the proofs' model still reaches
-   every element the operator reads or writes (:func:`convgen.bounds.uncovered`): a
-   model that describes other accesses than the kernel makes proves nothing about it;
+   (C, and each CUDA text's entry points) whose accesses changed, and, on small configs,
+   that the proofs' model still reaches every element the operator reads or writes, and
+   every element of a scratch array (Winograd's, the tiled CUDA kernel's shared tiles)
+   read only where it is written (:func:`convgen.bounds.uncovered`): a model that
+   describes other accesses than the kernel makes proves nothing about it;
 5. **tests**: every mutant the kernels let through runs the quick tier's formula tests
    (``pytest -m quick -x``, :data:`FORMULA_TESTS`) on the mutated copy: what no kernel of
    the suite shows (a report's count, a proof's assumption, a header's check for a target
@@ -96,16 +98,20 @@ CUDA_WORK = 5 * 10**6
 SANITIZED = 4
 #: The bounds stage's coverage check (z3 enumerates every index an access takes: about a
 #: millisecond each) on configs of at most this many elements (x and y of two samples, and
-#: w), and on at most :data:`COVERED` changed configs a mutant.
+#: w), and on at most :data:`COVERED` changed configs a mutant: enough for every small
+#: pinned layer a schedule takes, in both C types (the packed schedule has 32 of them; a
+#: model that loses the rows of a plane taller than wide shows only on the 31st), a second
+#: or two each, paid in full only by the mutants that survive.
 COVER_ELEMENTS = 3000
-COVERED = 8
+COVERED = 40
 #: Oclgrind (a simulator: seconds for a small kernel) on the first this many changed CUDA
 #: texts of a mutant whose configs take at most :data:`RACE_WORK` FLOPs a sample.
 RACED = 2
 RACE_WORK = 2 * 10**5
 #: nvcc's strict check (no warning, no spill, no local memory; where nvcc is installed) on
-#: the first this many changed CUDA texts of a mutant.
-NVCC_CHECKED = 2
+#: the first this many changed CUDA texts of a mutant (a second or so each): enough to
+#: reach the pinned one-element axis with circular padding past the other padding modes.
+NVCC_CHECKED = 12
 EQUIVALENTS = "mutation.toml"
 #: The tests stage: the quick tier's modules that test formulas, shapes, operators, proofs
 #: and the schedule registry directly (the tier's kernel-building tests build what the
@@ -381,9 +387,9 @@ def fingerprint(texts: dict) -> dict:
             out[part] = value
             continue
         out[part] = value.source + getattr(value, "header", "")
-        if part == "c":  # what the bounds proofs prove (not how they are described)
-            out["accesses"] = repr([(a.array, a.index, a.size, a.domain)
-                                    for a in value.accesses])
+        # what the bounds proofs prove (not how they are described)
+        out["accesses" if part == "c" else f"{part}_accesses"] = repr(
+            [(a.array, a.index, a.size, a.domain, a.scratch_read) for a in value.accesses])
     return out
 
 
@@ -567,14 +573,17 @@ def _judge(item: tuple, texts: dict, base: dict, budget: dict | None = None
             problem = _nvcc_clean(texts[part])
         if problem:
             return stage, problem
-    if now.get("accesses") != base.get("accesses") and not isinstance(texts["c"], str) \
-            and stage != "onnx":  # the bundled and random layers prove the same accesses
-        problem = _check_bounds(texts["c"])
-        if not problem and base.get("cover") and budget is not None and budget["cover"] > 0:
+    for part, accesses in (("c", "accesses"), ("cuda", "cuda_accesses")):
+        if now.get(accesses) == base.get(accesses) or isinstance(texts[part], str) \
+                or stage == "onnx":  # the bundled and random layers prove the same accesses
+            continue
+        problem = _check_bounds(texts[part])
+        cover = "cover" if part == "c" else "cover_cuda"
+        if not problem and base.get(cover) and budget is not None and budget["cover"] > 0:
             budget["cover"] -= 1
-            problem = _check_cover(texts["c"])
+            problem = _check_cover(texts[part])
         if problem:
-            return "bounds", problem
+            return "bounds", f"{part.upper()}: {problem}" if part == "cuda" else problem
     return "", ""
 
 
@@ -808,6 +817,17 @@ def _verified(item: tuple, kernel_text) -> tuple[list, list]:
     return cases, real
 
 
+def _verified_cuda(item: tuple, kernel_text) -> None:
+    """The unmutated CUDA text's bounds proofs, and on a small config that each entry
+    point's model covers the operator: what the bounds stage judges its mutants by."""
+    problem = _check_bounds(kernel_text)
+    if item[0] != "onnx" and _coverable(kernel_text):
+        problem = problem or _check_cover(kernel_text)
+    if problem:
+        raise ConvgenError(f"the unmutated generator fails {item[0]} config {item[1]} (CUDA "
+                           f"text): {problem}; fix that before measuring mutants")
+
+
 def _real_cases(item: tuple, kernel) -> list | None:
     """Real-valued inputs (normal deviates: every sum rounds; about 5 % NaN, signed zeros
     and infinities: ties and NaN decide the maximum; then -1 and signed zeros only, so
@@ -857,6 +877,8 @@ def _baseline(configs: list, root: Path) -> tuple[list, list]:
             record["cover"] = item[0] != "onnx" and _coverable(texts["c"])
         if not isinstance(texts["cuda"], str):
             used |= closure["cuda/kernel.cu.j2"]
+            _verified_cuda(item, texts["cuda"])
+            record["cover_cuda"] = item[0] != "onnx" and _coverable(texts["cuda"])
         base.append(record)
         uses.append(used)
     return base, uses

@@ -295,6 +295,26 @@ def test_a_cuda_tile_fits_in_shared_memory_and_is_refused_only_where_none_fits()
     assert chosen >= 60 and refused >= 10, (chosen, refused)
 
 
+def test_a_cuda_tile_too_big_halves_its_widest_axis_rounding_up():
+    """tile_shape's policy, worked through: Conv2d(1, 1, 46, dilation=2) stages the tile's
+    rows and columns plus 90 of halo each, and 46 x 46 taps.  On a 98 x 106 input (an 8 x
+    16 output) and a 98 x 105 one (8 x 15) the whole output as one tile overruns the shared
+    memory, so its widest axis halves, rounding up (16 and 15 both to 8), and 8 x 8 fits."""
+    from convgen import isa
+    from convgen.lower import lower
+    from convgen.schedules import cuda_tiled
+
+    layer = convgen.Conv2d(1, 1, 46, dilation=2)
+    taps = 46 * 46
+    for shape, start in (((1, 98, 106), (8, 16)), ((1, 98, 105), (8, 15))):
+        problem = lower(layer, shape, "float32")
+        assert problem.out_spatial == start
+        assert (_staged(start, layer) + taps) * 4 > isa.CUDA_SHARED_LIMIT
+        tile, oc_block, shared = cuda_tiled.tile_shape(problem)
+        assert (tile, oc_block) == ((8, 8), 1), (shape, tile, oc_block)
+        assert shared == (_staged(tile, layer) + taps) * 4 <= isa.CUDA_SHARED_LIMIT
+
+
 def test_the_cuda_tiled_grid_holds_exactly_the_most_channel_blocks():
     """The tiled launch puts a block of output channels on the grid's y axis, which holds
     CUDA_MAX_GRID_Z blocks: a depthwise layer of exactly that many channels (one block each)

@@ -294,6 +294,59 @@ def test_a_scratch_write_cut_short_in_the_model_is_named():
                    in p for p in problems), (schedule, problems)
 
 
+def test_every_cuda_entry_points_model_covers_the_operator():
+    """Each entry point of a CUDA text (direct, and tiled where it is chosen) computes the
+    whole layer, so its recorded accesses alone must reach what the operator needs, and the
+    tiled kernel's reads of its shared tiles only elements it staged: the pinned layers of
+    the mutation suite small enough for the check."""
+    from convgen.bounds import elements, uncovered
+    from convgen.cudagen import generate_cuda
+    from convgen.mutate import COVER_ELEMENTS, _pinned
+
+    tiled = 0
+    for layer, shape in _pinned():
+        kernel = generate_cuda(layer, shape, "float32", name="pinned")
+        if elements(kernel) <= COVER_ELEMENTS:
+            tiled += [launch.schedule for launch in kernel.launches] == ["tiled", "direct"]
+            assert uncovered(kernel) == [], layer.describe()
+    assert tiled >= 10, tiled
+
+
+def test_a_cuda_entry_point_whose_model_misses_an_access_is_named():
+    """Planted in the tiled entry point's model: its store stops one output short, or its
+    staging of the input tile writes only the tile's first element.  Every index stays in
+    bounds, and the direct entry point still reaches everything, but the tiled one is
+    named: the last output, and the 47 elements of the 6 x 8 shared tile read but never
+    staged."""
+    import dataclasses
+
+    import sympy
+
+    from convgen.bounds import uncovered
+    from convgen.cudagen import generate_cuda
+
+    right = generate_cuda(convgen.Conv2d(2, 8, 3, padding=1), (2, 4, 6), name="planted")
+    assert [launch.schedule for launch in right.launches] == ["tiled", "direct"]
+    assert uncovered(right) == []
+    tiled = right.launches[0]
+    for where, cut, named in (
+            ("tiled: y", lambda a: sympy.Lt(a.index, a.size - 1),
+             "planted_tiled: 1 element(s) of y the operator needs are reached by no "
+             "recorded access (first: 383;"),
+            ("tiled: xs, staging", lambda a: sympy.Lt(a.index, 1),
+             "planted_tiled: 47 element(s) of the scratch array xs are read but reached "
+             "by no recorded write (first: 1, 2, 3, 4, 5;")):
+        accesses = tuple(dataclasses.replace(a, domain=(*a.domain, cut(a)))
+                         if a.where == where else a for a in tiled.accesses)
+        assert accesses != tiled.accesses, where
+        launch = dataclasses.replace(tiled, accesses=accesses)
+        kernel = dataclasses.replace(right, launches=(launch, right.launches[1]))
+        assert all(r.status == "proved" for r in prove_bounds(dataclasses.replace(
+            right, accesses=accesses)))
+        problems = uncovered(kernel)
+        assert len(problems) == 1 and problems[0].startswith(named), (where, problems)
+
+
 def test_the_proofs_buffer_sizes_are_the_arrays_the_kernel_has():
     """A bounds proof checks each index against its buffer's size: the sizes in the model
     must be the kernel's.  The arguments' sizes come from the layer (batch x its sample

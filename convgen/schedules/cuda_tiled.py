@@ -159,6 +159,10 @@ def build(problem: Problem) -> Built:
     ws_read = _J * taps + sym.flat_index(k_s, list(layer.kernel_size))
     y_index = sym.flat_index([N, oc, *o_s], [None, *out])
     kk = sympy.Symbol("kk", integer=True, nonnegative=True)
+    # one expression each for the template and the proof: a thread's output position, and
+    # the channel and tap of a staged weight
+    position = [u_s[i] * tile[i] + t_s[i] for i in range(ndim)]
+    weight_j, weight_kk = sympy.floor(_E / taps), sympy.Mod(_E, taps)
 
     threads, n_tiles = sym.prod(tile), sym.prod(tiles_per_axis)
     block = [*loop(_T, threads), *loop(_TILE, n_tiles), *loop(_OB, layer.groups *
@@ -166,7 +170,7 @@ def build(problem: Problem) -> Built:
              sympy.Ge(BATCH, 1), *loop(N, BATCH), sympy.Eq(g_s, g), sympy.Eq(lane_s, lane),
              *[sympy.Eq(u_s[i], u[i]) for i in range(ndim)],
              *[sympy.Eq(t_s[i], local[i]) for i in range(ndim)],
-             *[sympy.Eq(o_s[i], u_s[i] * tile[i] + t_s[i]) for i in range(ndim)]]
+             *[sympy.Eq(o_s[i], position[i]) for i in range(ndim)]]
     load = [*block, *loop(IC, cg_in), *loop(_E, sym.prod(halo)),
             *[sympy.Eq(e_s[i], e_at[i]) for i in range(ndim)],
             *[sympy.Eq(p_s[i], load_at[i]) for i in range(ndim)]]
@@ -180,7 +184,7 @@ def build(problem: Problem) -> Built:
                                                                      layer.padding_mode))
                                   for i, n in enumerate(spatial)]
     weights = [*block, *loop(IC, cg_in), *loop(_E, oc_block * taps),
-               sympy.Eq(_J, sympy.floor(_E / taps)), sympy.Eq(kk, sympy.Mod(_E, taps)),
+               sympy.Eq(_J, weight_j), sympy.Eq(kk, weight_kk),
                channel_ok]
     compute = [*block, *loop(IC, cg_in), active, *loop(_J, oc_block),
                *loops(k_s, layer.kernel_size)]
@@ -193,8 +197,10 @@ def build(problem: Problem) -> Built:
                tuple(weights)),
         Access("ws", _E, oc_block * taps, "tiled: ws, staging", tuple(
             [*block, *loop(IC, cg_in), *loop(_E, oc_block * taps)])),
-        Access("xs", xs_read, sym.prod(halo), "tiled: xs, taps", tuple(compute)),
-        Access("ws", ws_read, oc_block * taps, "tiled: ws, taps", tuple(compute)),
+        Access("xs", xs_read, sym.prod(halo), "tiled: xs, taps", tuple(compute),
+               scratch_read=True),
+        Access("ws", ws_read, oc_block * taps, "tiled: ws, taps", tuple(compute),
+               scratch_read=True),
         Access("y", y_index, BATCH * sym.prod(out), "tiled: y", tuple(store))]
     if layer.bias:
         accesses.append(Access("b", oc, layer.out_channels, "tiled: b",
@@ -204,7 +210,7 @@ def build(problem: Problem) -> Built:
         dims.append(TiledDim(
             axis=axes(ndim)[i], tile=tile[i], halo=halo[i], kernel=layer.kernel_size[i],
             u=ccode(u[i]), t=ccode(local[i]), e=ccode(e_at[i]),
-            o=ccode(u_s[i] * tile[i] + t_s[i]), p=ccode(load_at[i]),
+            o=ccode(position[i]), p=ccode(load_at[i]),
             inside=ccode(sym.inside(p_s[i], n)), inside_padded=ccode(padded[i]),
             source=ccode(sym.padded_source(p_s[i], n, layer.padding_mode)),
             source_reads_p=sympy.sympify(sym.padded_source(p_s[i], n, layer.padding_mode))
@@ -221,7 +227,7 @@ def build(problem: Problem) -> Built:
         channel_ok=ccode(channel_ok), oc=ccode(oc),
         x_index=ccode(x_index), w_index=ccode(w_index), xs_read=ccode(xs_read),
         ws_read=ccode(ws_read), y_index=ccode(y_index),
-        weight_j=ccode(sympy.floor(_E / taps)), weight_kk=ccode(sympy.Mod(_E, taps)))
+        weight_j=ccode(weight_j), weight_kk=ccode(weight_kk))
     return Built(params, tuple(accesses))
 
 

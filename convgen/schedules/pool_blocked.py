@@ -49,6 +49,7 @@ class PoolBlockedParams:
     owb: int
     size: int
     cols: tuple
+    border: tuple       # the outputs of a row left to the reference's scalar loops
     cv: int
     start: str
     row: str
@@ -90,9 +91,12 @@ def build(problem: Problem) -> Built:
     taps = [*vector, *loop(k[0], layer.kernel_size[0]), *loop(k[1], layer.kernel_size[1]),
             sympy.Eq(p0, row), sym.inside(p0, spatial[0])]
     x_size, y_size = BATCH * sym.prod(problem.sample), BATCH * sym.prod(out)
-    # the reference pool's accesses, where the scalar loops run: the border columns
-    border = sympy.Or(sympy.Lt(o[1], cols[0]), sympy.Ge(o[1], cols[1]))
-    scalar = tuple(replace(access, domain=(*access.domain, border))
+    # the reference pool's accesses, where the scalar loops run: the border columns, the
+    # same ranges the template's loops take (an empty one is not emitted)
+    border = ((0, cols[0]), (cols[1], out[2]))
+    scalar_columns = sympy.Or(*[sympy.And(sympy.Ge(o[1], first), sympy.Lt(o[1], stop))
+                                for first, stop in border])
+    scalar = tuple(replace(access, domain=(*access.domain, scalar_columns))
                    for access in built.accesses)
     accesses = scalar + (
         Access("x", x_row + i, x_size, "blocked: x, every lane of a vector", tuple(taps)),
@@ -101,7 +105,7 @@ def build(problem: Problem) -> Built:
     count = (None if override is not None or base.op != "avg" else
              "padded" if base.count_include_pad else "inside")
     params = PoolBlockedParams(
-        owb=owb, size=problem.size, cols=cols, cv=vectors, start=ccode(start),
+        owb=owb, size=problem.size, cols=cols, border=border, cv=vectors, start=ccode(start),
         row=ccode(row), row_inside=ccode(sym.inside(p0, spatial[0])),
         x_row=ccode(x_row), y_row=ccode(y_row), count=count,
         divisor=override if override is not None else "count")

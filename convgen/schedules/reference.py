@@ -306,29 +306,30 @@ def conv_transpose_context(problem: Problem) -> Built:
     r_any, r, i = symbols("r", ndim, False), symbols("r", ndim), symbols("i", ndim)
     pads = problem.padding
     cg_in, cg_out = problem.cg_in, problem.cg_out
-    dims = []
-    for d, (n, m, kk, s, dil, (lo, _)) in enumerate(zip(spatial, out[1:], layer.kernel_size,
-                                                        layer.stride, layer.dilation, pads)):
-        numerator, stride = sym.transpose_gather(o[d], k[d], s, dil, lo)
-        skip = sympy.Or(sympy.Lt(r_any[d], 0), sympy.Ne(sympy.Mod(r_any[d], stride), 0))
-        dims.append(ConvTransposeDim(axes(ndim)[d], m, kk, ccode(numerator), ccode(skip),
-                                     ccode(sympy.floor(r[d] / stride)),
-                                     ccode(sympy.Ge(i[d], n))))
     group = sympy.floor(OC / cg_out)
     icl = sympy.Symbol("icl", integer=True, nonnegative=True)
     channel = G * cg_in + icl
     ocl = sympy.Symbol("ocl", integer=True, nonnegative=True)
+    local_oc = OC - cg_out * G
     x_index = sym.flat_index([N, channel, *i], [None, c_in, *spatial])
     w_index = sym.flat_index([channel, ocl, *k], list(layer.weight_shape))
     y_index = sym.flat_index([N, OC, *o], [None, *out])
     position = [sympy.Ge(BATCH, 1), *loop(N, BATCH), *loop(OC, layer.out_channels),
-                sympy.Eq(G, group), sympy.Eq(ocl, OC - cg_out * G), *loops(o, out[1:])]
+                sympy.Eq(G, group), sympy.Eq(ocl, local_oc), *loops(o, out[1:])]
     taps = [*position, *loop(icl, cg_in), *loops(k, layer.kernel_size)]
-    for d, (n, s, dil, (lo, _)) in enumerate(zip(spatial, layer.stride, layer.dilation, pads)):
+    dims = []
+    for d, (n, m, kk, s, dil, (lo, _)) in enumerate(zip(spatial, out[1:], layer.kernel_size,
+                                                        layer.stride, layer.dilation, pads)):
+        # each tap's facts once, for the template and the proof: r, the input it reads
+        # (where r is a non-negative multiple of the stride) and whether that is past the end
         numerator, stride = sym.transpose_gather(o[d], k[d], s, dil, lo)
-        taps += [sympy.Eq(r_any[d], numerator), sympy.Ge(r_any[d], 0),
-                 sympy.Eq(sympy.Mod(r_any[d], stride), 0),
-                 sympy.Eq(i[d], sympy.floor(r_any[d] / stride)), sympy.Lt(i[d], n)]
+        skip = sympy.Or(sympy.Lt(r_any[d], 0), sympy.Ne(sympy.Mod(r_any[d], stride), 0))
+        source = sympy.floor(r[d] / stride)     # printed after the skip: r >= 0 there
+        beyond = sympy.Ge(i[d], n)
+        dims.append(ConvTransposeDim(axes(ndim)[d], m, kk, ccode(numerator), ccode(skip),
+                                     ccode(source), ccode(beyond)))
+        taps += [sympy.Eq(r_any[d], numerator), sympy.Not(skip),
+                 sympy.Eq(i[d], source.subs(r[d], r_any[d])), sympy.Not(beyond)]
     accesses = [Access("x", x_index, BATCH * sym.prod(problem.sample), "x", tuple(taps)),
                 Access("w", w_index, sym.prod(layer.weight_shape), "w", tuple(taps)),
                 Access("y", y_index, BATCH * sym.prod(out), "y", tuple(position))]
@@ -336,7 +337,7 @@ def conv_transpose_context(problem: Problem) -> Built:
         accesses.append(Access("b", OC, layer.out_channels, "b", tuple(position)))
     context = ConvTransposeContext(
         dims=tuple(dims), c_out=layer.out_channels, cg_in=cg_in, group=ccode(group),
-        local_oc=ccode(OC - cg_out * group), acc_init="b[oc]" if layer.bias else "0",
+        local_oc=ccode(local_oc), acc_init="b[oc]" if layer.bias else "0",
         x_index=ccode(x_index), w_index=ccode(w_index), y_index=ccode(y_index))
     return Built(context, tuple(accesses))
 

@@ -15,7 +15,7 @@ void upsample_transposed(const float *restrict x, const float *restrict w, const
     for (long n = 0; n < batch; ++n) { /* batch */
         for (long oc = 0; oc < 8; ++oc) { /* output channel */
             const long g = ((oc) / 8); /* group of the output channel */
-            const long ocl = oc - 8*((oc) / 8); /* output channel within the group */
+            const long ocl = -8*g + oc; /* output channel within the group */
             for (long o0 = 0; o0 < 28; ++o0) { /* height */
                 for (long o1 = 0; o1 < 28; ++o1) { /* width */
                     float acc = b[oc];

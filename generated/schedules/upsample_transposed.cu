@@ -30,7 +30,7 @@ __global__ void CONVGEN_BLOCK(256) upsample_transposed_direct(CONVGEN_GLOBAL con
     long o0 = ((((t) / 28)) % 28); /* height */
     long o1 = ((t) % 28); /* width */
     const long g = ((oc) / 8); /* group of the output channel */
-    const long ocl = oc - 8*((oc) / 8); /* output channel within the group */
+    const long ocl = -8*g + oc; /* output channel within the group */
     for (long n = blockIdx.z; n < batch; n += gridDim.z) { /* batch, grid-stride */
         float acc = b[oc];
         for (long icl = 0; icl < 16; ++icl) { /* input channel in group */
