@@ -30,10 +30,11 @@ address and undefined-behaviour sanitizers (:mod:`convgen.sanitize`) on the firs
 array changes no value, yet is a bug.  Likewise the CUDA text: every launch on the CPU
 strides over the batch (the grid's z axis is held to one block, as a batch past
 ``CUDA_MAX_GRID_Z`` runs on a GPU), and Oclgrind checks the first :data:`RACED` small
-changed CUDA texts of a mutant in each stage for out-of-bounds accesses and data races (a block that reads
-past its staged taps and writes another block's output passes on PoCL when the right block
-happens to store last), and nvcc builds the first :data:`NVCC_CHECKED` under its strict
-flags, where it is installed (an unused variable or an array indexed past its end shows).
+changed CUDA texts of a mutant in each stage for out-of-bounds accesses and data races (a
+block that reads past its staged taps and writes another block's output passes on PoCL
+when the right block happens to store last), and nvcc builds the first
+:data:`NVCC_CHECKED` under its strict flags, where it is installed (an unused variable or
+an array indexed past its end shows).
 Only kernels whose text differs from the unmutated generator's are built, so a mutant costs
 what it changes.
 
