@@ -657,7 +657,8 @@ def _run_forked(job: dict, suite_file: str, base: list, uses: list, timeout: flo
     no progress (the child reports each config it has judged) for ``timeout`` seconds."""
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child
+    if pid == 0:  # the child, in a process group of its own (with what it starts)
+        os.setpgid(0, 0)
         os.close(read)
         try:
             with os.fdopen(write, "w") as out:
@@ -670,12 +671,13 @@ def _run_forked(job: dict, suite_file: str, base: list, uses: list, timeout: flo
         finally:
             os._exit(0)
     os.close(write)
+    _GROUPS.add(pid)
     chunks = []
     try:
         while True:
             ready, _, _ = select.select([read], [], [], timeout)
             if not ready:
-                os.kill(pid, signal.SIGKILL)
+                _kill_group(pid)
                 os.waitpid(pid, 0)
                 return dict(outcome="timeout", stage="",
                             by=f"one config made no progress in {timeout:g} s")
@@ -685,6 +687,7 @@ def _run_forked(job: dict, suite_file: str, base: list, uses: list, timeout: flo
             chunks.append(chunk)
     finally:
         os.close(read)
+    _kill_group(pid)  # whatever the child started and left behind (its pid not yet reaped)
     _, status = os.waitpid(pid, 0)
     text = b"".join(chunks).decode().lstrip(_PROGRESS)
     if not text:
@@ -701,11 +704,17 @@ def _tests(copy: Path, timeout: float) -> dict:
                "no:cacheprovider", "-n", "0", "--no-header", "-W", "ignore",
                "-k", " and ".join(f"not {name}" for name in FORMULA_TESTS_LEFT_OUT),
                *[f"tests/{name}" for name in FORMULA_TESTS]]
+    process = subprocess.Popen(command, cwd=copy, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    _GROUPS.add(process.pid)
     try:
-        done = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True,
-                              timeout=timeout)
+        stdout, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         return dict(outcome="timeout", stage="tests", by=f"the quick tier took over {timeout} s")
+    finally:  # pytest and whatever it started (a compiler, a hung kernel's process)
+        _kill_group(process.pid)
+        process.wait()
+    done = subprocess.CompletedProcess(command, process.returncode, stdout)
     if done.returncode == 0:
         return dict(outcome="survived")
     failed = [line for line in done.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
@@ -713,9 +722,35 @@ def _tests(copy: Path, timeout: float) -> dict:
                 by=(failed[0] if failed else done.stdout.strip().splitlines()[-1])[:300])
 
 
+#: The process groups a worker has started (a mutant's forked child, the tests stage's
+#: pytest): killed when done, and all of them when the run that started the worker dies.
+_GROUPS: set[int] = set()
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    _GROUPS.discard(pid)
+
+
+def _orphan_watch(parent: int, every: float = 1.0) -> None:
+    """Kill every group this worker started, and the worker, once the run that started it
+    is gone (killed, not closed): nothing of a mutation run outlives it."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    for pid in list(_GROUPS):
+        _kill_group(pid)
+    os._exit(1)
+
+
 def worker_main() -> None:
     """``python -m convgen.mutate`` in a scratch copy: read jobs (JSON lines) on stdin, plant
     each mutant in the copy, judge it, restore the file, answer one JSON line each."""
+    import threading
+
+    threading.Thread(target=_orphan_watch, args=(os.getppid(),), daemon=True).start()
     setup = json.loads(sys.stdin.readline())
     copy = Path(setup["copy"])
     with open(setup["base"], "rb") as stream:

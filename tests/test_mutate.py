@@ -188,6 +188,77 @@ def test_a_sample_is_killed_or_justified_and_planted_mistakes_are_named():
     assert "the input channel within its group" in markdown(result, "convgen mutate")
 
 
+def _gone(pid: int) -> bool:
+    """No such process, or a zombie (killed, waiting for init to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def _wait_gone(pid: int, seconds: float = 10.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return _gone(pid)
+
+
+def test_a_hung_tests_stage_leaves_no_process_behind(tmp_path):
+    """The tests stage's pytest runs in a process group of its own: a timeout kills it
+    with everything it started (here a test that starts a sleeper and hangs)."""
+    import sys
+
+    from convgen import mutate
+
+    sleeper = tmp_path / "sleeper.pid"
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    quick: the quick tier\n")
+    for name in mutate.FORMULA_TESTS:
+        (tmp_path / "tests" / name).write_text("")
+    (tmp_path / "tests" / mutate.FORMULA_TESTS[0]).write_text(
+        "import subprocess, time\nimport pytest\n\n\n@pytest.mark.quick\n"
+        "def test_hangs():\n"
+        f"    child = subprocess.Popen([{sys.executable!r}, '-c', 'import time; "
+        "time.sleep(600)'])\n"
+        f"    open({str(sleeper)!r}, 'w').write(str(child.pid))\n"
+        "    time.sleep(600)\n")
+    verdict = mutate._tests(tmp_path, timeout=20)
+    assert verdict["outcome"] == "timeout", verdict
+    assert _wait_gone(int(sleeper.read_text()))
+
+
+def test_a_killed_run_leaves_no_worker_process_behind(tmp_path):
+    """A worker watches the run that started it: once that run is killed (not closed), the
+    worker kills the process groups it started and exits."""
+    import select
+    import signal
+    import sys
+
+    worker = ("import os, subprocess, sys\n"
+              "from convgen import mutate\n"
+              "child = subprocess.Popen([sys.executable, '-c', 'import time; "
+              "time.sleep(600)'], start_new_session=True)\n"
+              "mutate._GROUPS.add(child.pid)\n"
+              "print(child.pid, os.getpid(), flush=True)\n"
+              "mutate._orphan_watch(os.getppid(), every=0.1)\n")
+    run_script = (f"import subprocess, sys, time\n"
+                  f"subprocess.Popen([sys.executable, '-c', {worker!r}])\n"
+                  f"time.sleep(600)\n")
+    started = subprocess.Popen([sys.executable, "-c", run_script], stdout=subprocess.PIPE,
+                               text=True, cwd=ROOT)
+    try:
+        ready, _, _ = select.select([started.stdout], [], [], 60)
+        assert ready, "the worker did not start"
+        child, worker_pid = map(int, started.stdout.readline().split())
+        assert not _gone(child) and not _gone(worker_pid)
+    finally:
+        started.send_signal(signal.SIGKILL)
+        started.wait()
+    assert _wait_gone(child) and _wait_gone(worker_pid)
+
+
 def test_the_command_lists_mutants_and_refuses_bad_options(capsys):
     assert main(["mutate", "--list", "--only", "conv.c.j2"]) == 0
     listed = capsys.readouterr().out.splitlines()
