@@ -16,15 +16,18 @@ model against the operator: every element of ``x`` the exact operator reads
 concrete batch (:func:`footprint`).  It catches a model that leaves elements unreached; a
 model shifted within what other accesses also reach is beyond it.  No operator defines a
 kernel's scratch arrays; where a schedule records their reads as well as their writes
-(Winograd's U, V and M; the packed weights), every element read must be one some recorded
-write reaches, so a write's model cut short shows.  The surest model is one that cannot
-drift: the convolution schedules take each tap's input position and its inside-the-input
-test from the SymPy expressions their templates print (``ConvDim.tap_expr``,
-``inside_expr``), and the blocked pools' scalar accesses run only where their scalar loops
-do, so that a vector path missing from the model leaves elements unreached.  Loop ranges,
-the scratch arrays' indices and the CUDA tiles are still written twice, in the template and
-in the model: what this check and the proofs' buffer sizes (tests/test_proofs.py) hold
-together.
+(Winograd's U, V and M; the packed weights; the tiled CUDA kernel's shared tiles), every
+element read must be one some recorded write reaches, so a write's model cut short shows.
+A CUDA text's entry points each compute the whole layer, so each one's accesses are
+checked on their own.  The surest model is one that cannot drift: the convolution
+schedules take each tap's input position and its inside-the-input test from the SymPy
+expressions their templates print (``ConvDim.tap_expr``, ``inside_expr``); the transposed
+gather its skip, input index and local channel; the tiled CUDA kernel a thread's output
+position and a staged weight's channel and tap; and the blocked pools' scalar accesses run
+over the very ranges their scalar loops print, so that a vector path missing from the
+model leaves elements unreached.  Loop ranges and the scratch arrays' indices are still
+written twice, in the template and in the model: what this check and the proofs' buffer
+sizes (tests/test_proofs.py) hold together.
 """
 
 from __future__ import annotations

@@ -224,8 +224,9 @@ def test_a_hung_tests_stage_leaves_no_process_behind(tmp_path):
         "time.sleep(600)'])\n"
         f"    open({str(sleeper)!r}, 'w').write(str(child.pid))\n"
         "    time.sleep(600)\n")
-    verdict = mutate._tests(tmp_path, timeout=20)
+    verdict = mutate._tests(tmp_path, timeout=60)
     assert verdict["outcome"] == "timeout", verdict
+    assert sleeper.exists(), "the hung test did not start within the stage's 60 s"
     assert _wait_gone(int(sleeper.read_text()))
 
 
