@@ -85,8 +85,11 @@ def render(problem: Problem, schedule: Schedule, built: Built, name: str,
         omp_if=parallel_if(problem), isas=isa.ISAS, fma=isa.FMA.intrinsics.get(problem.dtype),
         fma_condition=isa.FMA.condition, fma_header=isa.FMA.header,
         mask_type=MASK_TYPES.get(problem.dtype), **variables(built.context))
+    # C++ has no restrict; a parameter's own qualifiers are not part of a function's type,
+    # so the prototype without them declares the same function (C++ callers, cffi)
+    plain = signature.replace("restrict ", "")
     header = environment().get_template("c/header.h.j2").render(
-        name=name, banner=lines + ["Call: " + signature.replace("restrict ", "") + ";"],
-        signature=signature, sizes=_sizes(problem), includes=["stdint.h"],
+        name=name, banner=lines + ["Call: " + plain + ";"], signature=signature,
+        plain_signature=plain, sizes=_sizes(problem), includes=["stdint.h"],
         wide_long=needs_wide_long(problem))
-    return RenderedC(source, header, signature, signature.replace("restrict ", "") + ";")
+    return RenderedC(source, header, signature, plain + ";")

@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define LECTURE_5X5_CHAIN_1_X_SAMPLE 2352L /* x: (N, 3, 28, 28) per sample */
 #define LECTURE_5X5_CHAIN_1_Y_SAMPLE 1728L /* y: (N, 3, 24, 24) per sample */
@@ -20,6 +24,11 @@ typedef char lecture_5x5_chain_1_check_x_sample[(LECTURE_5X5_CHAIN_1_X_SAMPLE ==
 typedef char lecture_5x5_chain_1_check_y_sample[(LECTURE_5X5_CHAIN_1_Y_SAMPLE == 3L * 24L * 24L) ? 1 : -1];
 typedef char lecture_5x5_chain_1_check_w_size[(LECTURE_5X5_CHAIN_1_W_SIZE == 3L * 3L * 5L * 5L) ? 1 : -1];
 
+#ifdef __cplusplus
+void lecture_5x5_chain_1(const float *x, const float *w, const float *b, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void lecture_5x5_chain_1(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch);
+#endif
 
 #endif /* LECTURE_5X5_CHAIN_1_H */

@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define LECTURE_5X5_CHAIN_3_X_SAMPLE 1200L /* x: (N, 3, 20, 20) per sample */
 #define LECTURE_5X5_CHAIN_3_Y_SAMPLE 768L /* y: (N, 3, 16, 16) per sample */
@@ -20,6 +24,11 @@ typedef char lecture_5x5_chain_3_check_x_sample[(LECTURE_5X5_CHAIN_3_X_SAMPLE ==
 typedef char lecture_5x5_chain_3_check_y_sample[(LECTURE_5X5_CHAIN_3_Y_SAMPLE == 3L * 16L * 16L) ? 1 : -1];
 typedef char lecture_5x5_chain_3_check_w_size[(LECTURE_5X5_CHAIN_3_W_SIZE == 3L * 3L * 5L * 5L) ? 1 : -1];
 
+#ifdef __cplusplus
+void lecture_5x5_chain_3(const float *x, const float *w, const float *b, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void lecture_5x5_chain_3(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch);
+#endif
 
 #endif /* LECTURE_5X5_CHAIN_3_H */

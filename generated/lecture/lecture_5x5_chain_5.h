@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define LECTURE_5X5_CHAIN_5_X_SAMPLE 432L /* x: (N, 3, 12, 12) per sample */
 #define LECTURE_5X5_CHAIN_5_Y_SAMPLE 192L /* y: (N, 3, 8, 8) per sample */
@@ -20,6 +24,11 @@ typedef char lecture_5x5_chain_5_check_x_sample[(LECTURE_5X5_CHAIN_5_X_SAMPLE ==
 typedef char lecture_5x5_chain_5_check_y_sample[(LECTURE_5X5_CHAIN_5_Y_SAMPLE == 3L * 8L * 8L) ? 1 : -1];
 typedef char lecture_5x5_chain_5_check_w_size[(LECTURE_5X5_CHAIN_5_W_SIZE == 3L * 3L * 5L * 5L) ? 1 : -1];
 
+#ifdef __cplusplus
+void lecture_5x5_chain_5(const float *x, const float *w, const float *b, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void lecture_5x5_chain_5(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch);
+#endif
 
 #endif /* LECTURE_5X5_CHAIN_5_H */

@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define LECTURE_IMAGE_CONV_X_SAMPLE 49152L /* x: (N, 3, 128, 128) per sample */
 #define LECTURE_IMAGE_CONV_Y_SAMPLE 262144L /* y: (N, 16, 128, 128) per sample */
@@ -20,6 +24,11 @@ typedef char lecture_image_conv_check_x_sample[(LECTURE_IMAGE_CONV_X_SAMPLE == 3
 typedef char lecture_image_conv_check_y_sample[(LECTURE_IMAGE_CONV_Y_SAMPLE == 16L * 128L * 128L) ? 1 : -1];
 typedef char lecture_image_conv_check_w_size[(LECTURE_IMAGE_CONV_W_SIZE == 16L * 3L * 3L * 3L) ? 1 : -1];
 
+#ifdef __cplusplus
+void lecture_image_conv(const float *x, const float *w, const float *b, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void lecture_image_conv(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch);
+#endif
 
 #endif /* LECTURE_IMAGE_CONV_H */

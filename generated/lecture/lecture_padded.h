@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define LECTURE_PADDED_X_SAMPLE 105L /* x: (N, 3, 5, 7) per sample */
 #define LECTURE_PADDED_Y_SAMPLE 105L /* y: (N, 3, 5, 7) per sample */
@@ -20,6 +24,11 @@ typedef char lecture_padded_check_x_sample[(LECTURE_PADDED_X_SAMPLE == 3L * 5L *
 typedef char lecture_padded_check_y_sample[(LECTURE_PADDED_Y_SAMPLE == 3L * 5L * 7L) ? 1 : -1];
 typedef char lecture_padded_check_w_size[(LECTURE_PADDED_W_SIZE == 3L * 3L * 3L * 3L) ? 1 : -1];
 
+#ifdef __cplusplus
+void lecture_padded(const float *x, const float *w, const float *b, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void lecture_padded(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch);
+#endif
 
 #endif /* LECTURE_PADDED_H */

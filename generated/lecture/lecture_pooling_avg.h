@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define LECTURE_POOLING_AVG_X_SAMPLE 12288L /* x: (N, 3, 64, 64) per sample */
 #define LECTURE_POOLING_AVG_Y_SAMPLE 3072L /* y: (N, 3, 32, 32) per sample */
@@ -17,6 +21,11 @@
 typedef char lecture_pooling_avg_check_x_sample[(LECTURE_POOLING_AVG_X_SAMPLE == 3L * 64L * 64L) ? 1 : -1];
 typedef char lecture_pooling_avg_check_y_sample[(LECTURE_POOLING_AVG_Y_SAMPLE == 3L * 32L * 32L) ? 1 : -1];
 
+#ifdef __cplusplus
+void lecture_pooling_avg(const float *x, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void lecture_pooling_avg(const float *restrict x, float *restrict y, long batch);
+#endif
 
 #endif /* LECTURE_POOLING_AVG_H */

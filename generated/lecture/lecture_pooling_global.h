@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define LECTURE_POOLING_GLOBAL_X_SAMPLE 3072L /* x: (N, 3, 32, 32) per sample */
 #define LECTURE_POOLING_GLOBAL_Y_SAMPLE 3L /* y: (N, 3, 1, 1) per sample */
@@ -17,6 +21,11 @@
 typedef char lecture_pooling_global_check_x_sample[(LECTURE_POOLING_GLOBAL_X_SAMPLE == 3L * 32L * 32L) ? 1 : -1];
 typedef char lecture_pooling_global_check_y_sample[(LECTURE_POOLING_GLOBAL_Y_SAMPLE == 3L * 1L * 1L) ? 1 : -1];
 
+#ifdef __cplusplus
+void lecture_pooling_global(const float *x, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void lecture_pooling_global(const float *restrict x, float *restrict y, long batch);
+#endif
 
 #endif /* LECTURE_POOLING_GLOBAL_H */

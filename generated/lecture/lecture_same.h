@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define LECTURE_SAME_X_SAMPLE 105L /* x: (N, 3, 5, 7) per sample */
 #define LECTURE_SAME_Y_SAMPLE 105L /* y: (N, 3, 5, 7) per sample */
@@ -20,6 +24,11 @@ typedef char lecture_same_check_x_sample[(LECTURE_SAME_X_SAMPLE == 3L * 5L * 7L)
 typedef char lecture_same_check_y_sample[(LECTURE_SAME_Y_SAMPLE == 3L * 5L * 7L) ? 1 : -1];
 typedef char lecture_same_check_w_size[(LECTURE_SAME_W_SIZE == 3L * 3L * 3L * 3L) ? 1 : -1];
 
+#ifdef __cplusplus
+void lecture_same(const float *x, const float *w, const float *b, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void lecture_same(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch);
+#endif
 
 #endif /* LECTURE_SAME_H */

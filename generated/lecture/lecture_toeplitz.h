@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define LECTURE_TOEPLITZ_X_SAMPLE 9L /* x: (N, 1, 3, 3) per sample */
 #define LECTURE_TOEPLITZ_Y_SAMPLE 4L /* y: (N, 1, 2, 2) per sample */
@@ -19,6 +23,11 @@ typedef char lecture_toeplitz_check_x_sample[(LECTURE_TOEPLITZ_X_SAMPLE == 1L * 
 typedef char lecture_toeplitz_check_y_sample[(LECTURE_TOEPLITZ_Y_SAMPLE == 1L * 2L * 2L) ? 1 : -1];
 typedef char lecture_toeplitz_check_w_size[(LECTURE_TOEPLITZ_W_SIZE == 1L * 1L * 2L * 2L) ? 1 : -1];
 
+#ifdef __cplusplus
+void lecture_toeplitz(const float *x, const float *w, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void lecture_toeplitz(const float *restrict x, const float *restrict w, float *restrict y, long batch);
+#endif
 
 #endif /* LECTURE_TOEPLITZ_H */

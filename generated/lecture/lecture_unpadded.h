@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define LECTURE_UNPADDED_X_SAMPLE 105L /* x: (N, 3, 5, 7) per sample */
 #define LECTURE_UNPADDED_Y_SAMPLE 45L /* y: (N, 3, 3, 5) per sample */
@@ -20,6 +24,11 @@ typedef char lecture_unpadded_check_x_sample[(LECTURE_UNPADDED_X_SAMPLE == 3L * 
 typedef char lecture_unpadded_check_y_sample[(LECTURE_UNPADDED_Y_SAMPLE == 3L * 3L * 5L) ? 1 : -1];
 typedef char lecture_unpadded_check_w_size[(LECTURE_UNPADDED_W_SIZE == 3L * 3L * 3L * 3L) ? 1 : -1];
 
+#ifdef __cplusplus
+void lecture_unpadded(const float *x, const float *w, const float *b, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void lecture_unpadded(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch);
+#endif
 
 #endif /* LECTURE_UNPADDED_H */

@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define LENET5_C1_X_SAMPLE 1024L /* x: (N, 1, 32, 32) per sample */
 #define LENET5_C1_Y_SAMPLE 4704L /* y: (N, 6, 28, 28) per sample */
@@ -20,6 +24,11 @@ typedef char lenet5_c1_check_x_sample[(LENET5_C1_X_SAMPLE == 1L * 32L * 32L) ? 1
 typedef char lenet5_c1_check_y_sample[(LENET5_C1_Y_SAMPLE == 6L * 28L * 28L) ? 1 : -1];
 typedef char lenet5_c1_check_w_size[(LENET5_C1_W_SIZE == 6L * 1L * 5L * 5L) ? 1 : -1];
 
+#ifdef __cplusplus
+void lenet5_c1(const float *x, const float *w, const float *b, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void lenet5_c1(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch);
+#endif
 
 #endif /* LENET5_C1_H */

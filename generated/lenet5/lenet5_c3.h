@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define LENET5_C3_X_SAMPLE 1176L /* x: (N, 6, 14, 14) per sample */
 #define LENET5_C3_Y_SAMPLE 1600L /* y: (N, 16, 10, 10) per sample */
@@ -20,6 +24,11 @@ typedef char lenet5_c3_check_x_sample[(LENET5_C3_X_SAMPLE == 6L * 14L * 14L) ? 1
 typedef char lenet5_c3_check_y_sample[(LENET5_C3_Y_SAMPLE == 16L * 10L * 10L) ? 1 : -1];
 typedef char lenet5_c3_check_w_size[(LENET5_C3_W_SIZE == 16L * 6L * 5L * 5L) ? 1 : -1];
 
+#ifdef __cplusplus
+void lenet5_c3(const float *x, const float *w, const float *b, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void lenet5_c3(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch);
+#endif
 
 #endif /* LENET5_C3_H */

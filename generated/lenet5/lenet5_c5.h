@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define LENET5_C5_X_SAMPLE 400L /* x: (N, 16, 5, 5) per sample */
 #define LENET5_C5_Y_SAMPLE 120L /* y: (N, 120, 1, 1) per sample */
@@ -20,6 +24,11 @@ typedef char lenet5_c5_check_x_sample[(LENET5_C5_X_SAMPLE == 16L * 5L * 5L) ? 1 
 typedef char lenet5_c5_check_y_sample[(LENET5_C5_Y_SAMPLE == 120L * 1L * 1L) ? 1 : -1];
 typedef char lenet5_c5_check_w_size[(LENET5_C5_W_SIZE == 120L * 16L * 5L * 5L) ? 1 : -1];
 
+#ifdef __cplusplus
+void lenet5_c5(const float *x, const float *w, const float *b, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void lenet5_c5(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch);
+#endif
 
 #endif /* LENET5_C5_H */

@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define LENET5_F6_X_SAMPLE 120L /* x: (N, 120, 1, 1) per sample */
 #define LENET5_F6_Y_SAMPLE 84L /* y: (N, 84, 1, 1) per sample */
@@ -20,6 +24,11 @@ typedef char lenet5_f6_check_x_sample[(LENET5_F6_X_SAMPLE == 120L * 1L * 1L) ? 1
 typedef char lenet5_f6_check_y_sample[(LENET5_F6_Y_SAMPLE == 84L * 1L * 1L) ? 1 : -1];
 typedef char lenet5_f6_check_w_size[(LENET5_F6_W_SIZE == 84L * 120L * 1L * 1L) ? 1 : -1];
 
+#ifdef __cplusplus
+void lenet5_f6(const float *x, const float *w, const float *b, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void lenet5_f6(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch);
+#endif
 
 #endif /* LENET5_F6_H */

@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define LENET5_OUTPUT_X_SAMPLE 84L /* x: (N, 84, 1, 1) per sample */
 #define LENET5_OUTPUT_Y_SAMPLE 10L /* y: (N, 10, 1, 1) per sample */
@@ -20,6 +24,11 @@ typedef char lenet5_output_check_x_sample[(LENET5_OUTPUT_X_SAMPLE == 84L * 1L * 
 typedef char lenet5_output_check_y_sample[(LENET5_OUTPUT_Y_SAMPLE == 10L * 1L * 1L) ? 1 : -1];
 typedef char lenet5_output_check_w_size[(LENET5_OUTPUT_W_SIZE == 10L * 84L * 1L * 1L) ? 1 : -1];
 
+#ifdef __cplusplus
+void lenet5_output(const float *x, const float *w, const float *b, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void lenet5_output(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch);
+#endif
 
 #endif /* LENET5_OUTPUT_H */

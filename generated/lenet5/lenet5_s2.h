@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define LENET5_S2_X_SAMPLE 4704L /* x: (N, 6, 28, 28) per sample */
 #define LENET5_S2_Y_SAMPLE 1176L /* y: (N, 6, 14, 14) per sample */
@@ -17,6 +21,11 @@
 typedef char lenet5_s2_check_x_sample[(LENET5_S2_X_SAMPLE == 6L * 28L * 28L) ? 1 : -1];
 typedef char lenet5_s2_check_y_sample[(LENET5_S2_Y_SAMPLE == 6L * 14L * 14L) ? 1 : -1];
 
+#ifdef __cplusplus
+void lenet5_s2(const float *x, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void lenet5_s2(const float *restrict x, float *restrict y, long batch);
+#endif
 
 #endif /* LENET5_S2_H */

@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define LENET5_S4_X_SAMPLE 1600L /* x: (N, 16, 10, 10) per sample */
 #define LENET5_S4_Y_SAMPLE 400L /* y: (N, 16, 5, 5) per sample */
@@ -17,6 +21,11 @@
 typedef char lenet5_s4_check_x_sample[(LENET5_S4_X_SAMPLE == 16L * 10L * 10L) ? 1 : -1];
 typedef char lenet5_s4_check_y_sample[(LENET5_S4_Y_SAMPLE == 16L * 5L * 5L) ? 1 : -1];
 
+#ifdef __cplusplus
+void lenet5_s4(const float *x, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void lenet5_s4(const float *restrict x, float *restrict y, long batch);
+#endif
 
 #endif /* LENET5_S4_H */

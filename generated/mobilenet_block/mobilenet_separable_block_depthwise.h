@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define MOBILENET_SEPARABLE_BLOCK_DEPTHWISE_X_SAMPLE 401408L /* x: (N, 32, 112, 112) per sample */
 #define MOBILENET_SEPARABLE_BLOCK_DEPTHWISE_Y_SAMPLE 401408L /* y: (N, 32, 112, 112) per sample */
@@ -19,6 +23,11 @@ typedef char mobilenet_separable_block_depthwise_check_x_sample[(MOBILENET_SEPAR
 typedef char mobilenet_separable_block_depthwise_check_y_sample[(MOBILENET_SEPARABLE_BLOCK_DEPTHWISE_Y_SAMPLE == 32L * 112L * 112L) ? 1 : -1];
 typedef char mobilenet_separable_block_depthwise_check_w_size[(MOBILENET_SEPARABLE_BLOCK_DEPTHWISE_W_SIZE == 32L * 1L * 3L * 3L) ? 1 : -1];
 
+#ifdef __cplusplus
+void mobilenet_separable_block_depthwise(const float *x, const float *w, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void mobilenet_separable_block_depthwise(const float *restrict x, const float *restrict w, float *restrict y, long batch);
+#endif
 
 #endif /* MOBILENET_SEPARABLE_BLOCK_DEPTHWISE_H */

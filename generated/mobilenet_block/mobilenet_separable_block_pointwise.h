@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define MOBILENET_SEPARABLE_BLOCK_POINTWISE_X_SAMPLE 401408L /* x: (N, 32, 112, 112) per sample */
 #define MOBILENET_SEPARABLE_BLOCK_POINTWISE_Y_SAMPLE 802816L /* y: (N, 64, 112, 112) per sample */
@@ -19,6 +23,11 @@ typedef char mobilenet_separable_block_pointwise_check_x_sample[(MOBILENET_SEPAR
 typedef char mobilenet_separable_block_pointwise_check_y_sample[(MOBILENET_SEPARABLE_BLOCK_POINTWISE_Y_SAMPLE == 64L * 112L * 112L) ? 1 : -1];
 typedef char mobilenet_separable_block_pointwise_check_w_size[(MOBILENET_SEPARABLE_BLOCK_POINTWISE_W_SIZE == 64L * 32L * 1L * 1L) ? 1 : -1];
 
+#ifdef __cplusplus
+void mobilenet_separable_block_pointwise(const float *x, const float *w, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void mobilenet_separable_block_pointwise(const float *restrict x, const float *restrict w, float *restrict y, long batch);
+#endif
 
 #endif /* MOBILENET_SEPARABLE_BLOCK_POINTWISE_H */

@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define MOBILENET_SEPARABLE_BLOCK_S2_DEPTHWISE_X_SAMPLE 802816L /* x: (N, 64, 112, 112) per sample */
 #define MOBILENET_SEPARABLE_BLOCK_S2_DEPTHWISE_Y_SAMPLE 200704L /* y: (N, 64, 56, 56) per sample */
@@ -19,6 +23,11 @@ typedef char mobilenet_separable_block_s2_depthwise_check_x_sample[(MOBILENET_SE
 typedef char mobilenet_separable_block_s2_depthwise_check_y_sample[(MOBILENET_SEPARABLE_BLOCK_S2_DEPTHWISE_Y_SAMPLE == 64L * 56L * 56L) ? 1 : -1];
 typedef char mobilenet_separable_block_s2_depthwise_check_w_size[(MOBILENET_SEPARABLE_BLOCK_S2_DEPTHWISE_W_SIZE == 64L * 1L * 3L * 3L) ? 1 : -1];
 
+#ifdef __cplusplus
+void mobilenet_separable_block_s2_depthwise(const float *x, const float *w, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void mobilenet_separable_block_s2_depthwise(const float *restrict x, const float *restrict w, float *restrict y, long batch);
+#endif
 
 #endif /* MOBILENET_SEPARABLE_BLOCK_S2_DEPTHWISE_H */

@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define MOBILENET_SEPARABLE_BLOCK_S2_POINTWISE_X_SAMPLE 200704L /* x: (N, 64, 56, 56) per sample */
 #define MOBILENET_SEPARABLE_BLOCK_S2_POINTWISE_Y_SAMPLE 401408L /* y: (N, 128, 56, 56) per sample */
@@ -19,6 +23,11 @@ typedef char mobilenet_separable_block_s2_pointwise_check_x_sample[(MOBILENET_SE
 typedef char mobilenet_separable_block_s2_pointwise_check_y_sample[(MOBILENET_SEPARABLE_BLOCK_S2_POINTWISE_Y_SAMPLE == 128L * 56L * 56L) ? 1 : -1];
 typedef char mobilenet_separable_block_s2_pointwise_check_w_size[(MOBILENET_SEPARABLE_BLOCK_S2_POINTWISE_W_SIZE == 128L * 64L * 1L * 1L) ? 1 : -1];
 
+#ifdef __cplusplus
+void mobilenet_separable_block_s2_pointwise(const float *x, const float *w, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void mobilenet_separable_block_s2_pointwise(const float *restrict x, const float *restrict w, float *restrict y, long batch);
+#endif
 
 #endif /* MOBILENET_SEPARABLE_BLOCK_S2_POINTWISE_H */

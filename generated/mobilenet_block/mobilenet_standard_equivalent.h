@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define MOBILENET_STANDARD_EQUIVALENT_X_SAMPLE 401408L /* x: (N, 32, 112, 112) per sample */
 #define MOBILENET_STANDARD_EQUIVALENT_Y_SAMPLE 802816L /* y: (N, 64, 112, 112) per sample */
@@ -19,6 +23,11 @@ typedef char mobilenet_standard_equivalent_check_x_sample[(MOBILENET_STANDARD_EQ
 typedef char mobilenet_standard_equivalent_check_y_sample[(MOBILENET_STANDARD_EQUIVALENT_Y_SAMPLE == 64L * 112L * 112L) ? 1 : -1];
 typedef char mobilenet_standard_equivalent_check_w_size[(MOBILENET_STANDARD_EQUIVALENT_W_SIZE == 64L * 32L * 3L * 3L) ? 1 : -1];
 
+#ifdef __cplusplus
+void mobilenet_standard_equivalent(const float *x, const float *w, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void mobilenet_standard_equivalent(const float *restrict x, const float *restrict w, float *restrict y, long batch);
+#endif
 
 #endif /* MOBILENET_STANDARD_EQUIVALENT_H */

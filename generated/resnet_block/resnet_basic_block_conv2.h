@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define RESNET_BASIC_BLOCK_CONV2_X_SAMPLE 200704L /* x: (N, 64, 56, 56) per sample */
 #define RESNET_BASIC_BLOCK_CONV2_Y_SAMPLE 200704L /* y: (N, 64, 56, 56) per sample */
@@ -19,6 +23,11 @@ typedef char resnet_basic_block_conv2_check_x_sample[(RESNET_BASIC_BLOCK_CONV2_X
 typedef char resnet_basic_block_conv2_check_y_sample[(RESNET_BASIC_BLOCK_CONV2_Y_SAMPLE == 64L * 56L * 56L) ? 1 : -1];
 typedef char resnet_basic_block_conv2_check_w_size[(RESNET_BASIC_BLOCK_CONV2_W_SIZE == 64L * 64L * 3L * 3L) ? 1 : -1];
 
+#ifdef __cplusplus
+void resnet_basic_block_conv2(const float *x, const float *w, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void resnet_basic_block_conv2(const float *restrict x, const float *restrict w, float *restrict y, long batch);
+#endif
 
 #endif /* RESNET_BASIC_BLOCK_CONV2_H */

@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define RESNET_DOWNSAMPLE_BLOCK_CONV2_X_SAMPLE 100352L /* x: (N, 128, 28, 28) per sample */
 #define RESNET_DOWNSAMPLE_BLOCK_CONV2_Y_SAMPLE 100352L /* y: (N, 128, 28, 28) per sample */
@@ -19,6 +23,11 @@ typedef char resnet_downsample_block_conv2_check_x_sample[(RESNET_DOWNSAMPLE_BLO
 typedef char resnet_downsample_block_conv2_check_y_sample[(RESNET_DOWNSAMPLE_BLOCK_CONV2_Y_SAMPLE == 128L * 28L * 28L) ? 1 : -1];
 typedef char resnet_downsample_block_conv2_check_w_size[(RESNET_DOWNSAMPLE_BLOCK_CONV2_W_SIZE == 128L * 128L * 3L * 3L) ? 1 : -1];
 
+#ifdef __cplusplus
+void resnet_downsample_block_conv2(const float *x, const float *w, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void resnet_downsample_block_conv2(const float *restrict x, const float *restrict w, float *restrict y, long batch);
+#endif
 
 #endif /* RESNET_DOWNSAMPLE_BLOCK_CONV2_H */

@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define RESNET_DOWNSAMPLE_SHORTCUT_X_SAMPLE 200704L /* x: (N, 64, 56, 56) per sample */
 #define RESNET_DOWNSAMPLE_SHORTCUT_Y_SAMPLE 100352L /* y: (N, 128, 28, 28) per sample */
@@ -19,6 +23,11 @@ typedef char resnet_downsample_shortcut_check_x_sample[(RESNET_DOWNSAMPLE_SHORTC
 typedef char resnet_downsample_shortcut_check_y_sample[(RESNET_DOWNSAMPLE_SHORTCUT_Y_SAMPLE == 128L * 28L * 28L) ? 1 : -1];
 typedef char resnet_downsample_shortcut_check_w_size[(RESNET_DOWNSAMPLE_SHORTCUT_W_SIZE == 128L * 64L * 1L * 1L) ? 1 : -1];
 
+#ifdef __cplusplus
+void resnet_downsample_shortcut(const float *x, const float *w, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void resnet_downsample_shortcut(const float *restrict x, const float *restrict w, float *restrict y, long batch);
+#endif
 
 #endif /* RESNET_DOWNSAMPLE_SHORTCUT_H */

@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define RESNET_STEM_CONV1_X_SAMPLE 150528L /* x: (N, 3, 224, 224) per sample */
 #define RESNET_STEM_CONV1_Y_SAMPLE 802816L /* y: (N, 64, 112, 112) per sample */
@@ -19,6 +23,11 @@ typedef char resnet_stem_conv1_check_x_sample[(RESNET_STEM_CONV1_X_SAMPLE == 3L 
 typedef char resnet_stem_conv1_check_y_sample[(RESNET_STEM_CONV1_Y_SAMPLE == 64L * 112L * 112L) ? 1 : -1];
 typedef char resnet_stem_conv1_check_w_size[(RESNET_STEM_CONV1_W_SIZE == 64L * 3L * 7L * 7L) ? 1 : -1];
 
+#ifdef __cplusplus
+void resnet_stem_conv1(const float *x, const float *w, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void resnet_stem_conv1(const float *restrict x, const float *restrict w, float *restrict y, long batch);
+#endif
 
 #endif /* RESNET_STEM_CONV1_H */

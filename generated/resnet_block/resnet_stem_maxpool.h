@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define RESNET_STEM_MAXPOOL_X_SAMPLE 802816L /* x: (N, 64, 112, 112) per sample */
 #define RESNET_STEM_MAXPOOL_Y_SAMPLE 200704L /* y: (N, 64, 56, 56) per sample */
@@ -17,6 +21,11 @@
 typedef char resnet_stem_maxpool_check_x_sample[(RESNET_STEM_MAXPOOL_X_SAMPLE == 64L * 112L * 112L) ? 1 : -1];
 typedef char resnet_stem_maxpool_check_y_sample[(RESNET_STEM_MAXPOOL_Y_SAMPLE == 64L * 56L * 56L) ? 1 : -1];
 
+#ifdef __cplusplus
+void resnet_stem_maxpool(const float *x, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void resnet_stem_maxpool(const float *restrict x, float *restrict y, long batch);
+#endif
 
 #endif /* RESNET_STEM_MAXPOOL_H */

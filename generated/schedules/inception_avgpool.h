@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define INCEPTION_AVGPOOL_X_SAMPLE 12544L /* x: (N, 16, 28, 28) per sample */
 #define INCEPTION_AVGPOOL_Y_SAMPLE 12544L /* y: (N, 16, 28, 28) per sample */
@@ -17,6 +21,11 @@
 typedef char inception_avgpool_check_x_sample[(INCEPTION_AVGPOOL_X_SAMPLE == 16L * 28L * 28L) ? 1 : -1];
 typedef char inception_avgpool_check_y_sample[(INCEPTION_AVGPOOL_Y_SAMPLE == 16L * 28L * 28L) ? 1 : -1];
 
+#ifdef __cplusplus
+void inception_avgpool(const float *x, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void inception_avgpool(const float *restrict x, float *restrict y, long batch);
+#endif
 
 #endif /* INCEPTION_AVGPOOL_H */

@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define RESNET_3X3_WINOGRAD_X_SAMPLE 12544L /* x: (N, 16, 28, 28) per sample */
 #define RESNET_3X3_WINOGRAD_Y_SAMPLE 12544L /* y: (N, 16, 28, 28) per sample */
@@ -20,6 +24,11 @@ typedef char resnet_3x3_winograd_check_x_sample[(RESNET_3X3_WINOGRAD_X_SAMPLE ==
 typedef char resnet_3x3_winograd_check_y_sample[(RESNET_3X3_WINOGRAD_Y_SAMPLE == 16L * 28L * 28L) ? 1 : -1];
 typedef char resnet_3x3_winograd_check_w_size[(RESNET_3X3_WINOGRAD_W_SIZE == 16L * 16L * 3L * 3L) ? 1 : -1];
 
+#ifdef __cplusplus
+void resnet_3x3_winograd(const float *x, const float *w, const float *b, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void resnet_3x3_winograd(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch);
+#endif
 
 #endif /* RESNET_3X3_WINOGRAD_H */

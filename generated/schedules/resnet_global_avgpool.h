@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define RESNET_GLOBAL_AVGPOOL_X_SAMPLE 3136L /* x: (N, 64, 7, 7) per sample */
 #define RESNET_GLOBAL_AVGPOOL_Y_SAMPLE 64L /* y: (N, 64, 1, 1) per sample */
@@ -17,6 +21,11 @@
 typedef char resnet_global_avgpool_check_x_sample[(RESNET_GLOBAL_AVGPOOL_X_SAMPLE == 64L * 7L * 7L) ? 1 : -1];
 typedef char resnet_global_avgpool_check_y_sample[(RESNET_GLOBAL_AVGPOOL_Y_SAMPLE == 64L * 1L * 1L) ? 1 : -1];
 
+#ifdef __cplusplus
+void resnet_global_avgpool(const float *x, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void resnet_global_avgpool(const float *restrict x, float *restrict y, long batch);
+#endif
 
 #endif /* RESNET_GLOBAL_AVGPOOL_H */

@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define SPP_ADAPTIVE_MAXPOOL_X_SAMPLE 1620L /* x: (N, 20, 9, 9) per sample */
 #define SPP_ADAPTIVE_MAXPOOL_Y_SAMPLE 80L /* y: (N, 20, 2, 2) per sample */
@@ -17,6 +21,11 @@
 typedef char spp_adaptive_maxpool_check_x_sample[(SPP_ADAPTIVE_MAXPOOL_X_SAMPLE == 20L * 9L * 9L) ? 1 : -1];
 typedef char spp_adaptive_maxpool_check_y_sample[(SPP_ADAPTIVE_MAXPOOL_Y_SAMPLE == 20L * 2L * 2L) ? 1 : -1];
 
+#ifdef __cplusplus
+void spp_adaptive_maxpool(const float *x, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void spp_adaptive_maxpool(const float *restrict x, float *restrict y, long batch);
+#endif
 
 #endif /* SPP_ADAPTIVE_MAXPOOL_H */

@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sizes (elements).  Arrays are dense and C-contiguous (row-major). */
 #define UPSAMPLE_TRANSPOSED_X_SAMPLE 3136L /* x: (N, 16, 14, 14) per sample */
 #define UPSAMPLE_TRANSPOSED_Y_SAMPLE 6272L /* y: (N, 8, 28, 28) per sample */
@@ -20,6 +24,11 @@ typedef char upsample_transposed_check_x_sample[(UPSAMPLE_TRANSPOSED_X_SAMPLE ==
 typedef char upsample_transposed_check_y_sample[(UPSAMPLE_TRANSPOSED_Y_SAMPLE == 8L * 28L * 28L) ? 1 : -1];
 typedef char upsample_transposed_check_w_size[(UPSAMPLE_TRANSPOSED_W_SIZE == 16L * 8L * 2L * 2L) ? 1 : -1];
 
+#ifdef __cplusplus
+void upsample_transposed(const float *x, const float *w, const float *b, float *y, long batch); /* C++ has no restrict: the same function */
+}
+#else
 void upsample_transposed(const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y, long batch);
+#endif
 
 #endif /* UPSAMPLE_TRANSPOSED_H */
