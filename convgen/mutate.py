@@ -758,7 +758,8 @@ def worker_main() -> None:
     each mutant in the copy, judge it, restore the file, answer one JSON line each."""
     import threading
 
-    threading.Thread(target=_orphan_watch, args=(os.getppid(),), daemon=True).start()
+    run = int(os.environ.get("CONVGEN_MUTATE_RUN", os.getppid()))  # gone already: exit
+    threading.Thread(target=_orphan_watch, args=(run,), daemon=True).start()
     setup = json.loads(sys.stdin.readline())
     copy = Path(setup["copy"])
     with open(setup["base"], "rb") as stream:
@@ -993,7 +994,7 @@ class _Worker:
     def __init__(self, root: Path, folder: Path, setup: dict):
         self.copy = _scratch_copy(root, folder)
         env = dict(os.environ, PYTHONPATH=str(self.copy),
-                   CONVGEN_CACHE_DIR=str(folder / "cache"))
+                   CONVGEN_CACHE_DIR=str(folder / "cache"), CONVGEN_MUTATE_RUN=str(os.getpid()))
         self.process = subprocess.Popen([sys.executable, "-m", "convgen.mutate"],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         text=True, env=env, cwd=self.copy)

@@ -238,12 +238,13 @@ def test_a_killed_run_leaves_no_worker_process_behind(tmp_path):
     import sys
 
     worker = ("import os, subprocess, sys\n"
+              "run = os.getppid()  # before the test can kill it: it waits for the line below\n"
               "from convgen import mutate\n"
               "child = subprocess.Popen([sys.executable, '-c', 'import time; "
               "time.sleep(600)'], start_new_session=True)\n"
               "mutate._GROUPS.add(child.pid)\n"
               "print(child.pid, os.getpid(), flush=True)\n"
-              "mutate._orphan_watch(os.getppid(), every=0.1)\n")
+              "mutate._orphan_watch(run, every=0.1)\n")
     run_script = (f"import subprocess, sys, time\n"
                   f"subprocess.Popen([sys.executable, '-c', {worker!r}])\n"
                   f"time.sleep(600)\n")
