@@ -67,7 +67,8 @@ SLOW_TESTS = ("test_onnx_conformance_case_through_the_cuda_text_on_the_cpu",
               "test_the_whole_run_with_the_gpu_stubbed",
               "test_every_bundled_kernel_under_the_limit_is_proved",
               "test_every_proof_model_covers_what_the_operator_reads_and_writes",
-              "test_every_cuda_entry_points_model_covers_the_operator")
+              "test_every_cuda_entry_points_model_covers_the_operator",
+              "test_a_hung_tests_stage_leaves_no_process_behind")
 #: Fast tests of the slow modules that the quick tier keeps.
 QUICK_ALSO = ("test_default_schedule_is_chosen_and_recorded",
               "test_an_explicit_non_default_schedule_gets_its_own_name",
