@@ -131,7 +131,7 @@ def _layer_files(args: argparse.Namespace) -> list:
 def _generate(args: argparse.Namespace) -> int:
     from .emit import check, kernel_files, write
 
-    planned = kernel_files(_layer_files(args), _kinds(args.kinds), args.schedule)
+    planned = kernel_files(_layer_files(args), _kinds(args.kinds), args.schedule, args.profile)
     if args.check:
         problems = check(planned, args.output)
         if args.format == "json":
@@ -178,6 +178,15 @@ def _schedule_option(parser: argparse.ArgumentParser, action: str) -> None:
                         "that does not apply to a layer is an error that says why")
 
 
+def _profile_option(parser: argparse.ArgumentParser, action: str) -> None:
+    from .profiles import PROFILES
+
+    parser.add_argument("--profile", choices=tuple(PROFILES), default=None,
+                        help=f"what the C {action} may assume of its compiler: "
+                        + "; ".join(f"{k}: {v}" for k, v in PROFILES.items())
+                        + " (default: each layer file's 'profile' key, else 'default')")
+
+
 def _verify(args: argparse.Namespace) -> int:
     """A generated folder, or the spec of one of its kernels: build and check exactly its
     files on disk, and fail on any file that is missing, orphaned, inconsistent or stale.  A
@@ -192,9 +201,13 @@ def _verify(args: argparse.Namespace) -> int:
         raise ConvgenError(f"--exhaustive reads the C text and probes the C binary; it needs "
                            f"--target c, not --target {args.kind}")
     if path.is_dir() or is_shipped(path):
+        if args.profile is not None:
+            raise ConvgenError("--profile applies to layer files: a generated folder's specs "
+                               "record each kernel's profile (regenerate it with "
+                               "convgen generate --profile)")
         shipped = verify_folder if path.is_dir() else verify_spec
         outcomes, problems = shipped(path, args.kind, args.cases, args.batch, args.schedule,
-                                     exhaustive=args.exhaustive)
+                                     exhaustive=args.exhaustive, arch=args.arch)
         if not outcomes and not problems:
             raise ConvgenError(f"{args.target!r} holds no layer files (.toml)")
         return _report_verify(args, outcomes, problems)
@@ -204,8 +217,12 @@ def _verify(args: argparse.Namespace) -> int:
         items = [(i.layer, i.shape, i.name, args.schedule or i.schedule) for i in layers]
         if args.kind == "c":
             outcomes += verify_layers(items, dtype=network.dtype, cases=args.cases,
-                                      batch=args.batch, exhaustive=args.exhaustive)
+                                      batch=args.batch, exhaustive=args.exhaustive,
+                                      profile=args.profile or network.profile, arch=args.arch)
             continue
+        if args.arch != "native":
+            raise ConvgenError(f"--arch {args.arch} builds the C kernels; it needs --target c, "
+                               f"not --target {args.kind}")
         items = [item[:3] for item in items]  # the C schedule has no CUDA meaning
         if args.kind == "cuda":
             from .runtime.gpu import compile_gpu as compile_cuda
@@ -223,7 +240,7 @@ def _report_verify(args: argparse.Namespace, outcomes: list, problems: list[str]
     if args.junit:
         _write_text(args.junit, junit_xml(outcomes, problems, args.kind), "--junit")
     if args.format == "json":
-        print(dumps(verify_document(outcomes, problems, args.kind, args.target)))
+        print(dumps(verify_document(outcomes, problems, args.kind, args.target, args.arch)))
         return 1 if failed else 0
     if outcomes:
         width = max(len(o.name) for o in outcomes)
@@ -232,6 +249,8 @@ def _report_verify(args: argparse.Namespace, outcomes: list, problems: list[str]
         verdict = "pass" if o.passed else f"FAIL: {o.detail}"
         if o.exhaustive and o.passed:
             verdict += f"; exhaustive: {o.exhaustive}"
+        if o.footprint is not None:
+            verdict += f" ({args.arch}: {o.footprint})"
         print(f"{o.name.ljust(width)}  {o.dtype:7}  {o.cases:5}  {o.worst_ulps:9.3g}  {verdict}")
     for problem in problems:
         print(problem)
@@ -509,6 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="kernels to write: c, cuda or c,cuda (default; cuda needs "
                           "nvcc, which checks each kernel and reports its resources)")
     _schedule_option(generate, "to generate for")
+    _profile_option(generate, "written")
     generate.add_argument("--format", choices=("text", "json"), default="text",
                           help=_FORMAT_HELP.format("generate"))
     _quiet_option(generate)
@@ -523,6 +543,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="c: the C kernels (default); cuda-cpu: the CUDA text on the CPU "
                         "(PyOpenCL + PoCL); cuda: the CUDA kernels on a GPU (PyCUDA)")
     _schedule_option(verify, "to build and check for")
+    _profile_option(verify, "built from a layer file")
+    from .runtime.cross import ARCHES
+
+    verify.add_argument("--arch", default="native", choices=("native", *ARCHES),
+                        help="native: load each C kernel into Python (default); aarch64: "
+                        "build it with a generated test program for AArch64 Linux "
+                        "(gcc-aarch64-linux-gnu) and run it under QEMU (qemu-user), "
+                        "reporting its measured code, data and stack")
     verify.add_argument("--exhaustive", action="store_true",
                         help="also translation validation (C only): probe each built kernel "
                         "with one-hot inputs and weights until its operator is determined, "

@@ -21,9 +21,10 @@ from .resources import templates_dir
 from .schedules import resolve
 from .spec import Layer
 from .targets import c as c_target
-from .targets import kernel_name
+from .targets import environment, kernel_name
+from .targets.base import banner
 
-__all__ = ["GeneratedKernel", "generate", "generator_hash"]
+__all__ = ["GeneratedKernel", "generate", "generator_hash", "harness"]
 
 
 @cache
@@ -59,25 +60,49 @@ class GeneratedKernel:
     schedule_reason: str = ""   # why this schedule (convgen.schedules.choose)
     template: str = ""          # the template it was rendered from, relative to templates/
     problem: Problem | None = None
+    profile: str = "default"    # convgen.profiles
 
 
 def generate(layer: Layer, input_shape: Sequence, dtype: str = "float32",
              name: str | None = None, openmp: bool = True,
-             schedule: str = "auto") -> GeneratedKernel:
+             schedule: str = "auto", profile: str = "default") -> GeneratedKernel:
     """Render the C kernel of ``layer`` for inputs ``(N, C, *spatial)`` of ``input_shape``.
 
     ``input_shape`` is ``(C, *spatial)`` or ``(N, C, *spatial)`` with concrete sizes; the batch
     size stays a runtime argument.  ``schedule`` is ``auto`` (:func:`convgen.schedules.choose`)
     or a schedule's name (``reference``, ``blocked``, ``packed``, ``winograd``); a derived name
-    records a schedule other than the chosen one.
+    records a schedule other than the chosen one.  ``profile`` (:mod:`convgen.profiles`):
+    ``default``, or ``portable`` (strict ISO C99, no extensions; the schedules it allows).
     """
     problem = lower(layer, input_shape, dtype)
-    chosen, reason, default = resolve(problem, "c", schedule)
+    chosen, reason, default = resolve(problem, "c", schedule, profile)
     if name is None and not default:
         name = kernel_name(problem) + f"_{chosen.name}"
     name = kernel_name(problem, name)
     built = chosen.build(problem)
-    text = c_target.render(problem, chosen, built, name, openmp)
+    text = c_target.render(problem, chosen, built, name, openmp, profile)
     return GeneratedKernel(name, layer, problem.sample, problem.out, problem.dtype, text.source,
                            text.header, text.cdef, problem.arguments, problem.family,
-                           built.accesses, chosen.name, reason, chosen.template, problem)
+                           built.accesses, chosen.name, reason, chosen.template, problem,
+                           profile)
+
+
+def _arrays(kernel: GeneratedKernel) -> list[dict]:
+    """The harness's arrays in argument order: name, C type, the header's size macro, per
+    sample or not, read from stdin (inputs) or written to stdout."""
+    found = {size["argument"]: size for size in c_target.sizes(kernel.problem)}
+    inputs = kernel.arguments[:kernel.arguments.index("y")]
+    return [dict(name=argument, size=f"{kernel.name.upper()}_{found[argument]['name']}",
+                 batched=found[argument]["batched"], input=argument in inputs,
+                 ctype=c_target.C.index_type if argument == "indices"
+                 else c_target.C_TYPES[kernel.dtype])
+            for argument in kernel.arguments if argument != "batch"]
+
+
+def harness(kernel: GeneratedKernel) -> str:
+    """The test program's C text for ``kernel`` (see ``templates/c/harness.c.j2``)."""
+    lines = banner(kernel.problem, "c/harness.c.j2")[:1] + [
+        f"The test program of {kernel.name}: batch in argv[1], inputs raw on stdin (in "
+        "argument order), outputs raw on stdout."]
+    return environment().get_template("c/harness.c.j2").render(
+        name=kernel.name, banner=lines, arrays=_arrays(kernel))

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import sympy
 
+from . import profiles
 from .errors import SpecError
 from .resources import examples_dir
 from .schedules import names as schedule_names
@@ -56,8 +57,9 @@ __all__ = ["Network", "bundled_examples", "layer_from_mapping", "load", "loads",
            "parse_layer", "parse_shape", "resolve_target", "symbolic_input"]
 
 SPATIAL_SYMBOLS = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
-_MODEL_KEYS = {"name", "description", "input_shape", "layers", "dtype"}
-_LAYER_META_KEYS = {"name", "type", "input_shape", "description", "dtype", "schedule"}
+_MODEL_KEYS = {"name", "description", "input_shape", "layers", "dtype", "profile"}
+_LAYER_META_KEYS = {"name", "type", "input_shape", "description", "dtype", "schedule",
+                    "profile"}
 DTYPES = ("float32", "float64", "int8", "uint8")
 
 
@@ -71,6 +73,7 @@ class Network:
     description: str = ""
     dtype: str = "float32"
     schedules: tuple = ()       # the C schedule asked for each layer ("auto": the default)
+    profile: str = "default"    # what the C may assume of its compiler (convgen.profiles)
 
     def schedule_of(self, index: int) -> str:
         """The C schedule asked for layer ``index``: ``auto`` unless the file names one."""
@@ -153,7 +156,7 @@ def _model(entry: object, where: str, seen: set) -> Network:
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             raise SpecError(f"{where}: layer {index} must be a table")
-        for key in ("input_shape", "dtype"):
+        for key in ("input_shape", "dtype", "profile"):
             if key in item:
                 raise SpecError(f"{where}: layer {index} has {key}; in a model only the model "
                                 f"has one (each layer takes the previous layer's output)")
@@ -189,7 +192,8 @@ def _network(name, shape, layers, names, entry: dict, where,
     dtype = entry.get("dtype", "float32")
     if dtype not in DTYPES:
         raise SpecError(f"{where}: dtype={quote(dtype)} must be one of {', '.join(DTYPES)}")
-    return Network(name, shape, model, _description(entry, where), dtype, schedules)
+    profile = profiles.check(entry.get("profile", profiles.DEFAULT), f"{where}: profile")
+    return Network(name, shape, model, _description(entry, where), dtype, schedules, profile)
 
 
 def _description(entry: dict, where: str) -> str:

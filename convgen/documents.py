@@ -12,6 +12,7 @@ when symbolic; a worst ULP distance that is infinite (the kernel did not run) is
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import xml.etree.ElementTree as ET
@@ -92,15 +93,18 @@ def _ulps(value: float):
     return None if math.isinf(value) or math.isnan(value) else value
 
 
-def verify_document(outcomes, problems, target: str, source: str) -> dict:
+def verify_document(outcomes, problems, target: str, source: str,
+                    arch: str = "native") -> dict:
     """``convgen verify --format json``: one entry per kernel, then the file problems (each
     counts as a failure)."""
     failed = sum(not o.passed for o in outcomes) + len(problems)
-    return {**_header("verify"), "target": target, "source": source,
+    return {**_header("verify"), "target": target, "source": source, "arch": arch,
             "kernels": [{"name": o.name, "layer": o.description, "dtype": o.dtype,
                          "cases": o.cases, "worst_ulps": _ulps(o.worst_ulps),
                          "passed": o.passed, "detail": o.detail,
-                         "exhaustive": o.exhaustive} for o in outcomes],
+                         "exhaustive": o.exhaustive,
+                         "footprint": dataclasses.asdict(o.footprint) if o.footprint else None}
+                        for o in outcomes],
             "problems": list(problems),
             "passed": sum(o.passed for o in outcomes), "failed": failed}
 

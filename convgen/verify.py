@@ -27,7 +27,7 @@ import numpy as np
 import sympy
 
 from ._version import __version__
-from .codegen import generate
+from .codegen import GeneratedKernel, generate
 from .config import Network, load
 from .cudagen import generate_cuda
 from .errors import BuildError, ConvgenError
@@ -36,6 +36,7 @@ from .progress import track
 from .reference import forward
 from .runtime.call import KernelCall
 from .runtime.cbuild import DEFAULT_FLAGS, Kernel, build_modules, compile_kernels
+from .runtime.cross import ProgramKernel, toolchain
 from .runtime.gpu import compile_gpu
 from .runtime.pocl import compile_cpu
 from .spec import family_of
@@ -59,6 +60,7 @@ class Outcome:
     passed: bool
     detail: str = ""
     exhaustive: str = ""    # translation validation's verdict (verify --exhaustive), else ""
+    footprint: object = None  # convgen.runtime.cross.Footprint, measured for --arch builds
 
 
 def random_case(kernel: KernelCall, rng: np.random.Generator, batch: int = 2):
@@ -133,7 +135,8 @@ def check_kernel(kernel: KernelCall, cases: int = 2, seed: int = 0, batch: int =
             passed, detail = False, detail or f"values differ ({ulps:.3g} ULP)"
     schedule = getattr(kernel, "schedule", None)
     name = f"{g.name} ({schedule})" if schedule else g.name
-    return Outcome(name, g.layer.describe(), g.dtype, cases, worst, passed, detail)
+    return Outcome(name, g.layer.describe(), g.dtype, cases, worst, passed, detail,
+                   footprint=getattr(kernel, "footprint", None))
 
 
 # --------------------------------------------------------------------------- shipped folders
@@ -270,34 +273,61 @@ def _read(path: Path | None, problems: list) -> str | None:
 
 
 def verify_folder(folder: Path, kind: str = "c", cases: int = 2, batch: int = 2,
-                  schedule: str | None = None, device: str = "pocl", exhaustive: bool = False
-                  ) -> tuple[list[Outcome], list[str]]:
+                  schedule: str | None = None, device: str = "pocl", exhaustive: bool = False,
+                  arch: str = "native") -> tuple[list[Outcome], list[str]]:
     """Build and check exactly the files a generated folder ships (``.c`` and ``.h`` as they
     are on disk; for ``cuda``/``cuda-cpu`` the ``.cu``), and list every problem with its
     files: missing, orphaned, inconsistent, or not what the generator writes now (stale).
     A kernel whose files do not build is a failed outcome, with the compiler's message.
     ``exhaustive`` (C only): also translation validation of each built binary
-    (:func:`validated`)."""
+    (:func:`validated`).  ``arch`` (C only): ``native`` loads each kernel into Python; another
+    (:data:`convgen.runtime.cross.ARCHES`) builds it with its harness for that architecture,
+    runs it under the emulator and measures its footprint."""
+    _check_arch(kind, arch, exhaustive)
     kernels, problems = scan_folder(Path(folder), kind)
-    outcomes, more = _verify_shipped(kernels, kind, cases, batch, schedule, device, exhaustive)
+    outcomes, more = _verify_shipped(kernels, kind, cases, batch, schedule, device, exhaustive,
+                                     arch)
     return outcomes, problems + more
 
 
 def verify_spec(spec: Path, kind: str = "c", cases: int = 2, batch: int = 2,
-                schedule: str | None = None, device: str = "pocl", exhaustive: bool = False
-                ) -> tuple[list[Outcome], list[str]]:
+                schedule: str | None = None, device: str = "pocl", exhaustive: bool = False,
+                arch: str = "native") -> tuple[list[Outcome], list[str]]:
     """:func:`verify_folder` for one kernel of a generated folder, named by its spec
     (``NAME.toml``): its files beside it as they are on disk."""
+    _check_arch(kind, arch, exhaustive)
     problems: list = []
     kernel = _scan_spec(Path(spec), "c" if kind == "c" else "cuda", set(), problems)
     outcomes, more = _verify_shipped([kernel] if kernel else [], kind, cases, batch, schedule,
-                                     device, exhaustive)
+                                     device, exhaustive, arch)
     return outcomes, problems + more
 
 
+def _check_arch(kind: str, arch: str, exhaustive: bool) -> None:
+    """Refuse an ``arch`` that is not one, or with a target or option it cannot serve, and
+    an architecture whose toolchain is missing (naming the packages), before any work."""
+    if arch == "native":
+        return
+    if kind != "c":
+        raise ConvgenError(f"--arch {arch} builds the C kernels; it needs --target c, not "
+                           f"--target {kind}")
+    if exhaustive:
+        raise ConvgenError(f"--exhaustive probes the kernel loaded into Python; it runs with "
+                           f"--arch native, not --arch {arch}")
+    toolchain(arch)
+
+
+def _c_kernel(generated: GeneratedKernel, arch: str) -> KernelCall:
+    """``generated`` built for ``arch``: loaded through cffi (native), or a program run
+    under the architecture's emulator."""
+    if arch == "native":
+        return Kernel(generated, build_modules([generated]))
+    return ProgramKernel(generated, toolchain(arch))
+
+
 def _verify_shipped(kernels: Sequence[FolderKernel], kind: str, cases: int, batch: int,
-                    schedule: str | None, device: str, exhaustive: bool = False
-                    ) -> tuple[list[Outcome], list[str]]:
+                    schedule: str | None, device: str, exhaustive: bool = False,
+                    arch: str = "native") -> tuple[list[Outcome], list[str]]:
     """Compare each kernel's files with what the generator writes now, then build and check
     the files as they are on disk."""
     outcomes, problems = [], []
@@ -308,7 +338,8 @@ def _verify_shipped(kernels: Sequence[FolderKernel], kind: str, cases: int, batc
         try:
             if kind == "c":
                 expected = generate(layer, shape, network.dtype, item.name,
-                                    schedule=schedule or network.schedule_of(0))
+                                    schedule=schedule or network.schedule_of(0),
+                                    profile=network.profile)
                 texts = {".c": expected.source, ".h": expected.header}
             else:
                 expected = generate_cuda(layer, shape, network.dtype, item.name)
@@ -328,12 +359,13 @@ def _verify_shipped(kernels: Sequence[FolderKernel], kind: str, cases: int, batc
         if any(text is None for text in disk.values()):
             continue  # reported above: missing, not a regular file or unreadable
         outcomes += _check_shipped(expected, disk, kind, cases, index, batch, device,
-                                   exhaustive)
+                                   exhaustive, arch)
     return outcomes, problems
 
 
 def _check_shipped(expected, disk: dict, kind: str, cases: int, seed: int, batch: int,
-                   device: str, exhaustive: bool = False) -> list[Outcome]:
+                   device: str, exhaustive: bool = False, arch: str = "native"
+                   ) -> list[Outcome]:
     """Build the files as they are on disk and judge each entry point against the oracle."""
     if kind == "c" and disk[".h"] != expected.header:
         # the header is the kernel's ABI as the test calls it (types, sizes): one that is not
@@ -344,7 +376,7 @@ def _check_shipped(expected, disk: dict, kind: str, cases: int, seed: int, batch
     try:
         if kind == "c":
             shipped = replace(expected, source=disk[".c"], header=disk[".h"])
-            kernels = [Kernel(shipped, build_modules([shipped]))]
+            kernels = [_c_kernel(shipped, arch)]
         elif kind == "cuda":
             kernels = compile_gpu([replace(expected, source=disk[".cu"])])
         else:
@@ -361,10 +393,19 @@ def _check_shipped(expected, disk: dict, kind: str, cases: int, seed: int, batch
 
 def verify_layers(items: Sequence[tuple], dtype: str = "float32", cases: int = 2,
                   flags: Sequence[str] = DEFAULT_FLAGS, batch: int = 2,
-                  exhaustive: bool = False) -> list[Outcome]:
+                  exhaustive: bool = False, profile: str = "default", arch: str = "native"
+                  ) -> list[Outcome]:
     """Build ``(layer, input_shape[, name[, schedule]])`` items in one module and check each
-    kernel (``exhaustive``: and validate each, see :func:`validated`)."""
-    kernels = compile_kernels(items, dtype=dtype, flags=flags)
+    kernel (``exhaustive``: and validate each, see :func:`validated`; ``profile``: see
+    :mod:`convgen.profiles`; ``arch``: see :func:`verify_folder`)."""
+    _check_arch("c", arch, exhaustive)
+    if arch != "native":
+        kernels = [_c_kernel(generate(item[0], item[1], dtype, item[2] if len(item) > 2 else
+                                      None, schedule=item[3] if len(item) > 3 else "auto",
+                                      profile=profile), arch)
+                   for item in track(items, f"build for {arch}", lambda i: str(i[0]))]
+        return check_kernels(kernels, cases=cases, batch=batch)
+    kernels = compile_kernels(items, dtype=dtype, flags=flags, profile=profile)
     return check_kernels(kernels, cases=cases, batch=batch, exhaustive=exhaustive)
 
 

@@ -33,14 +33,16 @@ __all__ = ["DEFAULT_FLAGS", "STRICT_FLAGS", "CpuKernel", "GpuKernel", "Kernel", 
 
 def compile(layer, input_shape: Sequence, target: str = "c", dtype: str = "float32",
             name: str | None = None, flags: Sequence[str] = DEFAULT_FLAGS,
-            openmp: bool = False, schedule: str | None = None) -> KernelCall:
+            openmp: bool = False, schedule: str | None = None,
+            profile: str = "default") -> KernelCall:
     """Generate, build (cached) and load the kernel of ``layer`` for ``input_shape``.
 
     ``target="c"`` builds the C kernel through cffi.  ``flags`` replace the optimization flags
     (``-O3 -march=native``); the strict warning flags always apply and ``-ffast-math`` is
     refused.  ``openmp=True`` parallelizes over batch and channels.  ``schedule`` is
     ``"auto"`` (the default: :func:`convgen.codegen.choose_schedule`), ``"reference"``,
-    ``"blocked"`` or ``"packed"``.
+    ``"blocked"`` or ``"packed"``.  ``profile="portable"`` generates strict ISO C99 without
+    extensions (:mod:`convgen.profiles`; the C target only).
 
     ``target="cuda"`` compiles the CUDA kernel with nvcc and launches it through PyCUDA on
     the GPU; ``target="cuda-cpu"`` runs the same CUDA text on the CPU through OpenCL (PoCL).
@@ -49,12 +51,12 @@ def compile(layer, input_shape: Sequence, target: str = "c", dtype: str = "float
     """
     if target == "c":
         return compile_kernels([(layer, input_shape, name)], dtype, flags, openmp,
-                               schedule or "auto")[0]
+                               schedule or "auto", profile)[0]
     if target not in ("cuda", "cuda-cpu"):
         raise SpecError(f"target={target!r} must be 'c', 'cuda' (GPU, PyCUDA) or 'cuda-cpu' "
                         "(the CUDA text on the CPU, PyOpenCL + PoCL)")
-    if tuple(flags) != DEFAULT_FLAGS or openmp:
-        raise SpecError(f"flags= and openmp= apply to target='c', not {target!r}")
+    if tuple(flags) != DEFAULT_FLAGS or openmp or profile != "default":
+        raise SpecError(f"flags=, openmp= and profile= apply to target='c', not {target!r}")
     generated = generate_cuda(layer, input_shape, dtype=dtype, name=name)
     if target == "cuda":
         return GpuKernel(generated, schedule)

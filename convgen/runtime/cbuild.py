@@ -302,12 +302,13 @@ def _apart(target, pointers) -> bool:
 
 def compile_kernels(layers: Sequence[tuple], dtype: str = "float32",
                     flags: Sequence[str] = DEFAULT_FLAGS, openmp: bool = False,
-                    schedule: str = "auto") -> list[Kernel]:
+                    schedule: str = "auto", profile: str = "default") -> list[Kernel]:
     """Generate and build several ``(layer, input_shape[, name[, schedule]])`` kernels in one
-    module (``schedule``: see :func:`convgen.codegen.generate`; an item's own overrides it)."""
+    module (``schedule`` and ``profile``: see :func:`convgen.codegen.generate`; an item's
+    own schedule overrides ``schedule``)."""
     generated = [generate(item[0], item[1], dtype=dtype,
                           name=item[2] if len(item) > 2 else None,
-                          schedule=item[3] if len(item) > 3 else schedule)
+                          schedule=item[3] if len(item) > 3 else schedule, profile=profile)
                  for item in layers]
     unique = list(distinct(generated).values())  # one definition per name
     module = build_modules(unique, flags, openmp)

@@ -14,6 +14,7 @@ CUDA: ``direct`` (every family) and ``tiled`` (convolutions, shared memory).
 
 from __future__ import annotations
 
+from .. import profiles
 from ..errors import SpecError
 from ..lower import Problem
 from . import (  # noqa: F401  (each module registers its schedule)
@@ -27,7 +28,7 @@ from . import (  # noqa: F401  (each module registers its schedule)
     reference,
     tuning,
 )
-from .base import Access, Built, Schedule, applicable, find, names, variables
+from .base import Access, Built, Schedule, applicable, find, names, portable_names, variables
 
 __all__ = ["Access", "Built", "Schedule", "applicable", "choose", "find", "names", "resolve",
            "tuning", "variables"]
@@ -92,14 +93,31 @@ def choose(problem: Problem, target: str = "c") -> tuple[str, str]:
     raise SpecError(f"target={target!r} must be 'c' or 'cuda'")
 
 
-def resolve(problem: Problem, target: str,
-            schedule: str = "auto") -> tuple[Schedule, str, bool]:
-    """The schedule to render, why, and whether it is the default: :func:`choose`'s for
-    ``"auto"``, else the one asked for, refused with the reason it does not apply."""
+def _portable(problem: Problem, target: str, chosen: str, reason: str) -> tuple[str, str]:
+    """The portable profile's choice: the cost model's when that schedule is portable C99,
+    else ``reference``, the one portable C schedule of every family."""
+    if target != "c" or find(problem, target, chosen).portable:
+        return chosen, reason
+    return "reference", (f"profile portable: ISO C99 without extensions (the default "
+                         f"profile's {chosen} uses vector extensions)")
+
+
+def resolve(problem: Problem, target: str, schedule: str = "auto",
+            profile: str = profiles.DEFAULT) -> tuple[Schedule, str, bool]:
+    """The schedule to render, why, and whether it is the profile's default:
+    :func:`choose`'s for ``"auto"`` (for ``profile="portable"``, the portable one), else the
+    one asked for, refused with the reason it does not apply or that the profile forbids
+    it."""
     chosen, reason = choose(problem, target)
+    if profiles.check(profile) == "portable":
+        chosen, reason = _portable(problem, target, chosen, reason)
     if schedule in ("auto", None):
         return find(problem, target, chosen), reason, True
     found = find(problem, target, schedule)
+    if profile == "portable" and target == "c" and not found.portable:
+        allowed = portable_names(target, problem.family)
+        raise SpecError(f"schedule={schedule!r} uses GCC/Clang vector extensions; "
+                        f"profile='portable' allows {', '.join(map(repr, allowed))}")
     return found, "asked for" + ("" if schedule == chosen else
                                  f" (the default would be {chosen}: {reason})"), \
         schedule == chosen

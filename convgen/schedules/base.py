@@ -19,7 +19,7 @@ from ..errors import SpecError
 from ..lower import Problem
 
 __all__ = ["Access", "Built", "Schedule", "applicable", "axes", "find", "loop", "loops",
-           "names", "register", "variables"]
+           "names", "portable_names", "register", "variables"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,7 @@ class Schedule:
     applies: Callable[[Problem], str | None]
     build: Callable[[Problem], Built]
     doc: str
+    portable: bool = False      # strict ISO C99: no vector extensions (convgen.profiles)
 
 
 _REGISTRY: dict[tuple[str, str, str], Schedule] = {}
@@ -84,6 +85,11 @@ def names(target: str, family: str | None = None) -> tuple[str, ...]:
         if t == target and (family is None or f == family):
             seen[name] = None
     return tuple(seen)
+
+
+def portable_names(target: str, family: str) -> tuple[str, ...]:
+    """The schedules of ``family`` on ``target`` that are strict ISO C99 (``portable``)."""
+    return tuple(n for n in names(target, family) if _REGISTRY[(target, family, n)].portable)
 
 
 def find(problem: Problem, target: str, name: str) -> Schedule:

@@ -357,5 +357,5 @@ def _always(problem: Problem) -> None:
 for _family, _build in CONTEXTS.items():
     register(Schedule(
         name="reference", target="c", families=(_family,), template=f"c/{_family}.c.j2",
-        applies=_always, build=_build,
+        applies=_always, build=_build, portable=True,
         doc="one output element at a time in the definition's order: exact, portable C99"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import isa
+from .. import isa, profiles
 from .. import symbolic as sym
 from ..lower import INT_MAX, Problem
 from ..schedules import Built, Schedule, tuning, variables
@@ -48,23 +48,29 @@ def _product(sizes) -> str:
     return " * ".join(f"{n}L" for n in sizes)
 
 
-def _sizes(problem: Problem) -> list[dict]:
+def sizes(problem: Problem) -> list[dict]:
+    """The header's size macros: each array's ``name`` suffix, value, layout check and
+    comment, the ``argument`` it sizes and whether per sample (``batched``)."""
     sample, out, layer = problem.sample, problem.out, problem.layer
-    sizes = [dict(name="X_SAMPLE", value=sym.prod(sample), check=_product(sample),
-                  doc=f"x: (N, {', '.join(map(str, sample))}) per sample"),
+    found = [dict(name="X_SAMPLE", value=sym.prod(sample), check=_product(sample),
+                  doc=f"x: (N, {', '.join(map(str, sample))}) per sample", argument="x",
+                  batched=True),
              dict(name="Y_SAMPLE", value=sym.prod(out), check=_product(out),
-                  doc=f"y: (N, {', '.join(map(str, out))}) per sample")]
+                  doc=f"y: (N, {', '.join(map(str, out))}) per sample", argument="y",
+                  batched=True)]
     if "w" in problem.arguments:
-        sizes.append(dict(name="W_SIZE", value=sym.prod(layer.weight_shape),
+        found.append(dict(name="W_SIZE", value=sym.prod(layer.weight_shape),
                           check=_product(layer.weight_shape),
-                          doc=f"w: {tuple(layer.weight_shape)}, PyTorch's layout"))
+                          doc=f"w: {tuple(layer.weight_shape)}, PyTorch's layout",
+                          argument="w", batched=False))
     if problem.bias:
-        sizes.append(dict(name="B_SIZE", value=layer.out_channels, check=None,
-                          doc=f"b: ({layer.out_channels},)"))
+        found.append(dict(name="B_SIZE", value=layer.out_channels, check=None,
+                          doc=f"b: ({layer.out_channels},)", argument="b", batched=False))
     if problem.indices:
-        sizes.append(dict(name="INDICES_SAMPLE", value=sym.prod(out), check=None,
-                          doc="indices: like y, int64, flat within each (n, c) input plane"))
-    return sizes
+        found.append(dict(name="INDICES_SAMPLE", value=sym.prod(out), check=None,
+                          doc="indices: like y, int64, flat within each (n, c) input plane",
+                          argument="indices", batched=True))
+    return found
 
 
 def needs_wide_long(problem: Problem) -> bool:
@@ -74,11 +80,14 @@ def needs_wide_long(problem: Problem) -> bool:
 
 
 def render(problem: Problem, schedule: Schedule, built: Built, name: str,
-           openmp: bool) -> RenderedC:
-    """The ``.c`` and ``.h`` text of ``built`` (a schedule's context) for ``problem``."""
+           openmp: bool, profile: str = profiles.DEFAULT) -> RenderedC:
+    """The ``.c`` and ``.h`` text of ``built`` (a schedule's context) for ``problem``; the
+    banner names a profile other than the default (:mod:`convgen.profiles`)."""
     ctype = C_TYPES[problem.dtype]
     signature = f"void {name}({', '.join(C.parameters(problem) + ['long batch'])})"
     lines = banner(problem, schedule.template)
+    if profile != profiles.DEFAULT:
+        lines.append(f"Profile {profile}: {profiles.PROFILES[profile]}.")
     source = environment().get_template(schedule.template).render(
         name=name, banner=lines, signature=signature, ctype=ctype,
         acc_type=C_TYPES[problem.acc_dtype], i64=C.index_type, openmp=openmp,
@@ -90,6 +99,6 @@ def render(problem: Problem, schedule: Schedule, built: Built, name: str,
     plain = signature.replace("restrict ", "")
     header = environment().get_template("c/header.h.j2").render(
         name=name, banner=lines + ["Call: " + plain + ";"], signature=signature,
-        plain_signature=plain, sizes=_sizes(problem), includes=["stdint.h"],
+        plain_signature=plain, sizes=sizes(problem), includes=["stdint.h"],
         wide_long=needs_wide_long(problem))
     return RenderedC(source, header, signature, plain + ";")

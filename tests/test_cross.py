@@ -1,0 +1,145 @@
+"""Verification on another architecture: ``convgen verify --arch aarch64`` builds each kernel
+with its generated test program for AArch64 Linux, runs it under QEMU and judges it against
+the exact oracle as the host build is judged, with its footprint measured by the cross
+toolchain.  Random configs of every family and every fast schedule run there too."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import jsonschema
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import convgen
+from convgen import codegen, documents
+from convgen.errors import ConvgenError
+from convgen.runtime.cross import ARCHES, ProgramKernel, Toolchain, toolchain
+from convgen.strategies import blocked_convs, layers_with_inputs
+from convgen.verify import check_kernel, verify_folder, verify_layers
+from tests.helpers import ROOT
+
+AARCH64 = ARCHES["aarch64"]
+needs_aarch64 = pytest.mark.skipif(AARCH64.missing() is not None,
+                                   reason=str(AARCH64.missing()))
+#: Random configs a property test builds for AArch64 (one program each, about a second).
+EXAMPLES = 100 if os.environ.get("CI") else 6
+
+LAYERS = """
+[[model]]
+name = "net"
+input_shape = [3, 12, 12]
+[[model.layers]]
+type = "Conv2d"
+in_channels = 3
+out_channels = 16
+kernel_size = 3
+padding = 1
+[[model.layers]]
+type = "MaxPool2d"
+kernel_size = 2
+return_indices = true
+"""
+
+
+def _cli(*args, cwd):
+    return subprocess.run([str(ROOT / ".venv" / "bin" / "convgen"), *args], cwd=cwd,
+                          capture_output=True, text=True)
+
+
+@needs_aarch64
+def test_verify_arch_aarch64_runs_a_layer_file_under_qemu_and_measures_it(tmp_path):
+    (tmp_path / "net.toml").write_text(LAYERS)
+    done = _cli("verify", "net.toml", "--arch", "aarch64", "--format", "json", "-q",
+                cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    jsonschema.validate(document, documents.schema("verify"))
+    assert document["arch"] == "aarch64" and document["failed"] == 0
+    assert len(document["kernels"]) == 2
+    conv, pool = document["kernels"]
+    # the conv's default schedule packs its weights on the stack; the pool keeps scalars
+    assert conv["footprint"]["stack"] > 1000 > pool["footprint"]["stack"]
+    assert all(k["footprint"]["text"] > 100 for k in document["kernels"])
+    text = _cli("verify", "net.toml", "--arch", "aarch64", "-q", cwd=tmp_path)
+    assert text.returncode == 0 and "(aarch64: code+constants" in text.stdout
+
+
+@needs_aarch64
+def test_a_tampered_shipped_kernel_fails_on_aarch64(tmp_path):
+    (tmp_path / "net.toml").write_text(LAYERS)
+    assert _cli("generate", "net.toml", "--target", "c", "-o", "out", "-q",
+                cwd=tmp_path).returncode == 0
+    outcomes, problems = verify_folder(tmp_path / "out", arch="aarch64")
+    assert problems == [] and len(outcomes) == 2 and all(o.passed for o in outcomes)
+    assert all(o.footprint is not None for o in outcomes)
+    source = tmp_path / "out" / "net" / "net_1.c"
+    text = source.read_text()
+    assert text.count("v > best") == 2
+    source.write_text(text.replace("v > best", "v < best"))  # a minimum pool
+    outcomes, problems = verify_folder(tmp_path / "out", arch="aarch64")
+    assert any("stale" in p and "net_1.c" in p for p in problems)
+    assert [o.passed for o in outcomes] == [True, False]
+
+
+def test_a_missing_toolchain_names_the_packages_to_install(monkeypatch):
+    absent = Toolchain("aarch64", "no-such-gcc", (), ("no-such-qemu",), ("gcc-x", "qemu-x"),
+                       "no-such-size")
+    assert absent.missing() == ("--arch aarch64 needs no-such-gcc, no-such-qemu, no-such-size, "
+                                "not found on PATH; install them with: apt-get install gcc-x "
+                                "qemu-x")
+    monkeypatch.setitem(ARCHES, "aarch64", absent)
+    with pytest.raises(ConvgenError, match="apt-get install gcc-x qemu-x"):
+        verify_layers([(convgen.MaxPool2d(2), (1, 4, 4))], arch="aarch64")
+    with pytest.raises(ConvgenError, match=r"--arch 'riscv' must be one of native, aarch64"):
+        toolchain("riscv")
+
+
+def test_arch_is_refused_with_options_it_cannot_serve(tmp_path):
+    (tmp_path / "net.toml").write_text(LAYERS)
+    done = _cli("verify", "net.toml", "--arch", "aarch64", "--target", "cuda-cpu",
+                cwd=tmp_path)
+    assert done.returncode != 0 and "it needs --target c, not --target cuda-cpu" in done.stderr
+    done = _cli("verify", "net.toml", "--arch", "aarch64", "--exhaustive", cwd=tmp_path)
+    assert done.returncode != 0 and "--exhaustive probes the kernel loaded into Python" in \
+        done.stderr
+    done = _cli("verify", "net.toml", "--arch", "sparc", cwd=tmp_path)
+    assert done.returncode != 0 and "invalid choice: 'sparc'" in done.stderr
+
+
+def test_a_program_that_dies_is_a_failed_call_not_a_crash(tmp_path):
+    """The harness's exit status and short output are errors naming the kernel."""
+    kernel = codegen.generate(convgen.MaxPool2d(2), (1, 4, 4), name="dies")
+    built = ProgramKernel(kernel, Toolchain("gcc", shutil.which("gcc") or "gcc", ("-O1",),
+                                            measures=False))
+    built.program.write_text("#!/bin/sh\nexit 7\n")
+    with pytest.raises(ConvgenError, match=r"dies on gcc exited with status 7"):
+        built(np.zeros((1, 1, 4, 4), np.float32))
+    built.program.write_text("#!/bin/sh\nprintf abc\n")
+    with pytest.raises(ConvgenError, match=r"dies on gcc wrote 3 bytes; expected 16"):
+        built(np.zeros((1, 1, 4, 4), np.float32))
+
+
+@needs_aarch64
+@settings(max_examples=EXAMPLES)
+@given(case=layers_with_inputs(families=("conv", "pool", "adaptive")),
+       dtype=st.sampled_from(["float32", "float64"]), seed=st.integers(0, 2**16))
+def test_random_configs_of_every_family_are_exact_on_aarch64(case, dtype, seed):
+    layer, shape = case
+    kernel = codegen.generate(layer, shape, dtype)
+    outcome = check_kernel(ProgramKernel(kernel, AARCH64), cases=1, seed=seed)
+    assert outcome.passed, (layer, shape, kernel.schedule, outcome)
+
+
+@needs_aarch64
+@pytest.mark.parametrize("schedule", ["blocked", "packed"])
+@settings(max_examples=max(3, EXAMPLES // 2))
+@given(case=blocked_convs(), seed=st.integers(0, 2**16))
+def test_the_fast_schedules_are_exact_on_aarch64(schedule, case, seed):
+    layer, shape = case
+    kernel = codegen.generate(layer, shape, schedule=schedule)
+    outcome = check_kernel(ProgramKernel(kernel, AARCH64), cases=1, seed=seed)
+    assert outcome.passed, (layer, shape, outcome)
