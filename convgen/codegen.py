@@ -102,7 +102,7 @@ def _arrays(kernel: GeneratedKernel) -> list[dict]:
 def harness(kernel: GeneratedKernel) -> str:
     """The test program's C text for ``kernel`` (see ``templates/c/harness.c.j2``)."""
     lines = banner(kernel.problem, "c/harness.c.j2")[:1] + [
-        f"The test program of {kernel.name}: batch in argv[1], inputs raw on stdin (in "
-        "argument order), outputs raw on stdout."]
+        f"The test program of {kernel.name}: stdin holds the batch size (a line), then the "
+        "inputs raw in argument order; stdout gets the outputs raw."]
     return environment().get_template("c/harness.c.j2").render(
         name=kernel.name, banner=lines, arrays=_arrays(kernel))

@@ -218,10 +218,14 @@ def _plan(groups: Sequence[tuple], targets: Sequence[str], schedule: str | None,
              for folder, source, layers in groups for item in layers]
     kernels, cuda, usages = [], [], []
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for _, _, item in track(items, "C and CUDA text", lambda entry: entry[2].name):
-            kernels.append(generate(item.layer, item.shape, dtype=item.network.dtype,
-                                    name=item.name, schedule=item.schedule,
-                                    profile=profile or item.network.profile))
+        for folder, source, item in track(items, "C and CUDA text", lambda e: e[2].name):
+            try:
+                kernels.append(generate(item.layer, item.shape, dtype=item.network.dtype,
+                                        name=item.name, schedule=item.schedule,
+                                        profile=profile or item.network.profile))
+            except SpecError as error:  # name the kernel and its file
+                raise SpecError(f"kernel {item.name!r} of {source or folder}: {error}") \
+                    from None
             if "cuda" in targets:
                 cuda.append(generate_cuda(item.layer, item.shape, dtype=item.network.dtype,
                                           name=item.name))

@@ -36,3 +36,8 @@ class BuildError(ConvgenError):
 
 class VerificationError(ConvgenError):
     """A kernel disagreed with the exact oracle."""
+
+
+class RunError(ConvgenError):
+    """A kernel's test program (built for another architecture or compiler) failed: its exit
+    status, a timeout, or output of the wrong size."""

@@ -6,8 +6,9 @@ for any conforming compiler (gcc, clang, tcc, a vendor's), no OpenMP requirement
 stack workspace: a kernel declares no array, so its stack is its scalars and the compiler's
 register spills, at most :data:`PORTABLE_STACK_BYTES` (measured with GCC's
 ``-fstack-usage`` at ``-O3`` on every family by the tests, for x86-64 and AArch64; the
-default profile's packed weights take up to 75 KB).  A profile allows the schedules whose ``portable`` flag it needs
-(:class:`convgen.schedules.base.Schedule`); asking for another is a :class:`SpecError`.
+default profile's packed weights take up to 75 KB).  A profile allows the schedules whose
+``portable`` flag it needs (:class:`convgen.schedules.base.Schedule`); asking for another is
+a :class:`SpecError`.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from ._version import __version__
 from .codegen import GeneratedKernel, generate
 from .config import Network, load
 from .cudagen import generate_cuda
-from .errors import BuildError, ConvgenError
+from .errors import BuildError, ConvgenError, RunError
 from .exhaustive import validate
 from .progress import track
 from .reference import forward
@@ -117,7 +117,11 @@ def check_kernel(kernel: KernelCall, cases: int = 2, seed: int = 0, batch: int =
     worst, passed, detail = 0.0, True, ""
     for _ in range(cases):
         args = random_case(kernel, rng, batch)
-        got = kernel(*args)
+        try:
+            got = kernel(*args)
+        except RunError as error:  # a test program that died: the kernel fails, named
+            passed, detail, worst = False, str(error), float("inf")
+            break
         exact = forward(g.layer, *[_oracle_input(a, reduction) for a in args])
         if isinstance(got, tuple):
             if not np.array_equal(got[1], exact[1]):

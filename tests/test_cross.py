@@ -15,16 +15,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import convgen
-from convgen import codegen, documents
+from convgen import codegen, documents, profiles
 from convgen.errors import ConvgenError
 from convgen.runtime.cross import ARCHES, ProgramKernel, Toolchain, toolchain
 from convgen.strategies import blocked_convs, layers_with_inputs
 from convgen.verify import check_kernel, verify_folder, verify_layers
 from tests.helpers import ROOT
 
-AARCH64 = ARCHES["aarch64"]
+AARCH64, CORTEX_M4 = ARCHES["aarch64"], ARCHES["cortex-m4"]
 needs_aarch64 = pytest.mark.skipif(AARCH64.missing() is not None,
                                    reason=str(AARCH64.missing()))
+needs_cortex_m4 = pytest.mark.skipif(CORTEX_M4.missing() is not None,
+                                     reason=str(CORTEX_M4.missing()))
 #: Random configs a property test builds for AArch64 (one program each, about a second).
 EXAMPLES = 100 if os.environ.get("CI") else 6
 
@@ -38,6 +40,22 @@ in_channels = 3
 out_channels = 16
 kernel_size = 3
 padding = 1
+[[model.layers]]
+type = "MaxPool2d"
+kernel_size = 2
+return_indices = true
+"""
+
+#: int8 pools, the microcontroller's common case.
+POOLS_INT8 = """
+[[model]]
+name = "net"
+input_shape = [4, 12, 12]
+dtype = "int8"
+[[model.layers]]
+type = "MaxPool2d"
+kernel_size = 3
+stride = 1
 [[model.layers]]
 type = "MaxPool2d"
 kernel_size = 2
@@ -110,17 +128,50 @@ def test_arch_is_refused_with_options_it_cannot_serve(tmp_path):
     assert done.returncode != 0 and "invalid choice: 'sparc'" in done.stderr
 
 
-def test_a_program_that_dies_is_a_failed_call_not_a_crash(tmp_path):
-    """The harness's exit status and short output are errors naming the kernel."""
+def test_a_program_that_dies_is_a_failed_kernel_not_a_crash(tmp_path):
+    """The harness's exit status and short output are errors naming the kernel; the
+    verdict is a failure that says so."""
     kernel = codegen.generate(convgen.MaxPool2d(2), (1, 4, 4), name="dies")
     built = ProgramKernel(kernel, Toolchain("gcc", shutil.which("gcc") or "gcc", ("-O1",),
                                             measures=False))
     built.program.write_text("#!/bin/sh\nexit 7\n")
-    with pytest.raises(ConvgenError, match=r"dies on gcc exited with status 7"):
+    with pytest.raises(ConvgenError, match=r"dies on gcc exited with status 7 \(see stderr\)"):
         built(np.zeros((1, 1, 4, 4), np.float32))
+    outcome = check_kernel(built)
+    assert not outcome.passed and "exited with status 7" in outcome.detail
     built.program.write_text("#!/bin/sh\nprintf abc\n")
     with pytest.raises(ConvgenError, match=r"dies on gcc wrote 3 bytes; expected 16"):
         built(np.zeros((1, 1, 4, 4), np.float32))
+
+
+@needs_cortex_m4
+def test_verify_arch_cortex_m4_runs_portable_kernels_on_the_mps2_board(tmp_path):
+    (tmp_path / "net.toml").write_text(POOLS_INT8)
+    done = _cli("verify", "net.toml", "--arch", "cortex-m4", "--profile", "portable",
+                "--format", "json", "-q", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert document["arch"] == "cortex-m4" and document["failed"] == 0
+    assert [k["dtype"] for k in document["kernels"]] == ["int8", "int8"]
+    assert all(0 < k["footprint"]["stack"] <= profiles.PORTABLE_STACK_BYTES
+               for k in document["kernels"])
+    # float32 and float64 (software double on the M4F), the profile's kernels
+    items = [(convgen.Conv2d(3, 8, 3, padding=1, groups=1), (3, 7, 6)),
+             (convgen.AvgPool1d(3, 2, padding=1), (2, 9))]
+    for dtype in ("float32", "float64"):
+        outcomes = verify_layers(items, dtype=dtype, profile="portable", arch="cortex-m4")
+        assert all(o.passed and o.footprint.text > 0 for o in outcomes), outcomes
+
+
+@needs_cortex_m4
+@settings(max_examples=max(3, EXAMPLES // 4))
+@given(case=layers_with_inputs(families=("conv", "pool", "adaptive")),
+       dtype=st.sampled_from(["float32", "float64"]), seed=st.integers(0, 2**16))
+def test_random_portable_configs_are_exact_on_cortex_m4(case, dtype, seed):
+    layer, shape = case
+    kernel = codegen.generate(layer, shape, dtype, profile="portable")
+    outcome = check_kernel(ProgramKernel(kernel, CORTEX_M4), cases=1, seed=seed)
+    assert outcome.passed, (layer, shape, outcome)
 
 
 @needs_aarch64

@@ -42,6 +42,9 @@ def test_wheel_ships_templates_and_examples(tmp_path):
     (wheel,) = tmp_path.glob("convgen-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "convgen/templates/README.md" in names
+    # the test program and the Cortex-M4 board files verify --arch builds with
+    assert {"convgen/templates/c/harness.c.j2", "convgen/templates/boards/mps2-an386/startup.c",
+            "convgen/templates/boards/mps2-an386/link.ld"} <= set(names)
     assert "convgen/examples/lenet5.toml" in names
     assert "convgen/spec/__init__.py" in names and "convgen/spec/base.py" in names
     assert not any(n.startswith("tests/") for n in names)

@@ -29,6 +29,9 @@ NOT_RUN = {
         "the quick start: .ci/run runs both commands verbatim (tests/test_packaging.py)",
     ("bash", "# mutation runs"):
         "minutes to an hour: tests/test_mutate.py runs CI's sample",
+    ("bash", "# verify on other architectures"):
+        "needs the cross toolchains and QEMU: .ci/run installs them and verifies generated/ "
+        "on both; tests/test_cross.py runs verify --arch on each",
     ("bash", "export CUDA_HOME="):
         "needs a GPU, its driver and PyCUDA (tests marked cuda run there)",
 }

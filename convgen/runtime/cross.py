@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from ..codegen import GeneratedKernel, harness
-from ..errors import BuildError, ConvgenError
+from ..errors import BuildError, ConvgenError, RunError
+from ..resources import templates_dir
 from .call import KernelCall
 from .cbuild import STRICT_FLAGS
 
@@ -42,11 +43,18 @@ class Toolchain:
     packages: tuple = ()
     size: str = "size"          # binutils' size of this architecture
     measures: bool = True       # GCC's -fstack-usage: the kernel's footprint is measured
+    board: str | None = None    # bare metal: the folder under templates/ of the start-up
+    #                             code (startup.c) and memory map (link.ld) of the board
+    libraries: tuple = ()       # libraries the program links, checked with -print-file-name
 
     def missing(self) -> str | None:
         """What is not installed, with the packages that provide it, or None."""
         tools = (self.compiler, *self.runner[:1], *([self.size] if self.measures else []))
         absent = [tool for tool in tools if shutil.which(tool) is None]
+        if not absent:
+            absent = [library for library in self.libraries if not Path(subprocess.run(
+                [self.compiler, f"-print-file-name={library}"], capture_output=True,
+                text=True).stdout.strip()).is_absolute()]
         if not absent:
             return None
         install = (f"; install them with: apt-get install {' '.join(self.packages)}"
@@ -56,11 +64,21 @@ class Toolchain:
 
 #: The architectures ``convgen verify --arch`` builds for, other than the host's own cffi
 #: build (``native``).  AArch64: a static Linux program under QEMU's user mode (its -O3
-#: vectorizes for NEON, the baseline of ARMv8-A).
+#: vectorizes for NEON, the baseline of ARMv8-A).  Cortex-M4F: a bare-metal program for
+#: QEMU's MPS2 AN386 board, at -O2 with the single-precision FPU and the hard-float ABI;
+#: newlib's stdio reaches the host through semihosting.
 ARCHES = {
     "aarch64": Toolchain("aarch64", "aarch64-linux-gnu-gcc", ("-O3", "-static"),
                          ("qemu-aarch64",), ("gcc-aarch64-linux-gnu", "qemu-user"),
                          "aarch64-linux-gnu-size"),
+    "cortex-m4": Toolchain(
+        "cortex-m4", "arm-none-eabi-gcc",
+        ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2"),
+        ("qemu-system-arm", "-M", "mps2-an386", "-display", "none", "-monitor", "none",
+         "-serial", "none", "-semihosting-config", "enable=on,target=native", "-kernel"),
+        ("gcc-arm-none-eabi", "libnewlib-arm-none-eabi", "qemu-system-arm"),
+        "arm-none-eabi-size", board="boards/mps2-an386",
+        libraries=("librdimon_nano.a", "libc_nano.a")),
 }
 
 
@@ -126,6 +144,25 @@ def footprint(chain: Toolchain, folder: Path, kernel: GeneratedKernel) -> Footpr
     return Footprint(text, data, stack, dynamic)
 
 
+def _board(chain: Toolchain, folder: Path) -> list[str]:
+    """A bare-metal program's start-up object (compiled into ``folder``: GNU C, it places
+    the vector table) and link flags: the board's memory map, newlib-nano with
+    semihosting."""
+    if chain.board is None:
+        return []
+    board = templates_dir() / chain.board
+    startup = folder / "startup.o"
+    _run([chain.compiler, "-std=gnu99", "-Wall", "-Wextra", "-Werror", *chain.flags, "-c",
+          str(board / "startup.c"), "-o", str(startup)], f"compiling {chain.arch} start-up")
+    return [str(startup), "--specs=nano.specs", "--specs=rdimon.specs", "-nostartfiles",
+            "-T", str(board / "link.ld")]
+
+
+#: The harness's exit statuses (``templates/c/harness.c.j2``) and the start-up code's.
+_STATUS = {2: "bad batch line", 3: "out of memory for the test tensors", 4: "short input",
+           5: "short output", 70: "a fault on the microcontroller"}
+
+
 class ProgramKernel(KernelCall):
     """A kernel linked with its harness into a program of ``chain``; each call runs it."""
 
@@ -142,33 +179,35 @@ class ProgramKernel(KernelCall):
         (folder / "harness.c").write_text(harness(generated))
         self.program = folder / "kernel"
         _run([chain.compiler, *STRICT_FLAGS, *chain.flags, str(folder / "harness.c"),
-              str(folder / f"{generated.name}.c"), "-o", str(self.program), "-lm"],
-             f"building {generated.name} for {chain.arch}")
+              str(folder / f"{generated.name}.c"), *_board(chain, folder), "-o",
+              str(self.program), "-lm"], f"building {generated.name} for {chain.arch}")
         self.footprint = footprint(chain, folder, generated) if chain.measures else None
 
     def _run(self, inputs, outputs, batch) -> None:
-        data = b"".join(np.ascontiguousarray(a).tobytes() for a in inputs)
-        command = [*self.chain.runner, str(self.program), str(batch)]
+        data = f"{batch}\n".encode() + b"".join(np.ascontiguousarray(a).tobytes()
+                                                 for a in inputs)
+        command = [*self.chain.runner, str(self.program)]
         try:
             done = subprocess.run(command, input=data, capture_output=True,
                                   timeout=self.timeout)
         except subprocess.TimeoutExpired:
-            raise ConvgenError(f"{self.name} on {self.chain.arch} did not finish in "
+            raise RunError(f"{self.name} on {self.chain.arch} did not finish in "
                                f"{self.timeout} s") from None
         if done.returncode != 0:
-            raise ConvgenError(f"{self.name} on {self.chain.arch} exited with status "
-                               f"{done.returncode}: "
-                               f"{done.stderr.decode(errors='replace')[:500]}")
+            said = done.stderr.decode(errors="replace").strip()[:500]
+            raise RunError(f"{self.name} on {self.chain.arch} exited with status "
+                           f"{done.returncode} ({_STATUS.get(done.returncode, 'see stderr')})"
+                           + (f": {said}" if said else ""))
         offset = 0
         for array in outputs:
             size = array.nbytes
             chunk = done.stdout[offset:offset + size]
             if len(chunk) != size:
-                raise ConvgenError(f"{self.name} on {self.chain.arch} wrote "
+                raise RunError(f"{self.name} on {self.chain.arch} wrote "
                                    f"{len(done.stdout)} bytes; expected "
                                    f"{sum(a.nbytes for a in outputs)}")
             array[...] = np.frombuffer(chunk, dtype=array.dtype).reshape(array.shape)
             offset += size
         if offset != len(done.stdout):
-            raise ConvgenError(f"{self.name} on {self.chain.arch} wrote {len(done.stdout)} "
+            raise RunError(f"{self.name} on {self.chain.arch} wrote {len(done.stdout)} "
                                f"bytes; expected {offset}")
