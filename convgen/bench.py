@@ -30,6 +30,7 @@ from .lower import lower
 from .onnx_bridge import onnx_model
 from .progress import active, reporting, track
 from .runtime import compile as compile_kernel
+from .runtime.cbuild import cpu_model, isa_rung
 from .schedules import applicable
 from .spec import (
     AvgPool2d,
@@ -256,6 +257,7 @@ def measure(threads: int, batches: Sequence[int], names: Sequence[str] | None = 
                     seconds=dict(timings, convgen=_median_time(*timing, winograd, x,
                                                                *weights))))
     return dict(threads=threads, sgemm_gflops=_sgemm_peak(5), bandwidth_gbs=_bandwidth(5),
+                isa=isa_rung(), cpu=cpu_model(),
                 torch=None if torch is None else torch.__version__,
                 onnxruntime=ort.__version__, results=results)
 
@@ -291,7 +293,9 @@ def format_tables(runs: list) -> str:
     lines = []
     for result in runs:
         peak = result["sgemm_gflops"]
-        lines += [f"threads {result['threads']}: sgemm peak {peak:.1f} GFLOP/s, copy "
+        machine = (f"{result['cpu']}, the kernels' ISA rung {result['isa']}; "
+                   if "isa" in result else "")
+        lines += [f"threads {result['threads']}: {machine}sgemm peak {peak:.1f} GFLOP/s, copy "
                   f"bandwidth {result['bandwidth_gbs']:.1f} GB/s; ONNX Runtime "
                   f"{result['onnxruntime']}, PyTorch {result['torch'] or 'not installed'}",
                   f"{'layer':20} {'N':>2} {'schedule':>9} {'convgen ms':>11} {'GFLOP/s':>8} "

@@ -2,9 +2,13 @@
 
 Generated C never requires an instruction set: each entry is a rung of a ``#if`` ladder that
 picks a register block for the machine the kernel is compiled for, and the last rung (no
-condition) is the portable fallback.  Schedules read the vector register count of each rung
-(their register blocks are proved for every rung); the C target prints the ladder.  Adding an
-instruction set (NEON, say) is one entry here and its register blocks in
+condition) is the portable fallback.  Registers are counted in vectors of
+:data:`VECTOR_BYTES`: AArch64's 32 NEON registers of 16 bytes hold 16, as AVX2's 16 do; its
+blocks are counted in 16-byte registers (:data:`convgen.schedules.tuning.PACKED_COLUMNS`).
+:func:`ladder` is the ladder as a preprocessor test, which tells the rung a compiler and its
+flags pick.  Each rung's register
+block is proved in bounds (every rung's accesses are in the bounds proof); the C target
+prints the ladder.  Adding an instruction set is one entry here and its register blocks in
 :mod:`convgen.schedules.tuning`.
 """
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["CUDA_MAX_GRID_X", "CUDA_MAX_GRID_Z", "CUDA_SHARED_LIMIT", "FMA", "ISAS", "Isa",
+           "ladder",
            "VECTOR_BYTES"]
 
 #: Bytes of one vector of the vector-extension schedules (GCC/Clang ``vector_size``): an AVX
@@ -34,8 +39,19 @@ class Isa:
 #: Tested top to bottom; the first whose condition holds picks the register block.
 ISAS = (
     Isa("avx512", "defined(__AVX512F__)", 32, "32 vector registers"),
-    Isa("other", None, 16, "16 vector registers (AVX2, SSE, NEON: 2 x 16 bytes)"),
+    Isa("neon", "defined(__aarch64__) && defined(__ARM_NEON)", 16,
+        "AArch64 NEON: 32 registers of 16 bytes, 2 a vector"),
+    Isa("other", None, 16, "16 vector registers (AVX2, AVX, SSE, none)"),
 )
+
+
+def ladder() -> str:
+    """C text that preprocesses to ``convgen_rung NAME``: the rung the compiler picks."""
+    lines = []
+    for index, rung in enumerate(ISAS):
+        keyword = "#if" if index == 0 else "#elif" if rung.condition else "#else"
+        lines += [f"{keyword} {rung.condition or ''}".rstrip(), f"convgen_rung {rung.name}"]
+    return "\n".join(lines + ["#endif", ""])
 
 
 @dataclass(frozen=True)

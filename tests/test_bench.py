@@ -8,6 +8,7 @@ import pytest
 from convgen import bench
 from convgen.cli import main
 from convgen.reference import forward
+from convgen.runtime.cbuild import isa_rung
 
 
 def test_smoke_run_writes_tables_json_and_plot(tmp_path, capsys):
@@ -16,7 +17,8 @@ def test_smoke_run_writes_tables_json_and_plot(tmp_path, capsys):
     out, png = tmp_path / "b.json", tmp_path / "b.png"
     code = main(["bench", "--smoke", "--threads", "1", "--json", str(out), "--png", str(png)])
     text = capsys.readouterr().out
-    assert code == 0 and "threads 1: sgemm peak" in text and "lenet_conv1" in text
+    assert code == 0 and f"the kernels' ISA rung {isa_rung()};" in text
+    assert "sgemm peak" in text and "lenet_conv1" in text
     (run,) = json.loads(out.read_text())
     assert run["threads"] == 1 and run["sgemm_gflops"] > 0 and run["bandwidth_gbs"] > 0
     (row,) = run["results"]

@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 import convgen
 from convgen import codegen, documents, profiles
 from convgen.errors import ConvgenError
+from convgen.runtime.cbuild import isa_rung
 from convgen.runtime.cross import ARCHES, ProgramKernel, Toolchain, toolchain
+from convgen.schedules import tuning
 from convgen.strategies import blocked_convs, layers_with_inputs
 from convgen.verify import check_kernel, verify_folder, verify_layers
 from tests.helpers import ROOT
@@ -172,6 +174,21 @@ def test_random_portable_configs_are_exact_on_cortex_m4(case, dtype, seed):
     kernel = codegen.generate(layer, shape, dtype, profile="portable")
     outcome = check_kernel(ProgramKernel(kernel, CORTEX_M4), cases=1, seed=seed)
     assert outcome.passed, (layer, shape, outcome)
+
+
+@needs_aarch64
+def test_aarch64_takes_the_neon_rung_and_its_register_block():
+    assert isa_rung(AARCH64.flags, AARCH64.compiler) == "neon"
+    assert isa_rung(("-O2", "-mavx2", "-mfma")) == "other"
+    layer, shape = convgen.Conv2d(8, 8, 3, padding=1), (8, 6, 30)  # 1 vector: 12 columns
+    kernel = codegen.generate(layer, shape, name="neon_block")
+    assert kernel.schedule == "packed"
+    built = ProgramKernel(kernel, AARCH64)
+    defined = subprocess.run([AARCH64.compiler, *AARCH64.flags, "-E", "-dM", "-x", "c", "-"],
+                             input=kernel.source.split('#include "neon_block.h"')[1],
+                             capture_output=True, text=True, check=True).stdout
+    assert f"#define NEON_BLOCK_COLUMNS {tuning.PACKED_COLUMNS['neon'][1]}" in defined
+    assert check_kernel(built, cases=2).passed
 
 
 @needs_aarch64

@@ -33,6 +33,7 @@ RUNTIME_RANK = {"convgen.runtime.call": 0, "convgen.runtime.cache": 0,
                 "convgen.runtime": 3}
 #: What the runtime may import from outside itself, and (where restricted) which names.
 RUNTIME_ALLOWED = {"convgen.errors": None, "convgen.resources": None, "convgen.symbolic": None,
+                   "convgen.isa": {"ladder"},
                    "convgen.spec": None,
                    "convgen.codegen": {"GeneratedKernel", "generate", "generator_hash", "harness"},
                    "convgen.cudagen": {"CudaKernel", "Launch", "generate_cuda", "MAX_GRID_Z"}}

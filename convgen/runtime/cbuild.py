@@ -31,11 +31,12 @@ import numpy as np
 
 from ..codegen import GeneratedKernel, generate, generator_hash
 from ..errors import BuildError
+from ..isa import ladder
 from .cache import checksum_ok, content_key, entry_path, keep_failed, prune_stale, record_checksum
 from .call import KernelCall, distinct
 
 __all__ = ["DEFAULT_FLAGS", "STRICT_FLAGS", "Kernel", "build_modules", "compile_kernels",
-           "compiler"]
+           "compiler", "cpu_model", "isa_rung"]
 
 STRICT_FLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")
 DEFAULT_FLAGS = ("-O3", "-march=native")
@@ -45,6 +46,18 @@ _FORBIDDEN = ("-ffast-math", "-Ofast", "-funsafe-math-optimizations")
 def compiler() -> str:
     """The C compiler: ``$CC`` or the one Python was built with."""
     return os.environ.get("CC") or (sysconfig.get_config_var("CC") or "cc").split()[0]
+
+
+def isa_rung(flags: Sequence[str] = DEFAULT_FLAGS, cc: str | None = None) -> str:
+    """The rung of the ISA ladder (:data:`convgen.isa.ISAS`) that kernels built by ``cc``
+    with ``flags`` take: the compiler's own preprocessor answers."""
+    cc = cc or compiler()
+    command = [cc, *flags, "-E", "-P", "-x", "c", "-"]
+    done = subprocess.run(command, input=ladder(), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BuildError(f"{cc} cannot preprocess with {' '.join(flags)}:\n{done.stderr}",
+                         command, done.stderr)
+    return done.stdout.split("convgen_rung", 1)[1].split()[0]
 
 
 @cache
@@ -58,7 +71,7 @@ def _compiler_version(cc: str) -> str:
 
 
 @cache
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith(("model name", "cpu model", "Model")):
@@ -81,7 +94,7 @@ def _key(kernels: Sequence[GeneratedKernel], flags: tuple[str, ...], cc: str) ->
     parts = [generator_hash(), cc, _compiler_version(cc), platform.machine(), sys.version,
              " ".join(STRICT_FLAGS), " ".join(flags)]
     if "-march=native" in flags:
-        parts.append(_cpu_model())
+        parts.append(cpu_model())
     for kernel in kernels:
         parts += [kernel.name, kernel.source, kernel.header, kernel.cdef]
     return content_key(*parts)

@@ -46,8 +46,12 @@ PACKED_VECTORS = 4
 #: Output columns of a packed register block, by ISA rung (:data:`convgen.isa.ISAS`) and
 #: vectors of channels: accumulators + weight vectors + one broadcast fill 25 to 29 of 32
 #: registers with AVX-512; with 16 registers, measured on ResNet 3x3 built for AVX2 only, 2
-#: columns gave 84 GFLOP/s and 5 gave 65 (spills).
-PACKED_COLUMNS = {"avx512": {1: 12, 2: 8, 3: 6, 4: 5}, "other": {1: 8, 2: 4, 3: 3, 4: 2}}
+#: columns gave 84 GFLOP/s and 5 gave 65 (spills).  NEON (derived, not measured: QEMU's
+#: speed means nothing): a 32-byte vector is 2 of its 32 registers of 16 bytes, so
+#: accumulators 2 x vectors x columns + weights 2 x vectors + one broadcast stay within 25
+#: to 29 of 32 (1 vector: 12 columns, 27 registers; 2: 6, 29; 3: 3, 25; 4: 2, 25).
+PACKED_COLUMNS = {"avx512": {1: 12, 2: 8, 3: 6, 4: 5}, "neon": {1: 12, 2: 6, 3: 3, 4: 2},
+                  "other": {1: 8, 2: 4, 3: 3, 4: 2}}
 #: Packed weights of one block and one chunk of input channels (on the stack).
 PACK_BYTES = 128 * 1024
 #: Output columns a packed weight serves per task, at least: packing then costs about 1 % of

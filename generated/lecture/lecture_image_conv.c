@@ -17,7 +17,9 @@
 typedef float lecture_image_conv_vec __attribute__((vector_size(32)));
 #if defined(__AVX512F__) /* 32 vector registers */
 #define LECTURE_IMAGE_CONV_COLUMNS 8
-#else /* 16 vector registers (AVX2, SSE, NEON: 2 x 16 bytes) */
+#elif defined(__aarch64__) && defined(__ARM_NEON) /* AArch64 NEON: 32 registers of 16 bytes, 2 a vector */
+#define LECTURE_IMAGE_CONV_COLUMNS 6
+#else /* 16 vector registers (AVX2, AVX, SSE, none) */
 #define LECTURE_IMAGE_CONV_COLUMNS 4
 #endif
 

@@ -17,7 +17,9 @@
 typedef float lenet5_output_vec __attribute__((vector_size(32)));
 #if defined(__AVX512F__) /* 32 vector registers */
 #define LENET5_OUTPUT_COLUMNS 8
-#else /* 16 vector registers (AVX2, SSE, NEON: 2 x 16 bytes) */
+#elif defined(__aarch64__) && defined(__ARM_NEON) /* AArch64 NEON: 32 registers of 16 bytes, 2 a vector */
+#define LENET5_OUTPUT_COLUMNS 6
+#else /* 16 vector registers (AVX2, AVX, SSE, none) */
 #define LENET5_OUTPUT_COLUMNS 4
 #endif
 

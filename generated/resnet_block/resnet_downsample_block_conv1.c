@@ -17,7 +17,9 @@
 typedef float resnet_downsample_block_conv1_vec __attribute__((vector_size(32)));
 #if defined(__AVX512F__) /* 32 vector registers */
 #define RESNET_DOWNSAMPLE_BLOCK_CONV1_COLUMNS 5
-#else /* 16 vector registers (AVX2, SSE, NEON: 2 x 16 bytes) */
+#elif defined(__aarch64__) && defined(__ARM_NEON) /* AArch64 NEON: 32 registers of 16 bytes, 2 a vector */
+#define RESNET_DOWNSAMPLE_BLOCK_CONV1_COLUMNS 2
+#else /* 16 vector registers (AVX2, AVX, SSE, none) */
 #define RESNET_DOWNSAMPLE_BLOCK_CONV1_COLUMNS 2
 #endif
 
