@@ -863,9 +863,7 @@ def _verified(item: tuple, kernel_text) -> tuple[list, list]:
     outcome = check_kernel(kernel, cases=2, seed=0, batch=2)
     cases = _cases(kernel)
     problem = "" if outcome.passed else outcome.detail
-    problem = problem or _check_c(item, kernel_text, cases) or _check_bounds(kernel_text)
-    if item[0] != "onnx" and _coverable(kernel_text):
-        problem = problem or _check_cover(kernel_text)
+    problem = problem or _check_c(item, kernel_text, cases) or _check_model(item, kernel_text)
     real = _real_cases(item, kernel) if kernel_text.schedule in SAME_ORDER else []
     if real is None:
         problem = problem or "the blocked kernel and the reference differ on real data"
@@ -878,12 +876,19 @@ def _verified(item: tuple, kernel_text) -> tuple[list, list]:
 def _verified_cuda(item: tuple, kernel_text) -> None:
     """The unmutated CUDA text's bounds proofs, and on a small config that each entry
     point's model covers the operator: what the bounds stage judges its mutants by."""
-    problem = _check_bounds(kernel_text)
-    if item[0] != "onnx" and _coverable(kernel_text):
-        problem = problem or _check_cover(kernel_text)
+    problem = _check_model(item, kernel_text)
     if problem:
         raise ConvgenError(f"the unmutated generator fails {item[0]} config {item[1]} (CUDA "
                            f"text): {problem}; fix that before measuring mutants")
+
+
+def _check_model(item: tuple, kernel_text) -> str:
+    """The problem with a kernel text's proof model, or "": its bounds proofs, then, on a
+    small config that is not one of ONNX's cases, that the model covers the operator."""
+    problem = _check_bounds(kernel_text)
+    if item[0] != "onnx" and _coverable(kernel_text):
+        problem = problem or _check_cover(kernel_text)
+    return problem
 
 
 def _real_cases(item: tuple, kernel) -> list | None:

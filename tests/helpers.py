@@ -13,6 +13,34 @@ from convgen.runtime.cbuild import STRICT_FLAGS
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: A two-layer model (a padded 3x3 convolution, then a max pool with indices) for the tests
+#: of whole layer files.
+NET_TOML = """
+[[model]]
+name = "net"
+input_shape = [3, 12, 12]
+[[model.layers]]
+type = "Conv2d"
+in_channels = 3
+out_channels = 16
+kernel_size = 3
+padding = 1
+[[model.layers]]
+type = "MaxPool2d"
+kernel_size = 2
+return_indices = true
+"""
+#: One standalone layer, ``one``.
+ONE_TOML = """
+[[layer]]
+name = "one"
+type = "Conv2d"
+input_shape = [3, 8, 8]
+in_channels = 3
+out_channels = 16
+kernel_size = 3
+"""
+
 
 def needs_compiler(compiler: str) -> None:
     """Skip, saying why, where ``compiler`` is not installed."""

@@ -22,7 +22,7 @@ from convgen.runtime.cross import ARCHES, ProgramKernel, Toolchain, toolchain
 from convgen.schedules import tuning
 from convgen.strategies import blocked_convs, layers_with_inputs
 from convgen.verify import check_kernel, verify_folder, verify_layers
-from tests.helpers import ROOT
+from tests.helpers import NET_TOML, ROOT
 
 AARCH64, CORTEX_M4 = ARCHES["aarch64"], ARCHES["cortex-m4"]
 needs_aarch64 = pytest.mark.skipif(AARCH64.missing() is not None,
@@ -31,22 +31,6 @@ needs_cortex_m4 = pytest.mark.skipif(CORTEX_M4.missing() is not None,
                                      reason=str(CORTEX_M4.missing()))
 #: Random configs a property test builds for AArch64 (one program each, about a second).
 EXAMPLES = 100 if os.environ.get("CI") else 6
-
-LAYERS = """
-[[model]]
-name = "net"
-input_shape = [3, 12, 12]
-[[model.layers]]
-type = "Conv2d"
-in_channels = 3
-out_channels = 16
-kernel_size = 3
-padding = 1
-[[model.layers]]
-type = "MaxPool2d"
-kernel_size = 2
-return_indices = true
-"""
 
 #: int8 pools, the microcontroller's common case.
 POOLS_INT8 = """
@@ -72,7 +56,7 @@ def _cli(*args, cwd):
 
 @needs_aarch64
 def test_verify_arch_aarch64_runs_a_layer_file_under_qemu_and_measures_it(tmp_path):
-    (tmp_path / "net.toml").write_text(LAYERS)
+    (tmp_path / "net.toml").write_text(NET_TOML)
     done = _cli("verify", "net.toml", "--arch", "aarch64", "--format", "json", "-q",
                 cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -90,7 +74,7 @@ def test_verify_arch_aarch64_runs_a_layer_file_under_qemu_and_measures_it(tmp_pa
 
 @needs_aarch64
 def test_a_tampered_shipped_kernel_fails_on_aarch64(tmp_path):
-    (tmp_path / "net.toml").write_text(LAYERS)
+    (tmp_path / "net.toml").write_text(NET_TOML)
     assert _cli("generate", "net.toml", "--target", "c", "-o", "out", "-q",
                 cwd=tmp_path).returncode == 0
     outcomes, problems = verify_folder(tmp_path / "out", arch="aarch64")
@@ -119,7 +103,7 @@ def test_a_missing_toolchain_names_the_packages_to_install(monkeypatch):
 
 
 def test_arch_is_refused_with_options_it_cannot_serve(tmp_path):
-    (tmp_path / "net.toml").write_text(LAYERS)
+    (tmp_path / "net.toml").write_text(NET_TOML)
     done = _cli("verify", "net.toml", "--arch", "aarch64", "--target", "cuda-cpu",
                 cwd=tmp_path)
     assert done.returncode != 0 and "it needs --target c, not --target cuda-cpu" in done.stderr
@@ -211,3 +195,22 @@ def test_the_fast_schedules_are_exact_on_aarch64(schedule, case, seed):
     kernel = codegen.generate(layer, shape, schedule=schedule)
     outcome = check_kernel(ProgramKernel(kernel, AARCH64), cases=1, seed=seed)
     assert outcome.passed, (layer, shape, outcome)
+
+
+@needs_aarch64
+def test_the_emulator_counts_the_kernels_own_instructions():
+    """Twice the output channels run the same loop twice as often: about twice the
+    instructions; the harness's reading and writing are not counted."""
+    counts = []
+    for channels in (4, 8):
+        layer = convgen.Conv2d(2, channels, 3)
+        kernel = codegen.generate(layer, (2, 10, 10), profile="portable", name="counted")
+        built = ProgramKernel(kernel, AARCH64)
+        x, w, b = (np.ones(shape, np.float32) for shape in
+                   ((1, 2, 10, 10), layer.weight_shape, (channels,)))
+        counts.append(built.instructions(x, w, b))
+        assert built.instructions(x, w, b) == counts[-1]  # deterministic
+    assert 1.8 < counts[1] / counts[0] < 2.2 and counts[0] > layer.macs((2, 10, 10)) / 8
+    host = ProgramKernel(kernel, Toolchain("gcc", "gcc", ("-O1",), measures=False))
+    with pytest.raises(ConvgenError, match="counting instructions needs an emulator"):
+        host.instructions(x, w, b)

@@ -15,7 +15,7 @@ from convgen.config import loads
 from convgen.errors import SpecError
 from convgen.runtime.cross import ARCHES, ProgramKernel, Toolchain
 from convgen.verify import check_kernel
-from tests.helpers import ROOT
+from tests.helpers import NET_TOML, ONE_TOML, ROOT
 
 #: One layer of every family and dtype, with the options that change the loops.
 LAYERS = [
@@ -132,19 +132,10 @@ def test_a_portable_kernel_keeps_its_stack_under_the_stated_bound():
 
 
 def test_the_profile_key_of_a_layer_file_is_validated_and_kept():
-    text = """
-[[layer]]
-name = "small"
-type = "Conv2d"
-input_shape = [3, 8, 8]
-in_channels = 3
-out_channels = 16
-kernel_size = 3
-profile = "portable"
-"""
+    text = ONE_TOML + 'profile = "portable"\n'
     (network,) = loads(text)
     assert network.profile == "portable"
-    with pytest.raises(SpecError, match=r"layer 0 'small': profile='fast' must be one of "
+    with pytest.raises(SpecError, match=r"layer 0 'one': profile='fast' must be one of "
                        r"'default', 'portable'"):
         loads(text.replace('"portable"', '"fast"'))
     model = """
@@ -173,19 +164,7 @@ def test_generate_profile_portable_writes_kernels_that_verify_and_are_not_stale(
     from convgen.verify import verify_folder
 
     layers = tmp_path / "net.toml"
-    layers.write_text("""
-[[model]]
-name = "net"
-input_shape = [3, 12, 12]
-[[model.layers]]
-type = "Conv2d"
-in_channels = 3
-out_channels = 16
-kernel_size = 3
-[[model.layers]]
-type = "MaxPool2d"
-kernel_size = 2
-""")
+    layers.write_text(NET_TOML)
     planned = kernel_files([layers], ["c"], profile="portable")
     write(planned, tmp_path / "out")
     specs = sorted((tmp_path / "out").rglob("*.toml"))
@@ -198,15 +177,7 @@ kernel_size = 2
 
 
 def test_the_command_line_takes_profile_and_refuses_it_for_a_generated_folder(tmp_path):
-    (tmp_path / "one.toml").write_text("""
-[[layer]]
-name = "one"
-type = "Conv2d"
-input_shape = [3, 8, 8]
-in_channels = 3
-out_channels = 16
-kernel_size = 3
-""")
+    (tmp_path / "one.toml").write_text(ONE_TOML)
     done = _cli("generate", "one.toml", "--profile", "portable", "--target", "c", "-o", "out",
                 "-q", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -92,12 +92,14 @@ def test_every_kernel_in_generated_is_bounds_safe(bundled_plan):
 
 
 def test_every_c_template_has_a_kernel_in_generated(bundled_plan):
-    """A change to any C template shows up as a diff in generated/."""
+    """A change to any C kernel template shows up as a diff in generated/.  Not the test
+    program of verify --arch (c/harness.c.j2): it is the verifier's, and tests/test_cross.py
+    and CI's verify --arch of every bundled kernel build it."""
     from convgen.resources import templates_dir
 
     used = {item.kernel.template for item in bundled_plan}
     templates = {f"c/{p.name}" for p in (templates_dir() / "c").glob("*.c.j2")}
-    assert templates <= used, sorted(templates - used)
+    assert templates - {"c/harness.c.j2"} <= used, sorted(templates - used)
 
 
 @settings(max_examples=20)

@@ -158,6 +158,24 @@ def _board(chain: Toolchain, folder: Path) -> list[str]:
             "-T", str(board / "link.ld")]
 
 
+_BLOCK = re.compile(r"0x([0-9a-f]+):")
+_EXECUTED = re.compile(r"^Trace \d+: 0x[0-9a-f]+ \[[0-9a-f]+/([0-9a-f]+)/", re.M)
+
+
+def _kernel_instructions(log: str, name: str) -> int:
+    """Instructions executed in blocks that start in function ``name`` (or a part of it),
+    from QEMU's ``in_asm`` and ``exec`` log."""
+    blocks: dict[int, tuple[str, int]] = {}  # start address -> (symbol, instructions)
+    for listing in log.split("IN:")[1:]:
+        head, _, body = listing.partition("\n")
+        addresses = [int(m.group(1), 16) for m in map(_BLOCK.match, body.splitlines()) if m]
+        if addresses:
+            blocks[addresses[0]] = (head.strip(), len(addresses))
+    ours = {start: count for start, (symbol, count) in blocks.items()
+            if symbol == name or symbol.startswith(name + ".")}
+    return sum(ours.get(int(m.group(1), 16), 0) for m in _EXECUTED.finditer(log))
+
+
 #: The harness's exit statuses (``templates/c/harness.c.j2``) and the start-up code's.
 _STATUS = {2: "bad batch line", 3: "out of memory for the test tensors", 4: "short input",
            5: "short output", 70: "a fault on the microcontroller"}
@@ -183,10 +201,32 @@ class ProgramKernel(KernelCall):
               str(self.program), "-lm"], f"building {generated.name} for {chain.arch}")
         self.footprint = footprint(chain, folder, generated) if chain.measures else None
 
+    def instructions(self, x, weight=None, bias=None) -> int:
+        """The instructions the kernel's function executes on one call with these inputs,
+        counted by the emulator: QEMU logs every translated block (``in_asm``: its
+        instructions, under the symbol it starts in) and every block it runs (``exec``,
+        unchained so that each run is logged); blocks in the kernel's function (its name,
+        or a part GCC split off it: ``NAME.part.0``) count.  The harness's reading and
+        writing do not."""
+        if not self.chain.runner:
+            raise ConvgenError(f"counting instructions needs an emulator; {self.chain.arch} "
+                               "runs on the host")
+        with tempfile.TemporaryDirectory(prefix="convgen-count-") as folder:
+            log = Path(folder) / "qemu.log"
+            self._logged = ["-d", "in_asm,exec,nochain", "-D", str(log)]
+            try:
+                self(x, weight, bias)
+            finally:
+                self._logged = []
+            return _kernel_instructions(log.read_text(errors="replace"), self.name)
+
+    _logged: list = []
+
     def _run(self, inputs, outputs, batch) -> None:
         data = f"{batch}\n".encode() + b"".join(np.ascontiguousarray(a).tobytes()
                                                  for a in inputs)
-        command = [*self.chain.runner, str(self.program)]
+        runner = self.chain.runner
+        command = [*runner[:1], *self._logged, *runner[1:], str(self.program)]
         try:
             done = subprocess.run(command, input=data, capture_output=True,
                                   timeout=self.timeout)
