@@ -194,12 +194,20 @@ def _verify(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .emit import named_layers
-    from .verify import check_kernels, is_shipped, verify_folder, verify_layers, verify_spec
+    from .verify import (
+        check_arch,
+        check_kernels,
+        is_shipped,
+        verify_folder,
+        verify_layers,
+        verify_spec,
+    )
 
     path = Path(args.target)
     if args.exhaustive and args.kind != "c":
         raise ConvgenError(f"--exhaustive reads the C text and probes the C binary; it needs "
                            f"--target c, not --target {args.kind}")
+    check_arch(args.kind, args.arch, args.exhaustive)
     if path.is_dir() or is_shipped(path):
         if args.profile is not None:
             raise ConvgenError("--profile applies to layer files: a generated folder's specs "
@@ -220,9 +228,6 @@ def _verify(args: argparse.Namespace) -> int:
                                       batch=args.batch, exhaustive=args.exhaustive,
                                       profile=args.profile or network.profile, arch=args.arch)
             continue
-        if args.arch != "native":
-            raise ConvgenError(f"--arch {args.arch} builds the C kernels; it needs --target c, "
-                               f"not --target {args.kind}")
         items = [item[:3] for item in items]  # the C schedule has no CUDA meaning
         if args.kind == "cuda":
             from .runtime.gpu import compile_gpu as compile_cuda
@@ -547,10 +552,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .runtime.cross import ARCHES
 
     verify.add_argument("--arch", default="native", choices=("native", *ARCHES),
-                        help="native: load each C kernel into Python (default); aarch64: "
-                        "build it with a generated test program for AArch64 Linux "
-                        "(gcc-aarch64-linux-gnu) and run it under QEMU (qemu-user), "
-                        "reporting its measured code, data and stack")
+                        help="native: load each C kernel into Python (default); aarch64 or "
+                        "cortex-m4: build it with a generated test program for AArch64 Linux "
+                        "(gcc-aarch64-linux-gnu) or QEMU's MPS2 AN386 board "
+                        "(gcc-arm-none-eabi, libnewlib-arm-none-eabi), run it under QEMU "
+                        "(qemu-user, qemu-system-arm) and report its measured code, data and "
+                        "stack")
     verify.add_argument("--exhaustive", action="store_true",
                         help="also translation validation (C only): probe each built kernel "
                         "with one-hot inputs and weights until its operator is determined, "

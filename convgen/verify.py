@@ -41,8 +41,9 @@ from .runtime.gpu import compile_gpu
 from .runtime.pocl import compile_cpu
 from .spec import family_of
 
-__all__ = ["LP_ULPS", "Outcome", "RaceFinding", "check_kernel", "is_shipped", "race_check",
-           "random_case", "validated", "verify_folder", "verify_layers", "verify_spec"]
+__all__ = ["LP_ULPS", "Outcome", "RaceFinding", "check_arch", "check_kernel", "is_shipped",
+           "race_check", "random_case", "validated", "verify_folder", "verify_layers",
+           "verify_spec"]
 
 LP_ULPS = 4
 _MARK = "convgen-oclgrind-run:"
@@ -287,7 +288,7 @@ def verify_folder(folder: Path, kind: str = "c", cases: int = 2, batch: int = 2,
     (:func:`validated`).  ``arch`` (C only): ``native`` loads each kernel into Python; another
     (:data:`convgen.runtime.cross.ARCHES`) builds it with its harness for that architecture,
     runs it under the emulator and measures its footprint."""
-    _check_arch(kind, arch, exhaustive)
+    check_arch(kind, arch, exhaustive)
     kernels, problems = scan_folder(Path(folder), kind)
     outcomes, more = _verify_shipped(kernels, kind, cases, batch, schedule, device, exhaustive,
                                      arch)
@@ -299,7 +300,7 @@ def verify_spec(spec: Path, kind: str = "c", cases: int = 2, batch: int = 2,
                 arch: str = "native") -> tuple[list[Outcome], list[str]]:
     """:func:`verify_folder` for one kernel of a generated folder, named by its spec
     (``NAME.toml``): its files beside it as they are on disk."""
-    _check_arch(kind, arch, exhaustive)
+    check_arch(kind, arch, exhaustive)
     problems: list = []
     kernel = _scan_spec(Path(spec), "c" if kind == "c" else "cuda", set(), problems)
     outcomes, more = _verify_shipped([kernel] if kernel else [], kind, cases, batch, schedule,
@@ -307,7 +308,7 @@ def verify_spec(spec: Path, kind: str = "c", cases: int = 2, batch: int = 2,
     return outcomes, problems + more
 
 
-def _check_arch(kind: str, arch: str, exhaustive: bool) -> None:
+def check_arch(kind: str, arch: str, exhaustive: bool) -> None:
     """Refuse an ``arch`` that is not one, or with a target or option it cannot serve, and
     an architecture whose toolchain is missing (naming the packages), before any work."""
     if arch == "native":
@@ -402,7 +403,7 @@ def verify_layers(items: Sequence[tuple], dtype: str = "float32", cases: int = 2
     """Build ``(layer, input_shape[, name[, schedule]])`` items in one module and check each
     kernel (``exhaustive``: and validate each, see :func:`validated`; ``profile``: see
     :mod:`convgen.profiles`; ``arch``: see :func:`verify_folder`)."""
-    _check_arch("c", arch, exhaustive)
+    check_arch("c", arch, exhaustive)
     if arch != "native":
         kernels = [_c_kernel(generate(item[0], item[1], dtype, item[2] if len(item) > 2 else
                                       None, schedule=item[3] if len(item) > 3 else "auto",
