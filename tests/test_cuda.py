@@ -324,7 +324,7 @@ def test_compile_cuda_without_pycuda_or_gpu_is_a_clear_error():
 def test_bad_targets_and_options_name_what_is_allowed():
     with pytest.raises(SpecError, match="target='metal' must be 'c', 'cuda'"):
         convgen.compile(convgen.MaxPool2d(2), (1, 4, 4), target="metal")
-    with pytest.raises(SpecError, match="flags= and openmp= apply to target='c'"):
+    with pytest.raises(SpecError, match="flags=, openmp= and profile= apply to target='c'"):
         convgen.compile(convgen.MaxPool2d(2), (1, 4, 4), target="cuda-cpu", openmp=True)
     with pytest.raises(SpecError, match="schedule='tiled' must be 'auto' or one of"):
         convgen.compile(convgen.MaxPool2d(2), (1, 4, 4), schedule="tiled")
