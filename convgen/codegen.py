@@ -9,6 +9,7 @@ compile-time constant and every index expression comes from :mod:`convgen.symbol
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ class GeneratedKernel:
     source: str                 # the .c file
     header: str                 # the .h file
     cdef: str                   # the prototype, for cffi
-    arguments: tuple            # argument names in order: x, [w], [b], y, [indices], batch
+    arguments: tuple            # argument names in order: x, [w], [b], y, [indices], [scratch]
     family: str
     accesses: tuple = ()        # every array access, for the bounds proof (convgen.bounds)
     schedule: str = "reference"
@@ -72,10 +73,14 @@ def generate(layer: Layer, input_shape: Sequence, dtype: str = "float32",
     size stays a runtime argument.  ``schedule`` is ``auto`` (:func:`convgen.schedules.choose`)
     or a schedule's name (``reference``, ``blocked``, ``packed``, ``winograd``); a derived name
     records a schedule other than the chosen one.  ``profile`` (:mod:`convgen.profiles`):
-    ``default``, or ``portable`` (strict ISO C99, no extensions; the schedules it allows).
+    ``default``, ``portable`` (strict ISO C99, no extensions; the schedules it allows) or
+    ``mcu`` (portable, and a caller's scratch argument where the schedule takes one).
     """
     problem = lower(layer, input_shape, dtype)
     chosen, reason, default = resolve(problem, "c", schedule, profile)
+    if chosen.scratch is not None:  # the caller's scratch: the last array argument
+        problem = dataclasses.replace(problem, arguments=(*problem.arguments, "scratch"),
+                                      scratch=chosen.scratch(problem))
     if name is None and not default:
         name = kernel_name(problem) + f"_{chosen.name}"
     name = kernel_name(problem, name)
@@ -89,11 +94,13 @@ def generate(layer: Layer, input_shape: Sequence, dtype: str = "float32",
 
 def _arrays(kernel: GeneratedKernel) -> list[dict]:
     """The harness's arrays in argument order: name, C type, the header's size macro, per
-    sample or not, read from stdin (inputs) or written to stdout."""
+    sample or not, read from stdin (inputs), the kernel's scratch (neither) or written to
+    stdout (outputs)."""
     found = {size["argument"]: size for size in c_target.sizes(kernel.problem)}
     inputs = kernel.arguments[:kernel.arguments.index("y")]
     return [dict(name=argument, size=f"{kernel.name.upper()}_{found[argument]['name']}",
                  batched=found[argument]["batched"], input=argument in inputs,
+                 output=argument not in inputs and argument != "scratch",
                  ctype=c_target.C.index_type if argument == "indices"
                  else c_target.C_TYPES[kernel.dtype])
             for argument in kernel.arguments if argument != "batch"]

@@ -64,6 +64,7 @@ class Problem:
     cg_in: int
     cg_out: int
     arguments: tuple
+    scratch: int = 0    # elements of the caller's scratch argument (schedules that take one)
 
     @property
     def spatial(self) -> tuple:

@@ -49,7 +49,8 @@ def harness(kernel: GeneratedKernel) -> str:
     """The C program that calls ``kernel`` once on buffers of exactly its sizes."""
     upper, ctype = kernel.name.upper(), C_TYPES[kernel.dtype]
     sizes = {"x": f"batch * {upper}_X_SAMPLE", "w": f"{upper}_W_SIZE", "b": f"{upper}_B_SIZE",
-             "y": f"batch * {upper}_Y_SAMPLE", "indices": f"batch * {upper}_INDICES_SAMPLE"}
+             "y": f"batch * {upper}_Y_SAMPLE", "indices": f"batch * {upper}_INDICES_SAMPLE",
+             "scratch": f"{upper}_SCRATCH_SIZE"}
     lines = []
     for arg in kernel.arguments:
         if arg == "indices":

@@ -241,6 +241,9 @@ class Kernel(KernelCall):
         super().__init__(generated)
         self._function = getattr(module.lib, alias(generated.name))
         self._ffi = module.ffi
+        # the caller's scratch a kernel of the mcu profile takes: one buffer a call (calls
+        # from several threads never share one), a bound call's own
+        self._scratch = generated.problem.scratch if "scratch" in generated.arguments else 0
         # cffi array types by NumPy dtype, looked up once: per call only from_buffer remains
         self._types = {np.dtype(name): module.ffi.typeof(f"{ctype}[]") for name, ctype in
                        (("float32", "float"), ("float64", "double"), ("int8", "int8_t"),
@@ -259,14 +262,16 @@ class Kernel(KernelCall):
         batch, dtype = x.shape[0], self._expect[0]
         pointer, kind = self._ffi.from_buffer, self._types[dtype]
         pointers = [pointer(kind, a) for a in inputs]
+        scratch = (pointer(kind, np.empty(self._scratch, dtype), require_writable=True),) \
+            if self._scratch else ()
         if out is None:
             y = np.empty((batch, *self._output_shape), dtype)
-            self._function(*pointers, pointer(kind, y, require_writable=True), batch)
+            self._function(*pointers, pointer(kind, y, require_writable=True), *scratch, batch)
             return y
         if self._fits(out, batch):
             target = pointer(kind, out, require_writable=True)
             if _apart(target, pointers):
-                self._function(*pointers, target, batch)
+                self._function(*pointers, target, *scratch, batch)
                 return out
         return super().__call__(x, weight, bias, out)
 
@@ -283,14 +288,15 @@ class Kernel(KernelCall):
         if not batch:
             return lambda: result
         function = self._function
+        scratch = [np.empty(self._scratch, inputs[0].dtype)] if self._scratch else []
         arguments = (*[self._pointer(a, True) for a in inputs],
-                     *[self._pointer(a, False) for a in outputs], batch)
+                     *[self._pointer(a, False) for a in [*outputs, *scratch]], batch)
 
         def bound():
             function(*arguments)
             return result
 
-        bound.arrays = (*inputs, *outputs)  # alive as long as the call (the pointers, too)
+        bound.arrays = (*inputs, *outputs, *scratch)  # alive as long as the call and pointers
         return bound
 
     def _pointer(self, array, const: bool):
@@ -298,9 +304,10 @@ class Kernel(KernelCall):
 
     def _run(self, inputs, outputs, batch) -> None:
         pointer, types = self._ffi.from_buffer, self._types
+        scratch = [np.empty(self._scratch, inputs[0].dtype)] if self._scratch else []
         self._function(*[pointer(types[a.dtype], a) for a in inputs],
-                       *[pointer(types[a.dtype], a, require_writable=True) for a in outputs],
-                       batch)
+                       *[pointer(types[a.dtype], a, require_writable=True)
+                         for a in [*outputs, *scratch]], batch)
 
 
 def _apart(target, pointers) -> bool:

@@ -8,7 +8,9 @@ tuning constant in :mod:`convgen.schedules.tuning`.
 C: ``reference`` (every family; exact, portable C99), ``blocked`` (2-D convolutions, window
 pools and adaptive pools: vectors of outputs or channels; bit for bit the reference),
 ``packed`` (2-D convolutions: output channels in vector lanes; the reference's sums, with FMA
-where the target has it), ``winograd`` (3x3 convolutions; opt-in, not exact).
+where the target has it), ``winograd`` (3x3 convolutions; opt-in, not exact), ``scalar``
+(2-D convolutions, the ``mcu`` profile's: ISO C99 register blocks of scalars over weights
+packed in a caller's scratch buffer; bit for bit the reference).
 CUDA: ``direct`` (every family) and ``tiled`` (convolutions, shared memory).
 """
 
@@ -21,6 +23,7 @@ from . import (  # noqa: F401  (each module registers its schedule)
     adaptive_blocked,
     conv_blocked,
     conv_packed,
+    conv_scalar,
     conv_winograd,
     cuda_direct,
     cuda_tiled,
@@ -93,31 +96,44 @@ def choose(problem: Problem, target: str = "c") -> tuple[str, str]:
     raise SpecError(f"target={target!r} must be 'c' or 'cuda'")
 
 
-def _portable(problem: Problem, target: str, chosen: str, reason: str) -> tuple[str, str]:
-    """The portable profile's choice: the cost model's when that schedule is portable C99,
-    else ``reference``, the one portable C schedule of every family."""
-    if target != "c" or find(problem, target, chosen).portable:
+def _portable(problem: Problem, target: str, chosen: str, reason: str,
+              profile: str) -> tuple[str, str]:
+    """The portable profiles' choice.  ``mcu``: ``scalar`` where it applies (a caller's
+    scratch holds the packed weights).  Then, and for ``portable``: the cost model's when
+    that schedule is portable C99 without scratch, else ``reference``, the one portable C
+    schedule of every family."""
+    if target != "c":
         return chosen, reason
-    return "reference", (f"profile portable: ISO C99 without extensions (the default "
+    if profile == "mcu" and conv_scalar.applies(problem) is None:
+        ocb, owb = conv_scalar.blocks(problem)
+        return "scalar", (f"profile mcu: register blocks of {ocb} channel(s) x {owb} "
+                          f"column(s) of scalars over weights packed in the caller's scratch "
+                          f"({conv_scalar.scratch_elements(problem)} elements)")
+    found = find(problem, target, chosen)
+    if found.portable and found.scratch is None:
+        return chosen, reason
+    return "reference", (f"profile {profile}: ISO C99 without extensions (the default "
                          f"profile's {chosen} uses vector extensions)")
 
 
 def resolve(problem: Problem, target: str, schedule: str = "auto",
             profile: str = profiles.DEFAULT) -> tuple[Schedule, str, bool]:
     """The schedule to render, why, and whether it is the profile's default:
-    :func:`choose`'s for ``"auto"`` (for ``profile="portable"``, the portable one), else the
-    one asked for, refused with the reason it does not apply or that the profile forbids
-    it."""
+    :func:`choose`'s for ``"auto"`` (for the portable profiles, theirs), else the one asked
+    for, refused with the reason it does not apply or that the profile forbids it."""
     chosen, reason = choose(problem, target)
-    if profiles.check(profile) == "portable":
-        chosen, reason = _portable(problem, target, chosen, reason)
+    if profiles.check(profile) in profiles.PORTABLE:
+        chosen, reason = _portable(problem, target, chosen, reason, profile)
     if schedule in ("auto", None):
         return find(problem, target, chosen), reason, True
     found = find(problem, target, schedule)
-    if profile == "portable" and target == "c" and not found.portable:
-        allowed = portable_names(target, problem.family)
-        raise SpecError(f"schedule={schedule!r} uses GCC/Clang vector extensions; "
-                        f"profile='portable' allows {', '.join(map(repr, allowed))}")
+    if profile in profiles.PORTABLE and target == "c" and not (
+            found.portable and (profile == "mcu" or found.scratch is None)):
+        allowed = portable_names(target, problem.family, scratch=profile == "mcu")
+        why = ("takes a caller's scratch buffer (profile 'mcu')" if found.portable
+               else "uses GCC/Clang vector extensions")
+        raise SpecError(f"schedule={schedule!r} {why}; profile={profile!r} allows "
+                        f"{', '.join(map(repr, allowed))}")
     return found, "asked for" + ("" if schedule == chosen else
                                  f" (the default would be {chosen}: {reason})"), \
         schedule == chosen

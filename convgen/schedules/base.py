@@ -63,6 +63,9 @@ class Schedule:
     build: Callable[[Problem], Built]
     doc: str
     portable: bool = False      # strict ISO C99: no vector extensions (convgen.profiles)
+    #: Elements of the caller's scratch buffer the kernel takes (its last array argument,
+    #: ``scratch``), or ``None``: it takes none (the ``mcu`` profile's schedules take one).
+    scratch: Callable[[Problem], int] | None = None
 
 
 _REGISTRY: dict[tuple[str, str, str], Schedule] = {}
@@ -87,9 +90,11 @@ def names(target: str, family: str | None = None) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def portable_names(target: str, family: str) -> tuple[str, ...]:
-    """The schedules of ``family`` on ``target`` that are strict ISO C99 (``portable``)."""
-    return tuple(n for n in names(target, family) if _REGISTRY[(target, family, n)].portable)
+def portable_names(target: str, family: str, scratch: bool = False) -> tuple[str, ...]:
+    """The schedules of ``family`` on ``target`` that are strict ISO C99 (``portable``);
+    with ``scratch``, those taking a caller's scratch buffer too (the ``mcu`` profile)."""
+    return tuple(n for n in names(target, family) if _REGISTRY[(target, family, n)].portable
+                 and (scratch or _REGISTRY[(target, family, n)].scratch is None))
 
 
 def find(problem: Problem, target: str, name: str) -> Schedule:

@@ -58,6 +58,16 @@ PACK_BYTES = 128 * 1024
 #: the task (measured: 64 columns a packed weight cost the ResNet 3x3 20 %).
 PACKED_COLUMNS_PER_TASK = 2048
 
+# --------------------------------------------------------------------------- C, scalar conv
+
+#: Output channels of a ``scalar`` register block (the ``mcu`` profile's), at most: the
+#: largest divisor of a group's output channels up to this.
+SCALAR_CHANNELS = 4
+#: Scalar accumulators (channels x columns) of a ``scalar`` register block: half the 32
+#: single-precision registers of a Cortex-M4F's FPU (or AArch64's 32 SIMD registers), the
+#: block's weights (up to 4) and one input beside them, so that none spills.
+SCALAR_ACCUMULATORS = 16
+
 # --------------------------------------------------------------------------- C, Winograd
 
 #: The transformed weights of one block of output channels (16 matrices), at most.

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from .. import isa, profiles
 from .. import symbolic as sym
 from ..lower import INT_MAX, Problem
+from ..spec import DTYPE_SIZES
 from ..schedules import Built, Schedule, tuning, variables
 from .base import Target, banner, environment
 
@@ -70,6 +71,11 @@ def sizes(problem: Problem) -> list[dict]:
         found.append(dict(name="INDICES_SAMPLE", value=sym.prod(out), check=None,
                           doc="indices: like y, int64, flat within each (n, c) input plane",
                           argument="indices", batched=True))
+    if "scratch" in problem.arguments:
+        found.append(dict(name="SCRATCH_SIZE", value=problem.scratch, check=None,
+                          doc=f"scratch: the caller's workspace, "
+                              f"{problem.scratch * DTYPE_SIZES[problem.dtype]} bytes, any "
+                              "contents (overwritten)", argument="scratch", batched=False))
     return found
 
 
