@@ -27,8 +27,9 @@ from .bounds import bounds_summary, prove_bounds
 from .codegen import GeneratedKernel, generate
 from .config import Network, load
 from .cudagen import MAX_GRID_Z, CudaKernel, generate_cuda
-from .errors import SpecError
+from .errors import ConvgenError, SpecError
 from .progress import track
+from .runtime import cross
 from .runtime.nvcc import ARCHS, CHECK_FLAGS, nvcc, nvcc_version
 from .runtime.nvcc import check as nvcc_check
 from .spec import DTYPE_SIZES, Layer
@@ -122,7 +123,34 @@ def _report(name: str, kernel: GeneratedKernel, network: Network, layer_name: st
     if with_c:
         lines += ["## Verification", "", VERIFIED_BY, "",
                   f"Bounds: {bounds_summary(prove_bounds(kernel))}.", ""]
+        if kernel.profile == "mcu":
+            lines += _mcu_footprint(kernel)
     return "\n".join(lines)
+
+
+#: The microcontroller an ``mcu`` kernel's report measures its flash and RAM on.
+MCU_ARCH = "cortex-m4"
+
+
+def _mcu_footprint(kernel: GeneratedKernel) -> list[str]:
+    """The report's flash and RAM of an ``mcu`` kernel, measured with the Cortex-M4F
+    toolchain (needs it: a :class:`ConvgenError` names the packages)."""
+    try:
+        chain = cross.toolchain(MCU_ARCH)
+    except ConvgenError as error:
+        raise ConvgenError(f"{kernel.name}: a kernel of profile 'mcu' reports its flash and "
+                           f"RAM measured with the {MCU_ARCH} toolchain: {error}") from None
+    found, compiler = cross.measure(kernel, chain)
+    upper = kernel.name.upper()
+    scratch = (f"; the caller's scratch {found.scratch:,} bytes (`{upper}_SCRATCH_SIZE` "
+               "elements)" if found.scratch else "; no scratch")
+    stack = f"{found.stack:,} bytes" + (" (dynamic)" if found.dynamic else "")
+    return ["## Footprint on a Cortex-M4F", "",
+            f"Measured with {compiler} `{' '.join(chain.flags)}` on the kernel alone: flash "
+            f"(code and constants) {found.text:,} bytes; writable data {found.data:,} bytes; "
+            f"stack of `{kernel.name}` {stack} (`-fstack-usage`){scratch}.  RAM in all: "
+            f"{found.data + found.stack + found.scratch:,} bytes besides x, w, b and y.  "
+            f"`convgen verify DIR --arch {MCU_ARCH}` runs it on QEMU's MPS2 AN386 board.", ""]
 
 
 TARGETS = ("c", "cuda")

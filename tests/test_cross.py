@@ -160,6 +160,40 @@ def test_random_portable_configs_are_exact_on_cortex_m4(case, dtype, seed):
     assert outcome.passed, (layer, shape, outcome)
 
 
+@needs_cortex_m4
+@settings(max_examples=max(3, EXAMPLES // 4))
+@given(case=blocked_convs(), dtype=st.sampled_from(["float32", "float64"]),
+       seed=st.integers(0, 2**16))
+def test_random_scalar_configs_of_the_mcu_profile_are_exact_on_cortex_m4(case, dtype, seed):
+    """The mcu profile's scalar blocks (2-D zero-padded convolutions of every option), with
+    the scratch the test program allocates at the header's size, on the MPS2 board."""
+    layer, shape = case
+    kernel = codegen.generate(layer, shape, dtype, profile="mcu")
+    assert kernel.schedule == "scalar"
+    built = ProgramKernel(kernel, CORTEX_M4)
+    assert built.footprint.scratch == kernel.problem.scratch * (4 if dtype == "float32" else 8)
+    outcome = check_kernel(built, cases=1, seed=seed)
+    assert outcome.passed, (layer, shape, outcome)
+
+
+@needs_cortex_m4
+def test_an_mcu_kernels_report_gives_its_flash_and_ram_measured_on_the_cortex_m4(tmp_path):
+    from convgen.emit import kernel_files, write
+
+    (tmp_path / "net.toml").write_text(NET_TOML.replace("input_shape = [3, 12, 12]\n",
+                                                        'input_shape = [3, 12, 12]\n'
+                                                        'profile = "mcu"\n'))
+    write(kernel_files([tmp_path / "net.toml"], ["c"]), tmp_path / "out")
+    reports = {p.stem: p.read_text() for p in (tmp_path / "out").rglob("*.md")}
+    for name, report in reports.items():
+        assert "## Footprint on a Cortex-M4F" in report, name
+        assert "Measured with arm-none-eabi-gcc" in report and "RAM in all:" in report
+    scalar = [r for r in reports.values() if "- C schedule: scalar" in r]
+    assert scalar and all("the caller's scratch" in r for r in scalar)
+    outcomes, problems = verify_folder(tmp_path / "out", arch="cortex-m4")
+    assert problems == [] and all(o.passed for o in outcomes)
+
+
 @needs_aarch64
 def test_aarch64_takes_the_neon_rung_and_its_register_block():
     assert isa_rung(AARCH64.flags, AARCH64.compiler) == "neon"

@@ -1,10 +1,13 @@
 """The portable profile: strict ISO C99 with no extensions for every family and dtype, built
 by gcc, clang and tcc and exact against the oracle, with a stack of a few scalars; asked for
-through Python, layer files and the command line, and refused where it cannot hold."""
+through Python, layer files and the command line, and refused where it cannot hold.  The mcu
+profile: the same C, the scalar schedule for 2-D float convolutions with a caller's scratch
+buffer (its size in the header), and its flash and RAM in the report."""
 
 import json
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -71,8 +74,63 @@ def test_a_vector_schedule_asked_for_under_the_portable_profile_is_refused_by_na
                        r"extensions; profile='portable' allows 'reference'"):
         _portable(layer, shape, "float32", schedule="packed")
     assert _portable(layer, shape, "float32", schedule="reference").schedule == "reference"
-    with pytest.raises(SpecError, match=r"profile='mcu' must be one of 'default', 'portable'"):
-        codegen.generate(layer, shape, profile="mcu")
+    with pytest.raises(SpecError, match=r"schedule='scalar' takes a caller's scratch buffer "
+                       r"\(profile 'mcu'\); profile='portable' allows 'reference'"):
+        _portable(layer, shape, "float32", schedule="scalar")
+    with pytest.raises(SpecError, match=r"schedule='packed' uses GCC/Clang vector "
+                       r"extensions; profile='mcu' allows 'reference', 'scalar'"):
+        codegen.generate(layer, shape, profile="mcu", schedule="packed")
+    with pytest.raises(SpecError, match=r"profile='tiny' must be one of 'default', "
+                       r"'portable', 'mcu'"):
+        codegen.generate(layer, shape, profile="tiny")
+
+
+def test_the_mcu_profile_takes_scalar_blocks_and_a_scratch_buffer_where_they_apply():
+    """2-D float convolutions with zero padding get the scalar schedule, whose kernel takes
+    the caller's scratch (the header's SCRATCH_SIZE: the weights' count); every other layer
+    gets the portable profile's kernel, the same text but its banner."""
+    scalar = 0
+    for layer, shape, dtype in LAYERS:
+        kernel = codegen.generate(layer, shape, dtype, profile="mcu")
+        for text in (kernel.source, kernel.header):
+            for extension in ("__attribute__", "vector_size", "__builtin", "immintrin",
+                              "typeof", "asm"):
+                assert extension not in text, (layer, extension)
+        portable = _portable(layer, shape, dtype)
+        if kernel.schedule == "scalar":
+            scalar += 1
+            assert isinstance(layer, convgen.Conv2d) and layer.padding_mode == "zeros"
+            assert kernel.arguments[-1] == "scratch" and kernel.problem.scratch == \
+                int(np.prod(layer.weight_shape))
+            assert f"_SCRATCH_SIZE {kernel.problem.scratch}L" in kernel.header
+            assert "float *restrict scratch, long batch)" in kernel.header.replace(
+                "double", "float")
+        else:
+            assert kernel.schedule == portable.schedule and "SCRATCH" not in kernel.header
+            assert kernel.source.replace("Profile mcu: ", "").split("\n", 5)[5] == \
+                portable.source.replace("Profile portable: ", "").split("\n", 5)[5]
+    assert scalar == 2  # the zero-padded Conv2d layers of LAYERS, float32 and float64
+
+
+def test_a_scalar_kernel_gives_each_call_its_own_scratch_across_threads():
+    """The Python call allocates the scratch per call (and per bound call): calls from
+    several threads at once never share one, and give the single-threaded result."""
+    layer, shape = convgen.Conv2d(8, 16, 3, padding=1), (8, 24, 24)
+    kernel = convgen.compile(layer, shape, profile="mcu")
+    assert kernel.generated.schedule == "scalar"
+    rng = np.random.default_rng(3)
+    cases = [(rng.standard_normal((2, *shape)).astype(np.float32),
+              rng.standard_normal(layer.weight_shape).astype(np.float32),
+              rng.standard_normal(16).astype(np.float32)) for _ in range(8)]
+    alone = [kernel(*case) for case in cases]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            together = list(pool.map(lambda case: kernel(*case), cases))
+            assert all(np.array_equal(a, b) for a, b in zip(alone, together))
+    bound = [kernel.bind(*case) for case in cases]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda call: call().copy(), bound))
+    assert all(np.array_equal(a, b) for a, b in zip(alone, together))
 
 
 def _compilers():
@@ -83,10 +141,11 @@ def _compilers():
     return [t for t in found if shutil.which(t.compiler)]
 
 
+@pytest.mark.parametrize("profile", ["portable", "mcu"])
 @pytest.mark.parametrize("index", range(len(LAYERS)), ids=lambda i: type(LAYERS[i][0]).__name__)
-def test_portable_kernels_build_strict_under_every_compiler_and_are_exact(index):
+def test_portable_kernels_build_strict_under_every_compiler_and_are_exact(index, profile):
     layer, shape, dtype = LAYERS[index]
-    kernel = _portable(layer, shape, dtype)
+    kernel = codegen.generate(layer, shape, dtype, profile=profile)
     chains = _compilers()
     assert any(t.arch == "gcc" for t in chains)
     for chain in chains:
@@ -100,7 +159,7 @@ def test_portable_kernels_build_strict_under_every_compiler_and_are_exact(index)
 def test_tcc_refuses_the_default_profiles_vector_schedules_but_not_the_portable_one(tmp_path):
     """The premise of the profile: tcc has no vector extensions."""
     layer, shape = convgen.Conv2d(3, 16, 3, padding=1), (3, 9, 10)
-    for profile, builds in (("default", False), ("portable", True)):
+    for profile, builds in (("default", False), ("portable", True), ("mcu", True)):
         kernel = codegen.generate(layer, shape, profile=profile, name=f"k_{profile}")
         (tmp_path / f"{kernel.name}.c").write_text(kernel.source)
         (tmp_path / f"{kernel.name}.h").write_text(kernel.header)
@@ -117,9 +176,10 @@ def _measuring():
     return chains
 
 
-def test_a_portable_kernel_keeps_its_stack_under_the_stated_bound():
+@pytest.mark.parametrize("profile", ["portable", "mcu"])
+def test_a_portable_kernel_keeps_its_stack_under_the_stated_bound(profile):
     for layer, shape, dtype in LAYERS:
-        kernel = _portable(layer, shape, dtype)
+        kernel = codegen.generate(layer, shape, dtype, profile=profile)
         for chain in _measuring():
             used = ProgramKernel(kernel, chain).footprint
             assert not used.dynamic and used.stack <= profiles.PORTABLE_STACK_BYTES, \
@@ -136,7 +196,7 @@ def test_the_profile_key_of_a_layer_file_is_validated_and_kept():
     (network,) = loads(text)
     assert network.profile == "portable"
     with pytest.raises(SpecError, match=r"layer 0 'one': profile='fast' must be one of "
-                       r"'default', 'portable'"):
+                       r"'default', 'portable', 'mcu'"):
         loads(text.replace('"portable"', '"fast"'))
     model = """
 [[model]]

@@ -1,7 +1,7 @@
-"""The fast C schedules (blocked, packed): against the exact oracle, against the reference
-schedule bit for bit (packed: without FMA; with FMA within the dot-product error bound), in
-bounds (z3), under the sanitizers, on targets without AVX-512 or AVX, and as the default
-where they pay."""
+"""The fast C schedules (blocked, packed, and the mcu profile's scalar): against the exact
+oracle, against the reference schedule bit for bit (packed: without FMA; with FMA within the
+dot-product error bound), in bounds (z3), under the sanitizers, on targets without AVX-512 or
+AVX, and as the default where they pay."""
 
 import numpy as np
 import pytest
@@ -26,7 +26,7 @@ from tests.conftest import BULK, BULK_EXAMPLES
 from tests.helpers import compile_strict, needs_compiler
 from tests.test_sanitizers import assert_clean_under_sanitizers
 
-FAST = ["blocked", "packed"]
+FAST = ["blocked", "packed", "scalar"]
 
 
 @pytest.mark.parametrize("schedule", FAST)
@@ -63,6 +63,7 @@ def _real_data(layer, shape, seed, dtype=np.float32):
 
 @pytest.mark.parametrize("schedule, flags", [
     ("blocked", ("-O3", "-march=native")),
+    ("scalar", ("-O3", "-march=native")),
     ("packed", ("-O3", "-march=native", "-mno-fma")),  # FMA rounds once: see the next test
 ])
 @settings(max_examples=10)

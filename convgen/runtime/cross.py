@@ -25,10 +25,12 @@ import numpy as np
 from ..codegen import GeneratedKernel, harness
 from ..errors import BuildError, ConvgenError, RunError
 from ..resources import templates_dir
+from ..spec import DTYPE_SIZES
 from .call import KernelCall
 from .cbuild import STRICT_FLAGS
 
-__all__ = ["ARCHES", "Footprint", "ProgramKernel", "Toolchain", "footprint", "toolchain"]
+__all__ = ["ARCHES", "Footprint", "ProgramKernel", "Toolchain", "footprint", "measure",
+           "toolchain"]
 
 
 @dataclass(frozen=True)
@@ -98,17 +100,20 @@ def toolchain(arch: str) -> Toolchain:
 @dataclass(frozen=True)
 class Footprint:
     """What one kernel takes on its target, measured with the target's toolchain: code and
-    constants (``text``, the flash of a microcontroller), writable data, and the stack of
-    its function (``-fstack-usage``; ``dynamic`` when the compiler could not bound it)."""
+    constants (``text``, the flash of a microcontroller), writable data, the stack of its
+    function (``-fstack-usage``; ``dynamic`` when the compiler could not bound it), and the
+    caller's scratch buffer it takes (the header's ``NAME_SCRATCH_SIZE``, in bytes)."""
 
     text: int
     data: int
     stack: int
     dynamic: bool = False
+    scratch: int = 0
 
     def __str__(self) -> str:
         stack = f"{self.stack:,} B" + (" (dynamic)" if self.dynamic else "")
-        return f"code+constants {self.text:,} B, data {self.data:,} B, stack {stack}"
+        scratch = f", scratch {self.scratch:,} B" if self.scratch else ""
+        return f"code+constants {self.text:,} B, data {self.data:,} B, stack {stack}{scratch}"
 
 
 def _run(command: list, what: str) -> None:
@@ -141,7 +146,22 @@ def footprint(chain: Toolchain, folder: Path, kernel: GeneratedKernel) -> Footpr
         found = re.search(r":(\w+)\s+(\d+)\s+(\S+)$", line)
         if found and found.group(1) == kernel.name:
             stack, dynamic = int(found.group(2)), "dynamic" in found.group(3)
-    return Footprint(text, data, stack, dynamic)
+    scratch = kernel.problem.scratch * DTYPE_SIZES[kernel.dtype] \
+        if "scratch" in kernel.arguments else 0
+    return Footprint(text, data, stack, dynamic, scratch)
+
+
+def measure(kernel: GeneratedKernel, chain: Toolchain) -> tuple[Footprint, str]:
+    """``kernel``'s :class:`Footprint` on ``chain``'s architecture, compiled alone in a
+    temporary folder, and the compiler that measured it (its name and version)."""
+    with tempfile.TemporaryDirectory(prefix=f"convgen-{chain.arch}-") as name:
+        folder = Path(name)
+        (folder / f"{kernel.name}.c").write_text(kernel.source)
+        (folder / f"{kernel.name}.h").write_text(kernel.header)
+        found = footprint(chain, folder, kernel)
+    version = subprocess.run([chain.compiler, "-dumpfullversion"], capture_output=True,
+                             text=True).stdout.strip()
+    return found, f"{chain.compiler} {version}".strip()
 
 
 def _board(chain: Toolchain, folder: Path) -> list[str]:
