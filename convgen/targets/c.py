@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from .. import isa, profiles
 from .. import symbolic as sym
 from ..lower import INT_MAX, Problem
-from ..spec import DTYPE_SIZES
 from ..schedules import Built, Schedule, tuning, variables
+from ..spec import DTYPE_SIZES
 from .base import Target, banner, environment
 
 __all__ = ["C", "C_TYPES", "MASK_TYPES", "RenderedC", "parallel_if", "render"]
