@@ -183,7 +183,9 @@ def load_equivalents(root: Path) -> dict[str, str]:
 
 def _bundled_items() -> list[tuple]:
     from .config import load
+    from .lower import lower
     from .resources import examples_dir
+    from .schedules import resolve
 
     items = []
     for path in sorted(examples_dir().glob("*.toml")):
@@ -191,8 +193,11 @@ def _bundled_items() -> list[tuple]:
             for index, (name, layer, shape) in enumerate(network.model.walk(
                     network.input_shape)):
                 if int(layer.flops(shape)) <= BUNDLED_WORK:
+                    # the schedule the network's profile gives (mcu: scalar), by name
+                    schedule = resolve(lower(layer, shape, network.dtype), "c",
+                                       network.schedule_of(index), network.profile)[0].name
                     items.append(("bundled", f"{network.name}.{name}", layer, tuple(shape),
-                                  network.dtype, network.schedule_of(index), None))
+                                  network.dtype, schedule, None))
     return items
 
 
