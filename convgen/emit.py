@@ -95,7 +95,9 @@ def _spec_toml(name: str, kernel: GeneratedKernel, schedule: str = "auto") -> st
 
 
 def _report(name: str, kernel: GeneratedKernel, network: Network, layer_name: str,
-            with_c: bool = True) -> str:
+            footprint: str | None = None) -> str:
+    """The kernel's report; ``footprint`` (:func:`_footprint`), for a C kernel: the C
+    sections are written."""
     layer, size = kernel.layer, DTYPE_SIZES[kernel.dtype]
     sample = kernel.input_shape
     lines = [f"# {name}", "",
@@ -120,37 +122,45 @@ def _report(name: str, kernel: GeneratedKernel, network: Network, layer_name: st
               f"- signature: `{kernel.cdef[:-1]}`",
               f"- C schedule: {kernel.schedule} ({kernel.schedule_reason})",
               f"- profile: {kernel.profile} ({profiles.PROFILES[kernel.profile]})", ""]
-    if with_c:
+    if footprint is not None:
         lines += ["## Verification", "", VERIFIED_BY, "",
-                  f"Bounds: {bounds_summary(prove_bounds(kernel))}.", ""]
-        if kernel.profile == "mcu":
-            lines += _mcu_footprint(kernel)
+                  f"Bounds: {bounds_summary(prove_bounds(kernel))}.", "", footprint]
     return "\n".join(lines)
 
 
-#: The microcontroller an ``mcu`` kernel's report measures its flash and RAM on.
-MCU_ARCH = "cortex-m4"
-
-
-def _mcu_footprint(kernel: GeneratedKernel) -> list[str]:
-    """The report's flash and RAM of an ``mcu`` kernel, measured with the Cortex-M4F
-    toolchain (needs it: a :class:`ConvgenError` names the packages)."""
+def footprint_chain(profile: str) -> cross.Toolchain:
+    """The toolchain a kernel's report measures its footprint with: the Cortex-M4F's for
+    the ``mcu`` profile (:data:`convgen.runtime.cross.ARCHES`; a :class:`ConvgenError` names
+    the packages when it is missing), else the host's gcc (:data:`cross.HOST`)."""
+    if profile != "mcu":
+        return cross.host()
     try:
-        chain = cross.toolchain(MCU_ARCH)
+        return cross.toolchain("cortex-m4")
     except ConvgenError as error:
-        raise ConvgenError(f"{kernel.name}: a kernel of profile 'mcu' reports its flash and "
-                           f"RAM measured with the {MCU_ARCH} toolchain: {error}") from None
+        raise ConvgenError(f"a kernel of profile 'mcu' reports its flash and RAM measured "
+                           f"with the cortex-m4 toolchain: {error}") from None
+
+
+def _footprint(kernel: GeneratedKernel) -> str:
+    """The report's footprint section: flash, data, stack and scratch of ``kernel`` compiled
+    alone, measured with :func:`footprint_chain`'s toolchain."""
+    chain = footprint_chain(kernel.profile)
     found, compiler = cross.measure(kernel, chain)
     upper = kernel.name.upper()
     scratch = (f"; the caller's scratch {found.scratch:,} bytes (`{upper}_SCRATCH_SIZE` "
                "elements)" if found.scratch else "; no scratch")
     stack = f"{found.stack:,} bytes" + (" (dynamic)" if found.dynamic else "")
-    return ["## Footprint on a Cortex-M4F", "",
-            f"Measured with {compiler} `{' '.join(chain.flags)}` on the kernel alone: flash "
-            f"(code and constants) {found.text:,} bytes; writable data {found.data:,} bytes; "
-            f"stack of `{kernel.name}` {stack} (`-fstack-usage`){scratch}.  RAM in all: "
-            f"{found.data + found.stack + found.scratch:,} bytes besides x, w, b and y.  "
-            f"`convgen verify DIR --arch {MCU_ARCH}` runs it on QEMU's MPS2 AN386 board.", ""]
+    where = "a Cortex-M4F" if chain.arch == "cortex-m4" else chain.arch
+    lines = [f"## Footprint on {where}", "",
+             f"Measured with {compiler} `{' '.join(chain.flags)}` on the kernel alone: code "
+             f"and constants{' (flash)' if chain.arch == 'cortex-m4' else ''} "
+             f"{found.text:,} bytes; writable data {found.data:,} bytes; "
+             f"stack of `{kernel.name}` {stack} (`-fstack-usage`){scratch}.  RAM in all: "
+             f"{found.data + found.stack + found.scratch:,} bytes besides x, w, b and y."]
+    if chain.arch in cross.ARCHES:
+        lines[-1] += (f"  `convgen verify DIR --arch {chain.arch}` runs it there, under "
+                      "QEMU.")
+    return "\n".join(lines + [""])
 
 
 TARGETS = ("c", "cuda")
@@ -244,7 +254,7 @@ def _plan(groups: Sequence[tuple], targets: Sequence[str], schedule: str | None,
             raise SpecError(f"target {target!r} must be one of {', '.join(TARGETS)}")
     items = [(folder, source, item if schedule is None else item._replace(schedule=schedule))
              for folder, source, layers in groups for item in layers]
-    kernels, cuda, usages = [], [], []
+    kernels, cuda, usages, footprints = [], [], [], []
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         for folder, source, item in track(items, "C and CUDA text", lambda e: e[2].name):
             try:
@@ -254,6 +264,8 @@ def _plan(groups: Sequence[tuple], targets: Sequence[str], schedule: str | None,
             except SpecError as error:  # name the kernel and its file
                 raise SpecError(f"kernel {item.name!r} of {source or folder}: {error}") \
                     from None
+            if "c" in targets:
+                footprints.append(pool.submit(_footprint, kernels[-1]))
             if "cuda" in targets:
                 cuda.append(generate_cuda(item.layer, item.shape, dtype=item.network.dtype,
                                           name=item.name))
@@ -266,7 +278,8 @@ def _plan(groups: Sequence[tuple], targets: Sequence[str], schedule: str | None,
             files = {}
             if "c" in targets:
                 files.update({f"{name}.c": kernel.source, f"{name}.h": kernel.header})
-            report = _report(name, kernel, item.network, item.layer_name, "c" in targets)
+            report = _report(name, kernel, item.network, item.layer_name,
+                             footprints[index].result() if footprints else None)
             if cuda:
                 files[f"{name}.cu"] = cuda[index].source
                 report += "\n" + _cuda_report(cuda[index], usages[index].result())

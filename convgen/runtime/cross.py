@@ -12,6 +12,7 @@ the one the cross toolchain measures, not an estimate.
 
 from __future__ import annotations
 
+import platform
 import re
 import shutil
 import subprocess
@@ -29,8 +30,8 @@ from ..spec import DTYPE_SIZES
 from .call import KernelCall
 from .cbuild import STRICT_FLAGS
 
-__all__ = ["ARCHES", "Footprint", "ProgramKernel", "Toolchain", "footprint", "measure",
-           "toolchain"]
+__all__ = ["ARCHES", "Footprint", "ProgramKernel", "Toolchain", "footprint", "host",
+           "measure", "toolchain"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,19 @@ ARCHES = {
         "arm-none-eabi-size", board="boards/mps2-an386",
         libraries=("librdimon_nano.a", "libc_nano.a")),
 }
+
+
+def host() -> Toolchain:
+    """The host's gcc, for the footprint in a report of the default and portable profiles:
+    ``-O3`` for the architecture's baseline (no ``-march=native``: the figure does not
+    depend on which CPU of the architecture generated it).  Nothing to run: it measures."""
+    arch = platform.machine() or "host"
+    found = Toolchain(arch, "gcc", ("-O3",), packages=("gcc", "binutils"))
+    missing = found.missing()
+    if missing:
+        raise ConvgenError(missing.replace(f"--arch {arch} needs", "a report's footprint "
+                                           "needs"))
+    return found
 
 
 def toolchain(arch: str) -> Toolchain:
