@@ -263,3 +263,51 @@ def test_compile_takes_the_profile_for_c_only():
     assert kernel(x, w, b)[0, 0, 4, 4] == 27
     with pytest.raises(SpecError, match="profile= apply to target='c'"):
         convgen.compile(layer, shape, target="cuda-cpu", profile="portable")
+
+
+def test_the_readmes_c_caller_of_an_mcu_kernel_prints_the_oracles_sum(tmp_path):
+    """examples/kws_main.c, as the README builds it, against the exact oracle."""
+    from convgen.config import bundled_examples, load
+    from convgen.emit import kernel_files, write
+    from convgen.reference import forward
+
+    write(kernel_files([bundled_examples()["mcu"]], ["c"]), tmp_path)
+    program = tmp_path / "kws"
+    subprocess.run(["gcc", *_STRICT, "-O2", "-I", str(tmp_path / "mcu"),
+                    str(ROOT / "examples" / "kws_main.c"), str(tmp_path / "mcu" / "kws_conv1.c"),
+                    "-o", str(program)], check=True)
+    printed = subprocess.run([str(program)], capture_output=True, text=True, check=True).stdout
+    network = load(bundled_examples()["mcu"])[0]
+    _, layer, shape = next(iter(network.model.walk(network.input_shape)))
+    x = (np.arange(np.prod(shape)) % 7 - 3).reshape(1, *shape).astype(np.float64)
+    w = (np.arange(np.prod(layer.weight_shape)) % 5 - 2).reshape(layer.weight_shape)
+    b = np.arange(layer.out_channels, dtype=np.float64)
+    assert float(printed) == forward(layer, x, w.astype(np.float64), b).sum()
+    assert "15128.0" in (ROOT / "README.md").read_text()  # what the README says it prints
+    assert printed.strip() == "15128.0"
+
+
+def test_a_report_measures_its_footprint_or_says_why_it_could_not(tmp_path, monkeypatch):
+    """The default profile's report: measured with the host's gcc (the stack of a packed
+    kernel's weights is what an embedded user must know).  Without the mcu profile's
+    toolchain, its report says what is missing instead of failing the generation."""
+    import platform
+
+    from convgen.emit import kernel_files
+    from convgen.errors import ConvgenError
+    from convgen.runtime import cross
+
+    (tmp_path / "one.toml").write_text(ONE_TOML)
+    (planned,) = kernel_files([tmp_path / "one.toml"], ["c"])
+    assert f"## Footprint on {platform.machine()}\n\nMeasured with gcc " in \
+        planned.files["one.md"]
+    assert "(`-fstack-usage`); no scratch." in planned.files["one.md"]
+
+    def missing(arch):
+        raise ConvgenError(f"--arch {arch} needs arm-none-eabi-gcc, not found on PATH")
+
+    monkeypatch.setattr(cross, "toolchain", missing)
+    (tmp_path / "one.toml").write_text(ONE_TOML + 'profile = "mcu"\n')
+    (planned,) = kernel_files([tmp_path / "one.toml"], ["c"])
+    assert "## Footprint on a Cortex-M4F\n\nNot measured: --arch cortex-m4 needs " \
+        "arm-none-eabi-gcc, not found on PATH." in planned.files["one.md"]
