@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -191,10 +192,22 @@ def _torch_peer(layer, torch):
                                     layer.groups)
 
 
+def flags_for(march: str = "native") -> tuple[str, ...]:
+    """The kernels' optimization flags for ``--march``: ``-O3 -march=MARCH`` (``native``: this
+    CPU's every instruction; ``x86-64-v3``: AVX2 and FMA only, the other ISA class measured
+    on an AVX-512 machine)."""
+    if not isinstance(march, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}",
+                                                      march):
+        raise ConvgenError(f"--march {march!r} must be a -march value of the C compiler, "
+                           "such as native or x86-64-v3")
+    return ("-O3", f"-march={march}")
+
+
 def measure(threads: int, batches: Sequence[int], names: Sequence[str] | None = None,
-            repeats: int = 7, min_time: float = 0.3) -> dict:
+            repeats: int = 7, min_time: float = 0.3, march: str = "native") -> dict:
     """Time every implementation on this process's threads (call from a fresh process with
-    the thread variables set: :func:`run` does)."""
+    the thread variables set: :func:`run` does); the kernels are built with
+    :func:`flags_for` ``(march)``."""
     import numpy as np
     import onnxruntime as ort
 
@@ -207,10 +220,12 @@ def measure(threads: int, batches: Sequence[int], names: Sequence[str] | None = 
     results = []
     rng = np.random.default_rng(0)
     chosen = _chosen(names)
+    flags = flags_for(march)
     for name, layer, shape in track(chosen, f"{threads} thread(s)", lambda entry: entry[0]):
-        kernel = compile_kernel(layer, shape, openmp=True)
+        kernel = compile_kernel(layer, shape, openmp=True, flags=flags)
         # the opt-in, inexact Winograd schedule gets its own row where it applies
-        winograd = (compile_kernel(layer, shape, openmp=True, schedule="winograd")
+        winograd = (compile_kernel(layer, shape, openmp=True, schedule="winograd",
+                                   flags=flags)
                     if applicable(lower(layer, shape), "c")["winograd"] is None else None)
         weights = []
         if family_of(layer) == "conv":
@@ -257,15 +272,17 @@ def measure(threads: int, batches: Sequence[int], names: Sequence[str] | None = 
                     seconds=dict(timings, convgen=_median_time(*timing, winograd, x,
                                                                *weights))))
     return dict(threads=threads, sgemm_gflops=_sgemm_peak(5), bandwidth_gbs=_bandwidth(5),
-                isa=isa_rung(), cpu=cpu_model(),
+                isa=isa_rung(flags), cpu=cpu_model(), march=march,
                 torch=None if torch is None else torch.__version__,
                 onnxruntime=ort.__version__, results=results)
 
 
 def run(threads: Sequence[int] = (1, 2), batches: Sequence[int] = (1, 8),
-        names: Sequence[str] | None = None, repeats: int = 7, min_time: float = 0.3) -> list:
+        names: Sequence[str] | None = None, repeats: int = 7, min_time: float = 0.3,
+        march: str = "native") -> list:
     """:func:`measure` for each thread count, each in a fresh subprocess."""
     _chosen(names)
+    isa_rung(flags_for(march))  # a -march the compiler refuses fails here, named
     runs = []
     for count in threads:
         if not isinstance(count, int) or count < 1:
@@ -274,7 +291,7 @@ def run(threads: Sequence[int] = (1, 2), batches: Sequence[int] = (1, 8),
                    MKL_NUM_THREADS=str(count))
         request = json.dumps(dict(threads=count, batches=list(batches),
                                   names=list(names or []), repeats=repeats,
-                                  min_time=min_time))
+                                  min_time=min_time, march=march))
         # the subprocess reports its progress on our standard error when we report ours
         command = active()
         done = subprocess.run([sys.executable, "-m", "convgen.bench", request,
@@ -293,8 +310,8 @@ def format_tables(runs: list) -> str:
     lines = []
     for result in runs:
         peak = result["sgemm_gflops"]
-        machine = (f"{result['cpu']}, the kernels' ISA rung {result['isa']}; "
-                   if "isa" in result else "")
+        machine = (f"{result['cpu']}, the kernels' ISA rung {result['isa']} "
+                   f"(-march={result.get('march', 'native')}); " if "isa" in result else "")
         lines += [f"threads {result['threads']}: {machine}sgemm peak {peak:.1f} GFLOP/s, copy "
                   f"bandwidth {result['bandwidth_gbs']:.1f} GB/s; ONNX Runtime "
                   f"{result['onnxruntime']}, PyTorch {result['torch'] or 'not installed'}",

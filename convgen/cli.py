@@ -343,7 +343,7 @@ def _bench(args: argparse.Namespace) -> int:
         repeats, min_time = args.repeats, args.min_time
     if args.target == "cuda":
         return _bench_cuda(args, batches, names, repeats, min_time)
-    runs = run(threads, batches, names, repeats, min_time)
+    runs = run(threads, batches, names, repeats, min_time, args.march)
     print(format_tables(runs))
     if args.json:
         _write_text(args.json, json.dumps(runs, indent=1), "--json")
@@ -591,6 +591,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=7, help="timed calls at least")
     bench.add_argument("--min-time", type=float, default=0.3,
                        help="seconds of timed calls at least, per measurement")
+    bench.add_argument("--march", default="native",
+                       help="build the C kernels with -O3 -march=MARCH (default native: this "
+                       "CPU; x86-64-v3: AVX2 and FMA only, the other ISA class on an AVX-512 "
+                       "machine)")
     bench.add_argument("--json", metavar="FILE", help="write every measurement as JSON")
     bench.add_argument("--png", metavar="FILE", help="write a roofline plot (matplotlib)")
     bench.add_argument("--smoke", action="store_true",
