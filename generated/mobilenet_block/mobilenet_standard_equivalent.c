@@ -20,7 +20,7 @@ typedef float mobilenet_standard_equivalent_vec __attribute__((vector_size(32)))
 #elif defined(__aarch64__) && defined(__ARM_NEON) /* AArch64 NEON: 32 registers of 16 bytes, 2 a vector */
 #define MOBILENET_STANDARD_EQUIVALENT_COLUMNS 2
 #else /* 16 vector registers (AVX2, AVX, SSE, none) */
-#define MOBILENET_STANDARD_EQUIVALENT_COLUMNS 2
+#define MOBILENET_STANDARD_EQUIVALENT_COLUMNS 3
 #endif
 
 #if defined(__FMA__) && defined(__AVX__)

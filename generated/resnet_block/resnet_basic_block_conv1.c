@@ -20,7 +20,7 @@ typedef float resnet_basic_block_conv1_vec __attribute__((vector_size(32)));
 #elif defined(__aarch64__) && defined(__ARM_NEON) /* AArch64 NEON: 32 registers of 16 bytes, 2 a vector */
 #define RESNET_BASIC_BLOCK_CONV1_COLUMNS 2
 #else /* 16 vector registers (AVX2, AVX, SSE, none) */
-#define RESNET_BASIC_BLOCK_CONV1_COLUMNS 2
+#define RESNET_BASIC_BLOCK_CONV1_COLUMNS 3
 #endif
 
 #if defined(__FMA__) && defined(__AVX__)

@@ -21,7 +21,7 @@ typedef float resnet_downsample_block_conv2_vec __attribute__((vector_size(32)))
 #elif defined(__aarch64__) && defined(__ARM_NEON) /* AArch64 NEON: 32 registers of 16 bytes, 2 a vector */
 #define RESNET_DOWNSAMPLE_BLOCK_CONV2_COLUMNS 2
 #else /* 16 vector registers (AVX2, AVX, SSE, none) */
-#define RESNET_DOWNSAMPLE_BLOCK_CONV2_COLUMNS 2
+#define RESNET_DOWNSAMPLE_BLOCK_CONV2_COLUMNS 3
 #endif
 
 #if defined(__FMA__) && defined(__AVX__)
