@@ -14,7 +14,7 @@ import sympy
 from .. import symbolic as sym
 from ..lower import BATCH, IC, G, N, Problem, symbols
 from ..printing import ccode
-from . import tuning
+from . import conv_blocked, tuning
 from .base import Access, Built, Schedule, loop, register, variables
 from .conv_blocked import view
 from .reference import ConvContext, conv_context
@@ -22,14 +22,8 @@ from .reference import ConvContext, conv_context
 __all__ = ["ScalarParams", "applies", "blocks", "build", "scratch_elements"]
 
 
-def applies(problem: Problem) -> str | None:
-    """``None`` for 2-D float convolutions with zero padding, else why not."""
-    if problem.family != "conv" or problem.ndim != 2 or \
-            problem.dtype not in tuning.VECTOR_DTYPES:
-        return "the scalar register blocks cover 2-D float convolutions only"
-    if problem.layer.padding_mode != "zeros":
-        return f"{problem.layer.padding_mode} padding remaps taps; blocks assume zeros"
-    return None
+#: The same layers as ``blocked`` and ``packed``: 2-D float convolutions with zero padding.
+applies = conv_blocked.applies
 
 
 def blocks(problem: Problem) -> tuple[int, int]:
