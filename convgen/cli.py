@@ -342,6 +342,9 @@ def _bench(args: argparse.Namespace) -> int:
     else:
         repeats, min_time = args.repeats, args.min_time
     if args.target == "cuda":
+        if args.march != "native":
+            raise ConvgenError("--march applies to --target c (the C kernels' flags); the "
+                               "CUDA kernels are built by nvcc for the GPU")
         return _bench_cuda(args, batches, names, repeats, min_time)
     runs = run(threads, batches, names, repeats, min_time, args.march)
     print(format_tables(runs))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -128,38 +129,38 @@ def _report(name: str, kernel: GeneratedKernel, network: Network, layer_name: st
     return "\n".join(lines)
 
 
-def footprint_chain(profile: str) -> cross.Toolchain:
-    """The toolchain a kernel's report measures its footprint with: the Cortex-M4F's for
-    the ``mcu`` profile (:data:`convgen.runtime.cross.ARCHES`), else the host's gcc
-    (:func:`convgen.runtime.cross.host`); a :class:`ConvgenError` names what is missing."""
-    return cross.toolchain("cortex-m4") if profile == "mcu" else cross.host()
+#: Where an ``mcu`` kernel's report measures its footprint (else: the host, its gcc).
+MCU_ARCH = "cortex-m4"
 
 
 def _footprint(kernel: GeneratedKernel) -> str:
     """The report's footprint section: code and constants, data, stack and scratch of
-    ``kernel`` compiled alone, measured with :func:`footprint_chain`'s toolchain; where that
-    is not installed, the section says so and names the packages (the C text does not
-    depend on it, and ``convgen generate --check`` shows the line that differs)."""
+    ``kernel`` compiled alone, measured with :func:`convgen.runtime.cross.measurer`'s
+    toolchain (the Cortex-M4F's for the ``mcu`` profile, else the host's gcc).  Where that
+    toolchain is missing or fails, the section says why instead of failing the generation
+    (the C text does not depend on it; ``convgen generate --check`` names the difference)."""
+    arch = MCU_ARCH if kernel.profile == "mcu" else None
+    where = "a Cortex-M4F" if arch else "this machine"
     try:
-        chain = footprint_chain(kernel.profile)
-    except ConvgenError as error:
-        where = "a Cortex-M4F" if kernel.profile == "mcu" else "this machine"
-        return "\n".join([f"## Footprint on {where}", "", f"Not measured: {error}.", ""])
-    found, compiler = cross.measure(kernel, chain)
+        chain = cross.measurer(arch)
+        where = "a Cortex-M4F" if arch else chain.arch
+        found, compiler = cross.measure(kernel, chain)
+    except (ConvgenError, OSError, subprocess.SubprocessError) as error:
+        said = str(error).strip().splitlines()[0].rstrip(".:")
+        return "\n".join([f"## Footprint on {where}", "", f"Not measured: {said}.", ""])
     upper = kernel.name.upper()
     scratch = (f"; the caller's scratch {found.scratch:,} bytes (`{upper}_SCRATCH_SIZE` "
                "elements)" if found.scratch else "; no scratch")
     stack = f"{found.stack:,} bytes" + (" (dynamic)" if found.dynamic else "")
-    where = "a Cortex-M4F" if chain.arch == "cortex-m4" else chain.arch
+    arrays = ", ".join(a for a in kernel.arguments if a != "scratch")
     lines = [f"## Footprint on {where}", "",
              f"Measured with {compiler} `{' '.join(chain.flags)}` on the kernel alone: code "
-             f"and constants{' (flash)' if chain.arch == 'cortex-m4' else ''} "
-             f"{found.text:,} bytes; writable data {found.data:,} bytes; "
-             f"stack of `{kernel.name}` {stack} (`-fstack-usage`){scratch}.  RAM in all: "
-             f"{found.data + found.stack + found.scratch:,} bytes besides x, w, b and y."]
-    if chain.arch in cross.ARCHES:
-        lines[-1] += (f"  `convgen verify DIR --arch {chain.arch}` runs it there, under "
-                      "QEMU.")
+             f"and constants{' (flash)' if arch else ''} {found.text:,} bytes; writable data "
+             f"{found.data:,} bytes; stack of `{kernel.name}` {stack} (`-fstack-usage`)"
+             f"{scratch}.  RAM in all: {found.data + found.stack + found.scratch:,} bytes "
+             f"besides its arrays {arrays}."]
+    if arch:
+        lines[-1] += f"  `convgen verify DIR --arch {arch}` runs it there, under QEMU."
     return "\n".join(lines + [""])
 
 
@@ -384,13 +385,24 @@ def write(planned: Iterable[KernelFiles], out: Path) -> list[Path]:
 _NVCC = re.compile(r"nvcc \(([^)]*)\) compiled it")
 
 
+_MEASURED = re.compile(r"^## Footprint on (.*)\n\n(?:Measured with (\S+ \S+) |"
+                       r"(Not measured: .*))", re.M)
+
+
 def _why(old: str, new: str) -> str:
-    """An explanation for a differing report whose CUDA resources came from another nvcc."""
+    """An explanation for a differing report whose CUDA resources came from another nvcc,
+    or whose footprint another compiler measured (or none could, here)."""
+    said = []
     before, now = _NVCC.search(old), _NVCC.search(new)
     if before and now and before.group(1) != now.group(1):
-        return (f" (its CUDA resource table is from nvcc {before.group(1)}; this machine has "
-                f"nvcc {now.group(1)}, whose ptxas may allocate registers differently)")
-    return ""
+        said.append(f"its CUDA resource table is from nvcc {before.group(1)}; this machine "
+                    f"has nvcc {now.group(1)}, whose ptxas may allocate registers differently")
+    before, now = _MEASURED.search(old), _MEASURED.search(new)
+    if before and now and before.group(1, 2, 3) != now.group(1, 2, 3):
+        said.append(f"its footprint was measured on {before.group(1)} with "
+                    f"{before.group(2) or 'no compiler'}; here: "
+                    + (now.group(3) or f"{now.group(2)} on {now.group(1)}"))
+    return f" ({'; '.join(said)})" if said else ""
 
 
 def check(planned: Iterable[KernelFiles], out: Path) -> list[str]:

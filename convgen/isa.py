@@ -41,7 +41,9 @@ ISAS = (
     Isa("avx512", "defined(__AVX512F__)", 32, "32 vector registers"),
     Isa("neon", "defined(__aarch64__) && defined(__ARM_NEON)", 16,
         "AArch64 NEON: 32 registers of 16 bytes, 2 a vector"),
-    Isa("other", None, 16, "16 vector registers (AVX2, AVX, SSE, none)"),
+    Isa("avx2", "defined(__AVX2__) && defined(__FMA__)", 16,
+        "AVX2 and FMA: 16 vector registers, the FMA takes one operand from memory"),
+    Isa("other", None, 16, "16 vector registers (AVX, SSE, none)"),
 )
 
 

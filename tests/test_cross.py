@@ -197,7 +197,8 @@ def test_an_mcu_kernels_report_gives_its_flash_and_ram_measured_on_the_cortex_m4
 @needs_aarch64
 def test_aarch64_takes_the_neon_rung_and_its_register_block():
     assert isa_rung(AARCH64.flags, AARCH64.compiler) == "neon"
-    assert isa_rung(("-O2", "-mavx2", "-mfma")) == "other"
+    assert isa_rung(("-O2", "-mavx2", "-mfma")) == "avx2"
+    assert isa_rung(("-O2", "-mavx")) == "other"
     layer, shape = convgen.Conv2d(8, 8, 3, padding=1), (8, 6, 30)  # 1 vector: 12 columns
     kernel = codegen.generate(layer, shape, name="neon_block")
     assert kernel.schedule == "packed"

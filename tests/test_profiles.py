@@ -74,8 +74,9 @@ def test_a_vector_schedule_asked_for_under_the_portable_profile_is_refused_by_na
                        r"extensions; profile='portable' allows 'reference'"):
         _portable(layer, shape, "float32", schedule="packed")
     assert _portable(layer, shape, "float32", schedule="reference").schedule == "reference"
-    with pytest.raises(SpecError, match=r"schedule='scalar' takes a caller's scratch buffer "
-                       r"\(profile 'mcu'\); profile='portable' allows 'reference'"):
+    with pytest.raises(SpecError, match=r"schedule='scalar' takes a caller's scratch buffer, "
+                       r"which only profile 'mcu' \(or 'default'\) adds; profile='portable' "
+                       r"allows 'reference'"):
         _portable(layer, shape, "float32", schedule="scalar")
     with pytest.raises(SpecError, match=r"schedule='packed' uses GCC/Clang vector "
                        r"extensions; profile='mcu' allows 'reference', 'scalar'"):
@@ -290,24 +291,33 @@ def test_the_readmes_c_caller_of_an_mcu_kernel_prints_the_oracles_sum(tmp_path):
 def test_a_report_measures_its_footprint_or_says_why_it_could_not(tmp_path, monkeypatch):
     """The default profile's report: measured with the host's gcc (the stack of a packed
     kernel's weights is what an embedded user must know).  Without the mcu profile's
-    toolchain, its report says what is missing instead of failing the generation."""
+    toolchain, its report says what is missing instead of failing the generation; --check
+    names a footprint measured by another compiler."""
+    import dataclasses
     import platform
 
-    from convgen.emit import kernel_files
-    from convgen.errors import ConvgenError
+    from convgen.emit import check, kernel_files, write
     from convgen.runtime import cross
 
     (tmp_path / "one.toml").write_text(ONE_TOML)
     (planned,) = kernel_files([tmp_path / "one.toml"], ["c"])
-    assert f"## Footprint on {platform.machine()}\n\nMeasured with gcc " in \
-        planned.files["one.md"]
-    assert "(`-fstack-usage`); no scratch." in planned.files["one.md"]
+    report = planned.files["one.md"]
+    assert f"## Footprint on {platform.machine()}\n\nMeasured with gcc " in report
+    assert "(`-fstack-usage`); no scratch.  RAM in all: " in report
+    assert report.rstrip().endswith("besides its arrays x, w, b, y.")
+    write([planned], tmp_path / "out")
+    version = report.split("Measured with gcc ")[1].split()[0]
+    stale = tmp_path / "out" / "one" / "one.md"
+    stale.write_text(report.replace(f"Measured with gcc {version}", "Measured with gcc 9.9.9"))
+    (problem,) = check([planned], tmp_path / "out")
+    assert problem.endswith(f"(its footprint was measured on {platform.machine()} with "
+                            f"gcc 9.9.9; here: gcc {version} on {platform.machine()})")
 
-    def missing(arch):
-        raise ConvgenError(f"--arch {arch} needs arm-none-eabi-gcc, not found on PATH")
-
-    monkeypatch.setattr(cross, "toolchain", missing)
+    chain = cross.ARCHES["cortex-m4"]
+    monkeypatch.setitem(cross.ARCHES, "cortex-m4",
+                        dataclasses.replace(chain, compiler="no-such-arm-gcc"))
     (tmp_path / "one.toml").write_text(ONE_TOML + 'profile = "mcu"\n')
     (planned,) = kernel_files([tmp_path / "one.toml"], ["c"])
-    assert "## Footprint on a Cortex-M4F\n\nNot measured: --arch cortex-m4 needs " \
-        "arm-none-eabi-gcc, not found on PATH." in planned.files["one.md"]
+    assert "## Footprint on a Cortex-M4F\n\nNot measured: measuring a kernel's footprint on " \
+        "cortex-m4 needs no-such-arm-gcc, not found on PATH; install them with: apt-get " \
+        "install gcc-arm-none-eabi libnewlib-arm-none-eabi." in planned.files["one.md"]

@@ -367,6 +367,9 @@ def test_the_proofs_buffer_sizes_are_the_arrays_the_kernel_has():
                  "indices": BATCH * int(np.prod(kernel.output_shape))}
         if layer.family in ("conv", "conv_transpose"):
             sizes |= {"w": int(np.prod(layer.weight_shape)), "b": layer.out_channels}
+        if "scratch" in kernel.arguments:  # the caller's, of the header's SCRATCH_SIZE
+            sizes["scratch"] = kernel.problem.scratch
+            assert kernel.problem.scratch == int(np.prod(layer.weight_shape))
         for access in kernel.accesses:
             if access.array in sizes:
                 want = sizes[access.array]

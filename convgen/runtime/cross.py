@@ -12,6 +12,7 @@ the one the cross toolchain measures, not an estimate.
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import re
 import shutil
@@ -30,8 +31,8 @@ from ..spec import DTYPE_SIZES
 from .call import KernelCall
 from .cbuild import STRICT_FLAGS
 
-__all__ = ["ARCHES", "Footprint", "ProgramKernel", "Toolchain", "footprint", "host",
-           "measure", "toolchain"]
+__all__ = ["ARCHES", "Footprint", "ProgramKernel", "Toolchain", "footprint", "measure",
+           "measurer", "toolchain"]
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,9 @@ class Toolchain:
     #                             code (startup.c) and memory map (link.ld) of the board
     libraries: tuple = ()       # libraries the program links, checked with -print-file-name
 
-    def missing(self) -> str | None:
-        """What is not installed, with the packages that provide it, or None."""
+    def missing(self, what: str | None = None) -> str | None:
+        """What is not installed, with the packages that provide it, or None; ``what``
+        needs it (default ``--arch ARCH``)."""
         tools = (self.compiler, *self.runner[:1], *([self.size] if self.measures else []))
         absent = [tool for tool in tools if shutil.which(tool) is None]
         if not absent:
@@ -62,7 +64,8 @@ class Toolchain:
             return None
         install = (f"; install them with: apt-get install {' '.join(self.packages)}"
                    if self.packages else "")
-        return f"--arch {self.arch} needs {', '.join(absent)}, not found on PATH{install}"
+        return (f"{what or '--arch ' + self.arch} needs {', '.join(absent)}, not found on "
+                f"PATH{install}")
 
 
 #: The architectures ``convgen verify --arch`` builds for, other than the host's own cffi
@@ -85,16 +88,23 @@ ARCHES = {
 }
 
 
-def host() -> Toolchain:
-    """The host's gcc, for the footprint in a report of the default and portable profiles:
-    ``-O3`` for the architecture's baseline (no ``-march=native``: the figure does not
-    depend on which CPU of the architecture generated it).  Nothing to run: it measures."""
-    arch = platform.machine() or "host"
-    found = Toolchain(arch, "gcc", ("-O3",), packages=("gcc", "binutils"))
-    missing = found.missing()
+def measurer(arch: str | None = None) -> Toolchain:
+    """The toolchain that measures a report's footprint, installed: ``arch``'s compiler and
+    ``size`` (no emulator: nothing runs), or for ``None`` the host's gcc at ``-O3`` for its
+    architecture's baseline (no ``-march=native``: the figure does not depend on which CPU
+    of the architecture generated it).  A :class:`ConvgenError` names what is missing and
+    the packages to install."""
+    if arch is None:
+        found = Toolchain(platform.machine() or "host", "gcc", ("-O3",),
+                          packages=("gcc", "binutils"))
+    else:
+        chain = ARCHES[arch]
+        found = dataclasses.replace(chain, runner=(), board=None, packages=tuple(
+            p for p in chain.packages if not p.startswith("qemu")),
+            libraries=chain.libraries[-1:])  # newlib's C library: its headers
+    missing = found.missing(f"measuring a kernel's footprint on {found.arch}")
     if missing:
-        raise ConvgenError(missing.replace(f"--arch {arch} needs", "a report's footprint "
-                                           "needs"))
+        raise ConvgenError(missing)
     return found
 
 

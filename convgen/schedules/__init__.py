@@ -130,8 +130,8 @@ def resolve(problem: Problem, target: str, schedule: str = "auto",
     if profile in profiles.PORTABLE and target == "c" and not (
             found.portable and (profile == "mcu" or found.scratch is None)):
         allowed = portable_names(target, problem.family, scratch=profile == "mcu")
-        why = ("takes a caller's scratch buffer (profile 'mcu')" if found.portable
-               else "uses GCC/Clang vector extensions")
+        why = ("takes a caller's scratch buffer, which only profile 'mcu' (or 'default') "
+               "adds" if found.portable else "uses GCC/Clang vector extensions")
         raise SpecError(f"schedule={schedule!r} {why}; profile={profile!r} allows "
                         f"{', '.join(map(repr, allowed))}")
     return found, "asked for" + ("" if schedule == chosen else

@@ -22,8 +22,14 @@ from .reference import ConvContext, conv_context
 __all__ = ["ScalarParams", "applies", "blocks", "build", "scratch_elements"]
 
 
-#: The same layers as ``blocked`` and ``packed``: 2-D float convolutions with zero padding.
-applies = conv_blocked.applies
+def applies(problem: Problem) -> str | None:
+    """``None`` for the layers ``blocked`` and ``packed`` take (2-D float convolutions with
+    zero padding: :func:`convgen.schedules.conv_blocked.applies` decides), else why not."""
+    reason = conv_blocked.applies(problem)
+    if reason is None or (problem.family == "conv" and problem.ndim == 2 and
+                          problem.dtype in tuning.VECTOR_DTYPES):
+        return reason  # None, or the padding that rules the blocks out
+    return "the scalar register blocks cover 2-D float convolutions only"
 
 
 def blocks(problem: Problem) -> tuple[int, int]:

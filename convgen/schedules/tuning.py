@@ -50,13 +50,14 @@ PACKED_VECTORS = 4
 #: speed means nothing): a 32-byte vector is 2 of its 32 registers of 16 bytes, so
 #: accumulators 2 x vectors x columns + weights 2 x vectors + one broadcast stay within 25
 #: to 29 of 32 (1 vector: 12 columns, 27 registers; 2: 6, 29; 3: 3, 25; 4: 2, 25).  AVX2
-#: (``other``, 16 registers) with 4 vectors: 3 columns (12 accumulators and the broadcast;
-#: the weights are the FMA's memory operand), measured on an AMD EPYC (2026-12-02) built with
-#: ``-march=x86-64-v3`` (``convgen bench --march x86-64-v3``, three runs each): pointwise
-#: 1x1 87, 72, 91 GFLOP/s against 54, 57, 52 with 2 columns; ResNet 3x3 and the stem within
-#: the run-to-run noise (72-79 against 62-79, 62-65 against 62-74).
+#: with FMA (``avx2``, 16 registers) with 4 vectors: 3 columns (12 accumulators and the
+#: broadcast; the weights are the FMA's memory operand), measured on an AMD EPYC
+#: (2026-12-02) built with ``-march=x86-64-v3`` (``convgen bench --march x86-64-v3``, three
+#: runs each): pointwise 1x1 87, 72, 91 GFLOP/s against 54, 57, 52 with 2 columns; ResNet
+#: 3x3 and the stem within the run-to-run noise (72-79 against 62-79, 62-65 against 62-74).
+#: ``other`` (AVX without FMA, SSE: 2 registers a vector there) keeps 2.
 PACKED_COLUMNS = {"avx512": {1: 12, 2: 8, 3: 6, 4: 5}, "neon": {1: 12, 2: 6, 3: 3, 4: 2},
-                  "other": {1: 8, 2: 4, 3: 3, 4: 3}}
+                  "avx2": {1: 8, 2: 4, 3: 3, 4: 3}, "other": {1: 8, 2: 4, 3: 3, 4: 2}}
 #: Packed weights of one block and one chunk of input channels (on the stack).
 PACK_BYTES = 128 * 1024
 #: Output columns a packed weight serves per task, at least: packing then costs about 1 % of

@@ -19,7 +19,9 @@ typedef float lenet5_c3_vec __attribute__((vector_size(32)));
 #define LENET5_C3_COLUMNS 8
 #elif defined(__aarch64__) && defined(__ARM_NEON) /* AArch64 NEON: 32 registers of 16 bytes, 2 a vector */
 #define LENET5_C3_COLUMNS 6
-#else /* 16 vector registers (AVX2, AVX, SSE, none) */
+#elif defined(__AVX2__) && defined(__FMA__) /* AVX2 and FMA: 16 vector registers, the FMA takes one operand from memory */
+#define LENET5_C3_COLUMNS 4
+#else /* 16 vector registers (AVX, SSE, none) */
 #define LENET5_C3_COLUMNS 4
 #endif
 

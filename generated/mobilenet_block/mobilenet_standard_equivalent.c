@@ -19,8 +19,10 @@ typedef float mobilenet_standard_equivalent_vec __attribute__((vector_size(32)))
 #define MOBILENET_STANDARD_EQUIVALENT_COLUMNS 5
 #elif defined(__aarch64__) && defined(__ARM_NEON) /* AArch64 NEON: 32 registers of 16 bytes, 2 a vector */
 #define MOBILENET_STANDARD_EQUIVALENT_COLUMNS 2
-#else /* 16 vector registers (AVX2, AVX, SSE, none) */
+#elif defined(__AVX2__) && defined(__FMA__) /* AVX2 and FMA: 16 vector registers, the FMA takes one operand from memory */
 #define MOBILENET_STANDARD_EQUIVALENT_COLUMNS 3
+#else /* 16 vector registers (AVX, SSE, none) */
+#define MOBILENET_STANDARD_EQUIVALENT_COLUMNS 2
 #endif
 
 #if defined(__FMA__) && defined(__AVX__)
