@@ -40,9 +40,11 @@ def compile(layer, input_shape: Sequence, target: str = "c", dtype: str = "float
     ``target="c"`` builds the C kernel through cffi.  ``flags`` replace the optimization flags
     (``-O3 -march=native``); the strict warning flags always apply and ``-ffast-math`` is
     refused.  ``openmp=True`` parallelizes over batch and channels.  ``schedule`` is
-    ``"auto"`` (the default: :func:`convgen.codegen.choose_schedule`), ``"reference"``,
-    ``"blocked"`` or ``"packed"``.  ``profile="portable"`` generates strict ISO C99 without
-    extensions (:mod:`convgen.profiles`; the C target only).
+    ``"auto"`` (the default: :func:`convgen.schedules.choose`), ``"reference"``,
+    ``"blocked"``, ``"packed"``, ``"winograd"`` or ``"scalar"``.  ``profile="portable"``
+    generates strict ISO C99 without extensions, ``profile="mcu"`` the same with the scalar
+    schedule's register blocks over weights packed in a scratch buffer, which the call
+    allocates for each call (:mod:`convgen.profiles`; the C target only).
 
     ``target="cuda"`` compiles the CUDA kernel with nvcc and launches it through PyCUDA on
     the GPU; ``target="cuda-cpu"`` runs the same CUDA text on the CPU through OpenCL (PoCL).
