@@ -248,8 +248,9 @@ def kernel_files(paths: Iterable[Path], targets: Sequence[str] = TARGETS,
 def _plan(groups: Sequence[tuple], targets: Sequence[str], schedule: str | None,
           profile: str | None = None) -> list[KernelFiles]:
     """:func:`plan` for ``(folder, source file or None, named layers)`` groups, as one run:
-    the texts are generated in order while nvcc checks the CUDA ones in parallel, then
-    the reports (with their bounds proofs) are written."""
+    the texts are generated in order while nvcc checks the CUDA ones and a compiler
+    measures each C kernel's footprint in parallel, then the reports (with their bounds
+    proofs) are written."""
     for target in targets:
         if target not in TARGETS:
             raise SpecError(f"target {target!r} must be one of {', '.join(TARGETS)}")
@@ -273,7 +274,7 @@ def _plan(groups: Sequence[tuple], targets: Sequence[str], schedule: str | None,
                 usages.append(pool.submit(nvcc_check, cuda[-1]))
         result = []
         for index, (folder, source, item) in track(
-                list(enumerate(items)), "nvcc checks, reports and bounds proofs",
+                list(enumerate(items)), "nvcc checks, footprints, reports and bounds proofs",
                 lambda entry: entry[1][2].name):
             kernel, name = kernels[index], item.name
             files = {}
