@@ -1,6 +1,7 @@
 """The benchmark harness (a smoke run; speed itself is never asserted in tests)."""
 
 import json
+import platform
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ def test_smoke_run_writes_tables_json_and_plot(tmp_path, capsys):
     out, png = tmp_path / "b.json", tmp_path / "b.png"
     code = main(["bench", "--smoke", "--threads", "1", "--json", str(out), "--png", str(png)])
     text = capsys.readouterr().out
-    assert code == 0 and f"the kernels' ISA rung {isa_rung()};" in text
+    assert code == 0 and f"the kernels' ISA rung {isa_rung()} (-march=native);" in text
     assert "sgemm peak" in text and "lenet_conv1" in text
     (run,) = json.loads(out.read_text())
     assert run["threads"] == 1 and run["sgemm_gflops"] > 0 and run["bandwidth_gbs"] > 0
@@ -26,6 +27,22 @@ def test_smoke_run_writes_tables_json_and_plot(tmp_path, capsys):
     assert row["bind"] > 0 and "call path (1 thread, batch 1)" in text
     assert row["flops"] == bench.SUITE[0][1].flops((1, 1, 32, 32))
     assert png.stat().st_size > 10_000
+
+
+def test_march_builds_the_kernels_for_another_isa_class_and_is_checked(capsys):
+    """``--march x86-64-v3`` holds the kernels to AVX2 and FMA (the other x86 class, measured
+    on an AVX-512 machine), printed with its rung; a value that is no -march is refused."""
+    pytest.importorskip("onnxruntime")
+    code = main(["bench", "--march", "x; rm -rf /", "--smoke", "-q"])
+    assert code == 2 and "--march 'x; rm -rf /' must be a -march value of the C compiler" \
+        in capsys.readouterr().err
+    code = main(["bench", "--target", "cuda", "--march", "x86-64-v3", "--smoke", "-q"])
+    assert code == 2 and "--march applies to --target c" in capsys.readouterr().err
+    if platform.machine() != "x86_64":
+        pytest.skip("x86-64-v3 is an x86-64 -march")
+    code = main(["bench", "--smoke", "--threads", "1", "--march", "x86-64-v3", "-q"])
+    text = capsys.readouterr().out
+    assert code == 0 and "the kernels' ISA rung avx2 (-march=x86-64-v3);" in text
 
 
 def _row(layer, batch, convgen, bind=None):
