@@ -262,8 +262,8 @@ class Kernel(KernelCall):
         batch, dtype = x.shape[0], self._expect[0]
         pointer, kind = self._ffi.from_buffer, self._types[dtype]
         pointers = [pointer(kind, a) for a in inputs]
-        scratch = (pointer(kind, np.empty(self._scratch, dtype), require_writable=True),) \
-            if self._scratch else ()
+        scratch = [pointer(kind, a, require_writable=True)
+                   for a in self._scratch_arrays(dtype)]
         if out is None:
             y = np.empty((batch, *self._output_shape), dtype)
             self._function(*pointers, pointer(kind, y, require_writable=True), *scratch, batch)
@@ -274,6 +274,10 @@ class Kernel(KernelCall):
                 self._function(*pointers, target, *scratch, batch)
                 return out
         return super().__call__(x, weight, bias, out)
+
+    def _scratch_arrays(self, dtype) -> list:
+        """A fresh scratch buffer for one call ([] for a kernel that takes none)."""
+        return [np.empty(self._scratch, dtype)] if self._scratch else []
 
     def _fits(self, out, batch: int) -> bool:
         """Whether ``out`` is exactly the output array of ``batch`` (its overlap aside)."""
@@ -288,7 +292,7 @@ class Kernel(KernelCall):
         if not batch:
             return lambda: result
         function = self._function
-        scratch = [np.empty(self._scratch, inputs[0].dtype)] if self._scratch else []
+        scratch = self._scratch_arrays(inputs[0].dtype)
         arguments = (*[self._pointer(a, True) for a in inputs],
                      *[self._pointer(a, False) for a in [*outputs, *scratch]], batch)
 
@@ -304,7 +308,7 @@ class Kernel(KernelCall):
 
     def _run(self, inputs, outputs, batch) -> None:
         pointer, types = self._ffi.from_buffer, self._types
-        scratch = [np.empty(self._scratch, inputs[0].dtype)] if self._scratch else []
+        scratch = self._scratch_arrays(inputs[0].dtype)
         self._function(*[pointer(types[a.dtype], a) for a in inputs],
                        *[pointer(types[a.dtype], a, require_writable=True)
                          for a in [*outputs, *scratch]], batch)
