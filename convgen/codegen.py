@@ -63,8 +63,12 @@ class GeneratedKernel:
     problem: Problem | None = None
     profile: str = "default"    # convgen.profiles
 
+    def dtype_of(self, argument: str) -> str:
+        """The dtype of the array ``argument`` (see :meth:`convgen.lower.Problem.dtype_of`)."""
+        return self.problem.dtype_of(argument)
 
-def generate(layer: Layer, input_shape: Sequence, dtype: str = "float32",
+
+def generate(layer: Layer, input_shape: Sequence, dtype: str | None = None,
              name: str | None = None, openmp: bool = True,
              schedule: str = "auto", profile: str = "default") -> GeneratedKernel:
     """Render the C kernel of ``layer`` for inputs ``(N, C, *spatial)`` of ``input_shape``.
@@ -102,7 +106,7 @@ def _arrays(kernel: GeneratedKernel) -> list[dict]:
                  batched=found[argument]["batched"], input=argument in inputs,
                  output=argument not in inputs and argument != "scratch",
                  ctype=c_target.C.index_type if argument == "indices"
-                 else c_target.C_TYPES[kernel.dtype])
+                 else c_target.C_TYPES[kernel.dtype_of(argument)])
             for argument in kernel.arguments if argument != "batch"]
 
 

@@ -66,6 +66,10 @@ class CudaKernel:
     launches: tuple         # Launch per entry point; the first is the default
     accesses: tuple = ()    # every array access and thread-position claim, for the proof
 
+    def dtype_of(self, argument: str) -> str:
+        """The dtype of the array ``argument``: the kernel's, int64 for indices."""
+        return "int64" if argument == "indices" else self.dtype
+
     def launch(self, schedule: str | None = None) -> Launch:
         """The entry point of ``schedule`` (``direct`` or ``tiled``), default the first."""
         if schedule is None:
@@ -77,7 +81,7 @@ class CudaKernel:
                         f"{', '.join(repr(x.schedule) for x in self.launches)}")
 
 
-def generate_cuda(layer: Layer, input_shape: Sequence, dtype: str = "float32",
+def generate_cuda(layer: Layer, input_shape: Sequence, dtype: str | None = None,
                   name: str | None = None) -> CudaKernel:
     """Render the CUDA kernels of ``layer`` for inputs ``(N, C, *spatial)``."""
     problem = lower(layer, input_shape, dtype)

@@ -21,11 +21,13 @@ from . import symbolic as sym
 from .errors import SpecError
 from .spec import DTYPE_SIZES, Layer, family_of
 
-__all__ = ["BATCH", "C", "FLOAT_DTYPES", "G", "IC", "N", "OC", "Problem", "dtype_name", "lower",
-           "symbols"]
+__all__ = ["BATCH", "C", "CONVOLUTIONS", "FLOAT_DTYPES", "G", "IC", "N", "OC", "Problem",
+           "default_dtype", "dtype_name", "lower", "symbols"]
 
 #: Floating-point dtypes: every family supports them.
 FLOAT_DTYPES = ("float32", "float64")
+#: The families with weights: convolutions, transposed and quantized convolutions.
+CONVOLUTIONS = ("conv", "conv_transpose", "qconv")
 #: Integer dtypes, for the families whose result is one of their inputs (max pooling).
 _SELECTING_DTYPES = ("int8", "uint8")
 
@@ -65,6 +67,16 @@ class Problem:
     cg_out: int
     arguments: tuple
     scratch: int = 0    # elements of the caller's scratch argument (schedules that take one)
+    #: ``(argument, dtype)`` for each array whose dtype is not ``dtype`` (the quantized
+    #: convolutions' weights, int32 bias and output); see :meth:`dtype_of`.
+    array_dtypes: tuple = ()
+
+    def dtype_of(self, argument: str) -> str:
+        """The dtype of the array ``argument``: ``dtype`` unless the family says otherwise
+        (int64 indices, the quantized convolutions' weights, bias and output)."""
+        if argument == "indices":
+            return "int64"
+        return dict(self.array_dtypes).get(argument, self.dtype)
 
     @property
     def spatial(self) -> tuple:
@@ -90,7 +102,7 @@ class Problem:
     @property
     def windowed(self) -> bool:
         """Convolutions and window pools: a kernel window slides over the padded input."""
-        return self.family in ("conv", "conv_transpose", "pool")
+        return self.family in ("conv", "conv_transpose", "qconv", "pool")
 
     @property
     def indices(self) -> bool:
@@ -110,7 +122,9 @@ class Problem:
 
 
 def allowed_dtypes(layer: Layer) -> tuple[str, ...]:
-    """The dtypes code generation supports for ``layer``."""
+    """The dtypes code generation supports for ``layer`` (a quantized convolution: its own)."""
+    if family_of(layer) == "qconv":
+        return (layer.dtype,)
     if family_of(layer) in ("pool", "adaptive_pool") and layer.reduction == "max":
         return FLOAT_DTYPES + _SELECTING_DTYPES
     return FLOAT_DTYPES
@@ -134,7 +148,7 @@ def _check_sizes(layer: Layer, family: str, sample: tuple, out: tuple, padding: 
     owner = type(layer).__name__
     sizes = {"input_shape (one sample)": sym.prod(sample),
              "output shape (one sample)": sym.prod(out)}
-    if family in ("conv", "conv_transpose"):
+    if family in CONVOLUTIONS:
         sizes["weight_shape"] = sym.prod(layer.weight_shape)
     for what, size in sizes.items():
         if size > LONG_MAX:
@@ -145,7 +159,7 @@ def _check_sizes(layer: Layer, family: str, sample: tuple, out: tuple, padding: 
             raise SpecError(f"{owner}: padded extent {n + lo + hi:,} in dim {dim} (input size "
                             f"{n}, padding ({lo}, {hi})) exceeds {INT_MAX:,}: every size and "
                             "padded size is at most a 32-bit int")
-    if family in ("conv", "pool"):
+    if family in ("conv", "qconv", "pool"):
         ranges = [sym.tap_range(o, k, s, d, lo) for o, k, s, d, (lo, _) in
                   zip(out[1:], layer.kernel_size, layer.stride, layer.dilation, padding)]
         bound = sym.flat_index_bound([(0, sample[0] - 1), *ranges], sample)
@@ -170,25 +184,37 @@ def dtype_name(dtype) -> str:
     return name
 
 
-def lower(layer: Layer, input_shape: Sequence, dtype: str = "float32") -> Problem:
+def default_dtype(layer: Layer) -> str:
+    """The dtype a layer's kernel has when none is asked for: a quantized convolution's
+    own, float32 for the others."""
+    return layer.dtype if family_of(layer) == "qconv" else "float32"
+
+
+def lower(layer: Layer, input_shape: Sequence, dtype: str | None = None) -> Problem:
     """Resolve ``layer`` on ``input_shape`` (``(C, *spatial)`` or ``(N, C, *spatial)``, every
-    size concrete) for ``dtype``; raise :class:`SpecError` naming what is wrong."""
+    size concrete) for ``dtype`` (``None``: :func:`default_dtype`); raise :class:`SpecError`
+    naming what is wrong."""
     family = family_of(layer)
     shape = layer.split_input(input_shape)
     if sym.is_symbolic(shape.channels, *shape.spatial):
         raise SpecError(f"{type(layer).__name__}: code generation needs a concrete "
                         f"input_shape, got {tuple(input_shape)!r}")
     allowed = allowed_dtypes(layer)
-    dtype = dtype_name(dtype)
+    dtype = default_dtype(layer) if dtype is None else dtype_name(dtype)
     if dtype not in allowed:
         raise SpecError(f"{type(layer).__name__}: dtype={dtype!r} must be one of "
                         f"{', '.join(allowed)}")
     sample = (shape.channels, *shape.spatial)
     out = tuple(layer.output_shape(sample))
-    if family in ("conv", "conv_transpose"):
+    array_dtypes, acc_dtype = (), dtype
+    if family in CONVOLUTIONS:
         groups = layer.groups
         cg_in, cg_out = sample[0] // groups, layer.out_channels // groups
         arguments = ("x", "w", *(("b",) if layer.bias else ()), "y")
+        if family == "qconv":
+            acc_dtype = "int32"
+            array_dtypes = (("w", layer.weight_dtype), ("b", "int32"),
+                            ("y", layer.output_dtype))
     else:
         groups, cg_in, cg_out = 1, sample[0], sample[0]
         arguments = ("x", "y", *(("indices",) if getattr(layer, "return_indices", False)
@@ -197,5 +223,6 @@ def lower(layer: Layer, input_shape: Sequence, dtype: str = "float32") -> Proble
                else ((0, 0),) * layer.ndim)
     _check_sizes(layer, family, sample, out, padding)
     return Problem(layer=layer, family=family, reduction=layer.reduction, ndim=layer.ndim,
-                   sample=sample, out=out, dtype=dtype, acc_dtype=dtype, padding=padding,
-                   groups=groups, cg_in=cg_in, cg_out=cg_out, arguments=arguments)
+                   sample=sample, out=out, dtype=dtype, acc_dtype=acc_dtype, padding=padding,
+                   groups=groups, cg_in=cg_in, cg_out=cg_out, arguments=arguments,
+                   array_dtypes=array_dtypes)

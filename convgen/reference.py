@@ -22,6 +22,7 @@ from itertools import product
 import numpy as np
 import sympy
 
+from . import quantization as q
 from . import symbolic as sym
 from .errors import SpecError
 from .spec import Layer, family_of
@@ -51,7 +52,7 @@ def _exact(a) -> np.ndarray:
     return a
 
 
-_CONVOLUTIONS = ("conv", "conv_transpose")
+_CONVOLUTIONS = ("conv", "conv_transpose", "qconv")
 
 
 def _prepare(layer: Layer, x, weight, bias):
@@ -154,6 +155,53 @@ def _conv_transpose(layer: Layer, x, weight, bias, exact):
     if bias is not None:
         y = y + bias.reshape(1, -1, *[1] * layer.ndim)
     return y
+
+
+# --------------------------------------------------------------------------- quantized
+
+
+def _check_range(layer: Layer, name: str, array, dtype: str) -> None:
+    """Refuse values outside ``dtype``'s range: the layer takes only such values."""
+    low, high = q.type_range(dtype)
+    if array is not None and array.size and not all(low <= int(v) <= high
+                                                     for v in array.flat):
+        raise SpecError(f"{type(layer).__name__}: {name} holds values outside [{low}, {high}] "
+                        f"(its dtype {dtype})")
+
+
+def _quantized_inputs(layer: Layer, x, weight, bias):
+    """The exact zero-point differences ``x - x_zp`` and ``w - w_zp[o]``, checked."""
+    _check_range(layer, "x", x, layer.dtype)
+    _check_range(layer, "weight", weight, layer.weight_dtype)
+    _check_range(layer, "bias", bias, "int32")
+    zero_points = np.array(layer.w_zero_points, dtype=object).reshape(
+        -1, *[1] * (layer.ndim + 1))
+    return x - layer.x_zero_point, weight - zero_points
+
+
+def _requantized(layer: Layer, acc, bias, requantize):
+    """The output from the exact accumulators: the bias, then ``requantize(acc, channel)``
+    (ConvInteger: the accumulator itself)."""
+    if not layer.requantizes:
+        return np.vectorize(int, otypes=[object])(acc) if acc.size else acc
+    if bias is not None:
+        acc = acc + bias.reshape(1, -1, *[1] * layer.ndim)
+    out = np.empty(acc.shape, dtype=object)
+    for index in np.ndindex(*acc.shape):
+        out[index] = requantize(int(acc[index]), index[1])
+    return out
+
+
+def _qconv(layer: Layer, x, weight, bias):
+    """Quantized convolution: the float convolution of the zero-point differences, exact
+    (a padded tap is the zero point, so its difference is 0: zero padding), then
+    :meth:`QLinearConv2d.requantize <convgen.spec.QLinearConv2d.requantize>`."""
+    if not is_exact(x) or not is_exact(weight):
+        raise SpecError(f"{type(layer).__name__}: forward takes integer x and weight (the "
+                        "quantized values)")
+    dx, dw = _quantized_inputs(layer, x, weight, bias)
+    return _requantized(layer, _conv(layer.accumulator, dx, dw, None, True), bias,
+                        getattr(layer, "requantize", None))
 
 
 # --------------------------------------------------------------------------- window pooling
@@ -300,6 +348,8 @@ def forward(layer: Layer, x, weight=None, bias=None):
         y = _conv_transpose(layer, x, weight, bias, exact)
     elif family == "conv":
         y = _conv(layer, x, weight, bias, exact)
+    elif family == "qconv":
+        y = _qconv(layer, x, weight, bias)
     elif family == "adaptive_pool":
         y, indices = _adaptive(layer, x, exact)
     elif reduction == "max":
@@ -320,6 +370,14 @@ def toeplitz_forward(layer: Layer, x, weight=None, bias=None):
     """``T @ vec(x) + b`` per sample: the second oracle, for linear layers only."""
     x, weight, bias, single, exact = _prepare(layer, x, weight, bias)
     out = layer.output_shape(x.shape)
+    if family_of(layer) == "qconv":  # the accumulator's operator, then the requantization
+        dx, dw = _quantized_inputs(layer, x, weight, bias)
+        ops = entries(layer, x.shape)
+        acc = np.stack([apply_entries(ops, sample, dw) for sample in dx]).reshape(out)
+        y = _requantized(layer, acc, bias, lambda a, c: q.requantize_exact(
+            a, layer.rounding, layer.x_scale, layer.w_scales[c], layer.y_scale,
+            *layer.multipliers[c], layer.y_zero_point, layer.clamp))
+        return y[0] if single else y
     if not is_linear(layer):
         raise SpecError(f"{type(layer).__name__} is not linear; it has no Toeplitz product")
     ops = entries(layer, x.shape)

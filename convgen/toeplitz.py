@@ -313,9 +313,17 @@ def _folded_pairs(n: int, m: int, k: int, s: int, d: int, lo: int, mode: str,
     return pairs
 
 
+def _operator_layer(layer: Layer) -> Layer:
+    """The layer whose operator ``layer`` has: a quantized convolution's is its accumulator's,
+    ``acc = T_(w - w_zero_point) @ (x - x_zero_point)``, exact (the requantization that
+    follows is not linear); every other layer's is its own."""
+    return layer.accumulator if family_of(layer) == "qconv" else layer
+
+
 def _axes(layer: Layer, input_shape: Sequence) -> tuple[list[_Axis], int, tuple, bool]:
     """``(axes, channel pairs, shape, weights)``: the operator is the Kronecker product of
     its axes for each pair of channels that meet; ``weights``: entries carry weight keys."""
+    layer = _operator_layer(layer)
     family, owner = family_of(layer), type(layer).__name__
     channels, in_spatial = _sample(layer, input_shape)
     out_spatial = tuple(layer.output_shape(input_shape)[-layer.ndim:])
@@ -375,6 +383,7 @@ def entries(layer: Layer, input_shape: Sequence) -> Entries:
     order, with ``keys`` the tap index; they are not a linear operator by themselves.  An
     operator of more than :data:`MAX_ENTRIES` entries is refused with its size.
     """
+    layer = _operator_layer(layer)
     family = family_of(layer)
     check_size(layer, input_shape)
     channels, in_spatial = _sample(layer, input_shape)
@@ -436,8 +445,11 @@ def toeplitz(layer: Layer, input_shape: Sequence, weight=None, symbolic: bool | 
     ``w[o, i, *taps]`` (sums of them where padding folds taps together); with ``weight`` (in
     PyTorch's layout) a ``scipy.sparse.csr_array`` of ``weight``'s dtype (integers give
     float64).  Average pooling: a ``csr_array`` of float64, or with ``symbolic=True`` a SymPy
-    matrix of exact rationals.  Add :func:`bias_vector` for the bias.
+    matrix of exact rationals.  Add :func:`bias_vector` for the bias.  A quantized
+    convolution's matrix is its int32 accumulator's: pass ``w - w_zero_point`` as ``weight``
+    and multiply ``x - x_zero_point``.
     """
+    layer = _operator_layer(layer)
     kind = _linear_kind(layer)
     if kind == "avg" and weight is not None:
         raise SpecError(f"{type(layer).__name__} has no weight; call toeplitz without weight")
@@ -492,7 +504,7 @@ def bias_vector(layer: Layer, input_shape: Sequence, bias=None):
     Symbolic (``b[o]`` symbols) without ``bias``, else a NumPy vector; zeros for a layer
     without bias.
     """
-    has_bias = family_of(layer) in _CONVOLUTIONS and layer.bias
+    has_bias = family_of(layer) in (*_CONVOLUTIONS, "qconv") and layer.bias
     out = layer.output_shape(input_shape)[-layer.ndim - 1:]
     per_channel = sym.prod(out[1:])
     if not has_bias:
@@ -531,7 +543,7 @@ def structure(layer: Layer, input_shape: Sequence) -> Structure:
     """Shape, nonzeros, density and (convolutions) distinct weights of the operator, counted
     per axis in closed form (the operator is the Kronecker product of its axes for each pair
     of channels that meet), without materializing it: milliseconds for any size."""
-    _linear_kind(layer)
+    _linear_kind(_operator_layer(layer))
     axes, pairs, shape, weights = _axes(layer, input_shape)
     nnz = pairs * sym.prod(axis.pairs for axis in axes)
     distinct = pairs * sym.prod(axis.taps for axis in axes) if weights else None
@@ -540,7 +552,7 @@ def structure(layer: Layer, input_shape: Sequence) -> Structure:
 
 def materialized_structure(layer: Layer, input_shape: Sequence) -> Structure:
     """:func:`structure` counted on the materialized entries: the check of the formulas."""
-    _linear_kind(layer)
+    _linear_kind(_operator_layer(layer))
     ops = entries(layer, input_shape)
     flat = ops.rows.astype(np.int64) * ops.shape[1] + ops.cols
     nnz = len(np.unique(flat))

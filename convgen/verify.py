@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import sympy
 
+from . import quantization as q
 from ._version import __version__
 from .codegen import GeneratedKernel, generate
 from .config import Network, load
@@ -64,9 +65,29 @@ class Outcome:
     footprint: object = None  # convgen.runtime.cross.Footprint, measured for --arch builds
 
 
+def _quantized_case(g, rng: np.random.Generator, batch: int) -> list:
+    """A quantized convolution's arrays: x and the weights over their types' whole range,
+    an int32 bias of the size a real one has (a few accumulator steps), and now and then
+    an extreme one (the saturating add)."""
+    layer = g.layer
+    arrays = []
+    for argument, shape in (("x", (batch, *g.input_shape)), ("w", layer.weight_shape)):
+        low, high = q.type_range(g.dtype_of(argument))
+        arrays.append(rng.integers(low, high + 1, size=shape).astype(g.dtype_of(argument)))
+    if "b" in g.arguments:
+        bias = rng.integers(-2**15, 2**15, size=layer.out_channels)
+        extreme = rng.random(layer.out_channels) < 0.1
+        bias[extreme] = rng.choice(q.INT32, size=int(extreme.sum()))
+        arrays.append(bias.astype(np.int32))
+    return arrays
+
+
 def random_case(kernel: KernelCall, rng: np.random.Generator, batch: int = 2):
-    """Integer-valued ``x`` (and ``weight``, ``bias``) in the kernel's dtype."""
+    """Integer-valued ``x`` (and ``weight``, ``bias``) in the kernel's dtype; quantized
+    convolutions' over their types' range."""
     g = kernel.generated
+    if g.family == "qconv":
+        return _quantized_case(g, rng, batch)
     low, high = (0, 9) if g.dtype == "uint8" else (-4, 5)
     x = rng.integers(low, high, size=(batch, *g.input_shape)).astype(g.dtype)
     args = [x]
@@ -123,6 +144,14 @@ def check_kernel(kernel: KernelCall, cases: int = 2, seed: int = 0, batch: int =
         except RunError as error:  # a test program that died: the kernel fails, named
             passed, detail, worst = False, str(error), float("inf")
             break
+        if g.family == "qconv":  # integers in, integers out: equal or not
+            exact = forward(g.layer, *args)
+            ok = np.array_equal(got.astype(np.int64), exact.astype(np.int64))
+            worst = worst if ok else float("inf")
+            if not ok:
+                passed, detail = False, detail or \
+                    f"{np.count_nonzero(got != exact.astype(np.int64))} values differ"
+            continue
         exact = forward(g.layer, *[_oracle_input(a, reduction) for a in args])
         if isinstance(got, tuple):
             if not np.array_equal(got[1], exact[1]):
@@ -396,7 +425,7 @@ def _check_shipped(expected, disk: dict, kind: str, cases: int, seed: int, batch
     return outcomes
 
 
-def verify_layers(items: Sequence[tuple], dtype: str = "float32", cases: int = 2,
+def verify_layers(items: Sequence[tuple], dtype: str | None = None, cases: int = 2,
                   flags: Sequence[str] = DEFAULT_FLAGS, batch: int = 2,
                   exhaustive: bool = False, profile: str = "default", arch: str = "native"
                   ) -> list[Outcome]:
@@ -450,7 +479,7 @@ class RaceFinding:
     diagnostics: str
 
 
-def race_check(items: Sequence[tuple], dtype: str = "float32", batch: int = 2,
+def race_check(items: Sequence[tuple], dtype: str | None = None, batch: int = 2,
                timeout: float = 600) -> list[RaceFinding]:
     """Run every entry point of each ``(layer, input_shape[, name])`` item (or
     :class:`~convgen.cudagen.CudaKernel`) on Oclgrind with data-race detection, in a

@@ -31,7 +31,7 @@ __all__ = ["DEFAULT_FLAGS", "STRICT_FLAGS", "CpuKernel", "GpuKernel", "Kernel", 
            "compile_kernels", "compiler", "distinct"]
 
 
-def compile(layer, input_shape: Sequence, target: str = "c", dtype: str = "float32",
+def compile(layer, input_shape: Sequence, target: str = "c", dtype: str | None = None,
             name: str | None = None, flags: Sequence[str] = DEFAULT_FLAGS,
             openmp: bool = False, schedule: str | None = None,
             profile: str = "default") -> KernelCall:

@@ -57,7 +57,8 @@ class KernelCall(abc.ABC):
             raise SpecError(f"{g.name}: {label} must be a numpy.ndarray{subclass}, got "
                             f"{type(value).__name__}")
         if value.dtype != (dtype or np.dtype(g.dtype)):
-            expected = f"expected {dtype}" if dtype else f"the kernel was generated for {g.dtype}"
+            expected = f"the kernel takes {dtype}" if dtype else \
+                f"the kernel was generated for {g.dtype}"
             raise SpecError(f"{g.name}: {label} has dtype {value.dtype}; {expected}")
         if value.shape != shape:
             raise SpecError(f"{g.name}: {label} has shape {value.shape}; expected {shape}")
@@ -67,18 +68,21 @@ class KernelCall(abc.ABC):
         return value
 
     def _expected(self) -> tuple:
-        """(dtype, x's shape without the batch, weight's shape or None, bias's or None)."""
+        """(x's dtype, x's shape without the batch, weight's shape or None, bias's or None,
+        the dtypes of the inputs in argument order, y's dtype)."""
         g = self.generated
+        inputs = [a for a in ("x", "w", "b") if a in g.arguments]
         return (np.dtype(g.dtype), tuple(g.input_shape),
                 tuple(g.layer.weight_shape) if "w" in g.arguments else None,
-                (g.layer.out_channels,) if "b" in g.arguments else None)
+                (g.layer.out_channels,) if "b" in g.arguments else None,
+                tuple(np.dtype(g.dtype_of(a)) for a in inputs), np.dtype(g.dtype_of("y")))
 
     def _accepted(self, x, weight, bias):
         """The input arrays when all of them are exactly what the kernel takes, else None
         (then :meth:`_inputs` finds the error): the cheap check every call makes."""
         if self._expect is None:
             self._expect = self._expected()
-        dtype, x_shape, w_shape, b_shape = self._expect
+        _, x_shape, w_shape, b_shape, dtypes, _ = self._expect
         inputs = [x]
         for value, shape in ((weight, w_shape), (bias, b_shape)):
             if shape is None:
@@ -86,7 +90,7 @@ class KernelCall(abc.ABC):
                     return None
             else:
                 inputs.append(value)
-        for value in inputs:
+        for value, dtype in zip(inputs, dtypes):
             if type(value) is not np.ndarray or value.dtype != dtype or \
                     not value.flags.c_contiguous:
                 return None
@@ -111,14 +115,16 @@ class KernelCall(abc.ABC):
                             f"got {got}")
         inputs = [self._array("x", x, (x.shape[0], *g.input_shape))]
         if "w" in g.arguments:
-            inputs.append(self._array("weight", weight, tuple(g.layer.weight_shape)))
+            inputs.append(self._array("weight", weight, tuple(g.layer.weight_shape),
+                                      np.dtype(g.dtype_of("w"))))
         elif weight is not None:
             raise SpecError(f"{g.name}: {type(g.layer).__name__} takes no weight")
         if "b" in g.arguments:
             if bias is None:
                 raise SpecError(f"{g.name}: the layer has a bias; pass bias of shape "
                                 f"({g.layer.out_channels},)")
-            inputs.append(self._array("bias", bias, (g.layer.out_channels,)))
+            inputs.append(self._array("bias", bias, (g.layer.out_channels,),
+                                      np.dtype(g.dtype_of("b"))))
         elif bias is not None:
             raise SpecError(f"{g.name}: the layer has no bias (bias=False); got a bias")
         return inputs
@@ -165,7 +171,7 @@ class KernelCall(abc.ABC):
             if single:
                 outputs = [a.reshape(shape) for a in outputs]  # contiguous: views
             return inputs, outputs, batch, out
-        outputs = [empty(shape, g.dtype)]
+        outputs = [empty(shape, g.dtype_of("y"))]
         if self._indices:
             outputs.append(empty(shape, np.int64))
         results = [a.reshape(shape[1:]) for a in outputs] if single else outputs
@@ -185,7 +191,7 @@ class KernelCall(abc.ABC):
                                 f"return_indices=True); got {type(out).__name__}")
             labelled = [("out[0]", out[0], None), ("out[1]", out[1], np.dtype(np.int64))]
         else:
-            labelled = [("out", out, None)]
+            labelled = [("out", out, np.dtype(g.dtype_of("y")))]
         named = [("x", inputs[0])] + list(zip(("weight", "bias"), inputs[1:]))
         outputs = []
         for label, value, dtype in labelled:

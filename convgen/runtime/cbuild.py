@@ -247,7 +247,7 @@ class Kernel(KernelCall):
         # cffi array types by NumPy dtype, looked up once: per call only from_buffer remains
         self._types = {np.dtype(name): module.ffi.typeof(f"{ctype}[]") for name, ctype in
                        (("float32", "float"), ("float64", "double"), ("int8", "int8_t"),
-                        ("uint8", "uint8_t"), ("int64", "int64_t"))}
+                        ("uint8", "uint8_t"), ("int32", "int32_t"), ("int64", "int64_t"))}
 
     def __call__(self, x, weight=None, bias=None, out=None):
         """The common case inlined (a non-empty batch, every argument as the kernel takes
@@ -259,13 +259,14 @@ class Kernel(KernelCall):
                     type(x) is np.ndarray and x.shape == self._expect[1]:
                 return self(x[np.newaxis], weight, bias)[0]  # a single sample
             return super().__call__(x, weight, bias, out)
-        batch, dtype = x.shape[0], self._expect[0]
-        pointer, kind = self._ffi.from_buffer, self._types[dtype]
-        pointers = [pointer(kind, a) for a in inputs]
-        scratch = [pointer(kind, a, require_writable=True)
+        batch, dtype, y_dtype = x.shape[0], self._expect[0], self._expect[5]
+        pointer, types = self._ffi.from_buffer, self._types
+        pointers = [pointer(types[a.dtype], a) for a in inputs]
+        scratch = [pointer(types[dtype], a, require_writable=True)
                    for a in self._scratch_arrays(dtype)]
+        kind = types[y_dtype]
         if out is None:
-            y = np.empty((batch, *self._output_shape), dtype)
+            y = np.empty((batch, *self._output_shape), y_dtype)
             self._function(*pointers, pointer(kind, y, require_writable=True), *scratch, batch)
             return y
         if self._fits(out, batch):
@@ -281,7 +282,7 @@ class Kernel(KernelCall):
 
     def _fits(self, out, batch: int) -> bool:
         """Whether ``out`` is exactly the output array of ``batch`` (its overlap aside)."""
-        return (type(out) is np.ndarray and out.dtype == self._expect[0]
+        return (type(out) is np.ndarray and out.dtype == self._expect[5]
                 and out.flags.c_contiguous and out.flags.writeable
                 and out.shape[1:] == self._output_shape and out.shape[0] == batch)
 
@@ -324,7 +325,7 @@ def _apart(target, pointers) -> bool:
     return True
 
 
-def compile_kernels(layers: Sequence[tuple], dtype: str = "float32",
+def compile_kernels(layers: Sequence[tuple], dtype: str | None = None,
                     flags: Sequence[str] = DEFAULT_FLAGS, openmp: bool = False,
                     schedule: str = "auto", profile: str = "default") -> list[Kernel]:
     """Generate and build several ``(layer, input_shape[, name[, schedule]])`` kernels in one

@@ -192,7 +192,7 @@ class GpuKernel(KernelCall):
             cuda.Context.pop()
 
 
-def compile_gpu(items, dtype: str = "float32", schedules=None) -> list[GpuKernel]:
+def compile_gpu(items, dtype: str | None = None, schedules=None) -> list[GpuKernel]:
     """:func:`convgen.runtime.pocl.compile_cpu`'s counterpart on the GPU."""
     generated = [item if isinstance(item, CudaKernel) else
                  generate_cuda(item[0], item[1], dtype=dtype,

@@ -138,7 +138,7 @@ class CpuKernel(KernelCall):
         queue.finish()
 
 
-def compile_cpu(items: Sequence[tuple], dtype: str = "float32", device: str = "pocl",
+def compile_cpu(items: Sequence[tuple], dtype: str | None = None, device: str = "pocl",
                 schedules: Sequence[str] | None = None) -> list[CpuKernel]:
     """Generate ``(layer, input_shape[, name])`` items (or take :class:`CudaKernel` objects as
     they are) into one OpenCL program.

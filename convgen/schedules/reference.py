@@ -8,18 +8,20 @@ also records every array access the template emits, for the bounds proofs.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import sympy
 
+from .. import quantization as q
 from .. import symbolic as sym
 from ..lower import BATCH, IC, OC, C, G, N, Problem, symbols
 from ..printing import ccode
 from .base import Access, Built, Schedule, axes, loop, loops, register
 
 __all__ = ["AdaptiveContext", "ConvContext", "ConvTransposeContext", "PoolContext",
-           "adaptive_context", "conv_context", "conv_transpose_context", "pool_context",
-           "reduction"]
+           "QConvContext", "QuantContext", "adaptive_context", "conv_context",
+           "conv_transpose_context", "pool_context", "qconv_context", "reduction"]
 
 
 # --------------------------------------------------------------------------- convolution
@@ -106,6 +108,91 @@ def conv_context(problem: Problem, sample: tuple | None = None,
         x_interior=ccode(x_interior), x_border=ccode(x_border), w_index=ccode(w_index),
         y_index=ccode(y_index))
     return Built(context, tuple(accesses))
+
+
+# --------------------------------------------------------------------------- quantized
+
+
+def _c_float(value: float) -> str:
+    """A binary32 value as an exact C literal: hexadecimal, with its shortest decimal in a
+    comment."""
+    mantissa, exponent = float(value).hex().split("p")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}p{exponent}f /* {q.float32_text(value)} */"
+
+
+def _c_int(value: int) -> str:
+    """An int as a C literal, parenthesized when negative (``x - (-3)``)."""
+    return f"({value})" if value < 0 else str(value)
+
+
+@dataclass(frozen=True)
+class QuantContext:
+    """What the quantized convolution prints besides the convolution's loops: the zero
+    points, and the requantization's constants, per tensor (one value) or per output channel
+    (a ``static const`` table)."""
+
+    out_type: str               # y's C type
+    x_zero_point: str
+    w_zero_points: tuple        # one C literal, or one per output channel
+    requantize: bool            # QLinearConv; ConvInteger stores the int32 accumulator
+    rounding: str
+    scales: tuple               # float: binary32 scales, C literals (one or per channel)
+    multipliers: tuple          # fixed_point: int32 multipliers (one or per channel)
+    shifts: tuple               # fixed_point: right shifts, >= 0 (one or per channel)
+    y_zero_point: str
+    low: int                    # the output's clamp
+    high: int
+    bias: bool
+
+    @property
+    def float_low(self) -> int:
+        """The clamp before the zero point is added (the float rounding clamps first)."""
+        return self.low - int(self.y_zero_point.strip("()"))
+
+    @property
+    def float_high(self) -> int:
+        return self.high - int(self.y_zero_point.strip("()"))
+
+
+@dataclass(frozen=True)
+class QConvContext(ConvContext):
+    quantized: QuantContext
+
+
+def _table(values: tuple) -> tuple:
+    """One value when every channel has the same, else the per-channel tuple."""
+    return values[:1] if len(set(values)) == 1 else values
+
+
+def qconv_context(problem: Problem) -> Built:
+    """The quantized convolution: the reference convolution's loops, indices and accesses
+    (a padded tap is the zero point, so it adds nothing and is skipped as zero padding is),
+    integer products ``(x - x_zp) * (w - w_zp)`` into an int32 accumulator, and the
+    requantization of :mod:`convgen.quantization` at the store."""
+    layer = problem.layer
+    built = conv_context(problem)
+    c_types = {"int8": "int8_t", "uint8": "uint8_t", "int32": "int32_t"}
+    requantize = layer.requantizes
+    scales = multipliers = shifts = ()
+    y_zero_point, low, high = "0", 0, 0
+    if requantize:
+        scales = tuple(_c_float(v) for v in _table(layer.scales))
+        pairs = _table(layer.multipliers)
+        multipliers = tuple(str(m) for m, _ in pairs)
+        shifts = tuple(str(-shift) for _, shift in pairs)
+        low, high = layer.clamp
+        y_zero_point = _c_int(layer.y_zero_point)
+    quant = QuantContext(
+        out_type=c_types[layer.output_dtype], x_zero_point=_c_int(layer.x_zero_point),
+        w_zero_points=tuple(_c_int(v) for v in _table(layer.w_zero_points)),
+        requantize=requantize, rounding=getattr(layer, "rounding", ""), scales=scales,
+        multipliers=multipliers, shifts=shifts, y_zero_point=y_zero_point, low=low,
+        high=high, bias=layer.bias)
+    fields = {f.name: getattr(built.context, f.name)
+              for f in dataclasses.fields(built.context)}
+    context = QConvContext(**{**fields, "acc_init": "0"}, quantized=quant)
+    return Built(context, built.accesses)
 
 
 # --------------------------------------------------------------------------- pools
@@ -347,7 +434,7 @@ def conv_transpose_context(problem: Problem) -> Built:
 #: The reference context builder of each family: the C reference schedule and the CUDA
 #: direct kernel print the same per-output body from it.
 CONTEXTS = {"conv": conv_context, "conv_transpose": conv_transpose_context,
-            "pool": pool_context, "adaptive_pool": adaptive_context}
+            "pool": pool_context, "adaptive_pool": adaptive_context, "qconv": qconv_context}
 
 
 def _always(problem: Problem) -> None:

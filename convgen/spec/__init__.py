@@ -26,7 +26,8 @@ Every spec class carries a ``family`` (one of :data:`FAMILIES`), a ``reduction``
 an ``onnx_op``; see :class:`Layer` and :func:`family_of`.
 
 The package: :mod:`.base` (validation, shapes, :class:`Layer`), :mod:`.conv`, :mod:`.pool`
-(window pools), :mod:`.adaptive` (adaptive and global pools) and :mod:`.sequential`; every
+(window pools), :mod:`.adaptive` (adaptive and global pools), :mod:`.quantized`
+(``QLinearConv``, ``ConvInteger``) and :mod:`.sequential`; every
 public name is importable from ``convgen.spec``.
 """
 
@@ -65,6 +66,14 @@ from .pool import (
     MaxPool2d,
     MaxPool3d,
 )
+from .quantized import (
+    ConvInteger1d,
+    ConvInteger2d,
+    ConvInteger3d,
+    QLinearConv1d,
+    QLinearConv2d,
+    QLinearConv3d,
+)
 from .sequential import LAYER_TYPES, Sequential
 
 __all__ = [
@@ -72,10 +81,12 @@ __all__ = [
     "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
     "AvgPool1d", "AvgPool2d", "AvgPool3d",
     "Constraint", "Constraints", "Conv1d", "Conv2d", "Conv3d",
+    "ConvInteger1d", "ConvInteger2d", "ConvInteger3d",
     "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
     "DTYPE_SIZES", "FAMILIES", "Footprint", "GlobalAvgPool", "GlobalMaxPool", "InputShape",
     "LAYER_TYPES", "LPPool1d", "LPPool2d", "LPPool3d", "Layer",
-    "MaxPool1d", "MaxPool2d", "MaxPool3d", "PADDING_MODES", "REDUCTIONS", "Sequential",
+    "MaxPool1d", "MaxPool2d", "MaxPool3d", "PADDING_MODES",
+    "QLinearConv1d", "QLinearConv2d", "QLinearConv3d", "REDUCTIONS", "Sequential",
     "family_of", "padding_from_onnx",
 ]
 

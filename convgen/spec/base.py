@@ -28,8 +28,9 @@ DTYPE_SIZES = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8,
 INDEX_DTYPE = "int64"
 
 #: The layer families, one per template family of the code generator: convolutions,
-#: transposed convolutions, window pools (max, average, LP) and adaptive/global pools.
-FAMILIES = ("conv", "conv_transpose", "pool", "adaptive_pool")
+#: transposed convolutions, window pools (max, average, LP), adaptive/global pools and
+#: quantized convolutions (QLinearConv, ConvInteger).
+FAMILIES = ("conv", "conv_transpose", "pool", "adaptive_pool", "qconv")
 #: What a pool (window, adaptive or global) computes over a window.
 REDUCTIONS = ("max", "avg", "lp")
 #: The families whose layers pool, and so carry a reduction.

@@ -22,6 +22,14 @@ from .adaptive import (
 )
 from .base import Constraints, Layer
 from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
+from .quantized import (
+    ConvInteger1d,
+    ConvInteger2d,
+    ConvInteger3d,
+    QLinearConv1d,
+    QLinearConv2d,
+    QLinearConv3d,
+)
 from .pool import (
     AvgPool1d,
     AvgPool2d,
@@ -43,7 +51,8 @@ LAYER_TYPES = {cls.__name__: cls for cls in (
     Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d,
     MaxPool1d, MaxPool2d, MaxPool3d, AvgPool1d, AvgPool2d, AvgPool3d,
     LPPool1d, LPPool2d, LPPool3d, AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d,
-    AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d, GlobalAvgPool, GlobalMaxPool)}
+    AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d, GlobalAvgPool, GlobalMaxPool,
+    QLinearConv1d, QLinearConv2d, QLinearConv3d, ConvInteger1d, ConvInteger2d, ConvInteger3d)}
 
 
 @dataclass(frozen=True, init=False)

@@ -18,7 +18,8 @@ from .base import Target, banner, environment
 
 __all__ = ["C", "C_TYPES", "MASK_TYPES", "RenderedC", "parallel_if", "render"]
 
-C_TYPES = {"float32": "float", "float64": "double", "int8": "int8_t", "uint8": "uint8_t"}
+C_TYPES = {"float32": "float", "float64": "double", "int8": "int8_t", "uint8": "uint8_t",
+           "int32": "int32_t"}
 #: Lane masks of a vector: integers of the element's width.
 MASK_TYPES = {"float32": "int", "float64": "long long"}
 
