@@ -74,9 +74,10 @@ __all__ = [
     "ConvInteger2d", "ConvInteger3d", "ConvTranspose1d",
     "ConvTranspose2d", "ConvTranspose3d", "ConvgenError", "GlobalAvgPool", "GlobalMaxPool",
     "LPPool1d", "LPPool2d", "LPPool3d", "Layer", "MaxPool1d", "MaxPool2d", "MaxPool3d",
-    "QLinearConv1d", "QLinearConv2d", "QLinearConv3d", "Sequential", "SpecError", "VerificationError", "__version__", "padding_from_onnx",
-    "compile", "size_symbols",
+    "QLinearConv1d", "QLinearConv2d", "QLinearConv3d", "Sequential", "SpecError",
+    "VerificationError", "__version__", "padding_from_onnx", "compile", "size_symbols",
     # modules
     "bounds", "codegen", "config", "cudagen", "documents", "lower", "onnx_bridge", "printing",
-    "proofs", "quantization", "reference", "runtime", "schedules", "summary", "symbolic", "toeplitz", "verify",
+    "proofs", "quantization", "reference", "runtime", "schedules", "summary", "symbolic",
+    "toeplitz", "verify",
 ]

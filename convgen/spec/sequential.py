@@ -22,14 +22,6 @@ from .adaptive import (
 )
 from .base import Constraints, Layer
 from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
-from .quantized import (
-    ConvInteger1d,
-    ConvInteger2d,
-    ConvInteger3d,
-    QLinearConv1d,
-    QLinearConv2d,
-    QLinearConv3d,
-)
 from .pool import (
     AvgPool1d,
     AvgPool2d,
@@ -40,6 +32,14 @@ from .pool import (
     MaxPool1d,
     MaxPool2d,
     MaxPool3d,
+)
+from .quantized import (
+    ConvInteger1d,
+    ConvInteger2d,
+    ConvInteger3d,
+    QLinearConv1d,
+    QLinearConv2d,
+    QLinearConv3d,
 )
 
 __all__ = ["LAYER_TYPES", "Sequential"]
