@@ -27,6 +27,8 @@ EXPECTED = {
     "AdaptiveMaxPool": ("adaptive_pool", "max", None),
     "GlobalAvgPool": ("adaptive_pool", "avg", "GlobalAveragePool"),
     "GlobalMaxPool": ("adaptive_pool", "max", "GlobalMaxPool"),
+    "ConvInteger": ("qconv", None, "ConvInteger"),
+    "QLinearConv": ("qconv", None, "QLinearConv"),
 }
 
 
@@ -36,7 +38,7 @@ def _expected(name: str):
 
 
 def test_families_are_the_codegen_template_families():
-    assert FAMILIES == ("conv", "conv_transpose", "pool", "adaptive_pool")
+    assert FAMILIES == ("conv", "conv_transpose", "pool", "adaptive_pool", "qconv")
     assert REDUCTIONS == ("max", "avg", "lp")
     assert convgen.spec.__all__.count("family_of") == 1
 
@@ -47,7 +49,7 @@ def test_every_layer_type_has_its_family_reduction_and_onnx_op(name):
     family, reduction, onnx_op = _expected(name)
     assert (cls.family, cls.reduction, cls.onnx_op) == (family, reduction, onnx_op)
     assert cls.family in FAMILIES
-    assert cls.reduction in ((None,) if family.startswith("conv") else REDUCTIONS)
+    assert cls.reduction in ((None,) if "conv" in family else REDUCTIONS)
     # what the old spec module showed: module, name, and a docstring of its own
     assert (cls.__module__, cls.__qualname__, cls.__name__) == ("convgen.spec", name, name)
     assert cls.__doc__ and "__doc__" in vars(cls)
@@ -242,8 +244,8 @@ def test_the_spec_package_imports_nothing_built_on_it():
             assert not in_function, (path.name, module)
             if module.startswith((".", "convgen")):
                 assert module.lstrip(".").split(".")[-1] in (
-                    "base", "conv", "pool", "adaptive", "sequential", "symbolic", "errors",
-                    "summary"), (path.name, module)
+                    "base", "conv", "pool", "adaptive", "quantized", "sequential", "symbolic",
+                    "quantization", "errors", "summary"), (path.name, module)
     for name in ("summary.py", "toeplitz.py"):
         for module, in_function, typing_only in _imports(ROOT / "convgen" / name):
             assert not in_function, (name, module)

@@ -264,7 +264,7 @@ def test_a_killed_run_leaves_no_worker_process_behind(tmp_path):
 
 
 def test_the_command_lists_mutants_and_refuses_bad_options(capsys):
-    assert main(["mutate", "--list", "--only", "conv.c.j2"]) == 0
+    assert main(["mutate", "--list", "--only", "c/conv.c.j2"]) == 0
     listed = capsys.readouterr().out.splitlines()
     assert listed and all("templates/c/conv.c.j2" in line for line in listed)
     assert main(["mutate", "--sample", "0"]) == 2

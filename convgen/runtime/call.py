@@ -57,8 +57,7 @@ class KernelCall(abc.ABC):
             raise SpecError(f"{g.name}: {label} must be a numpy.ndarray{subclass}, got "
                             f"{type(value).__name__}")
         if value.dtype != (dtype or np.dtype(g.dtype)):
-            expected = f"the kernel takes {dtype}" if dtype else \
-                f"the kernel was generated for {g.dtype}"
+            expected = f"expected {dtype}" if dtype else f"the kernel was generated for {g.dtype}"
             raise SpecError(f"{g.name}: {label} has dtype {value.dtype}; {expected}")
         if value.shape != shape:
             raise SpecError(f"{g.name}: {label} has shape {value.shape}; expected {shape}")
@@ -66,6 +65,13 @@ class KernelCall(abc.ABC):
             raise SpecError(f"{g.name}: {label} is not C-contiguous; pass "
                             "numpy.ascontiguousarray(...) yourself (no silent copies)")
         return value
+
+    def _dtype(self, argument: str):
+        """The dtype of ``argument`` when it is not the kernel's own (quantized convolutions'
+        weights, bias and output), else None."""
+        g = self.generated
+        dtype = g.dtype_of(argument)
+        return None if dtype == g.dtype else np.dtype(dtype)
 
     def _expected(self) -> tuple:
         """(x's dtype, x's shape without the batch, weight's shape or None, bias's or None,
@@ -116,7 +122,7 @@ class KernelCall(abc.ABC):
         inputs = [self._array("x", x, (x.shape[0], *g.input_shape))]
         if "w" in g.arguments:
             inputs.append(self._array("weight", weight, tuple(g.layer.weight_shape),
-                                      np.dtype(g.dtype_of("w"))))
+                                      self._dtype("w")))
         elif weight is not None:
             raise SpecError(f"{g.name}: {type(g.layer).__name__} takes no weight")
         if "b" in g.arguments:
@@ -124,7 +130,7 @@ class KernelCall(abc.ABC):
                 raise SpecError(f"{g.name}: the layer has a bias; pass bias of shape "
                                 f"({g.layer.out_channels},)")
             inputs.append(self._array("bias", bias, (g.layer.out_channels,),
-                                      np.dtype(g.dtype_of("b"))))
+                                      self._dtype("b")))
         elif bias is not None:
             raise SpecError(f"{g.name}: the layer has no bias (bias=False); got a bias")
         return inputs
@@ -191,7 +197,7 @@ class KernelCall(abc.ABC):
                                 f"return_indices=True); got {type(out).__name__}")
             labelled = [("out[0]", out[0], None), ("out[1]", out[1], np.dtype(np.int64))]
         else:
-            labelled = [("out", out, np.dtype(g.dtype_of("y")))]
+            labelled = [("out", out, self._dtype("y"))]
         named = [("x", inputs[0])] + list(zip(("weight", "bias"), inputs[1:]))
         outputs = []
         for label, value, dtype in labelled:
