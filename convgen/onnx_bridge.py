@@ -20,14 +20,22 @@ from . import symbolic as sym
 from .errors import SpecError
 from .spec import LAYER_TYPES, GlobalAvgPool, GlobalMaxPool, Layer, family_of, padding_from_onnx
 
-__all__ = ["CONFORMANCE_OPS", "ONNX_DTYPES", "OnnxNode", "OPSET", "compare_with_onnx",
-           "layer_from_onnx", "onnx_indices", "onnx_model", "onnx_nodes"]
+__all__ = ["CONFORMANCE_OPS", "ONNX_DTYPES", "OPSET", "QUANTIZED_INPUTS", "OnnxNode",
+           "compare_with_onnx", "kernel_arrays", "layer_from_onnx", "onnx_indices",
+           "onnx_model", "onnx_nodes"]
 
 #: The ONNX operators whose conformance cases convgen runs, and the element types of their
 #: inputs by NumPy dtype.
 CONFORMANCE_OPS = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool",
-                   "GlobalAveragePool", "GlobalMaxPool")
+                   "GlobalAveragePool", "GlobalMaxPool", "ConvInteger", "QLinearConv")
 ONNX_DTYPES = {"float32": "float32", "float64": "float64", "int8": "int8", "uint8": "uint8"}
+#: The inputs of the quantized operators, in ONNX's order; the kernel takes those named
+#: x, w and B, the others are the spec's constants.
+QUANTIZED_INPUTS = {
+    "ConvInteger": ("x", "w", "x_zero_point", "w_zero_point"),
+    "QLinearConv": ("x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point", "y_scale",
+                    "y_zero_point", "B"),
+}
 
 OPSET = 21
 _PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
@@ -90,6 +98,13 @@ def onnx_nodes(layer: Layer, input_shape: Sequence[int] | None = None) -> list[O
     if family == "adaptive_pool":  # a global pool: ONNX's Global*Pool takes no attributes
         return [OnnxNode(op, {})]
     attrs = _window_attributes(layer, input_shape)
+    if family == "qconv":
+        if op == "QLinearConv" and (layer.rounding != "float" or layer.activation != "none"):
+            raise SpecError(f"{name}: rounding={layer.rounding!r}, activation="
+                            f"{layer.activation!r} has no ONNX QLinearConv form (it has "
+                            "rounding='float' and activation='none' only)")
+        attrs["group"] = layer.groups
+        return [OnnxNode(op, attrs)]
     if family == "conv_transpose":
         attrs.update(group=layer.groups, output_padding=list(layer.output_padding))
         return [OnnxNode(op, attrs)]
@@ -140,6 +155,8 @@ def onnx_model(layer: Layer, input_shape: Sequence[int], dtype: str = "float32",
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    if family_of(layer) == "qconv":
+        return _quantized_model(layer, input_shape, weights)
     elem = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}[dtype]
     nodes = onnx_nodes(layer, input_shape)
     inputs = [helper.make_tensor_value_info("X", elem, list(input_shape))]
@@ -168,6 +185,53 @@ def onnx_model(layer: Layer, input_shape: Sequence[int], dtype: str = "float32",
     if nodes[-1].outputs == 2:
         outputs.append(helper.make_tensor_value_info("Indices", TensorProto.INT64, unknown))
     graph = helper.make_graph(graph_nodes, type(layer).__name__, inputs, outputs, initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    onnx.checker.check_model(model)
+    return model
+
+
+def _quantized_model(layer: Layer, input_shape: Sequence[int], weights: dict | None):
+    """The one-node ``QLinearConv``/``ConvInteger`` model: the scales and zero points as
+    initializers (typed as ONNX wants them), ``W`` and ``B`` as inputs or, with
+    ``weights``, initializers."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    (node,) = onnx_nodes(layer, input_shape)
+    x_type, w_type = np.dtype(layer.dtype), np.dtype(layer.weight_dtype)
+    per_channel = (layer.out_channels,)
+    constants = {"x_zero_point": np.array(layer.x_zero_point, x_type),
+                 "w_zero_point": np.array(layer.w_zero_point, w_type)}
+    if layer.requantizes:
+        constants.update(
+            x_scale=np.array(layer.x_scale, np.float32),
+            w_scale=np.array(layer.w_scale, np.float32).reshape(
+                per_channel if isinstance(layer.w_scale, tuple) else ()),
+            y_scale=np.array(layer.y_scale, np.float32),
+            y_zero_point=np.array(layer.y_zero_point, x_type))
+    arrays = {"x": ("X", x_type, [*input_shape]), "w": ("W", w_type, list(layer.weight_shape)),
+              "B": ("B", np.dtype(np.int32), [layer.out_channels])}
+    inputs, initializers, names = [], [], []
+    for name in QUANTIZED_INPUTS[node.op_type]:
+        if name in constants:
+            initializers.append(numpy_helper.from_array(constants[name], name))
+            names.append(name)
+            continue
+        if name == "B" and not layer.bias:
+            continue
+        label, dtype, shape = arrays[name]
+        elem = helper.np_dtype_to_tensor_dtype(dtype)
+        if weights is not None and label in weights:
+            initializers.append(numpy_helper.from_array(np.asarray(weights[label], dtype),
+                                                        label))
+        else:
+            inputs.append(helper.make_tensor_value_info(label, elem, shape))
+        names.append(label)
+    y_elem = helper.np_dtype_to_tensor_dtype(np.dtype(layer.output_dtype))
+    outputs = [helper.make_tensor_value_info("Y", y_elem, [None] * len(input_shape))]
+    graph = helper.make_graph([helper.make_node(node.op_type, names, ["Y"], **node.attributes)],
+                              type(layer).__name__, inputs, outputs, initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     onnx.checker.check_model(model)
     return model
@@ -208,12 +272,70 @@ def _transpose_padding(attrs, ndim, spatial, kernel, stride, dilation):
     return tuple(pads), tuple(output_padding)
 
 
-def layer_from_onnx(node, input_shapes: Sequence[Sequence[int]]) -> Layer:
-    """The layer spec of one ONNX node (Conv, ConvTranspose, MaxPool, AveragePool, LpPool,
-    GlobalAveragePool, GlobalMaxPool) for concrete input shapes ``[X, W?, B?]``.
+def _quantized_layer(node, attrs: dict, input_shapes, constants, dtypes, common: dict):
+    """``ConvInteger``/``QLinearConv``: the zero points and scales must be constants
+    (``constants``: input name -> array); x's and w's element types come from ``dtypes``."""
+    import numpy as np
 
-    MaxPool's ``storage_order`` only changes how ONNX numbers the indices: convert convgen's
-    indices with :func:`onnx_indices`.
+    op, ndim = node.op_type, len(input_shapes[0]) - 2
+    roles = dict(zip(QUANTIZED_INPUTS[op], node.input))   # ONNX role -> the node's input name
+    shapes = dict(zip(QUANTIZED_INPUTS[op], input_shapes))
+    if dtypes is None or len(dtypes) < len(input_shapes):
+        raise SpecError(f"{op}: importing it needs the element type of every input "
+                        "(dtypes=...), for x's and w's type")
+    types = dict(zip(QUANTIZED_INPUTS[op], dtypes))
+
+    def constant(role: str, default):
+        name = roles.get(role, "")
+        if not name:  # an optional input left out
+            return default
+        if constants is None or name not in constants:
+            raise SpecError(f"{op}: input {role} ({name!r}) must be a constant (an initializer "
+                            "or a given value): convgen compiles it into the kernel")
+        value = np.asarray(constants[name])
+        if value.ndim > 1 or (value.ndim == 1 and value.size != 1 and role not in
+                              ("w_scale", "w_zero_point")):
+            raise SpecError(f"{op}: input {role} has shape {value.shape}; it must be a scalar"
+                            + (" or one value per output channel" if role.startswith("w_")
+                               else ""))
+        if value.ndim == 1 and value.size == 1:
+            value = value.reshape(())
+        return value.tolist()
+
+    w_shape = list(shapes["w"])
+    fields = dict(groups=attrs.get("group", 1), padding=_import_padding(attrs, ndim),
+                  x_zero_point=constant("x_zero_point", 0),
+                  w_zero_point=constant("w_zero_point", 0),
+                  dtype=ONNX_DTYPES.get(str(types["x"]), str(types["x"])),
+                  weight_dtype=ONNX_DTYPES.get(str(types["w"]), str(types["w"])), **common)
+    if op == "ConvInteger":
+        return LAYER_TYPES[f"ConvInteger{ndim}d"](input_shapes[0][1], w_shape[0], **fields)
+    return LAYER_TYPES[f"QLinearConv{ndim}d"](
+        input_shapes[0][1], w_shape[0], bias=bool(roles.get("B")),
+        x_scale=constant("x_scale", None), w_scale=constant("w_scale", None),
+        y_scale=constant("y_scale", None), y_zero_point=constant("y_zero_point", 0), **fields)
+
+
+def kernel_arrays(node, arrays: Sequence) -> list:
+    """Of an ONNX node's input arrays, those a convgen kernel takes, in its order: all of
+    them, but only x, w and B of a quantized operator (the others are its constants)."""
+    if node.op_type not in QUANTIZED_INPUTS:
+        return list(arrays)
+    named = dict(zip(QUANTIZED_INPUTS[node.op_type], arrays))
+    return [named[role] for role in ("x", "w", "B") if role in named]
+
+
+def layer_from_onnx(node, input_shapes: Sequence[Sequence[int]], constants=None,
+                    dtypes: Sequence | None = None) -> Layer:
+    """The layer spec of one ONNX node (Conv, ConvTranspose, MaxPool, AveragePool, LpPool,
+    GlobalAveragePool, GlobalMaxPool, ConvInteger, QLinearConv) for concrete input shapes
+    ``[X, W?, B?]`` (every input's, in the node's order, for the quantized operators).
+
+    ConvInteger and QLinearConv also need ``constants`` (input name -> value) holding their
+    scales and zero points, which convgen compiles into the kernel, and ``dtypes``, the
+    element types of the inputs (NumPy names); the kernel takes x, w and B
+    (:func:`kernel_arrays`).  MaxPool's ``storage_order`` only changes how ONNX numbers the
+    indices: convert convgen's indices with :func:`onnx_indices`.
     """
     attrs, op = _attributes(node), node.op_type
     x_shape = list(input_shapes[0])
@@ -223,10 +345,13 @@ def layer_from_onnx(node, input_shapes: Sequence[Sequence[int]]) -> Layer:
         return cls(ndim=ndim)
     if ndim not in (1, 2, 3):
         raise SpecError(f"{op}: {ndim} spatial dimensions; convgen layers have 1 to 3")
-    kernel = list(attrs.get("kernel_shape") or list(input_shapes[1])[2:])
+    w_index = QUANTIZED_INPUTS[op].index("w") if op in QUANTIZED_INPUTS else 1
+    kernel = list(attrs.get("kernel_shape") or list(input_shapes[w_index])[2:])
     stride = attrs.get("strides", [1] * ndim)
     dilation = attrs.get("dilations", [1] * ndim)
     common = dict(kernel_size=kernel, stride=stride, dilation=dilation)
+    if op in QUANTIZED_INPUTS:
+        return _quantized_layer(node, attrs, input_shapes, constants, dtypes, common)
     if op == "Conv":
         w = list(input_shapes[1])
         return LAYER_TYPES[f"Conv{ndim}d"](
@@ -280,6 +405,11 @@ def compare_with_onnx(got, expected: Sequence, storage_order: int, input_shape) 
             ours = onnx_indices(ours, input_shape, storage_order)
         if ours.shape != theirs.shape:
             return f"output {index}: shape {ours.shape} != {theirs.shape}"
+        if ours.dtype.kind in "iu":  # integers (quantized outputs) are exact
+            if not np.array_equal(ours, theirs):
+                return (f"output {index}: {np.count_nonzero(ours != theirs)} of {ours.size} "
+                        "values differ")
+            continue
         if not np.allclose(ours, theirs, rtol=1e-3, atol=1e-7, equal_nan=True):
             return f"output {index}: values differ by {np.max(np.abs(ours - theirs))}"
     return ""

@@ -12,8 +12,10 @@ from convgen.lower import lower
 from convgen.onnx_bridge import (
     CONFORMANCE_OPS,
     ONNX_DTYPES,
+    QUANTIZED_INPUTS,
     _attributes,
     compare_with_onnx,
+    kernel_arrays,
     layer_from_onnx,
 )
 from convgen.runtime.cbuild import compile_kernels
@@ -39,8 +41,10 @@ def _run(case, target="c"):
     """Compile and run one case on ``target``; return (passed, reason)."""
     node = case.model.graph.node[0]
     inputs, expected = case.data_sets[0]
-    try:
-        layer = layer_from_onnx(node, [np.shape(a) for a in inputs])
+    try:  # the quantized operators' scales and zero points are the spec's constants
+        layer = layer_from_onnx(node, [np.shape(a) for a in inputs],
+                                dict(zip(node.input, inputs)),
+                                [np.asarray(a).dtype for a in inputs])
     except SpecError as error:
         return False, f"not representable: {error}"
     dtype = ONNX_DTYPES[str(np.asarray(inputs[0]).dtype)]
@@ -55,7 +59,7 @@ def _run(case, target="c"):
         kernels = compile_kernels([item], dtype=dtype)
     else:
         kernels = cuda_kernels(target, [item], dtype)
-    arrays = [np.ascontiguousarray(a) for a in inputs]
+    arrays = [np.ascontiguousarray(a) for a in kernel_arrays(node, inputs)]
     for kernel in kernels:
         passed, reason = _compare(kernel(*arrays), expected, node, inputs)
         if not passed:
@@ -95,19 +99,22 @@ def test_onnx_conformance_case_through_the_fast_schedules(case, schedule):
     assert passed, reason
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+FLOAT_CASES = [c for c in CASES if c.model.graph.node[0].op_type not in QUANTIZED_INPUTS]
+
+
+@pytest.mark.parametrize("case", FLOAT_CASES, ids=[c.name for c in FLOAT_CASES])
 def test_onnx_conformance_case_through_the_cuda_text_on_the_cpu(case):
     passed, reason = _run(case, "cuda-cpu")
     assert passed, reason
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize("case", FLOAT_CASES, ids=[c.name for c in FLOAT_CASES])
 def test_onnx_conformance_case_on_the_gpu(case):
     passed, reason = _run(case, "cuda")
     assert passed, reason
 
 
 def test_every_pooling_and_convolution_case_is_collected():
-    assert len(CASES) >= 60
+    assert len(CASES) >= 71  # 68 float and pooling cases, 2 ConvInteger, 1 QLinearConv
     assert {c.model.graph.node[0].op_type for c in CASES} == set(OPS)
