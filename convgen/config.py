@@ -71,7 +71,7 @@ class Network:
     input_shape: tuple
     model: Sequential
     description: str = ""
-    dtype: str = "float32"
+    dtype: str | None = None    # None: each layer's own (float32; a quantized layer's type)
     schedules: tuple = ()       # the C schedule asked for each layer ("auto": the default)
     profile: str = "default"    # what the C may assume of its compiler (convgen.profiles)
 
@@ -107,7 +107,9 @@ def layer_from_mapping(entry: Mapping, where: str = "layer") -> Layer:
         raise SpecError(f"{where}: type={quote(kind)} must be one of {', '.join(LAYER_TYPES)}")
     cls = LAYER_TYPES[kind]
     allowed = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {k: v for k, v in entry.items() if k not in _LAYER_META_KEYS}
+    # a layer's own dtype (the quantized convolutions') is also the kernel's: both read it
+    kwargs = {k: v for k, v in entry.items()
+              if k not in _LAYER_META_KEYS or (k == "dtype" and k in allowed)}
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
         raise SpecError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))} for {kind}; "
@@ -160,6 +162,9 @@ def _model(entry: object, where: str, seen: set) -> Network:
             if key in item:
                 raise SpecError(f"{where}: layer {index} has {key}; in a model only the model "
                                 f"has one (each layer takes the previous layer's output)")
+        if "dtype" in entry and any(f.name == "dtype" for f in dataclasses.fields(
+                LAYER_TYPES.get(item.get("type"), Sequential))):  # quantized: the model's
+            item = {**item, "dtype": entry["dtype"]}
         label = item.get("name", str(index))
         if not isinstance(label, str) or not label:
             raise SpecError(f"{where}: layer {index} name={quote(label)} must be a non-empty "
@@ -189,8 +194,8 @@ def _network(name, shape, layers, names, entry: dict, where,
         model.shapes(shape)
     except SpecError as error:
         raise SpecError(f"{where}: {error}") from None
-    dtype = entry.get("dtype", "float32")
-    if dtype not in DTYPES:
+    dtype = entry.get("dtype")
+    if dtype is not None and dtype not in DTYPES:
         raise SpecError(f"{where}: dtype={quote(dtype)} must be one of {', '.join(DTYPES)}")
     profile = profiles.check(entry.get("profile", profiles.DEFAULT), f"{where}: profile")
     return Network(name, shape, model, _description(entry, where), dtype, schedules, profile)

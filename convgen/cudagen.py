@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from . import isa
 from .errors import SpecError
-from .lower import lower
+from .lower import Problem, lower
 from .schedules import choose, find
 from .schedules.reference import CONTEXTS
 from .spec import Layer
@@ -66,9 +66,11 @@ class CudaKernel:
     launches: tuple         # Launch per entry point; the first is the default
     accesses: tuple = ()    # every array access and thread-position claim, for the proof
 
+    problem: Problem | None = None
+
     def dtype_of(self, argument: str) -> str:
-        """The dtype of the array ``argument``: the kernel's, int64 for indices."""
-        return "int64" if argument == "indices" else self.dtype
+        """The dtype of the array ``argument`` (see :meth:`convgen.lower.Problem.dtype_of`)."""
+        return self.problem.dtype_of(argument)
 
     def launch(self, schedule: str | None = None) -> Launch:
         """The entry point of ``schedule`` (``direct`` or ``tiled``), default the first."""
@@ -104,4 +106,5 @@ def generate_cuda(layer: Layer, input_shape: Sequence, dtype: str | None = None,
                     f"of static shared memory; {launch.note}." for launch in launches]
     source = cuda_target.render(problem, name, body, direct, tiled, launch_lines)
     return CudaKernel(name, layer, problem.sample, problem.out, problem.dtype, source,
-                      problem.arguments, problem.family, tuple(launches), tuple(accesses))
+                      problem.arguments, problem.family, tuple(launches), tuple(accesses),
+                      problem)

@@ -23,14 +23,7 @@ FLAGS = ("-std=c99", "-g", "-O1", "-fsanitize=address,undefined", "-fno-sanitize
 HARNESS = """#include <stdio.h>
 #include <stdlib.h>
 #include "{name}.h"
-
-static {ctype} *filled(long count)
-{{
-    {ctype} *p = malloc(sizeof *p * (size_t)count);
-    for (long i = 0; p && i < count; ++i) p[i] = ({ctype})(i % 7) - ({ctype})3;
-    return p;
-}}
-
+{fillers}
 int main(void)
 {{
     const long batch = 2;
@@ -45,9 +38,22 @@ int main(void)
 """
 
 
+FILLER = """
+static {ctype} *filled_{ctype}(long count)
+{{
+    {ctype} *p = malloc(sizeof *p * (size_t)count);
+    for (long i = 0; p && i < count; ++i) p[i] = ({ctype})(i % 7) - ({ctype})3;
+    return p;
+}}
+"""
+
+
 def harness(kernel: GeneratedKernel) -> str:
-    """The C program that calls ``kernel`` once on buffers of exactly its sizes."""
-    upper, ctype = kernel.name.upper(), C_TYPES[kernel.dtype]
+    """The C program that calls ``kernel`` once on buffers of exactly its sizes (each of its
+    array's type)."""
+    upper = kernel.name.upper()
+    types = {arg: C_TYPES[kernel.dtype_of(arg)] for arg in kernel.arguments
+             if arg != "indices"}
     sizes = {"x": f"batch * {upper}_X_SAMPLE", "w": f"{upper}_W_SIZE", "b": f"{upper}_B_SIZE",
              "y": f"batch * {upper}_Y_SAMPLE", "indices": f"batch * {upper}_INDICES_SAMPLE",
              "scratch": f"{upper}_SCRATCH_SIZE"}
@@ -57,9 +63,10 @@ def harness(kernel: GeneratedKernel) -> str:
             lines.append("    int64_t *indices = malloc(sizeof(int64_t) * "
                          f"(size_t)({sizes[arg]}));")
         else:
-            lines.append(f"    {ctype} *{arg} = filled({sizes[arg]});")
+            lines.append(f"    {types[arg]} *{arg} = filled_{types[arg]}({sizes[arg]});")
     frees = "\n".join(f"    free({arg});" for arg in kernel.arguments)
-    return HARNESS.format(name=kernel.name, ctype=ctype, upper=upper,
+    fillers = "".join(FILLER.format(ctype=ctype) for ctype in dict.fromkeys(types.values()))
+    return HARNESS.format(name=kernel.name, fillers=fillers, upper=upper,
                           allocations="\n".join(lines), arguments=", ".join(kernel.arguments),
                           frees=frees)
 

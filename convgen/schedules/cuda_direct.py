@@ -74,6 +74,6 @@ def build(problem: Problem) -> Built:
 
 SCHEDULE = register(Schedule(
     name="direct", target="cuda",
-    families=("conv", "conv_transpose", "pool", "adaptive_pool"),
+    families=("conv", "conv_transpose", "pool", "adaptive_pool", "qconv"),
     template="cuda/kernel.cu.j2", applies=applies, build=build,
     doc="one thread per output element; the reference schedule's body"))

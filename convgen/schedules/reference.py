@@ -132,7 +132,6 @@ class QuantContext:
     points, and the requantization's constants, per tensor (one value) or per output channel
     (a ``static const`` table)."""
 
-    out_type: str               # y's C type
     x_zero_point: str
     w_zero_points: tuple        # one C literal, or one per output channel
     requantize: bool            # QLinearConv; ConvInteger stores the int32 accumulator
@@ -172,7 +171,6 @@ def qconv_context(problem: Problem) -> Built:
     requantization of :mod:`convgen.quantization` at the store."""
     layer = problem.layer
     built = conv_context(problem)
-    c_types = {"int8": "int8_t", "uint8": "uint8_t", "int32": "int32_t"}
     requantize = layer.requantizes
     scales = multipliers = shifts = ()
     y_zero_point, low, high = "0", 0, 0
@@ -184,7 +182,7 @@ def qconv_context(problem: Problem) -> Built:
         low, high = layer.clamp
         y_zero_point = _c_int(layer.y_zero_point)
     quant = QuantContext(
-        out_type=c_types[layer.output_dtype], x_zero_point=_c_int(layer.x_zero_point),
+        x_zero_point=_c_int(layer.x_zero_point),
         w_zero_points=tuple(_c_int(v) for v in _table(layer.w_zero_points)),
         requantize=requantize, rounding=getattr(layer, "rounding", ""), scales=scales,
         multipliers=multipliers, shifts=shifts, y_zero_point=y_zero_point, low=low,

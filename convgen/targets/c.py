@@ -97,7 +97,8 @@ def render(problem: Problem, schedule: Schedule, built: Built, name: str,
         lines.append(f"Profile {profile}: {profiles.PROFILES[profile]}.")
     source = environment().get_template(schedule.template).render(
         name=name, banner=lines, signature=signature, ctype=ctype,
-        acc_type=C_TYPES[problem.acc_dtype], i64=C.index_type, openmp=openmp,
+        acc_type=C_TYPES[problem.acc_dtype], out_type=C_TYPES[problem.dtype_of("y")],
+        i64=C.index_type, openmp=openmp,
         omp_if=parallel_if(problem), isas=isa.ISAS, fma=isa.FMA.intrinsics.get(problem.dtype),
         fma_condition=isa.FMA.condition, fma_header=isa.FMA.header,
         mask_type=MASK_TYPES.get(problem.dtype), **variables(built.context))

@@ -16,7 +16,7 @@ from .base import Target, banner, environment
 __all__ = ["CUDA", "CUDA_TYPES", "TEMPLATE", "render"]
 
 CUDA_TYPES = {"float32": "float", "float64": "double", "int8": "signed char",
-              "uint8": "unsigned char"}
+              "uint8": "unsigned char", "int32": "int"}
 TEMPLATE = "cuda/kernel.cu.j2"
 
 CUDA = Target(name="cuda", types=CUDA_TYPES,
@@ -36,6 +36,7 @@ def render(problem: Problem, name: str, body: Built, direct: Built, tiled: Built
     params = ", ".join(CUDA.parameters(problem) + ["long batch"])
     return environment().get_template(TEMPLATE).render(
         name=name, banner=lines, params=params, family=problem.family, ctype=ctype,
-        acc_type=CUDA_TYPES[problem.acc_dtype], i64=CUDA.index_type, bias=problem.bias,
+        acc_type=CUDA_TYPES[problem.acc_dtype], out_type=CUDA_TYPES[problem.dtype_of("y")],
+        i64=CUDA.index_type, bias=problem.bias,
         tiled=tiled.context if tiled is not None else None,
         **variables(direct.context), **variables(body.context))

@@ -16,3 +16,6 @@
 #define sqrtf sqrt
 #define powf pow
 #define fabsf fabs
+#define rintf rint
+#define __device__
+#define __constant__ __constant
