@@ -20,10 +20,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import sympy
 import z3
 
+from . import quantization as q
 from . import symbolic as sym
 from .solver import symbol_facts, to_z3
 from .spec import family_of
@@ -275,6 +277,181 @@ def ceil_rule_equals_plain_ceil() -> Result:
     return Result(**{**result.__dict__, "expected": "refuted"})
 
 
+# --------------------------------------------------------------------------- quantized
+
+
+def _decide(name: str, statement: str, assumptions: Sequence[str], hypotheses, claim,
+            variables: dict, expected: str = "proved", minimize=None) -> Result:
+    """Prove ``claim`` (z3) under ``hypotheses`` over ``variables`` (name -> z3 term), or
+    refute it with a counterexample (the least ``minimize`` term, when given)."""
+    start = time.perf_counter()
+    solver = z3.Optimize() if minimize is not None else z3.Solver()
+    solver.set("timeout", TIMEOUT_MS)
+    solver.add(*hypotheses, z3.Not(claim))
+    if minimize is not None:
+        solver.minimize(minimize)
+    verdict = solver.check()
+    seconds = time.perf_counter() - start
+    if verdict == z3.unsat:
+        return Result(name, statement, tuple(assumptions), "proved", seconds=seconds,
+                      expected=expected)
+    if verdict == z3.unknown:
+        return Result(name, statement, tuple(assumptions), "unknown",
+                      reason=solver.reason_unknown(), seconds=seconds, expected=expected)
+    model = solver.model()
+    example = {k: model.eval(v, model_completion=True).as_long() for k, v in variables.items()}
+    return Result(name, statement, tuple(assumptions), "refuted", example, seconds=seconds,
+                  expected=expected)
+
+
+def _between(term, low: int, high: int):
+    return z3.And(term >= low, term <= high)
+
+
+def _z3_high_mul(a, multiplier: int):
+    """The C of gemmlowp's ``SaturatingRoundingDoublingHighMul`` (``templates/shared/
+    requantize.j2``) in z3's integers: the nudge, then division truncating toward zero."""
+    ab = a * multiplier
+    total = ab + z3.If(ab >= 0, 2**30, 1 - 2**30)
+    return z3.If(total >= 0, total / 2**31, -((-total) / 2**31))  # z3's / floors
+
+
+def _z3_divide_pot(x, exponent: int):
+    """The C of ``RoundingDivideByPOT``: the arithmetic shift floors, ``x & mask`` is the
+    non-negative remainder (two's complement)."""
+    mask = 2**exponent - 1
+    threshold = (mask >> 1) + z3.If(x < 0, 1, 0)
+    return x / 2**exponent + z3.If(x % 2**exponent > threshold, 1, 0)
+
+
+def _half_away(numerator, denominator: int):
+    """``numerator / denominator`` (an even constant) rounded to nearest, ties away from
+    zero, in z3's integers."""
+    magnitude = (z3.If(numerator >= 0, numerator, -numerator) + denominator // 2) / denominator
+    return z3.If(numerator >= 0, magnitude, -magnitude)
+
+
+def quantized_statements(layer) -> list[Result]:
+    """A quantized convolution's own statements, on its constants:
+
+    * every product ``(x - x_zp) * (w - w_zp)`` of its operand types lies in the layer's
+      term range (the int32 arithmetic of the kernel's products cannot overflow);
+    * the int32 accumulator cannot overflow: after ``k`` of its taps the sum lies within
+      ``k`` times the term range (induction: base and step over every ``k`` below the
+      tap count), inside int32 at the last tap;
+    * QLinearConv with ``rounding='fixed_point'``, per distinct multiplier and shift: over
+      every reachable accumulator (all of int32 with a bias, which is added saturating;
+      else the accumulator's range) the two roundings of the C are within 1 of the single
+      rounding of ``acc * m * 2**(shift-31)`` (half away from zero), and they differ exactly
+      where the first rounding went away from zero onto a tie of the second;
+    * the multiplier and shift represent ``x_scale * w_scale / y_scale`` within a relative
+      error of ``2**-31`` (exact rational arithmetic).
+    """
+    name, results = layer.describe(), []
+    x_low, x_high = q.type_range(layer.dtype)
+    w_low, w_high = q.type_range(layer.weight_dtype)
+    t_low, t_high = layer.term_range
+    x, w = z3.Int("x"), z3.Int("w")
+    for zp in sorted(set(layer.w_zero_points)):
+        product = (x - layer.x_zero_point) * (w - zp)
+        results.append(_decide(
+            f"{name}: products", f"(x - ({layer.x_zero_point})) * (w - ({zp})) lies in "
+            f"[{t_low:,}, {t_high:,}] and in int32", [f"x in {layer.dtype}",
+                                                     f"w in {layer.weight_dtype}"],
+            [_between(x, x_low, x_high), _between(w, w_low, w_high)],
+            z3.And(_between(product, t_low, t_high), _between(product, *q.INT32)),
+            {"x": x, "w": w}))
+    taps, acc, k, term = layer.taps, z3.Int("acc"), z3.Int("k"), z3.Int("term")
+    step = z3.And(_between(acc + term, (k + 1) * t_low, (k + 1) * t_high),
+                  _between(acc + term, *q.INT32))
+    results.append(_decide(
+        f"{name}: accumulator", f"the int32 accumulator never overflows over the "
+        f"{taps:,} taps: after k taps it lies in [k*{t_low:,}, k*{t_high:,}] within int32",
+        [f"0 <= k < {taps:,}", "acc in [k*low, k*high]", "term in the product range"],
+        [k >= 0, k < taps, _between(acc, k * t_low, k * t_high), _between(term, t_low, t_high)],
+        step, {"k": k, "acc": acc, "term": term}))
+    if layer.requantizes and layer.rounding == "fixed_point":
+        low, high = q.INT32 if layer.bias else layer.accumulator_range
+        for multiplier, shift in sorted(set(layer.multipliers)):
+            results += _fixed_point_statements(name, multiplier, -shift, low, high)
+    if layer.requantizes:
+        results.append(_multiplier_statement(layer))
+    return results
+
+
+def _fixed_point_statements(name: str, multiplier: int, exponent: int, low: int,
+                            high: int) -> list[Result]:
+    a = z3.Int("acc")
+    high_mul = _z3_high_mul(a, multiplier)
+    two_step = _z3_divide_pot(high_mul, exponent)
+    single = _half_away(a * multiplier, 2**(31 + exponent))
+    domain = [_between(a, low, high)]
+    words = f"acc in [{low:,}, {high:,}]"
+    near = _decide(
+        f"{name}: fixed point m={multiplier}, shift=-{exponent}",
+        f"the C's two roundings are within 1 of round_half_away(acc * {multiplier} / "
+        f"2**{31 + exponent})", [words], domain,
+        z3.And(two_step - single <= 1, single - two_step <= 1), {"acc": a})
+    tie = z3.BoolVal(False) if exponent == 0 else z3.And(
+        high_mul % 2**exponent == 2**(exponent - 1),
+        z3.If(a >= 0, a * multiplier, -a * multiplier)
+        < z3.If(high_mul >= 0, high_mul, -high_mul) * 2**31)
+    where = _decide(
+        f"{name}: fixed point m={multiplier}, shift=-{exponent}",
+        "they differ exactly where h = high_mul(acc, m) is a tie of the shift (h mod "
+        f"2**{exponent} == 2**{max(exponent - 1, 0)}) reached by rounding acc*m/2**31 away "
+        "from zero", [words], domain, (two_step != single) == tie, {"acc": a})
+    return [near, where]
+
+
+def _multiplier_statement(layer) -> Result:
+    """Each channel's ``(m, shift)`` against TFLite's double ``M``: exact rationals."""
+    start = time.perf_counter()
+    worst, failing = Fraction(0), {}
+    for channel, (real, (m, shift)) in enumerate(zip(layer.real_multipliers,
+                                                     layer.multipliers)):
+        error = abs(Fraction(m) * Fraction(2) ** (shift - 31) - Fraction(real)) / Fraction(real)
+        worst = max(worst, error)
+        if error > Fraction(1, 2**31) and not failing:
+            failing = {"channel": channel, "multiplier": m, "shift": shift}
+    return Result(f"{layer.describe()}: multipliers",
+                  "every channel's m * 2**(shift-31) is x_scale*w_scale/y_scale (in double) "
+                  f"within a relative error of 2**-31 (largest: {float(worst):.3g})", (),
+                  "refuted" if failing else "proved", failing, method="exact rationals",
+                  seconds=time.perf_counter() - start)
+
+
+def accumulator_overflow() -> list[Result]:
+    """Catalogue: the smallest tap count whose int32 accumulator can overflow (refuted on
+    purpose: :class:`~convgen.spec.QLinearConv2d` refuses the layers past it), for 8-bit
+    operands with any zero points (differences up to 255 each way), and for TFLite's
+    common case, int8 weights with zero point 0 (differences up to 128)."""
+    results = []
+    for words, largest in (("int8 or uint8 operands, any zero points", 255 * 255),
+                           ("any 8-bit activations, int8 weights with zero point 0",
+                            255 * 128)):
+        k = z3.Int("taps")
+        results.append(_decide(
+            words, f"a sum of `taps` products, each of magnitude up to {largest:,}, never "
+            "leaves int32", ["taps >= 1"], [k >= 1], k * largest <= q.INT32[1], {"taps": k},
+            expected="refuted", minimize=k))
+    return results
+
+
+def multiplier_error() -> Result:
+    """Catalogue: TFLite's ``QuantizeMultiplier`` (:func:`convgen.quantization.
+    quantize_multiplier`) has relative error at most ``2**-31``: with ``M = f * 2**shift``,
+    ``f`` in ``[1/2, 1)``, ``m = round(f * 2**31)`` lies within 1/2 of ``f * 2**31 >= 2**30``
+    (the case ``m == 2**31``, halved with ``shift + 1``, is the same value)."""
+    f, m = z3.Real("f"), z3.Int("m")
+    scaled = f * 2**31
+    return _decide("quantize_multiplier", "m = round(f * 2**31) gives |m / 2**31 - f| <= "
+                   "f * 2**-31 for every mantissa f in [1/2, 1)",
+                   ["1/2 <= f < 1", "m - 1/2 <= f * 2**31 < m + 1/2"],
+                   [f >= 0.5, f < 1, m - 0.5 <= scaled, scaled < m + 0.5],
+                   z3.And(m - scaled <= f, scaled - m <= f), {"m": m})
+
+
 @dataclass(frozen=True)
 class Statement:
     """A catalogue entry: a number, a title and the function that decides it."""
@@ -297,6 +474,9 @@ CATALOGUE = (
     Statement(6, "the seed lecture's claims", lambda: [
         *stacked_valid_convs_shrink(), *dense_versus_conv_params()]),
     Statement(7, "a false statement, refuted on purpose", ceil_rule_equals_plain_ceil),
+    Statement(8, "the smallest int32 accumulator that can overflow (refuted on purpose)",
+              accumulator_overflow),
+    Statement(9, "the fixed-point multiplier's relative error", multiplier_error),
 )
 
 
@@ -327,12 +507,13 @@ def layer_statements(layer) -> list[Result]:
     (a kernel cannot exist), never proved vacuously.
     """
     family = family_of(layer)
-    statement = {"conv": _window_statement, "pool": _window_statement,
+    statement = {"conv": _window_statement, "qconv": _window_statement,
+                 "pool": _window_statement,
                  "conv_transpose": _transpose_statement,
                  "adaptive_pool": _adaptive_statement}[family]
     ndim = layer.ndim
     sizes = [sympy.Symbol(f"n{i}", integer=True, positive=True) for i in range(ndim)]
-    channels = layer.in_channels if family in ("conv", "conv_transpose") else 1
+    channels = layer.in_channels if family in ("conv", "conv_transpose", "qconv") else 1
     shape = (channels, *sizes)
     domain = [c.condition for c in layer.constraints(shape)]
     results = []
@@ -351,6 +532,8 @@ def layer_statements(layer) -> list[Result]:
                 "constraints: no kernel exists for it"))
         else:
             results.append(statement(layer, shape, dim, n, assumptions, fits))
+    if family == "qconv":
+        results += quantized_statements(layer)
     return results
 
 
@@ -363,7 +546,7 @@ def _c_limits(layer, family: str, shape, dim: int, n) -> tuple[list, object]:
     out = layer.output_shape(shape)[dim + 1]
     lo, hi = (0, 0) if family == "adaptive_pool" else layer.resolved_padding(shape[1:])[dim]
     limits = [n <= sym.INT_MAX, n + lo + hi <= sym.INT_MAX]
-    if family in ("conv", "pool"):
+    if family in ("conv", "qconv", "pool"):
         k, s, d = layer.kernel_size[dim], layer.stride[dim], layer.dilation[dim]
         values = [*sym.tap_range(out, k, s, d, lo), (out - 1) * s, (k - 1) * d]
     elif family == "conv_transpose":

@@ -19,7 +19,9 @@ type, both ending with ``+ y_zero_point`` and a clamp to the activation's range:
     multiplier ``m`` in ``[2**30, 2**31)`` and a shift ``s <= 0`` with ``M ~= m * 2**(s-31)``
     (:func:`quantize_multiplier`, TFLite's ``QuantizeMultiplier``); then
     ``rounding_divide_by_pot(srdhm(acc, m), -s)``: a saturating rounding doubling high
-    multiply and a rounding arithmetic right shift, both rounding half away from zero.
+    multiply (to nearest, ties toward +infinity) and a rounding arithmetic right shift (to
+    nearest, ties away from zero).  Two roundings: the result is within 1 of the single
+    rounding of ``acc * m * 2**(s-31)``, and the proofs give the exact set where it differs.
 """
 
 from __future__ import annotations
@@ -132,8 +134,9 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
 
 
 def srdhm(a: int, b: int) -> int:
-    """gemmlowp's ``SaturatingRoundingDoublingHighMul``: ``a * b / 2**31`` rounded half away
-    from zero, saturating the one overflowing case ``a == b == -2**31``."""
+    """gemmlowp's ``SaturatingRoundingDoublingHighMul``: ``a * b / 2**31`` rounded to nearest,
+    ties toward +infinity (its nudge ``1 - 2**30`` for a negative product, then C's division
+    toward zero), saturating the one overflowing case ``a == b == -2**31``."""
     if a == b == INT32[0]:
         return INT32[1]
     product = a * b
@@ -194,8 +197,8 @@ def requantize_exact(acc: int, rounding: str, x_scale: float, w_scale: float, y_
                      clamp: tuple[int, int]) -> int:
     """:func:`requantize` again, in exact rationals, as the definitions read: the second
     oracle's.  ``float``: each binary32 operation is the exact result rounded by
-    :func:`round_to_float32`; ``fixed_point``: two roundings half away from zero,
-    ``acc * m / 2**31``, then the quotient by ``2**-shift``."""
+    :func:`round_to_float32`; ``fixed_point``: two roundings, ``acc * m / 2**31`` to nearest
+    with ties toward +infinity, then the quotient by ``2**-shift`` half away from zero."""
     acc = min(max(acc, INT32[0]), INT32[1])
     if rounding == "float":
         scale = round_to_float32(round_to_float32(Fraction(x_scale) * Fraction(w_scale))
@@ -203,7 +206,7 @@ def requantize_exact(acc: int, rounding: str, x_scale: float, w_scale: float, y_
         value = round_to_float32(round_to_float32(Fraction(acc)) * scale)
         value = min(max(value, clamp[0] - zero_point), clamp[1] - zero_point)
         return round_half_even(value) + zero_point
-    high = round_half_away(Fraction(acc * multiplier, 2**31))
+    high = math.floor(Fraction(acc * multiplier, 2**31) + Fraction(1, 2))
     value = round_half_away(Fraction(high, 2**-shift))
     return min(max(value + zero_point, clamp[0]), clamp[1])
 
