@@ -33,6 +33,7 @@ from .progress import track
 from .runtime import cross
 from .runtime.nvcc import ARCHS, CHECK_FLAGS, nvcc, nvcc_version
 from .runtime.nvcc import check as nvcc_check
+from .quantization import Scale
 from .spec import DTYPE_SIZES, Layer
 
 __all__ = ["TARGETS", "KernelFiles", "check", "kernel_files", "named_layers", "plan",
@@ -43,6 +44,50 @@ VERIFIED_BY = ("`convgen verify` compiles the kernel with `-std=c99 -Wall -Wextr
                "(exact arithmetic) on seeded integer-valued inputs: bit for bit for "
                "convolutions, max and average pooling (one correctly rounded division), within "
                "4 ULP for LP pooling (a root); CI runs it on `generated/`.")
+#: What the verification of a quantized convolution compares.
+VERIFIED_QUANTIZED = (
+    "`convgen verify` compiles the kernel with `-std=c99 -Wall -Wextra -Werror -pedantic -O3 "
+    "-march=native` and compares it with `convgen.reference.forward` (exact integers, the "
+    "requantization of `convgen.quantization`) bit for bit, on seeded inputs over the whole "
+    "range of the 8-bit types and int32 biases including extreme ones; CI runs it on "
+    "`generated/`.")
+
+
+def _quantization(layer: Layer) -> list[str]:
+    """A quantized convolution's constants and the proofs about them (a report section)."""
+    from .proofs import quantized_statements
+
+    lines = ["## Quantization", "",
+             f"- input: {layer.dtype}, zero point {layer.x_zero_point}; weights: "
+             f"{layer.weight_dtype}, zero point(s) {_values(layer.w_zero_points)}",
+             f"- accumulator: int32, {layer.taps:,} products a sum, each in "
+             f"[{layer.term_range[0]:,}, {layer.term_range[1]:,}]; the sum in "
+             f"[{layer.accumulator_range[0]:,}, {layer.accumulator_range[1]:,}]"]
+    if layer.requantizes:
+        lines += [f"- output: {layer.dtype}, scale {layer.y_scale!r}, zero point "
+                  f"{layer.y_zero_point}, clamp [{layer.clamp[0]}, {layer.clamp[1]}] "
+                  f"(activation {layer.activation})",
+                  f"- scales: x {layer.x_scale!r}, w {_values(layer.w_scales)}; "
+                  f"rounding {layer.rounding}"]
+        if layer.rounding == "float":
+            lines.append("- binary32 scale x_scale*w_scale/y_scale: "
+                         f"{_values(tuple(Scale(v) for v in layer.scales))}")
+        else:
+            lines.append("- fixed-point multiplier, shift: "
+                         f"{_values(tuple(layer.multipliers))}")
+    else:
+        lines.append("- output: the int32 accumulator (ConvInteger)")
+    results = quantized_statements(layer)
+    proved = sum(r.status == "proved" for r in results)
+    lines += ["", f"Proofs (`convgen prove --layer`): {proved} of {len(results)} proved."]
+    lines += [f"- {r.statement}: {r.status}" for r in results]
+    return lines + [""]
+
+
+def _values(values: tuple) -> str:
+    """One value, or the per-channel list when they differ."""
+    return repr(values[0]) if len(set(values)) == 1 else "per channel " + ", ".join(
+        map(repr, values))
 
 
 @dataclass(frozen=True)
@@ -128,8 +173,11 @@ def _report(name: str, kernel: GeneratedKernel, network: Network, layer_name: st
               f"- signature: `{kernel.cdef[:-1]}`",
               f"- C schedule: {kernel.schedule} ({kernel.schedule_reason})",
               f"- profile: {kernel.profile} ({profiles.PROFILES[kernel.profile]})", ""]
+    if kernel.family == "qconv":
+        lines += _quantization(layer)
     if footprint is not None:
-        lines += ["## Verification", "", VERIFIED_BY, "",
+        verified = VERIFIED_QUANTIZED if kernel.family == "qconv" else VERIFIED_BY
+        lines += ["## Verification", "", verified, "",
                   f"Bounds: {bounds_summary(prove_bounds(kernel))}.", "", footprint]
     return "\n".join(lines)
 

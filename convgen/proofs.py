@@ -343,8 +343,8 @@ def quantized_statements(layer) -> list[Result]:
       every reachable accumulator (all of int32 with a bias, which is added saturating;
       else the accumulator's range) the two roundings of the C are within 1 of the single
       rounding of ``acc * m * 2**(shift-31)`` (half away from zero), and they differ exactly
-      where the first rounding went away from zero onto a tie of the second;
-    * the multiplier and shift represent ``x_scale * w_scale / y_scale`` within a relative
+      where the first rounding went away from zero onto a tie of the second; and the
+      multipliers and shifts represent ``x_scale * w_scale / y_scale`` within a relative
       error of ``2**-31`` (exact rational arithmetic).
     """
     name, results = layer.describe(), []
@@ -374,7 +374,6 @@ def quantized_statements(layer) -> list[Result]:
         low, high = q.INT32 if layer.bias else layer.accumulator_range
         for multiplier, shift in sorted(set(layer.multipliers)):
             results += _fixed_point_statements(name, multiplier, -shift, low, high)
-    if layer.requantizes:
         results.append(_multiplier_statement(layer))
     return results
 
