@@ -21,11 +21,13 @@ from .spec import LAYER_TYPES, Layer, family_of
 
 __all__ = ["CONV_KINDS", "FAMILIES", "POOL_KINDS", "adaptive_layers", "blocked_adaptive_pools",
            "blocked_convs", "blocked_pools", "conv_layers", "input_shape_for",
-           "layers_with_inputs", "pool_layers", "winograd_convs", "with_specials"]
+           "layers_with_inputs", "pool_layers", "quantized_layers", "winograd_convs",
+           "with_specials"]
 
 CONV_KINDS = ("Conv", "ConvTranspose")
 POOL_KINDS = ("MaxPool", "AvgPool", "LPPool")
 _ADAPTIVE_KINDS = ("AdaptiveAvgPool", "AdaptiveMaxPool")
+QUANT_TYPES = ("int8", "uint8")
 _GLOBAL_KINDS = ("GlobalAvgPool", "GlobalMaxPool")
 ANY_NDIM = st.integers(1, 3)
 
@@ -82,6 +84,47 @@ def conv_layers(draw, ndim=ANY_NDIM, kinds=CONV_KINDS, max_channels: int = 4,
 
 
 @st.composite
+def quantized_layers(draw, ndim=ANY_NDIM, max_channels: int = 4, max_kernel: int = 3,
+                     max_stride: int = 3, max_dilation: int = 2) -> Layer:
+    """A valid ``QLinearConv*d`` or ``ConvInteger*d``: both 8-bit types, zero points up to
+    the types' ends, per-tensor and per-channel weight scales and zero points, scales from
+    tiny to large (a fixed-point multiplier below 1), both roundings, every activation."""
+    n = draw(ndim)
+    groups = draw(st.integers(1, 2))
+    in_ch = groups * draw(st.integers(1, max(1, max_channels // groups)))
+    out_ch = groups * draw(st.integers(1, max(1, max_channels // groups)))
+    kernel, stride, dilation, extents = draw(_window(n, max_kernel, max_stride, max_dilation))
+    x_type, w_type = draw(st.sampled_from(QUANT_TYPES)), draw(st.sampled_from(QUANT_TYPES))
+
+    def zero_point(dtype):
+        low, high = (-128, 127) if dtype == "int8" else (0, 255)
+        return draw(st.one_of(st.sampled_from([low, high, (low + high + 1) // 2]),
+                              st.integers(low, high)))
+
+    def per_channel(value):
+        return draw(st.one_of(value, st.lists(value, min_size=out_ch, max_size=out_ch)))
+
+    kwargs = dict(in_channels=in_ch, out_channels=out_ch, kernel_size=kernel, stride=stride,
+                  dilation=dilation, groups=groups,
+                  padding=draw(_padding(n, extents, False, True)), dtype=x_type,
+                  weight_dtype=w_type, x_zero_point=zero_point(x_type),
+                  w_zero_point=per_channel(st.just(None).map(lambda _: zero_point(w_type))))
+    if draw(st.booleans()):
+        return LAYER_TYPES[f"ConvInteger{n}d"](**kwargs)
+    scale = st.sampled_from([2.0**-12, 0.0007, 0.003, 0.02, 0.1, 0.5])
+    x_scale, w_scale = draw(scale), per_channel(scale)
+    y_scale = draw(st.sampled_from([0.004, 0.05, 0.3, 2.0, 16.0]))
+    rounding = draw(st.sampled_from(["float", "fixed_point"]))
+    largest = x_scale * (max(w_scale) if isinstance(w_scale, list) else w_scale)
+    if rounding == "fixed_point" and y_scale <= largest:  # a multiplier below 1
+        y_scale = 2 * largest
+    return LAYER_TYPES[f"QLinearConv{n}d"](
+        bias=draw(st.booleans()), x_scale=x_scale, w_scale=w_scale, y_scale=y_scale,
+        y_zero_point=zero_point(x_type), rounding=rounding,
+        activation=draw(st.sampled_from(["none", "relu", "relu6"])), **kwargs)
+
+
+@st.composite
 def pool_layers(draw, ndim=ANY_NDIM, kinds=POOL_KINDS, max_kernel: int = 4,
                 max_stride: int = 3, max_dilation: int = 3) -> Layer:
     """A valid ``MaxPool*d``, ``AvgPool*d`` or ``LPPool*d`` spec."""
@@ -109,7 +152,7 @@ def input_shape_for(draw, layer: Layer, max_extra: int = 6, batch: bool | None =
     input, reflect/circular padding must fit the input, a dilated pooling window must not
     fall between taps) and grow by at most ``max_extra``.
     """
-    convolution = family_of(layer) in ("conv", "conv_transpose")
+    convolution = family_of(layer) in ("conv", "conv_transpose", "qconv")
     channels = layer.in_channels if convolution else draw(st.integers(1, 3))
     spatial = []
     for dim in range(layer.ndim):
