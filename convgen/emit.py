@@ -30,10 +30,11 @@ from .config import Network, load
 from .cudagen import MAX_GRID_Z, CudaKernel, generate_cuda
 from .errors import ConvgenError, SpecError
 from .progress import track
+from .proofs import quantized_statements
+from .quantization import Scale
 from .runtime import cross
 from .runtime.nvcc import ARCHS, CHECK_FLAGS, nvcc, nvcc_version
 from .runtime.nvcc import check as nvcc_check
-from .quantization import Scale
 from .spec import DTYPE_SIZES, Layer
 
 __all__ = ["TARGETS", "KernelFiles", "check", "kernel_files", "named_layers", "plan",
@@ -55,8 +56,6 @@ VERIFIED_QUANTIZED = (
 
 def _quantization(layer: Layer) -> list[str]:
     """A quantized convolution's constants and the proofs about them (a report section)."""
-    from .proofs import quantized_statements
-
     lines = ["## Quantization", "",
              f"- input: {layer.dtype}, zero point {layer.x_zero_point}; weights: "
              f"{layer.weight_dtype}, zero point(s) {_values(layer.w_zero_points)}",

@@ -195,7 +195,7 @@ def test_verify_reports_a_wrong_kernel(monkeypatch, capsys):
 
 def test_prove_catalogue_and_layer(capsys):
     code, out, _ = run(capsys, "prove")
-    assert code == 0 and "14 proved, 1 refuted, 0 unknown; 0 not as expected" in out
+    assert code == 0 and "15 proved, 3 refuted, 0 unknown; 0 not as expected" in out
     assert "counterexample: d=1, hi=0, k=1, lo=0, n=2, s=2" in out
     code, out, _ = run(capsys, "prove", "--format", "markdown")
     assert code == 0 and out.startswith("| # | statement |")

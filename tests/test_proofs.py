@@ -19,9 +19,19 @@ from tests.test_packaging import ROOT
 def test_catalogue_every_item_as_expected():
     results = proofs.run_catalogue()
     numbers = {statement.number for statement, _ in results}
-    assert numbers == set(range(1, 8))
+    assert numbers == set(range(1, 10))
     assert [r.name for _, r in results if not r.as_expected] == []
-    assert sum(r.status == "proved" for _, r in results) >= 14
+    assert sum(r.status == "proved" for _, r in results) >= 15
+
+
+def test_the_smallest_overflowing_accumulators_hold_numerically():
+    worst, centred = proofs.accumulator_overflow()
+    for result, largest in ((worst, 255 * 255), (centred, 255 * 128)):
+        taps = result.counterexample["taps"]
+        assert result.status == "refuted" == result.expected
+        assert taps * largest > 2**31 - 1 >= (taps - 1) * largest  # the smallest
+    assert (worst.counterexample, centred.counterexample) == ({"taps": 33026},
+                                                              {"taps": 65794})
 
 
 def test_false_statement_counterexample_holds_numerically():
