@@ -17,8 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["CUDA_MAX_GRID_X", "CUDA_MAX_GRID_Z", "CUDA_SHARED_LIMIT", "FMA", "ISAS", "Isa",
-           "ladder",
-           "VECTOR_BYTES"]
+           "MADD", "Madd", "VECTOR_BYTES", "ladder"]
 
 #: Bytes of one vector of the vector-extension schedules (GCC/Clang ``vector_size``): an AVX
 #: register; the compiler splits it into two where registers are 16 bytes (SSE, NEON).
@@ -67,6 +66,33 @@ class Fma:
 
 FMA = Fma("defined(__FMA__) && defined(__AVX__)", "immintrin.h",
           {"float32": "_mm256_fmadd_ps", "float64": "_mm256_fmadd_pd"})
+
+
+@dataclass(frozen=True)
+class Madd:
+    """One rung of the int16 multiply-add ladder of the ``qpacked`` schedule:
+    ``acc + Σ pairs`` of 16-bit products into 32-bit lanes (``pmaddwd``), fused with the
+    add where the target has AVX-512 VNNI (``vpdpwssd``); the last rung is portable vector
+    extensions (each lane's two int16 halves sign-extended, multiplied and added)."""
+
+    condition: str | None
+    header: str | None
+    body: str           # C for MACRO(acc, w, x): acc, the int32 vector; w, x: int16 pairs
+    note: str
+
+
+MADD = (
+    Madd("defined(__AVX512VNNI__) && defined(__AVX512VL__)", "immintrin.h",
+         "(({i32})_mm256_dpwssd_epi32((__m256i)(acc), (__m256i)(w), (__m256i)(x)))",
+         "AVX-512 VNNI: vpdpwssd, 16 products and the add in one instruction"),
+    Madd("defined(__AVX2__)", "immintrin.h",
+         "((acc) + ({i32})_mm256_madd_epi16((__m256i)(w), (__m256i)(x)))",
+         "AVX2: vpmaddwd, 16 products summed in pairs, then the add"),
+    Madd(None, None,
+         "((acc) + (({i32})(({u32})(w) << 16) >> 16) * (({i32})(({u32})(x) << 16) >> 16)"
+         " + (({i32})(w) >> 16) * (({i32})(x) >> 16))",
+         "portable vector extensions: each 32-bit lane's two int16 halves"),
+)
 
 
 # --------------------------------------------------------------------------- CUDA devices

@@ -11,6 +11,8 @@ pools and adaptive pools: vectors of outputs or channels; bit for bit the refere
 where the target has it), ``winograd`` (3x3 convolutions; opt-in, not exact), ``scalar``
 (2-D convolutions, the ``mcu`` profile's: ISO C99 register blocks of scalars over weights
 packed in a caller's scratch buffer; bit for bit the reference).
+``qpacked`` (2-D quantized convolutions: output channels in int32 lanes, input-channel pairs
+multiplied and added as int16, ``pmaddwd``/VNNI where the target has them; bit for bit).
 CUDA: ``direct`` (every family) and ``tiled`` (convolutions, shared memory).
 """
 
@@ -23,6 +25,7 @@ from . import (  # noqa: F401  (each module registers its schedule)
     adaptive_blocked,
     conv_blocked,
     conv_packed,
+    conv_qpacked,
     conv_scalar,
     conv_winograd,
     cuda_direct,
@@ -79,6 +82,15 @@ def _choose_c(problem: Problem) -> tuple[str, str]:
                            "vectors, the border ones as in the reference schedule")
     if problem.family == "conv":
         return _choose_conv(problem)
+    if problem.family == "qconv":
+        reason = conv_qpacked.applies(problem)
+        if reason is not None:
+            return "reference", reason
+        if problem.cg_out < tuning.QPACKED_MIN_CHANNELS:
+            return "reference", (f"{problem.cg_out} output channel(s) a group would fill "
+                                 f"{problem.cg_out} of {tuning.QPACKED_LANES} int32 lanes")
+        return "qpacked", (f"{problem.cg_out} output channels a group in int32 lanes, input "
+                           "channels in int16 pairs (pmaddwd, VNNI)")
     return "reference", "the fast schedules cover 2-D float convolutions and pools only"
 
 

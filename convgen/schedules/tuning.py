@@ -64,6 +64,27 @@ PACK_BYTES = 128 * 1024
 #: the task (measured: 64 columns a packed weight cost the ResNet 3x3 20 %).
 PACKED_COLUMNS_PER_TASK = 2048
 
+# --------------------------------------------------------------------------- C, int8 packed
+
+#: Lanes of the ``qpacked`` schedule: int32 accumulators of one output channel each, in a
+#: vector of :data:`~convgen.isa.VECTOR_BYTES`.
+QPACKED_LANES = VECTOR_BYTES // 4
+#: Vectors of output channels a ``qpacked`` block holds at most.
+QPACKED_VECTORS = 2
+#: Output columns of a ``qpacked`` register block, by ISA rung and vectors of channels:
+#: accumulators (vectors x columns) + the weight vectors + the broadcast input pair.
+#: AVX-512's 32 registers (256-bit operations): 1 vector, 12 columns, 14 registers; 2: 8, 19.
+#: AVX2's 16: 1: 8, 10; 2: 4, 11.  NEON (a vector is 2 of its 32 registers): 1: 8, 20;
+#: 2: 4, 22.  Other (SSE, 2 of 16 registers a vector): 1: 4, 12; 2: 2, 14.
+QPACKED_COLUMNS = {"avx512": {1: 12, 2: 8}, "neon": {1: 8, 2: 4}, "avx2": {1: 8, 2: 4},
+                   "other": {1: 4, 2: 2}}
+#: The int16 packed weights of one block (on the stack), at most: a layer needing more
+#: keeps the reference schedule.
+QPACK_BYTES = 128 * 1024
+#: ``choose``: ``qpacked`` where a group has at least this many output channels (fewer fill
+#: too few of the 8 lanes; depthwise layers keep the reference).
+QPACKED_MIN_CHANNELS = 4
+
 # --------------------------------------------------------------------------- C, scalar conv
 
 #: Output channels of a ``scalar`` register block (the ``mcu`` profile's), at most: the
