@@ -17,7 +17,7 @@ from .. import symbolic as sym
 from ..isa import ISAS, MADD
 from ..lower import BATCH, N, Problem, symbols
 from ..printing import ccode
-from . import conv_blocked, tuning
+from . import tuning
 from .base import Access, Built, Schedule, loop, register, variables
 from .conv_packed import blocks
 from .reference import QConvContext, qconv_context
@@ -25,54 +25,71 @@ from .reference import QConvContext, qconv_context
 __all__ = ["QPackedParams", "applies", "build", "pack_bytes"]
 
 
-def pack_bytes(problem: Problem) -> int:
-    """Bytes of one block's packed int16 weights: channel pairs x taps x lanes x 2."""
-    lanes = tuning.QPACKED_LANES
-    ocv, _ = blocks(problem.cg_out, lanes, tuning.QPACKED_VECTORS)
-    pairs = -(-problem.cg_in // 2)
-    return pairs * sym.prod(problem.layer.kernel_size) * ocv * lanes * 2 * 2
+def _blocking(problem: Problem) -> tuple[int, int, int, int]:
+    """(vectors of channels a block, blocks a group, input-channel pairs, row width): the
+    row buffer spans the padded input columns every block of columns reaches, for the
+    widest block of any rung."""
+    lanes, layer = tuning.QPACKED_LANES, problem.layer
+    ocv, nb = blocks(problem.cg_out, lanes, tuning.QPACKED_VECTORS)
+    most = max(tuning.QPACKED_COLUMNS[isa.name][ocv] for isa in ISAS)
+    width = (problem.out[2] + most - 2) * layer.stride[1] + \
+        (layer.kernel_size[1] - 1) * layer.dilation[1] + 1
+    return ocv, nb, -(-problem.cg_in // 2), width
+
+
+def pack_bytes(problem: Problem) -> tuple[int, int]:
+    """Bytes of the packed int16 weights (all blocks) and of one task's row buffer."""
+    ocv, nb, pairs, width = _blocking(problem)
+    layer, lanes = problem.layer, tuning.QPACKED_LANES
+    weights = layer.groups * nb * pairs * sym.prod(layer.kernel_size) * ocv * lanes * 2 * 2
+    return weights, layer.kernel_size[0] * width * pairs * 4
 
 
 def applies(problem: Problem) -> str | None:
-    """``None`` for 2-D quantized convolutions whose packed weights fit, else why not."""
+    """``None`` for 2-D quantized convolutions whose packed weights and row buffer fit,
+    else why not."""
     if problem.family != "qconv" or problem.ndim != 2:
         return "qpacked covers 2-D quantized convolutions only"
-    if pack_bytes(problem) > tuning.QPACK_BYTES:
-        return (f"its packed weights would take {pack_bytes(problem):,} bytes of stack, over "
-                f"{tuning.QPACK_BYTES:,}")
+    weights, row = pack_bytes(problem)
+    if weights > tuning.QPACK_BYTES or row > tuning.QROW_BYTES:
+        return (f"its packed weights ({weights:,} bytes) or row buffer ({row:,} bytes) would "
+                f"exceed {tuning.QPACK_BYTES:,} or {tuning.QROW_BYTES:,} bytes of stack")
     return None
 
 
 @dataclass(frozen=True)
 class QPackedParams:
     lanes: int
-    rows: int           # output rows and columns (a pointwise layer: its plane as one row)
+    rows: int
     cols: int
     kernel: tuple
     ocv: int
     nb: int
-    blocks: int
+    groups: int
     columns: dict       # output columns of a register block, by ISA rung and ocv
     most_columns: int
     pairs: int          # input-channel pairs of a group
     odd: bool           # the last pair has one channel
-    taps: int
+    width: int          # padded input columns of the row buffer
     every_lane: bool
     madd: tuple         # convgen.isa.MADD
-    group: str
+    wp_size: int
+    xr_size: int
     local: str
     oc: str
-    width: str
-    full: str
+    block_width: str
     row: str
     row_inside: str
-    column: str
-    column_inside: str
+    column: str         # the row buffer's column of tap k1 of column c (padded coordinates)
+    source: str         # the input column a row-buffer column holds
+    source_inside: str
     x_a: str            # x of the pair's first channel, its second
     x_b: str
     w_index: str
-    wp_scalar: str      # a packed int16 weight (lane l, half j)
+    wp_scalar: str      # a packed int16 weight (block gb, lane l, half j)
     wp_vector: str      # the first of a vector's packed weights
+    xr_write: str
+    xr_read: str
     y_index: str
     lane_valid: str     # the lane holds one of the group's channels ("" when all do)
     second_valid: str   # the pair's second channel exists ("" when it always does)
@@ -84,73 +101,76 @@ class QPackedContext(QConvContext):
 
 
 def build(problem: Problem) -> Built:
-    """The quantized reference context (on the pointwise view) plus the packed loops."""
+    """The quantized reference context plus the packed loops and their accesses."""
     layer = problem.layer
-    sample, out = conv_blocked.view(problem)
+    sample, out = problem.sample, problem.out
     base = qconv_context(problem).context
     (c_in, *spatial) = sample
     cg_in, cg_out = problem.cg_in, problem.cg_out
     lanes = tuning.QPACKED_LANES
-    ocv, nb = blocks(cg_out, lanes, tuning.QPACKED_VECTORS)
+    ocv, nb, pairs, width_b = _blocking(problem)
     (kn0, kn1), taps = layer.kernel_size, sym.prod(layer.kernel_size)
-    pairs = -(-cg_in // 2)
     pads = problem.padding
     (s0, s1), (d0, d1) = layer.stride, layer.dilation
-    gb, icp, v, lane, j, c, width, cw = (sympy.Symbol(s, integer=True, nonnegative=True)
-                                         for s in ("gb", "icp", "v", "l", "j", "c", "width",
-                                                   "cw"))
+    g, bl, icp, v, lane, j, c, width, cw, qq = (
+        sympy.Symbol(s, integer=True, nonnegative=True)
+        for s in ("g", "bl", "icp", "v", "l", "j", "c", "width", "cw", "qq"))
     o, k = symbols("o", 2), symbols("k", 2)
     p0, q1 = sympy.Symbol("p0", integer=True), sympy.Symbol("q1", integer=True)
-    group = sympy.floor(gb / nb) if layer.groups > 1 else sympy.Integer(0)
-    local = (gb - nb * group) * ocv * lanes + v * lanes + lane  # output channel in the group
-    oc = group * cg_out + local
-    first, stop = sym.interior_range(spatial[1], out[2], kn1, s1, d1, pads[1][0])
-    full = sympy.And(sympy.Ge(o[1], first), sympy.Le(o[1] + cw, stop))
+    gb = g * nb + bl
+    local = bl * ocv * lanes + v * lanes + lane  # output channel in the group
+    oc = g * cg_out + local
     row, row_inside = sym.tap_index(o[0], k[0], s0, d0, pads[0][0]), sym.inside(p0, spatial[0])
-    column = sym.tap_index(o[1] + c, k[1], s1, d1, pads[1][0])
+    column = (o[1] + c) * s1 + k[1] * d1  # padded coordinates: the buffer starts at -lo
+    source, source_inside = qq - pads[1][0], sym.inside(q1, spatial[1])
 
     def x_of(ic):
-        return sym.flat_index([N, group * cg_in + ic, p0, q1], [None, c_in, *spatial])
+        return sym.flat_index([N, g * cg_in + ic, p0, q1], [None, c_in, *spatial])
 
     x_a, x_b = x_of(2 * icp), x_of(2 * icp + 1)
-    w_index = sym.flat_index([oc, 2 * icp + j, k[0], k[1]], list(layer.weight_shape))
-    wp_vector = ((icp * kn0 + k[0]) * kn1 + k[1]) * ocv * lanes * 2 + v * lanes * 2
+    w_index = sym.flat_index([g * cg_out + local, 2 * icp + j, k[0], k[1]],
+                             list(layer.weight_shape))
+    wp_vector = ((((gb * kn0 + k[0]) * kn1 + k[1]) * pairs + icp) * ocv + v) * lanes * 2
     wp_scalar = wp_vector + lane * 2 + j
+    xr_write = (k[0] * width_b + qq) * pairs + icp
+    xr_read = (k[0] * width_b + column) * pairs + icp
     y_index = sym.flat_index([N, oc, o[0], o[1] + c], [None, *out])
     valid = sympy.Lt(local, cg_out)
     second = sympy.Lt(2 * icp + 1, cg_in)
     x_size, y_size = BATCH * sym.prod(sample), BATCH * sym.prod(out)
-    w_size, wp_size = sym.prod(layer.weight_shape), pairs * taps * ocv * lanes * 2
-    accesses = []
+    w_size = sym.prod(layer.weight_shape)
+    wp_size = layer.groups * nb * taps * pairs * ocv * lanes * 2
+    xr_size = kn0 * width_b * pairs
+    pack = [*loop(g, layer.groups), *loop(bl, nb), *loop(v, ocv), *loop(lane, lanes),
+            *loop(icp, pairs), *loop(j, 2), *loop(k[0], kn0), *loop(k[1], kn1)]
+    task = [sympy.Ge(BATCH, 1), *loop(N, BATCH), *loop(o[0], out[1]), *loop(g, layer.groups)]
+    fill = [*task, *loop(k[0], kn0), sympy.Eq(p0, row), *loop(qq, width_b),
+            sympy.Eq(q1, source), *loop(icp, pairs)]
+    accesses = [
+        Access("w", w_index, w_size, "qpacked: w, packing",
+               tuple(pack + [valid, sympy.Lt(2 * icp + j, cg_in)])),
+        Access("wp", wp_scalar, wp_size, "qpacked: packed weights, packing", tuple(pack)),
+        Access("xr", xr_write, xr_size, "qpacked: row buffer, filling", tuple(fill)),
+        Access("x", x_a, x_size, "qpacked: x, first of a pair",
+               tuple(fill + [row_inside, source_inside])),
+        Access("x", x_b, x_size, "qpacked: x, second of a pair",
+               tuple(fill + [row_inside, source_inside, second]))]
     for isa in ISAS:
         cols = tuning.QPACKED_COLUMNS[isa.name][ocv]
-        task = [sympy.Ge(BATCH, 1), *loop(N, BATCH), *loop(gb, layer.groups * nb),
-                *loop(o[0], out[1]), sympy.Eq(cw, cols)]
-        pack = [*task, *loop(v, ocv), *loop(lane, lanes), *loop(icp, pairs), *loop(j, 2),
-                *loop(k[0], kn0), *loop(k[1], kn1)]
-        block = [*task, *loop(o[1], out[2]), sympy.Eq(sympy.Mod(o[1], cols), 0),
+        block = [*task, *loop(bl, nb), sympy.Eq(cw, cols), *loop(o[1], out[2]),
+                 sympy.Eq(sympy.Mod(o[1], cols), 0),
                  sympy.Eq(width, sym.block_extent(o[1], cols, out[2]))]
-        step = [*block, *loop(icp, pairs), *loop(k[0], kn0), *loop(k[1], kn1),
-                *loop(c, cols), sympy.Eq(p0, row), row_inside, sympy.Eq(q1, column)]
+        step = [*block, *loop(k[0], kn0), *loop(k[1], kn1), *loop(icp, pairs), *loop(c, cols)]
         reads = [*step, *loop(v, ocv), *loop(lane, lanes), *loop(j, 2)]
         stored = [*block, *loop(v, ocv), *loop(lane, lanes), *loop(c, cols),
                   sympy.Lt(c, width), valid]
         where = f"qpacked ({isa.name}, {cols} columns)"
         accesses += [
-            Access("w", w_index, w_size, f"{where}: w, packing",
-                   tuple(pack + [valid, sympy.Lt(2 * icp + j, cg_in)])),
-            Access("wp", wp_scalar, wp_size, f"{where}: packed weights, packing",
-                   tuple(pack)),
             Access("wp", wp_scalar, wp_size, f"{where}: packed weights, every lane read",
-                   tuple(reads), scratch_read=True)]
-        for name, index, extra in (("first", x_a, []), ("second", x_b, [second])):
-            accesses += [
-                Access("x", index, x_size, f"{where}: x, {name} of a pair, whole blocks",
-                       tuple(step + extra + [full])),
-                Access("x", index, x_size, f"{where}: x, {name} of a pair, border blocks",
-                       tuple(step + extra + [sympy.Lt(c, width),
-                                             sym.inside(q1, spatial[1])]))]
-        accesses.append(Access("y", y_index, y_size, f"{where}: y", tuple(stored)))
+                   tuple(reads), scratch_read=True),
+            Access("xr", xr_read, xr_size, f"{where}: row buffer, read", tuple(step),
+                   scratch_read=True),
+            Access("y", y_index, y_size, f"{where}: y", tuple(stored))]
         if layer.bias:
             accesses.append(Access("b", oc, layer.out_channels, f"{where}: b",
                                    tuple(stored)))
@@ -158,16 +178,16 @@ def build(problem: Problem) -> Built:
     local_text = ccode(local)
     params = QPackedParams(
         lanes=lanes, rows=out[1], cols=out[2], kernel=(kn0, kn1), ocv=ocv, nb=nb,
-        blocks=layer.groups * nb,
-        columns=tuning.QPACKED_COLUMNS,
+        groups=layer.groups, columns=tuning.QPACKED_COLUMNS,
         most_columns=max(tuning.QPACKED_COLUMNS[isa.name][ocv] for isa in ISAS),
-        pairs=pairs, odd=cg_in % 2 == 1, taps=taps, every_lane=every_lane, madd=MADD,
-        group=ccode(group), local=local_text, oc=ccode(oc),
-        width=ccode(sym.block_extent(o[1], cw, out[2])), full=ccode(full), row=ccode(row),
-        row_inside=ccode(row_inside), column=ccode(column),
-        column_inside=ccode(sym.inside(q1, spatial[1])), x_a=ccode(x_a), x_b=ccode(x_b),
+        pairs=pairs, odd=cg_in % 2 == 1, width=width_b, every_lane=every_lane, madd=MADD,
+        wp_size=wp_size, xr_size=xr_size, local=local_text, oc=ccode(oc),
+        block_width=ccode(sym.block_extent(o[1], cw, out[2])), row=ccode(row),
+        row_inside=ccode(row_inside), column=ccode(column), source=ccode(source),
+        source_inside=ccode(source_inside), x_a=ccode(x_a), x_b=ccode(x_b),
         w_index=ccode(w_index), wp_scalar=ccode(wp_scalar), wp_vector=ccode(wp_vector),
-        y_index=ccode(y_index), lane_valid="" if every_lane else f"{local_text} < {cg_out}",
+        xr_write=ccode(xr_write), xr_read=ccode(xr_read), y_index=ccode(y_index),
+        lane_valid="" if every_lane else f"{local_text} < {cg_out}",
         second_valid=("0" if second is sympy.false else ccode(second)) if cg_in % 2 else "")
     return Built(QPackedContext(**variables(base), qpacked=params), tuple(accesses))
 
@@ -176,4 +196,4 @@ SCHEDULE = register(Schedule(
     name="qpacked", target="c", families=("qconv",), template="c/qconv_packed.c.j2",
     applies=applies, build=build,
     doc="quantized: output channels in int32 lanes, input-channel pairs multiplied and added "
-        "as int16 (pmaddwd, VNNI), packed weights"))
+        "as int16 (pmaddwd, VNNI), packed weights, a row buffer of the input's pairs"))

@@ -70,17 +70,20 @@ PACKED_COLUMNS_PER_TASK = 2048
 #: vector of :data:`~convgen.isa.VECTOR_BYTES`.
 QPACKED_LANES = VECTOR_BYTES // 4
 #: Vectors of output channels a ``qpacked`` block holds at most.
-QPACKED_VECTORS = 2
+QPACKED_VECTORS = 4
 #: Output columns of a ``qpacked`` register block, by ISA rung and vectors of channels:
 #: accumulators (vectors x columns) + the weight vectors + the broadcast input pair.
 #: AVX-512's 32 registers (256-bit operations): 1 vector, 12 columns, 14 registers; 2: 8, 19.
 #: AVX2's 16: 1: 8, 10; 2: 4, 11.  NEON (a vector is 2 of its 32 registers): 1: 8, 20;
 #: 2: 4, 22.  Other (SSE, 2 of 16 registers a vector): 1: 4, 12; 2: 2, 14.
-QPACKED_COLUMNS = {"avx512": {1: 12, 2: 8}, "neon": {1: 8, 2: 4}, "avx2": {1: 8, 2: 4},
-                   "other": {1: 4, 2: 2}}
-#: The int16 packed weights of one block (on the stack), at most: a layer needing more
-#: keeps the reference schedule.
-QPACK_BYTES = 128 * 1024
+QPACKED_COLUMNS = {"avx512": {1: 12, 2: 8, 3: 7, 4: 6}, "neon": {1: 8, 2: 4, 3: 3, 4: 2},
+                   "avx2": {1: 8, 2: 4, 3: 3, 4: 3}, "other": {1: 4, 2: 2, 3: 1, 4: 1}}
+#: The int16 packed weights of a whole layer (on the stack, packed once a call), at most:
+#: a layer needing more keeps the reference schedule.
+QPACK_BYTES = 256 * 1024
+#: A task's row buffer (the input rows of one output row, as int16 pairs of input
+#: channels, padding included), at most.
+QROW_BYTES = 128 * 1024
 #: ``choose``: ``qpacked`` where a group has at least this many output channels (fewer fill
 #: too few of the 8 lanes; depthwise layers keep the reference).
 QPACKED_MIN_CHANNELS = 4
