@@ -36,7 +36,14 @@ FLOAT = QLinearConv2d(3, 5, (3, 2), stride=(2, 1), padding="same", dtype="uint8"
                       w_zero_point=120, y_scale=0.05, y_zero_point=100)
 INTEGER = convgen.ConvInteger1d(3, 4, 4, stride=2, dilation=2, padding=((2, 1),), dtype="int8",
                                 weight_dtype="uint8", x_zero_point=7, w_zero_point=[128, 0, 255, 3])
-LAYERS = [(FIXED, (4, 7, 6)), (FLOAT, (3, 9, 8)), (INTEGER, (3, 17))]
+#: Wide enough for the fast schedule: 16 output channels (2 vectors of int32 lanes), an odd
+#: number of input channels (the last pair half empty), asymmetric padding and a stride.
+WIDE = QLinearConv2d(5, 16, (3, 2), stride=(2, 1), dilation=(1, 2), padding=((2, 0), (1, 3)),
+                     dtype="uint8", weight_dtype="int8", x_scale=0.1, x_zero_point=128,
+                     w_scale=[0.01 + 0.001 * i for i in range(16)], y_scale=0.2,
+                     y_zero_point=5, rounding="fixed_point")
+LAYERS = [(FIXED, (4, 7, 6)), (FLOAT, (3, 9, 8)), (INTEGER, (3, 17)), (WIDE, (5, 9, 11))]
+IDS = ["fixed", "float", "integer", "wide"]
 
 
 def _random_arrays(layer, shape, rng, batch=2):
@@ -273,7 +280,7 @@ def test_the_cuda_text_matches_the_oracle_on_the_cpu():
         assert outcome.passed, (outcome.name, outcome.detail)
 
 
-@pytest.mark.parametrize("layer, shape", LAYERS, ids=["fixed", "float", "integer"])
+@pytest.mark.parametrize("layer, shape", LAYERS, ids=IDS)
 def test_the_kernels_are_clean_under_the_sanitizers(layer, shape, tmp_path):
     assert findings(generate(layer, shape), tmp_path) == ""
 
@@ -287,11 +294,66 @@ def test_the_kernels_compile_clean_under_strict_flags(compiler, tmp_path):
                            [[], ["-fopenmp"] if compiler == "gcc" else []])
 
 
-@pytest.mark.parametrize("layer, shape", LAYERS, ids=["fixed", "float", "integer"])
+@pytest.mark.parametrize("layer, shape", LAYERS, ids=IDS)
 def test_every_access_is_proved_in_bounds(layer, shape):
     results = prove_bounds(generate(layer, shape))
     assert results and all(r.status == "proved" for r in results), \
         [r for r in results if r.status != "proved"]
+
+
+# --------------------------------------------------------------------------- the fast schedule
+
+
+def test_the_fast_schedule_is_chosen_where_it_pays_and_says_why():
+    assert generate(WIDE, (5, 9, 11)).schedule == "qpacked"
+    assert "int32 lanes" in generate(WIDE, (5, 9, 11)).schedule_reason
+    depthwise = generate(QLinearConv2d(8, 8, 3, groups=8), (8, 6, 6))
+    assert depthwise.schedule == "reference"
+    assert "1 output channel(s) a group would fill 1 of 8 int32 lanes" in \
+        depthwise.schedule_reason
+    huge = generate(ConvInteger2d(2048, 64, 3, dtype="int8", weight_dtype="int8",
+                                  x_zero_point=-128), (2048, 3, 3))
+    assert huge.schedule == "reference" and "bytes of stack" in huge.schedule_reason
+    with pytest.raises(SpecError, match="qpacked covers 2-D quantized convolutions only"):
+        generate(INTEGER, (3, 17), schedule="qpacked")
+
+
+#: The fast schedule's instruction-set rungs: VNNI, AVX2's pmaddwd, portable vector
+#: extensions (compiled on this x86 machine by turning the newer instructions off).
+RUNGS = [(), ("-mno-avx512vnni",), ("-mno-avx512f",), ("-mno-avx2",)]
+
+
+@pytest.mark.parametrize("extra", RUNGS, ids=["native", "no-vnni", "avx2", "portable"])
+def test_the_fast_schedule_is_bit_for_bit_on_every_rung(extra):
+    items = [(WIDE, (5, 9, 11)),
+             (QLinearConv2d(16, 24, 1, x_scale=0.02, w_scale=0.01, y_scale=0.05, bias=False),
+              (16, 5, 7)),
+             (QLinearConv2d(8, 32, 3, groups=2, padding="same", stride=2, x_scale=0.02,
+                            w_scale=0.01, y_scale=0.05, activation="relu6"), (8, 10, 13)),
+             (ConvInteger2d(3, 20, 5, padding=2, x_zero_point=7, w_zero_point=3), (3, 12, 12)),
+             (QLinearConv2d(1, 6, 5, x_scale=0.0078125, w_scale=0.011, y_scale=0.023,
+                            y_zero_point=-128, rounding="fixed_point"), (1, 14, 14))]
+    kernels = compile_kernels(items, schedule="qpacked", flags=("-O3", "-march=native", *extra))
+    for outcome in check_kernels(kernels, cases=2):
+        assert outcome.passed, (outcome.description, outcome.detail)
+
+
+@settings(max_examples=BULK_EXAMPLES)
+@given(st.data())
+def test_random_quantized_kernels_of_the_fast_schedule_match_the_oracle(data):
+    items = []
+    for _ in range(max(2, BULK // 4)):
+        layer = data.draw(quantized_layers(ndim=st.just(2), max_channels=20))
+        items.append((layer, data.draw(input_shape_for(layer, batch=False))))
+    for outcome in check_kernels(compile_kernels(items, schedule="qpacked"), cases=2):
+        assert outcome.passed, (outcome.description, outcome.detail)
+
+
+def test_the_fast_schedules_proof_model_covers_what_it_reads_and_writes():
+    from convgen.bounds import uncovered
+    kernel = generate(WIDE, (5, 9, 11))
+    assert uncovered(kernel) == []
+    assert all(r.status == "proved" for r in prove_bounds(kernel))
 
 
 # --------------------------------------------------------------------------- proofs

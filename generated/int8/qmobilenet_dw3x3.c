@@ -34,8 +34,8 @@ static uint8_t qmobilenet_dw3x3_requantize(int32_t acc, long oc)
 {
     const float scale = qmobilenet_dw3x3_scale[oc];
     float v = (float)acc * scale;
-    if (v < 0.0f) v = 0.0f; /* 0 - y_zero_point */
-    if (v > 255.0f) v = 255.0f; /* 255 - y_zero_point */
+    v = v > 0.0f ? v : 0.0f; /* 0 - y_zero_point (a max: no branch) */
+    v = v < 255.0f ? v : 255.0f; /* 255 - y_zero_point (a min) */
     return (uint8_t)((int32_t)rintf(v) + 0); /* to nearest, ties to even */
 }
 

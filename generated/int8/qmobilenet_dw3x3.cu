@@ -46,8 +46,8 @@ __device__ static unsigned char qmobilenet_dw3x3_requantize(int acc, long oc)
 {
     const float scale = qmobilenet_dw3x3_scale[oc];
     float v = (float)acc * scale;
-    if (v < 0.0f) v = 0.0f; /* 0 - y_zero_point */
-    if (v > 255.0f) v = 255.0f; /* 255 - y_zero_point */
+    v = v > 0.0f ? v : 0.0f; /* 0 - y_zero_point (a max: no branch) */
+    v = v < 255.0f ? v : 255.0f; /* 255 - y_zero_point (a min) */
     return (unsigned char)((int)rintf(v) + 0); /* to nearest, ties to even */
 }
 

@@ -27,8 +27,8 @@ __device__ static unsigned char qmobilenet_project_requantize(int acc, long oc)
     const float scale = 0x1.fd6a96p-10f /* 0.0019432692 */;
     float v = (float)acc * scale;
     (void)oc; /* one scale for every channel */
-    if (v < -131.0f) v = -131.0f; /* 0 - y_zero_point */
-    if (v > 124.0f) v = 124.0f; /* 255 - y_zero_point */
+    v = v > -131.0f ? v : -131.0f; /* 0 - y_zero_point (a max: no branch) */
+    v = v < 124.0f ? v : 124.0f; /* 255 - y_zero_point (a min) */
     return (unsigned char)((int)rintf(v) + 131); /* to nearest, ties to even */
 }
 
