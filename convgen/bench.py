@@ -36,13 +36,15 @@ from .schedules import applicable
 from .spec import (
     AvgPool2d,
     Conv2d,
+    ConvInteger2d,
     GlobalAvgPool,
     Layer,
     MaxPool2d,
+    QLinearConv2d,
     family_of,
 )
 
-__all__ = ["SUITE", "call_path_table", "format_tables", "measure", "plot_roofline", "run"]
+__all__ = ["QSUITE", "SUITE", "call_path_table", "format_tables", "measure", "plot_roofline", "run"]
 
 #: (name, layer, input shape per sample): the issue's suite, float32, PyTorch's defaults.
 SUITE = [
@@ -57,7 +59,29 @@ SUITE = [
     ("avgpool_3x3s1p1", AvgPool2d(3, 1, 1), (64, 56, 56)),
     ("global_avgpool", GlobalAvgPool(), (512, 7, 7)),
 ]
-PEERS = ("onnxruntime", "numpy", "torch")
+PEERS = ("onnxruntime", "numpy", "torch", "float32")
+
+
+def _quantized(c_in: int, c_out: int, kernel: int, padding: int = 0, groups: int = 1):
+    """The int8 rows' layer: as ONNX Runtime's quantizer writes a QLinearConv (uint8
+    activations with a zero point, int8 weights with per-channel scales, the float
+    requantization ONNX Runtime computes)."""
+    return QLinearConv2d(c_in, c_out, kernel, padding=padding, groups=groups, dtype="uint8",
+                         weight_dtype="int8", x_scale=0.02, x_zero_point=128,
+                         w_scale=[0.004 + 0.0001 * (i % 7) for i in range(c_out)],
+                         y_scale=0.05, y_zero_point=120)
+
+
+#: The int8 rows: the float rows' layers quantized, against ONNX Runtime's QLinearConv (or
+#: ConvInteger) and convgen's own float32 kernel of the same layer (column ``x float32``).
+QSUITE = [
+    ("lenet_conv1_int8", _quantized(1, 6, 5), (1, 32, 32)),
+    ("resnet_3x3_int8", _quantized(64, 64, 3, 1), (64, 56, 56)),
+    ("depthwise_3x3_int8", _quantized(128, 128, 3, 1, 128), (128, 56, 56)),
+    ("pointwise_1x1_int8", _quantized(128, 256, 1), (128, 28, 28)),
+    ("resnet_3x3_convinteger", ConvInteger2d(64, 64, 3, padding=1, x_zero_point=128),
+     (64, 56, 56)),
+]
 
 
 def _median_time(repeats: int, min_time: float, function, *args) -> float:
@@ -96,18 +120,24 @@ def _bandwidth(repeats: int) -> float:
 
 
 def _chosen(names: Sequence[str] | None) -> list:
-    """The SUITE entries named (all when ``names`` is empty); an unknown name is an error."""
-    known = {name for name, _, _ in SUITE}
+    """The SUITE and QSUITE entries named (all when ``names`` is empty); an unknown name is
+    an error."""
+    known = {name for name, _, _ in SUITE + QSUITE}
     for name in names or ():
         if name not in known:
             raise ConvgenError(f"--layers: {name!r} is not in the suite; choose from "
                                f"{', '.join(sorted(known))}")
-    return [entry for entry in SUITE if not names or entry[0] in names]
+    return [entry for entry in SUITE + QSUITE if not names or entry[0] in names]
 
 
 def _traffic(layer: Layer, sample: tuple, batch: int) -> int:
-    """Bytes a float32 layer moves at least: its input and output once, and its weights."""
+    """Bytes a layer moves at least: its input and output once, and its weights (float32;
+    a quantized layer's own types)."""
     import numpy as np
+
+    if family_of(layer) == "qconv":
+        memory = layer.memory((batch, *sample))
+        return int(memory.activation_bytes + memory.parameter_bytes)
 
     weights = (int(np.prod(layer.weight_shape)) + layer.out_channels
                if family_of(layer) == "conv" else 0)
@@ -222,6 +252,10 @@ def measure(threads: int, batches: Sequence[int], names: Sequence[str] | None = 
     chosen = _chosen(names)
     flags = flags_for(march)
     for name, layer, shape in track(chosen, f"{threads} thread(s)", lambda entry: entry[0]):
+        if family_of(layer) == "qconv":
+            results += _measure_quantized(name, layer, shape, batches, threads, flags, rng,
+                                          (repeats, min_time))
+            continue
         kernel = compile_kernel(layer, shape, openmp=True, flags=flags)
         # the opt-in, inexact Winograd schedule gets its own row where it applies
         winograd = (compile_kernel(layer, shape, openmp=True, schedule="winograd",
@@ -275,6 +309,53 @@ def measure(threads: int, batches: Sequence[int], names: Sequence[str] | None = 
                 isa=isa_rung(flags), cpu=cpu_model(), march=march,
                 torch=None if torch is None else torch.__version__,
                 onnxruntime=ort.__version__, results=results)
+
+
+def _session(model, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), options,
+                                providers=["CPUExecutionProvider"])
+
+
+def _measure_quantized(name, layer, shape, batches, threads, flags, rng, timing) -> list:
+    """An int8 row per batch: the quantized kernel against ONNX Runtime on the same model
+    (weights and bias as initializers; bit for bit: ``agrees``) and against convgen's own
+    float32 kernel of the layer's geometry (with a bias)."""
+    import numpy as np
+
+    kernel = compile_kernel(layer, shape, openmp=True, flags=flags)
+    geometry = layer.accumulator
+    floats = compile_kernel(Conv2d(geometry.in_channels, geometry.out_channels,
+                                   geometry.kernel_size, geometry.stride, geometry.padding,
+                                   geometry.dilation, geometry.groups), shape, openmp=True,
+                            flags=flags)
+    w = rng.integers(-128, 128, layer.weight_shape).astype(np.int8 if layer.weight_dtype ==
+                                                           "int8" else np.uint8)
+    weights = [w] + ([rng.integers(-2**14, 2**14, layer.out_channels).astype(np.int32)]
+                     if layer.bias else [])
+    float_weights = [rng.standard_normal(layer.weight_shape).astype(np.float32),
+                     rng.standard_normal(layer.out_channels).astype(np.float32)]
+    rows = []
+    for batch in batches:
+        x = rng.integers(0, 256, (batch, *shape)).astype(np.uint8)
+        xf = rng.standard_normal((batch, *shape)).astype(np.float32)
+        session = _session(onnx_model(layer, (batch, *shape),
+                                      weights=dict(zip("WB", weights))), threads)
+        ours = kernel(x, *weights)
+        agrees = bool(np.array_equal(ours, session.run(None, {"X": x})[0]))
+        seconds = {"convgen": _median_time(*timing, kernel, x, *weights),
+                   "onnxruntime": _median_time(*timing, session.run, None, {"X": x}),
+                   "float32": _median_time(*timing, floats, xf, *float_weights)}
+        rows.append(dict(layer=name, describe=layer.describe(), batch=batch,
+                         flops=int(layer.flops((batch, *shape))),
+                         bytes=_traffic(layer, shape, batch), agrees=agrees,
+                         schedule=kernel.generated.schedule, seconds=seconds))
+    return rows
 
 
 def run(threads: Sequence[int] = (1, 2), batches: Sequence[int] = (1, 8),
@@ -332,9 +413,12 @@ def format_tables(runs: list) -> str:
         lines.append("")
     lines.append("x peer = peer time / convgen time (above 1: convgen is faster); x bw = "
                  "convgen time / time to move the layer's bytes at copy bandwidth; GFLOP/s "
-                 "counts the direct convolution's operations (for +wino rows too).  +wino: "
-                 "the opt-in Winograd F(2x2,3x3) schedule (not exact: error bound in the "
-                 "README); the peers' times are those of the row above.")
+                 "counts the direct convolution's operations (for +wino rows too; integer "
+                 "operations for the int8 rows).  +wino: the opt-in Winograd F(2x2,3x3) "
+                 "schedule (not exact: error bound in the README); the peers' times are those "
+                 "of the row above.  int8 rows: onnxruntime runs QLinearConv (ConvInteger) on "
+                 "the same model, bit for bit (agrees); x float32 is convgen's own float32 "
+                 "kernel of the same layer.")
     return "\n".join(lines + call_path_table(runs))
 
 

@@ -20,7 +20,7 @@ from ..printing import ccode
 from . import tuning
 from .base import Access, Built, Schedule, loop, register, variables
 from .conv_packed import blocks
-from .reference import QConvContext, qconv_context
+from .reference import QConvContext, _c_float, qconv_context
 
 __all__ = ["QPackedParams", "applies", "build", "pack_bytes"]
 
@@ -93,6 +93,10 @@ class QPackedParams:
     y_index: str
     lane_valid: str     # the lane holds one of the group's channels ("" when all do)
     second_valid: str   # the pair's second channel exists ("" when it always does)
+    vector: bool        # the float requantization runs on whole vectors of channels
+    lane_scales: tuple  # its binary32 scale of every lane (0 in padding lanes)
+    lane_index: str     # a lane's entry in the lane tables
+    lane_first: str     # the first lane of a vector
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,9 @@ def build(problem: Problem) -> Built:
     task = [sympy.Ge(BATCH, 1), *loop(N, BATCH), *loop(o[0], out[1]), *loop(g, layer.groups)]
     fill = [*task, *loop(k[0], kn0), sympy.Eq(p0, row), *loop(qq, width_b),
             sympy.Eq(q1, source), *loop(icp, pairs)]
+    vector = layer.requantizes and layer.rounding == "float"
+    lane_index = ((g * nb + bl) * ocv + v) * lanes + lane
+    lane_count = layer.groups * nb * ocv * lanes
     accesses = [
         Access("w", w_index, w_size, "qpacked: w, packing",
                tuple(pack + [valid, sympy.Lt(2 * icp + j, cg_in)])),
@@ -155,6 +162,13 @@ def build(problem: Problem) -> Built:
                tuple(fill + [row_inside, source_inside])),
         Access("x", x_b, x_size, "qpacked: x, second of a pair",
                tuple(fill + [row_inside, source_inside, second]))]
+    lanes_domain = [*loop(g, layer.groups), *loop(bl, nb), *loop(v, ocv), *loop(lane, lanes)]
+    if vector and layer.bias:  # the bias, copied into a table of every lane
+        accesses += [
+            Access("b", oc, layer.out_channels, "qpacked: b, into the lane table",
+                   tuple(lanes_domain + [valid])),
+            Access("bias_lanes", lane_index, lane_count, "qpacked: the bias's lane table",
+                   tuple(lanes_domain))]
     for isa in ISAS:
         cols = tuning.QPACKED_COLUMNS[isa.name][ocv]
         block = [*task, *loop(bl, nb), sympy.Eq(cw, cols), *loop(o[1], out[2]),
@@ -171,11 +185,22 @@ def build(problem: Problem) -> Built:
             Access("xr", xr_read, xr_size, f"{where}: row buffer, read", tuple(step),
                    scratch_read=True),
             Access("y", y_index, y_size, f"{where}: y", tuple(stored))]
-        if layer.bias:
+        if layer.bias and not vector:
             accesses.append(Access("b", oc, layer.out_channels, f"{where}: b",
                                    tuple(stored)))
+        if layer.bias and vector:
+            accesses.append(Access(
+                "bias_lanes", lane_index, lane_count, f"{where}: a vector of the bias's lanes",
+                tuple([*block, *loop(v, ocv), *loop(lane, lanes)]), scratch_read=True))
     every_lane = cg_out % (ocv * lanes) == 0
     local_text = ccode(local)
+    lane_scales = ()
+    if vector:
+        lane_scales = tuple(
+            _c_float(layer.scales[gi * cg_out + (bi * ocv + vi) * lanes + li])
+            if (bi * ocv + vi) * lanes + li < cg_out else "0.0f"
+            for gi in range(layer.groups) for bi in range(nb) for vi in range(ocv)
+            for li in range(lanes))
     params = QPackedParams(
         lanes=lanes, rows=out[1], cols=out[2], kernel=(kn0, kn1), ocv=ocv, nb=nb,
         groups=layer.groups, columns=tuning.QPACKED_COLUMNS,
@@ -188,7 +213,9 @@ def build(problem: Problem) -> Built:
         w_index=ccode(w_index), wp_scalar=ccode(wp_scalar), wp_vector=ccode(wp_vector),
         xr_write=ccode(xr_write), xr_read=ccode(xr_read), y_index=ccode(y_index),
         lane_valid="" if every_lane else f"{local_text} < {cg_out}",
-        second_valid=("0" if second is sympy.false else ccode(second)) if cg_in % 2 else "")
+        second_valid=("0" if second is sympy.false else ccode(second)) if cg_in % 2 else "",
+        vector=vector, lane_scales=lane_scales, lane_index=ccode(lane_index),
+        lane_first=ccode(lane_index.subs(lane, 0)))
     return Built(QPackedContext(**variables(base), qpacked=params), tuple(accesses))
 
 

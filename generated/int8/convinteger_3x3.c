@@ -39,6 +39,7 @@ typedef int16_t convinteger_3x3_i16 __attribute__((vector_size(32)));
 #define CONVINTEGER_3X3_MADD(acc, w, x) ((acc) + ((convinteger_3x3_i32)((convinteger_3x3_u32)(w) << 16) >> 16) * ((convinteger_3x3_i32)((convinteger_3x3_u32)(x) << 16) >> 16) + ((convinteger_3x3_i32)(w) >> 16) * ((convinteger_3x3_i32)(x) >> 16))
 #endif
 
+
 /* x - x_zero_point of input element xi, as the low or high half of a 32-bit pair. */
 #define CONVINTEGER_3X3_HALF(xi) ((uint32_t)(uint16_t)(int16_t)((int32_t)(xi) - 128))
 

@@ -77,6 +77,7 @@ typedef int16_t qlenet_c1_i16 __attribute__((vector_size(32)));
 #define QLENET_C1_MADD(acc, w, x) ((acc) + ((qlenet_c1_i32)((qlenet_c1_u32)(w) << 16) >> 16) * ((qlenet_c1_i32)((qlenet_c1_u32)(x) << 16) >> 16) + ((qlenet_c1_i32)(w) >> 16) * ((qlenet_c1_i32)(x) >> 16))
 #endif
 
+
 /* x - x_zero_point of input element xi, as the low or high half of a 32-bit pair. */
 #define QLENET_C1_HALF(xi) ((uint32_t)(uint16_t)(int16_t)((int32_t)(xi) - 0))
 

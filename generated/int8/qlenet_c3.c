@@ -73,6 +73,7 @@ typedef int16_t qlenet_c3_i16 __attribute__((vector_size(32)));
 #define QLENET_C3_MADD(acc, w, x) ((acc) + ((qlenet_c3_i32)((qlenet_c3_u32)(w) << 16) >> 16) * ((qlenet_c3_i32)((qlenet_c3_u32)(x) << 16) >> 16) + ((qlenet_c3_i32)(w) >> 16) * ((qlenet_c3_i32)(x) >> 16))
 #endif
 
+
 /* x - x_zero_point of input element xi, as the low or high half of a 32-bit pair. */
 #define QLENET_C3_HALF(xi) ((uint32_t)(uint16_t)(int16_t)((int32_t)(xi) - (-128)))
 

@@ -7,26 +7,6 @@
 #include <string.h>
 #include <math.h>
 
-/* ONNX Runtime's float requantization: round_half_even(fl(fl(acc) * scale)), clamped in
-   float first (the bounds are integers, so clamping then rounding is rounding then
-   clamping), then the zero point. */
-static uint8_t qmobilenet_project_requantize(int32_t acc, long oc)
-{
-    const float scale = 0x1.fd6a96p-10f /* 0.0019432692 */;
-    float v = (float)acc * scale;
-    (void)oc; /* one scale for every channel */
-    v = v > -131.0f ? v : -131.0f; /* 0 - y_zero_point (a max: no branch) */
-    v = v < 124.0f ? v : 124.0f; /* 255 - y_zero_point (a min) */
-    return (uint8_t)((int32_t)rintf(v) + 131); /* to nearest, ties to even */
-}
-
-/* acc + bias, saturated to int32 (the taps' sum alone is proved never to overflow). */
-static int32_t qmobilenet_project_add_bias(int32_t acc, int32_t bias)
-{
-    const int64_t total = (int64_t)acc + bias;
-    return total > 2147483647 ? 2147483647 : total < -2147483647 - 1 ? -2147483647 - 1 : (int32_t)total;
-}
-
 /* Quantized packed schedule: output channels in the 8 int32 lanes of a vector (GCC/Clang
    vector extensions), a register block of 3 vector(s) of channels x cw output columns.
    The weights are packed once a call as int16 differences w - w_zero_point, in pairs of input
@@ -60,6 +40,60 @@ typedef int16_t qmobilenet_project_i16 __attribute__((vector_size(32)));
 #define QMOBILENET_PROJECT_MADD(acc, w, x) ((acc) + ((qmobilenet_project_i32)((qmobilenet_project_u32)(w) << 16) >> 16) * ((qmobilenet_project_i32)((qmobilenet_project_u32)(x) << 16) >> 16) + ((qmobilenet_project_i32)(w) >> 16) * ((qmobilenet_project_i32)(x) >> 16))
 #endif
 
+typedef float qmobilenet_project_f32 __attribute__((vector_size(32)));
+
+/* The float requantization's binary32 scale of every lane (0 in padding lanes). */
+static const float qmobilenet_project_lane_scale[24] = {
+    0x1.fd6a96p-10f /* 0.0019432692 */,
+    0x1.fd6a96p-10f /* 0.0019432692 */,
+    0x1.fd6a96p-10f /* 0.0019432692 */,
+    0x1.fd6a96p-10f /* 0.0019432692 */,
+    0x1.fd6a96p-10f /* 0.0019432692 */,
+    0x1.fd6a96p-10f /* 0.0019432692 */,
+    0x1.fd6a96p-10f /* 0.0019432692 */,
+    0x1.fd6a96p-10f /* 0.0019432692 */,
+    0x1.fd6a96p-10f /* 0.0019432692 */,
+    0x1.fd6a96p-10f /* 0.0019432692 */,
+    0x1.fd6a96p-10f /* 0.0019432692 */,
+    0x1.fd6a96p-10f /* 0.0019432692 */,
+    0x1.fd6a96p-10f /* 0.0019432692 */,
+    0x1.fd6a96p-10f /* 0.0019432692 */,
+    0x1.fd6a96p-10f /* 0.0019432692 */,
+    0x1.fd6a96p-10f /* 0.0019432692 */,
+    0x1.fd6a96p-10f /* 0.0019432692 */,
+    0x1.fd6a96p-10f /* 0.0019432692 */,
+    0x1.fd6a96p-10f /* 0.0019432692 */,
+    0x1.fd6a96p-10f /* 0.0019432692 */,
+    0x1.fd6a96p-10f /* 0.0019432692 */,
+    0x1.fd6a96p-10f /* 0.0019432692 */,
+    0x1.fd6a96p-10f /* 0.0019432692 */,
+    0x1.fd6a96p-10f /* 0.0019432692 */
+};
+
+/* The float requantization of a vector of channels' accumulators (and biases), as the
+   scalar qmobilenet_project_requantize computes each lane: the bias added saturating, fl(acc) *
+   scale, the clamp, then rounding half to even by adding and subtracting 1.5 * 2^23 (exact
+   once |v| <= 2^22, which the clamp ensures; never compile this with -ffast-math).
+   Writes the lanes with the zero point added to out (vectors pass by pointer: by value
+   they would change the ABI where the compiler lacks AVX). */
+static void qmobilenet_project_requantize_lanes(int32_t *out, const qmobilenet_project_i32 *acc, const qmobilenet_project_i32 *lanes_bias, const qmobilenet_project_f32 *lanes_scale)
+{
+    const qmobilenet_project_i32 a = *acc, bias = *lanes_bias;
+    const qmobilenet_project_i32 s = (qmobilenet_project_i32)((qmobilenet_project_u32)a + (qmobilenet_project_u32)bias);
+    const qmobilenet_project_i32 over = ((a ^ s) & (bias ^ s)) >> 31; /* all ones where it overflowed */
+    const qmobilenet_project_i32 sum = (s & ~over) | (((a >> 31) ^ 2147483647) & over);
+    const qmobilenet_project_f32 low = {-131.0f, -131.0f, -131.0f, -131.0f, -131.0f, -131.0f, -131.0f, -131.0f}, high = {124.0f, 124.0f, 124.0f, 124.0f, 124.0f, 124.0f, 124.0f, 124.0f};
+    const qmobilenet_project_f32 magic = {0x1.8p23f, 0x1.8p23f, 0x1.8p23f, 0x1.8p23f, 0x1.8p23f, 0x1.8p23f, 0x1.8p23f, 0x1.8p23f};
+    qmobilenet_project_f32 v = __builtin_convertvector(sum, qmobilenet_project_f32) * *lanes_scale;
+    qmobilenet_project_i32 keep = v > low;
+    v = (qmobilenet_project_f32)(((qmobilenet_project_i32)v & keep) | ((qmobilenet_project_i32)low & ~keep));
+    keep = v < high;
+    v = (qmobilenet_project_f32)(((qmobilenet_project_i32)v & keep) | ((qmobilenet_project_i32)high & ~keep));
+    v = (v + magic) - magic; /* to nearest, ties to even */
+    const qmobilenet_project_i32 q = __builtin_convertvector(v, qmobilenet_project_i32) + 131;
+    memcpy(out, &q, sizeof q);
+}
+
 /* x - x_zero_point of input element xi, as the low or high half of a 32-bit pair. */
 #define QMOBILENET_PROJECT_HALF(xi) ((uint32_t)(uint16_t)(int16_t)((int32_t)(xi) - 0))
 
@@ -67,6 +101,16 @@ void qmobilenet_project(const uint8_t *restrict x, const int8_t *restrict w, con
 {
     enum { cw = QMOBILENET_PROJECT_COLUMNS }; /* output columns of a register block */
     int16_t wp[384]; /* packed weight differences, read by every task */
+    int32_t bias_lanes[24]; /* the bias of every lane (0 in padding lanes) */
+    for (long g = 0; g < 1; ++g) {
+        for (long bl = 0; bl < 1; ++bl) {
+            for (long v = 0; v < 3; ++v) {
+                for (long l = 0; l < 8; ++l) {
+                    bias_lanes[24*bl + 24*g + l + 8*v] = b[24*bl + 24*g + l + 8*v];
+                }
+            }
+        }
+    }
     for (long g = 0; g < 1; ++g) { /* group */
         for (long bl = 0; bl < 1; ++bl) { /* block of the group */
             for (long v = 0; v < 3; ++v) {
@@ -128,14 +172,16 @@ void qmobilenet_project(const uint8_t *restrict x, const int8_t *restrict w, con
                                 }
                             }
                         }
-                        int32_t tile[cw][3][8];
-                        memcpy(tile, acc, sizeof tile);
-                        for (long v = 0; v < 3; ++v) {
-                            for (long l = 0; l < 8; ++l) {
-                                const long oc = 24*bl + 24*g + l + 8*v; /* output channel */
-                                for (long c = 0; c < width; ++c) {
-                                    const int32_t acc = tile[c][v][l];
-                                    y[4704*bl + c + 4704*g + 196*l + 4704*n + 14*o0 + o1 + 1568*v] = qmobilenet_project_requantize(qmobilenet_project_add_bias(acc, b[oc]), oc);
+                        for (long v = 0; v < 3; ++v) { /* requantize whole vectors of channels */
+                            qmobilenet_project_f32 scale;
+                            memcpy(&scale, &qmobilenet_project_lane_scale[24*bl + 24*g + 8*v], sizeof scale);
+                            qmobilenet_project_i32 bias;
+                            memcpy(&bias, &bias_lanes[24*bl + 24*g + 8*v], sizeof bias);
+                            for (long c = 0; c < width; ++c) {
+                                int32_t out[8];
+                                qmobilenet_project_requantize_lanes(out, &acc[c][v], &bias, &scale);
+                                for (long l = 0; l < 8; ++l) {
+                                    y[4704*bl + c + 4704*g + 196*l + 4704*n + 14*o0 + o1 + 1568*v] = (uint8_t)out[l];
                                 }
                             }
                         }
