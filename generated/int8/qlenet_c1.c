@@ -10,36 +10,36 @@
 static const int32_t qlenet_c1_multiplier[6] = {2054114779, 1736660692, 1167110693, 1904724692, 1624618084, 1223131998};
 static const int qlenet_c1_shift[6] = {8, 8, 7, 8, 8, 7};
 
-/* gemmlowp's SaturatingRoundingDoublingHighMul: a * m / 2^31 to nearest, ties toward
+/* gemmlowp's SaturatingRoundingDoublingHighMul: value * m / 2^31 to nearest, ties toward
    +infinity (the nudge, then C's division toward zero); m > 0, so its one saturating case
    never occurs. */
-static int32_t qlenet_c1_high_mul(int32_t a, int32_t m)
+static int32_t qlenet_c1_high_mul(int32_t value, int32_t multiplier)
 {
-    const int64_t ab = (int64_t)a * m;
+    const int64_t ab = (int64_t)value * multiplier;
     const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : 1 - ((int64_t)1 << 30);
     return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
 }
 
-/* gemmlowp's RoundingDivideByPOT: x / 2^e rounded half away from zero (an arithmetic shift). */
-static int32_t qlenet_c1_divide_pot(int32_t x, int e)
+/* gemmlowp's RoundingDivideByPOT: value / 2^e rounded half away from zero (an arithmetic shift). */
+static int32_t qlenet_c1_divide_pot(int32_t value, int exponent)
 {
-    const int32_t mask = (int32_t)(((int64_t)1 << e) - 1);
-    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-    return (x >> e) + ((x & mask) > threshold ? 1 : 0);
+    const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+    const int32_t threshold = (mask >> 1) + (value < 0 ? 1 : 0);
+    return (value >> exponent) + ((value & mask) > threshold ? 1 : 0);
 }
 
 /* TFLite's fixed-point requantization, then the zero point and the clamp. */
-static int8_t qlenet_c1_requantize(int32_t acc, long oc)
+static int8_t qlenet_c1_requantize(int32_t value, long channel)
 {
-    int32_t v = qlenet_c1_divide_pot(qlenet_c1_high_mul(acc, qlenet_c1_multiplier[oc]), qlenet_c1_shift[oc]);
-    v += (-128);
-    return (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
+    int32_t result = qlenet_c1_divide_pot(qlenet_c1_high_mul(value, qlenet_c1_multiplier[channel]), qlenet_c1_shift[channel]);
+    result += (-128);
+    return (int8_t)(result < -128 ? -128 : result > 127 ? 127 : result);
 }
 
-/* acc + bias, saturated to int32 (the taps' sum alone is proved never to overflow). */
-static int32_t qlenet_c1_add_bias(int32_t acc, int32_t bias)
+/* value + bias, saturated to int32 (the taps' sum alone is proved never to overflow). */
+static int32_t qlenet_c1_add_bias(int32_t value, int32_t bias)
 {
-    const int64_t total = (int64_t)acc + bias;
+    const int64_t total = (int64_t)value + bias;
     return total > 2147483647 ? 2147483647 : total < -2147483647 - 1 ? -2147483647 - 1 : (int32_t)total;
 }
 

@@ -23,36 +23,36 @@
 __constant__ int qlenet_c1_multiplier[6] = {2054114779, 1736660692, 1167110693, 1904724692, 1624618084, 1223131998};
 __constant__ int qlenet_c1_shift[6] = {8, 8, 7, 8, 8, 7};
 
-/* gemmlowp's SaturatingRoundingDoublingHighMul: a * m / 2^31 to nearest, ties toward
+/* gemmlowp's SaturatingRoundingDoublingHighMul: value * m / 2^31 to nearest, ties toward
    +infinity (the nudge, then C's division toward zero); m > 0, so its one saturating case
    never occurs. */
-__device__ static int qlenet_c1_high_mul(int a, int m)
+__device__ static int qlenet_c1_high_mul(int value, int multiplier)
 {
-    const CONVGEN_INT64 ab = (CONVGEN_INT64)a * m;
+    const CONVGEN_INT64 ab = (CONVGEN_INT64)value * multiplier;
     const CONVGEN_INT64 nudge = ab >= 0 ? ((CONVGEN_INT64)1 << 30) : 1 - ((CONVGEN_INT64)1 << 30);
     return (int)((ab + nudge) / ((CONVGEN_INT64)1 << 31));
 }
 
-/* gemmlowp's RoundingDivideByPOT: x / 2^e rounded half away from zero (an arithmetic shift). */
-__device__ static int qlenet_c1_divide_pot(int x, int e)
+/* gemmlowp's RoundingDivideByPOT: value / 2^e rounded half away from zero (an arithmetic shift). */
+__device__ static int qlenet_c1_divide_pot(int value, int exponent)
 {
-    const int mask = (int)(((CONVGEN_INT64)1 << e) - 1);
-    const int threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-    return (x >> e) + ((x & mask) > threshold ? 1 : 0);
+    const int mask = (int)(((CONVGEN_INT64)1 << exponent) - 1);
+    const int threshold = (mask >> 1) + (value < 0 ? 1 : 0);
+    return (value >> exponent) + ((value & mask) > threshold ? 1 : 0);
 }
 
 /* TFLite's fixed-point requantization, then the zero point and the clamp. */
-__device__ static signed char qlenet_c1_requantize(int acc, long oc)
+__device__ static signed char qlenet_c1_requantize(int value, long channel)
 {
-    int v = qlenet_c1_divide_pot(qlenet_c1_high_mul(acc, qlenet_c1_multiplier[oc]), qlenet_c1_shift[oc]);
-    v += (-128);
-    return (signed char)(v < -128 ? -128 : v > 127 ? 127 : v);
+    int result = qlenet_c1_divide_pot(qlenet_c1_high_mul(value, qlenet_c1_multiplier[channel]), qlenet_c1_shift[channel]);
+    result += (-128);
+    return (signed char)(result < -128 ? -128 : result > 127 ? 127 : result);
 }
 
-/* acc + bias, saturated to int32 (the taps' sum alone is proved never to overflow). */
-__device__ static int qlenet_c1_add_bias(int acc, int bias)
+/* value + bias, saturated to int32 (the taps' sum alone is proved never to overflow). */
+__device__ static int qlenet_c1_add_bias(int value, int bias)
 {
-    const CONVGEN_INT64 total = (CONVGEN_INT64)acc + bias;
+    const CONVGEN_INT64 total = (CONVGEN_INT64)value + bias;
     return total > 2147483647 ? 2147483647 : total < -2147483647 - 1 ? -2147483647 - 1 : (int)total;
 }
 

@@ -30,19 +30,19 @@ static const float qmobilenet_dw3x3_scale[16] = {
 /* ONNX Runtime's float requantization: round_half_even(fl(fl(acc) * scale)), clamped in
    float first (the bounds are integers, so clamping then rounding is rounding then
    clamping), then the zero point. */
-static uint8_t qmobilenet_dw3x3_requantize(int32_t acc, long oc)
+static uint8_t qmobilenet_dw3x3_requantize(int32_t value, long channel)
 {
-    const float scale = qmobilenet_dw3x3_scale[oc];
-    float v = (float)acc * scale;
-    v = v > 0.0f ? v : 0.0f; /* 0 - y_zero_point (a max: no branch) */
-    v = v < 255.0f ? v : 255.0f; /* 255 - y_zero_point (a min) */
-    return (uint8_t)((int32_t)rintf(v) + 0); /* to nearest, ties to even */
+    const float scale = qmobilenet_dw3x3_scale[channel];
+    float scaled = (float)value * scale;
+    scaled = scaled > 0.0f ? scaled : 0.0f; /* 0 - y_zero_point */
+    scaled = scaled < 255.0f ? scaled : 255.0f; /* 255 - y_zero_point */
+    return (uint8_t)((int32_t)rintf(scaled) + 0); /* to nearest, ties to even */
 }
 
-/* acc + bias, saturated to int32 (the taps' sum alone is proved never to overflow). */
-static int32_t qmobilenet_dw3x3_add_bias(int32_t acc, int32_t bias)
+/* value + bias, saturated to int32 (the taps' sum alone is proved never to overflow). */
+static int32_t qmobilenet_dw3x3_add_bias(int32_t value, int32_t bias)
 {
-    const int64_t total = (int64_t)acc + bias;
+    const int64_t total = (int64_t)value + bias;
     return total > 2147483647 ? 2147483647 : total < -2147483647 - 1 ? -2147483647 - 1 : (int32_t)total;
 }
 

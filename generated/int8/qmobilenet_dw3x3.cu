@@ -42,19 +42,19 @@ __constant__ float qmobilenet_dw3x3_scale[16] = {
 /* ONNX Runtime's float requantization: round_half_even(fl(fl(acc) * scale)), clamped in
    float first (the bounds are integers, so clamping then rounding is rounding then
    clamping), then the zero point. */
-__device__ static unsigned char qmobilenet_dw3x3_requantize(int acc, long oc)
+__device__ static unsigned char qmobilenet_dw3x3_requantize(int value, long channel)
 {
-    const float scale = qmobilenet_dw3x3_scale[oc];
-    float v = (float)acc * scale;
-    v = v > 0.0f ? v : 0.0f; /* 0 - y_zero_point (a max: no branch) */
-    v = v < 255.0f ? v : 255.0f; /* 255 - y_zero_point (a min) */
-    return (unsigned char)((int)rintf(v) + 0); /* to nearest, ties to even */
+    const float scale = qmobilenet_dw3x3_scale[channel];
+    float scaled = (float)value * scale;
+    scaled = scaled > 0.0f ? scaled : 0.0f; /* 0 - y_zero_point */
+    scaled = scaled < 255.0f ? scaled : 255.0f; /* 255 - y_zero_point */
+    return (unsigned char)((int)rintf(scaled) + 0); /* to nearest, ties to even */
 }
 
-/* acc + bias, saturated to int32 (the taps' sum alone is proved never to overflow). */
-__device__ static int qmobilenet_dw3x3_add_bias(int acc, int bias)
+/* value + bias, saturated to int32 (the taps' sum alone is proved never to overflow). */
+__device__ static int qmobilenet_dw3x3_add_bias(int value, int bias)
 {
-    const CONVGEN_INT64 total = (CONVGEN_INT64)acc + bias;
+    const CONVGEN_INT64 total = (CONVGEN_INT64)value + bias;
     return total > 2147483647 ? 2147483647 : total < -2147483647 - 1 ? -2147483647 - 1 : (int)total;
 }
 

@@ -70,29 +70,6 @@ static const float qmobilenet_project_lane_scale[24] = {
     0x1.fd6a96p-10f /* 0.0019432692 */
 };
 
-/* The float requantization of a vector of channels' accumulators (and biases), as the
-   scalar qmobilenet_project_requantize computes each lane: the bias added saturating, fl(acc) *
-   scale, the clamp, then rounding half to even by adding and subtracting 1.5 * 2^23 (exact
-   once |v| <= 2^22, which the clamp ensures; never compile this with -ffast-math).
-   Writes the lanes with the zero point added to out (vectors pass by pointer: by value
-   they would change the ABI where the compiler lacks AVX). */
-static void qmobilenet_project_requantize_lanes(int32_t *out, const qmobilenet_project_i32 *acc, const qmobilenet_project_i32 *lanes_bias, const qmobilenet_project_f32 *lanes_scale)
-{
-    const qmobilenet_project_i32 a = *acc, bias = *lanes_bias;
-    const qmobilenet_project_i32 s = (qmobilenet_project_i32)((qmobilenet_project_u32)a + (qmobilenet_project_u32)bias);
-    const qmobilenet_project_i32 over = ((a ^ s) & (bias ^ s)) >> 31; /* all ones where it overflowed */
-    const qmobilenet_project_i32 sum = (s & ~over) | (((a >> 31) ^ 2147483647) & over);
-    const qmobilenet_project_f32 low = {-131.0f, -131.0f, -131.0f, -131.0f, -131.0f, -131.0f, -131.0f, -131.0f}, high = {124.0f, 124.0f, 124.0f, 124.0f, 124.0f, 124.0f, 124.0f, 124.0f};
-    const qmobilenet_project_f32 magic = {0x1.8p23f, 0x1.8p23f, 0x1.8p23f, 0x1.8p23f, 0x1.8p23f, 0x1.8p23f, 0x1.8p23f, 0x1.8p23f};
-    qmobilenet_project_f32 v = __builtin_convertvector(sum, qmobilenet_project_f32) * *lanes_scale;
-    qmobilenet_project_i32 keep = v > low;
-    v = (qmobilenet_project_f32)(((qmobilenet_project_i32)v & keep) | ((qmobilenet_project_i32)low & ~keep));
-    keep = v < high;
-    v = (qmobilenet_project_f32)(((qmobilenet_project_i32)v & keep) | ((qmobilenet_project_i32)high & ~keep));
-    v = (v + magic) - magic; /* to nearest, ties to even */
-    const qmobilenet_project_i32 q = __builtin_convertvector(v, qmobilenet_project_i32) + 131;
-    memcpy(out, &q, sizeof q);
-}
 
 /* x - x_zero_point of input element xi, as the low or high half of a 32-bit pair. */
 #define QMOBILENET_PROJECT_HALF(xi) ((uint32_t)(uint16_t)(int16_t)((int32_t)(xi) - 0))
@@ -172,14 +149,32 @@ void qmobilenet_project(const uint8_t *restrict x, const int8_t *restrict w, con
                                 }
                             }
                         }
+                        const qmobilenet_project_f32 low = {-131.0f, -131.0f, -131.0f, -131.0f, -131.0f, -131.0f, -131.0f, -131.0f}, high = {124.0f, 124.0f, 124.0f, 124.0f, 124.0f, 124.0f, 124.0f, 124.0f}; /* the clamp, less y_zero_point */
+                        const qmobilenet_project_f32 magic = {0x1.8p23f, 0x1.8p23f, 0x1.8p23f, 0x1.8p23f, 0x1.8p23f, 0x1.8p23f, 0x1.8p23f, 0x1.8p23f};
                         for (long v = 0; v < 3; ++v) { /* requantize whole vectors of channels */
                             qmobilenet_project_f32 scale;
                             memcpy(&scale, &qmobilenet_project_lane_scale[24*bl + 24*g + 8*v], sizeof scale);
                             qmobilenet_project_i32 bias;
                             memcpy(&bias, &bias_lanes[24*bl + 24*g + 8*v], sizeof bias);
                             for (long c = 0; c < width; ++c) {
+                                /* as qmobilenet_project's scalar requantization computes each lane: the
+                                   bias added saturating, fl(acc) * scale, the clamp, then
+                                   rounding half to even by adding and subtracting 1.5 * 2^23
+                                   (exact once |scaled| <= 2^22, which the clamp ensures; never
+                                   compile this with -ffast-math) */
+                                const qmobilenet_project_i32 value = acc[c][v];
+                                const qmobilenet_project_i32 wrapped = (qmobilenet_project_i32)((qmobilenet_project_u32)value + (qmobilenet_project_u32)bias);
+                                const qmobilenet_project_i32 over = ((value ^ wrapped) & (bias ^ wrapped)) >> 31; /* all ones where it overflowed */
+                                const qmobilenet_project_i32 sum = (wrapped & ~over) | (((value >> 31) ^ 2147483647) & over);
+                                qmobilenet_project_f32 scaled = __builtin_convertvector(sum, qmobilenet_project_f32) * scale;
+                                qmobilenet_project_i32 keep = scaled > low;
+                                scaled = (qmobilenet_project_f32)(((qmobilenet_project_i32)scaled & keep) | ((qmobilenet_project_i32)low & ~keep));
+                                keep = scaled < high;
+                                scaled = (qmobilenet_project_f32)(((qmobilenet_project_i32)scaled & keep) | ((qmobilenet_project_i32)high & ~keep));
+                                scaled = (scaled + magic) - magic; /* to nearest, ties to even */
+                                const qmobilenet_project_i32 rounded = __builtin_convertvector(scaled, qmobilenet_project_i32) + 131;
                                 int32_t out[8];
-                                qmobilenet_project_requantize_lanes(out, &acc[c][v], &bias, &scale);
+                                memcpy(out, &rounded, sizeof out);
                                 for (long l = 0; l < 8; ++l) {
                                     y[4704*bl + c + 4704*g + 196*l + 4704*n + 14*o0 + o1 + 1568*v] = (uint8_t)out[l];
                                 }

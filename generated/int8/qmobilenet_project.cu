@@ -22,20 +22,20 @@
 /* ONNX Runtime's float requantization: round_half_even(fl(fl(acc) * scale)), clamped in
    float first (the bounds are integers, so clamping then rounding is rounding then
    clamping), then the zero point. */
-__device__ static unsigned char qmobilenet_project_requantize(int acc, long oc)
+__device__ static unsigned char qmobilenet_project_requantize(int value, long channel)
 {
     const float scale = 0x1.fd6a96p-10f /* 0.0019432692 */;
-    float v = (float)acc * scale;
-    (void)oc; /* one scale for every channel */
-    v = v > -131.0f ? v : -131.0f; /* 0 - y_zero_point (a max: no branch) */
-    v = v < 124.0f ? v : 124.0f; /* 255 - y_zero_point (a min) */
-    return (unsigned char)((int)rintf(v) + 131); /* to nearest, ties to even */
+    float scaled = (float)value * scale;
+    (void)channel; /* one scale for every channel */
+    scaled = scaled > -131.0f ? scaled : -131.0f; /* 0 - y_zero_point */
+    scaled = scaled < 124.0f ? scaled : 124.0f; /* 255 - y_zero_point */
+    return (unsigned char)((int)rintf(scaled) + 131); /* to nearest, ties to even */
 }
 
-/* acc + bias, saturated to int32 (the taps' sum alone is proved never to overflow). */
-__device__ static int qmobilenet_project_add_bias(int acc, int bias)
+/* value + bias, saturated to int32 (the taps' sum alone is proved never to overflow). */
+__device__ static int qmobilenet_project_add_bias(int value, int bias)
 {
-    const CONVGEN_INT64 total = (CONVGEN_INT64)acc + bias;
+    const CONVGEN_INT64 total = (CONVGEN_INT64)value + bias;
     return total > 2147483647 ? 2147483647 : total < -2147483647 - 1 ? -2147483647 - 1 : (int)total;
 }
 
