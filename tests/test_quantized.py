@@ -237,7 +237,7 @@ def test_the_kernels_match_the_oracle_bit_for_bit():
 def test_a_wrong_kernel_is_caught():
     """A kernel whose requantization is off by one LSB somewhere fails the check."""
     kernel = generate(FIXED, (4, 7, 6))
-    planted = kernel.source.replace("v += 4;", "v += 4 + (acc % 7 == 0);")
+    planted = kernel.source.replace("result += 4;", "result += 4 + (value % 7 == 0);")
     assert planted != kernel.source
     from dataclasses import replace
 
