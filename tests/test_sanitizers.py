@@ -36,7 +36,9 @@ def test_kernel_is_clean_under_address_and_undefined_sanitizers(layer, dtype, tm
 def test_the_harness_catches_a_buffer_one_element_short(tmp_path):
     """Negative control: the same build flags report a write past a short output buffer."""
     kernel = codegen.generate(convgen.Conv2d(2, 3, 3, padding=1), (2, 5, 5), name="k")
-    short = harness(kernel).replace("filled(batch * K_Y_SAMPLE)", "filled(batch * K_Y_SAMPLE - 1)")
+    short = harness(kernel).replace("filled_float(batch * K_Y_SAMPLE)",
+                                    "filled_float(batch * K_Y_SAMPLE - 1)")
+    assert short != harness(kernel)
     found = findings(kernel, tmp_path, short)
     assert "heap-buffer-overflow" in found, found
 
