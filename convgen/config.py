@@ -162,8 +162,9 @@ def _model(entry: object, where: str, seen: set) -> Network:
             if key in item:
                 raise SpecError(f"{where}: layer {index} has {key}; in a model only the model "
                                 f"has one (each layer takes the previous layer's output)")
-        if "dtype" in entry and any(f.name == "dtype" for f in dataclasses.fields(
-                LAYER_TYPES.get(item.get("type"), Sequential))):  # quantized: the model's
+        cls = LAYER_TYPES.get(item.get("type"))
+        if "dtype" in entry and cls is not None and "dtype" in {
+                f.name for f in dataclasses.fields(cls)}:  # a quantized layer: the model's
             item = {**item, "dtype": entry["dtype"]}
         label = item.get("name", str(index))
         if not isinstance(label, str) or not label:

@@ -49,8 +49,7 @@ def column_vectors(ocb: int, width: int, owb: int) -> int:
 def pointwise(problem: Problem) -> bool:
     """A 1x1 convolution with stride 1 and no padding: a GEMM over the flattened plane."""
     layer = problem.layer
-    return (problem.family in ("conv", "qconv") and problem.ndim == 2
-            and layer.kernel_size == (1, 1)
+    return (problem.family == "conv" and problem.ndim == 2 and layer.kernel_size == (1, 1)
             and layer.stride == (1, 1) and problem.padding == ((0, 0), (0, 0)))
 
 

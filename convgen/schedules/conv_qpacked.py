@@ -125,7 +125,7 @@ def build(problem: Problem) -> Built:
     local = bl * ocv * lanes + v * lanes + lane  # output channel in the group
     oc = g * cg_out + local
     row, row_inside = sym.tap_index(o[0], k[0], s0, d0, pads[0][0]), sym.inside(p0, spatial[0])
-    column = (o[1] + c) * s1 + k[1] * d1  # padded coordinates: the buffer starts at -lo
+    column = sym.tap_index(o[1] + c, k[1], s1, d1, 0)  # padded: the buffer starts at -lo
     source, source_inside = qq - pads[1][0], sym.inside(q1, spatial[1])
 
     def x_of(ic):
@@ -136,8 +136,8 @@ def build(problem: Problem) -> Built:
                              list(layer.weight_shape))
     wp_vector = ((((gb * kn0 + k[0]) * kn1 + k[1]) * pairs + icp) * ocv + v) * lanes * 2
     wp_scalar = wp_vector + lane * 2 + j
-    xr_write = (k[0] * width_b + qq) * pairs + icp
-    xr_read = (k[0] * width_b + column) * pairs + icp
+    xr_write = sym.flat_index([k[0], qq, icp], [kn0, width_b, pairs])
+    xr_read = sym.flat_index([k[0], column, icp], [kn0, width_b, pairs])
     y_index = sym.flat_index([N, oc, o[0], o[1] + c], [None, *out])
     valid = sympy.Lt(local, cg_out)
     second = sympy.Lt(2 * icp + 1, cg_in)

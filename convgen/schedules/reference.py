@@ -142,16 +142,9 @@ class QuantContext:
     y_zero_point: str
     low: int                    # the output's clamp
     high: int
+    float_low: int              # the clamp less the zero point (the float rounding's)
+    float_high: int
     bias: bool
-
-    @property
-    def float_low(self) -> int:
-        """The clamp before the zero point is added (the float rounding clamps first)."""
-        return self.low - int(self.y_zero_point.strip("()"))
-
-    @property
-    def float_high(self) -> int:
-        return self.high - int(self.y_zero_point.strip("()"))
 
 
 @dataclass(frozen=True)
@@ -173,20 +166,21 @@ def qconv_context(problem: Problem) -> Built:
     built = conv_context(problem)
     requantize = layer.requantizes
     scales = multipliers = shifts = ()
-    y_zero_point, low, high = "0", 0, 0
+    y_zero_point, low, high, zero = "0", 0, 0, 0
     if requantize:
         scales = tuple(_c_float(v) for v in _table(layer.scales))
         pairs = _table(layer.multipliers)
         multipliers = tuple(str(m) for m, _ in pairs)
         shifts = tuple(str(-shift) for _, shift in pairs)
         low, high = layer.clamp
-        y_zero_point = _c_int(layer.y_zero_point)
+        zero = layer.y_zero_point
+        y_zero_point = _c_int(zero)
     quant = QuantContext(
         x_zero_point=_c_int(layer.x_zero_point),
         w_zero_points=tuple(_c_int(v) for v in _table(layer.w_zero_points)),
         requantize=requantize, rounding=getattr(layer, "rounding", ""), scales=scales,
         multipliers=multipliers, shifts=shifts, y_zero_point=y_zero_point, low=low,
-        high=high, bias=layer.bias)
+        high=high, float_low=low - zero, float_high=high - zero, bias=layer.bias)
     fields = {f.name: getattr(built.context, f.name)
               for f in dataclasses.fields(built.context)}
     context = QConvContext(**{**fields, "acc_init": "0"}, quantized=quant)
