@@ -59,9 +59,13 @@ from .spec import (
     MaxPool1d,
     MaxPool2d,
     MaxPool3d,
+    QLinearAvgPool1d,
+    QLinearAvgPool2d,
+    QLinearAvgPool3d,
     QLinearConv1d,
     QLinearConv2d,
     QLinearConv3d,
+    QLinearGlobalAvgPool,
     Sequential,
     padding_from_onnx,
 )
@@ -74,7 +78,8 @@ __all__ = [
     "ConvInteger2d", "ConvInteger3d", "ConvTranspose1d",
     "ConvTranspose2d", "ConvTranspose3d", "ConvgenError", "GlobalAvgPool", "GlobalMaxPool",
     "LPPool1d", "LPPool2d", "LPPool3d", "Layer", "MaxPool1d", "MaxPool2d", "MaxPool3d",
-    "QLinearConv1d", "QLinearConv2d", "QLinearConv3d", "Sequential", "SpecError",
+    "QLinearAvgPool1d", "QLinearAvgPool2d", "QLinearAvgPool3d", "QLinearConv1d",
+    "QLinearConv2d", "QLinearConv3d", "QLinearGlobalAvgPool", "Sequential", "SpecError",
     "VerificationError", "__version__", "padding_from_onnx", "compile", "size_symbols",
     # modules
     "bounds", "codegen", "config", "cudagen", "documents", "lower", "onnx_bridge", "printing",

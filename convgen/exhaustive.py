@@ -59,7 +59,8 @@ CHUNK_BYTES = 32 * 2**20
 SHOWN = 5
 
 _LINEAR = ("conv", "conv_transpose")
-NOT_COVERED = "not covered by translation validation (LP pooling is not bilinear)"
+NOT_COVERED = ("not covered by translation validation (LP pooling and the quantized layers' "
+               "requantization are not bilinear)")
 
 
 @dataclass(frozen=True)
@@ -463,6 +464,8 @@ def _max_indices(p: _Probe, got, want, start: int) -> None:
 
 
 def _kind(layer) -> str:
+    if layer.quantized:  # the requantization is not linear
+        return "quantized"
     if family_of(layer) in _LINEAR:
         return "linear"
     return layer.reduction

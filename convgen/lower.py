@@ -122,8 +122,8 @@ class Problem:
 
 
 def allowed_dtypes(layer: Layer) -> tuple[str, ...]:
-    """The dtypes code generation supports for ``layer`` (a quantized convolution: its own)."""
-    if family_of(layer) == "qconv":
+    """The dtypes code generation supports for ``layer`` (a quantized layer: its own)."""
+    if family_of(layer) == "qconv" or layer.quantized:
         return (layer.dtype,)
     if family_of(layer) in ("pool", "adaptive_pool") and layer.reduction == "max":
         return FLOAT_DTYPES + _SELECTING_DTYPES
@@ -185,9 +185,9 @@ def dtype_name(dtype) -> str:
 
 
 def default_dtype(layer: Layer) -> str:
-    """The dtype a layer's kernel has when none is asked for: a quantized convolution's
-    own, float32 for the others."""
-    return layer.dtype if family_of(layer) == "qconv" else "float32"
+    """The dtype a layer's kernel has when none is asked for: a quantized layer's own,
+    float32 for the others."""
+    return layer.dtype if family_of(layer) == "qconv" or layer.quantized else "float32"
 
 
 def lower(layer: Layer, input_shape: Sequence, dtype: str | None = None) -> Problem:
@@ -217,6 +217,9 @@ def lower(layer: Layer, input_shape: Sequence, dtype: str | None = None) -> Prob
                             ("y", layer.output_dtype))
     else:
         groups, cg_in, cg_out = 1, sample[0], sample[0]
+        if layer.quantized:  # a binary32 sum of dequantized taps, or an int32 one
+            window_float = layer.rounding == "float" and family == "pool"
+            acc_dtype = "float32" if window_float else "int32"
         arguments = ("x", "y", *(("indices",) if getattr(layer, "return_indices", False)
                                  else ()))
     padding = (tuple(layer.resolved_padding(shape.spatial)) if family != "adaptive_pool"

@@ -6,7 +6,9 @@ a one-layer ``onnx.ModelProto`` and needs the ``onnx`` package (the ``test`` ext
 Mapping: ``Conv*d`` -> ``Conv`` (non-zero ``padding_mode`` -> ``Pad`` with mode
 ``reflect``/``edge``/``wrap`` then an unpadded ``Conv``), ``ConvTranspose*d`` ->
 ``ConvTranspose``, ``MaxPool*d`` -> ``MaxPool``, ``AvgPool*d`` -> ``AveragePool``,
-``LPPool*d`` -> ``LpPool``, global pools -> ``GlobalAveragePool``/``GlobalMaxPool``.
+``LPPool*d`` -> ``LpPool``, global pools -> ``GlobalAveragePool``/``GlobalMaxPool``, the
+quantized layers -> ``ConvInteger``, ``QLinearConv`` and (ONNX Runtime's ``com.microsoft``
+domain) ``QLinearAveragePool``, ``QLinearGlobalAveragePool``.
 ``'same'``/``'same_lower'`` become ``auto_pad=SAME_UPPER``/``SAME_LOWER`` so that ONNX Runtime
 derives the padding itself.  Adaptive pooling and ``divisor_override`` have no ONNX form.
 """
@@ -18,7 +20,15 @@ from dataclasses import dataclass
 
 from . import symbolic as sym
 from .errors import SpecError
-from .spec import LAYER_TYPES, GlobalAvgPool, GlobalMaxPool, Layer, family_of, padding_from_onnx
+from .spec import (
+    LAYER_TYPES,
+    GlobalAvgPool,
+    GlobalMaxPool,
+    Layer,
+    QLinearGlobalAvgPool,
+    family_of,
+    padding_from_onnx,
+)
 
 __all__ = ["CONFORMANCE_OPS", "ONNX_DTYPES", "OPSET", "QUANTIZED_INPUTS", "OnnxNode",
            "compare_with_onnx", "kernel_arrays", "layer_from_onnx", "onnx_indices",
@@ -35,7 +45,12 @@ QUANTIZED_INPUTS = {
     "ConvInteger": ("x", "w", "x_zero_point", "w_zero_point"),
     "QLinearConv": ("x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point", "y_scale",
                     "y_zero_point", "B"),
+    "QLinearAveragePool": ("x", "x_scale", "x_zero_point", "y_scale", "y_zero_point"),
+    "QLinearGlobalAveragePool": ("x", "x_scale", "x_zero_point", "y_scale", "y_zero_point"),
 }
+#: ONNX Runtime's contrib domain, home of the quantized pools.
+MS_DOMAIN = "com.microsoft"
+_MS_OPS = ("QLinearAveragePool", "QLinearGlobalAveragePool")
 
 OPSET = 21
 _PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
@@ -50,6 +65,7 @@ class OnnxNode:
     attributes: dict
     constant_inputs: tuple = ()
     outputs: int = 1
+    domain: str = ""
 
 
 def _window_attributes(layer: Layer, input_shape) -> dict:
@@ -95,8 +111,13 @@ def onnx_nodes(layer: Layer, input_shape: Sequence[int] | None = None) -> list[O
         if family == "adaptive_pool":
             raise SpecError(f"{name} has no ONNX operator (ONNX has no adaptive pooling)")
         raise SpecError(f"{name} has no ONNX mapping")
+    if layer.quantized and family != "qconv" and (layer.rounding != "float"
+                                                  or layer.activation != "none"):
+        raise SpecError(f"{name}: rounding={layer.rounding!r}, activation="
+                        f"{layer.activation!r} has no ONNX {op} form (it has "
+                        "rounding='float' and activation='none' only)")
     if family == "adaptive_pool":  # a global pool: ONNX's Global*Pool takes no attributes
-        return [OnnxNode(op, {})]
+        return [OnnxNode(op, {}, domain=MS_DOMAIN if layer.quantized else "")]
     attrs = _window_attributes(layer, input_shape)
     if family == "qconv":
         if op == "QLinearConv" and (layer.rounding != "float" or layer.activation != "none"):
@@ -116,6 +137,13 @@ def onnx_nodes(layer: Layer, input_shape: Sequence[int] | None = None) -> list[O
     attrs["ceil_mode"] = int(layer.ceil_mode)
     if layer.reduction == "max":
         return [OnnxNode(op, attrs, outputs=2 if layer.return_indices else 1)]
+    if layer.quantized:  # QLinearAveragePool: no dilations
+        if max(layer.dilation) > 1:
+            raise SpecError(f"{name}: dilation={layer.dilation} has no ONNX {op} form (it "
+                            "has no dilations)")
+        del attrs["dilations"]
+        attrs["count_include_pad"] = int(layer.count_include_pad)
+        return [OnnxNode(op, attrs, domain=MS_DOMAIN)]
     if layer.reduction == "avg":
         if layer.divisor_override is not None:
             raise SpecError(f"{name}: divisor_override={layer.divisor_override} has no ONNX "
@@ -155,7 +183,7 @@ def onnx_model(layer: Layer, input_shape: Sequence[int], dtype: str = "float32",
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    if family_of(layer) == "qconv":
+    if layer.quantized:
         return _quantized_model(layer, input_shape, weights)
     elem = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}[dtype]
     nodes = onnx_nodes(layer, input_shape)
@@ -191,27 +219,35 @@ def onnx_model(layer: Layer, input_shape: Sequence[int], dtype: str = "float32",
 
 
 def _quantized_model(layer: Layer, input_shape: Sequence[int], weights: dict | None):
-    """The one-node ``QLinearConv``/``ConvInteger`` model: the scales and zero points as
-    initializers (typed as ONNX wants them), ``W`` and ``B`` as inputs or, with
-    ``weights``, initializers."""
+    """The one-node model of a quantized layer (``QLinearConv``, ``ConvInteger``, the
+    ``com.microsoft`` quantized pools): the scales and zero points as initializers (typed as
+    ONNX wants them), ``W`` and ``B`` as inputs or, with ``weights``, initializers."""
     import numpy as np
     import onnx
     from onnx import helper, numpy_helper
 
     (node,) = onnx_nodes(layer, input_shape)
-    x_type, w_type = np.dtype(layer.dtype), np.dtype(layer.weight_dtype)
-    per_channel = (layer.out_channels,)
-    constants = {"x_zero_point": np.array(layer.x_zero_point, x_type),
-                 "w_zero_point": np.array(layer.w_zero_point, w_type)}
-    if layer.requantizes:
+    x_type = np.dtype(layer.dtype)
+    constants = {"x_zero_point": np.array(layer.x_zero_point, x_type)}
+    if family_of(layer) != "qconv":  # a quantized pool
+        constants.update(x_scale=np.array(layer.x_scale, np.float32),
+                         y_scale=np.array(layer.y_scale, np.float32),
+                         y_zero_point=np.array(layer.y_zero_point, x_type))
+    else:
+        w_type = np.dtype(layer.weight_dtype)
+        constants["w_zero_point"] = np.array(layer.w_zero_point, w_type)
+    if family_of(layer) == "qconv" and layer.requantizes:
+        per_channel = (layer.out_channels,)
         constants.update(
             x_scale=np.array(layer.x_scale, np.float32),
             w_scale=np.array(layer.w_scale, np.float32).reshape(
                 per_channel if isinstance(layer.w_scale, tuple) else ()),
             y_scale=np.array(layer.y_scale, np.float32),
             y_zero_point=np.array(layer.y_zero_point, x_type))
-    arrays = {"x": ("X", x_type, [*input_shape]), "w": ("W", w_type, list(layer.weight_shape)),
-              "B": ("B", np.dtype(np.int32), [layer.out_channels])}
+    arrays = {"x": ("X", x_type, [*input_shape])}
+    if family_of(layer) == "qconv":
+        arrays.update(w=("W", w_type, list(layer.weight_shape)),
+                      B=("B", np.dtype(np.int32), [layer.out_channels]))
     inputs, initializers, names = [], [], []
     for name in QUANTIZED_INPUTS[node.op_type]:
         if name in constants:
@@ -230,9 +266,13 @@ def _quantized_model(layer: Layer, input_shape: Sequence[int], weights: dict | N
         names.append(label)
     y_elem = helper.np_dtype_to_tensor_dtype(np.dtype(layer.output_dtype))
     outputs = [helper.make_tensor_value_info("Y", y_elem, [None] * len(input_shape))]
-    graph = helper.make_graph([helper.make_node(node.op_type, names, ["Y"], **node.attributes)],
+    graph = helper.make_graph([helper.make_node(node.op_type, names, ["Y"], domain=node.domain,
+                                                **node.attributes)],
                               type(layer).__name__, inputs, outputs, initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    opsets = [helper.make_opsetid("", OPSET)]
+    if node.domain:
+        opsets.append(helper.make_opsetid(node.domain, 1))
+    model = helper.make_model(graph, opset_imports=opsets)
     onnx.checker.check_model(model)
     return model
 
@@ -273,8 +313,9 @@ def _transpose_padding(attrs, ndim, spatial, kernel, stride, dilation):
 
 
 def _quantized_layer(node, attrs: dict, input_shapes, constants, dtypes, common: dict):
-    """``ConvInteger``/``QLinearConv``: the zero points and scales must be constants
-    (``constants``: input name -> array); x's and w's element types come from ``dtypes``."""
+    """``ConvInteger``, ``QLinearConv`` and the quantized pools: the zero points and
+    scales must be constants (``constants``: input name -> array); x's and w's element types
+    come from ``dtypes``."""
     import numpy as np
 
     op, ndim = node.op_type, len(input_shapes[0]) - 2
@@ -302,6 +343,19 @@ def _quantized_layer(node, attrs: dict, input_shapes, constants, dtypes, common:
             value = value.reshape(())
         return value.tolist()
 
+    if op in _MS_OPS:
+        fields = dict(x_scale=constant("x_scale", None), y_scale=constant("y_scale", None),
+                      x_zero_point=constant("x_zero_point", 0),
+                      y_zero_point=constant("y_zero_point", 0),
+                      dtype=ONNX_DTYPES.get(str(types["x"]), str(types["x"])))
+        if attrs.get("channels_last", 0):
+            raise SpecError(f"{op}: channels_last=1 (NHWC) is not supported; convgen's "
+                            "layout is NCHW")
+        if op == "QLinearGlobalAveragePool":
+            return QLinearGlobalAvgPool(ndim=ndim, **fields)
+        return LAYER_TYPES[f"QLinearAvgPool{ndim}d"](
+            padding=_import_padding(attrs, ndim), ceil_mode=bool(attrs.get("ceil_mode", 0)),
+            count_include_pad=bool(attrs.get("count_include_pad", 0)), **fields, **common)
     w_shape = list(shapes["w"])
     fields = dict(groups=attrs.get("group", 1), padding=_import_padding(attrs, ndim),
                   x_zero_point=constant("x_zero_point", 0),
@@ -328,10 +382,11 @@ def kernel_arrays(node, arrays: Sequence) -> list:
 def layer_from_onnx(node, input_shapes: Sequence[Sequence[int]], constants=None,
                     dtypes: Sequence | None = None) -> Layer:
     """The layer spec of one ONNX node (Conv, ConvTranspose, MaxPool, AveragePool, LpPool,
-    GlobalAveragePool, GlobalMaxPool, ConvInteger, QLinearConv) for concrete input shapes
-    ``[X, W?, B?]`` (every input's, in the node's order, for the quantized operators).
+    GlobalAveragePool, GlobalMaxPool, ConvInteger, QLinearConv, and ONNX Runtime's
+    QLinearAveragePool, QLinearGlobalAveragePool) for concrete input shapes ``[X, W?, B?]``
+    (every input's, in the node's order, for the quantized operators).
 
-    ConvInteger and QLinearConv also need ``constants`` (input name -> value) holding their
+    The quantized operators also need ``constants`` (input name -> value) holding their
     scales and zero points, which convgen compiles into the kernel, and ``dtypes``, the
     element types of the inputs (NumPy names); the kernel takes x, w and B
     (:func:`kernel_arrays`).  MaxPool's ``storage_order`` only changes how ONNX numbers the
@@ -343,9 +398,12 @@ def layer_from_onnx(node, input_shapes: Sequence[Sequence[int]], constants=None,
     if op in ("GlobalAveragePool", "GlobalMaxPool"):
         cls = GlobalAvgPool if op == "GlobalAveragePool" else GlobalMaxPool
         return cls(ndim=ndim)
+    if op == "QLinearGlobalAveragePool":
+        return _quantized_layer(node, attrs, input_shapes, constants, dtypes, {})
     if ndim not in (1, 2, 3):
         raise SpecError(f"{op}: {ndim} spatial dimensions; convgen layers have 1 to 3")
-    w_index = QUANTIZED_INPUTS[op].index("w") if op in QUANTIZED_INPUTS else 1
+    w_index = QUANTIZED_INPUTS[op].index("w") if op in QUANTIZED_INPUTS and op not in _MS_OPS \
+        else 1
     kernel = list(attrs.get("kernel_shape") or list(input_shapes[w_index])[2:])
     stride = attrs.get("strides", [1] * ndim)
     dilation = attrs.get("dilations", [1] * ndim)

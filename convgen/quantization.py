@@ -31,8 +31,11 @@ from fractions import Fraction
 
 import numpy as np
 
-__all__ = ["ACTIVATIONS", "INT32", "QUANT_DTYPES", "ROUNDINGS", "Scale", "accumulator_bound",
-           "activation_range", "float32", "float32_text", "float_scale", "quantize_multiplier",
+__all__ = ["ACTIVATIONS", "INT32", "POOL_ROUNDINGS", "QUANT_DTYPES", "ROUNDINGS", "Scale",
+           "accumulator_bound", "activation_range", "average_global_float",
+           "average_global_float_exact", "average_integer", "average_integer_exact",
+           "average_window_float", "average_window_float_exact", "float32", "float32_text",
+           "float_scale", "global_scale", "quantize_multiplier",
            "requantize", "requantize_exact", "requantize_fixed", "requantize_float",
            "round_half_away", "round_half_even", "round_to_float32", "rounding_divide_by_pot",
            "srdhm", "term_bound", "type_range"]
@@ -209,6 +212,85 @@ def requantize_exact(acc: int, rounding: str, x_scale: float, w_scale: float, y_
     high = math.floor(Fraction(acc * multiplier, 2**31) + Fraction(1, 2))
     value = round_half_away(Fraction(high, 2**-shift))
     return min(max(value + zero_point, clamp[0]), clamp[1])
+
+
+# --------------------------------------------------------------------------- average pooling
+
+#: How a quantized average pool rounds: ``"float"`` as ONNX Runtime's ``QLinearAveragePool``
+#: and ``QLinearGlobalAveragePool``, ``"integer"`` as TFLite's (and CMSIS-NN's) average pool.
+POOL_ROUNDINGS = ("float", "integer")
+
+
+def average_window_float(differences, count: int, x_scale: float, y_scale: float,
+                         zero_point: int, clamp: tuple[int, int]) -> int:
+    """ONNX Runtime's ``QLinearAveragePool`` of one window, in binary32 (NumPy's, IEEE).
+
+    ``differences`` are the window's real taps ``x - x_zero_point`` in scan order (a padded
+    tap adds ``fl(x_scale * 0) = 0``): each is dequantized, ``fl(x_scale * d)``, and added
+    in that order; the sum is divided by ``count``, then ``fl(fl(mean / y_scale) +
+    y_zero_point)`` is rounded half to even and clamped."""
+    f32 = np.float32
+    total = f32(0)
+    for d in differences:
+        total = f32(total + f32(f32(x_scale) * f32(d)))
+    mean = f32(total / f32(count))
+    value = f32(f32(mean / f32(y_scale)) + f32(zero_point))
+    return int(min(max(np.rint(value), clamp[0]), clamp[1]))
+
+
+def average_window_float_exact(differences, count: int, x_scale: float, y_scale: float,
+                               zero_point: int, clamp: tuple[int, int]) -> int:
+    """:func:`average_window_float` again, in exact rationals: each binary32 operation is
+    the exact result rounded by :func:`round_to_float32` (the second oracle's)."""
+    total, scale = Fraction(0), Fraction(x_scale)
+    for d in differences:
+        total = round_to_float32(total + round_to_float32(scale * d))
+    mean = round_to_float32(total / count)
+    value = round_to_float32(round_to_float32(mean / Fraction(y_scale)) + zero_point)
+    return min(max(round_half_even(value), clamp[0]), clamp[1])
+
+
+def global_scale(x_scale: float, y_scale: float, count: int) -> float:
+    """ONNX Runtime's ``QLinearGlobalAveragePool`` scale ``fl(x_scale / fl(y_scale *
+    count))`` (MLAS), binary32; ``count`` is exact in binary32 (below 2**24)."""
+    f32 = np.float32
+    return float(f32(f32(x_scale) / f32(f32(y_scale) * f32(count))))
+
+
+def average_global_float(acc: int, scale: float, zero_point: int,
+                         clamp: tuple[int, int]) -> int:
+    """``QLinearGlobalAveragePool`` of the exact sum ``acc`` of ``x - x_zero_point``:
+    ``round_half_even(fl(fl(acc) * scale)) + y_zero_point``, clamped (the float
+    requantization of :func:`requantize_float`)."""
+    return min(max(requantize_float(acc, scale) + zero_point, clamp[0]), clamp[1])
+
+
+def average_global_float_exact(acc: int, x_scale: float, y_scale: float, count: int,
+                               zero_point: int, clamp: tuple[int, int]) -> int:
+    """:func:`average_global_float` with :func:`global_scale` again, in exact rationals."""
+    scale = round_to_float32(Fraction(x_scale) / round_to_float32(Fraction(y_scale) * count))
+    value = round_to_float32(round_to_float32(Fraction(acc)) * scale)
+    value = min(max(value, clamp[0] - zero_point), clamp[1] - zero_point)
+    return round_half_even(value) + zero_point
+
+
+def average_integer(acc: int, count: int, zero_point: int, clamp: tuple[int, int]) -> int:
+    """TFLite's integer average pool: the raw sum ``acc + count * zero_point`` (input and
+    output share their quantization) divided by ``count``, rounded half away from zero
+    (``(sum +- count/2) / count`` with C's truncating division), then clamped."""
+    raw = acc + count * zero_point
+    half = count // 2
+    quotient = abs(raw + half if raw > 0 else raw - half) // count
+    value = quotient if raw > 0 else -quotient
+    return min(max(value, clamp[0]), clamp[1])
+
+
+def average_integer_exact(acc: int, count: int, zero_point: int,
+                          clamp: tuple[int, int]) -> int:
+    """:func:`average_integer` as the definition reads: the mean to nearest, ties away
+    from zero (with an odd ``count`` no mean is a tie)."""
+    return min(max(round_half_away(Fraction(acc + count * zero_point, count)), clamp[0]),
+               clamp[1])
 
 
 # --------------------------------------------------------------------------- the accumulator

@@ -204,6 +204,29 @@ def _qconv(layer: Layer, x, weight, bias):
                         getattr(layer, "requantize", None))
 
 
+def _qpool(layer: Layer, x):
+    """Quantized average pooling: each window's real taps ``x - x_zero_point`` in scan
+    order (a padded tap is the zero point: its difference adds nothing), its divisor by the
+    float pool's rules, then :meth:`QLinearAvgPool2d.average
+    <convgen.spec.QLinearAvgPool2d.average>`."""
+    if not is_exact(x):
+        raise SpecError(f"{type(layer).__name__}: forward takes integer x (the quantized "
+                        "values)")
+    _check_range(layer, "x", x, layer.dtype)
+    out = layer.output_shape(x.shape)
+    y = np.empty(out, dtype=object)
+    if family_of(layer) == "adaptive_pool":  # the global pool: one window, the whole plane
+        windows = [((0,) * layer.ndim, x.reshape(*x.shape[:2], -1), sym.prod(x.shape[2:]))]
+    else:
+        windows = ((position, values, counted)
+                   for position, values, counted, _, _ in _pool_windows(layer, x))
+    for position, values, counted in windows:
+        for n, c in np.ndindex(*x.shape[:2]):
+            differences = [int(v) - layer.x_zero_point for v in values[n, c]]
+            y[(n, c, *position)] = layer.average(differences, counted)
+    return y
+
+
 # --------------------------------------------------------------------------- window pooling
 
 
@@ -350,6 +373,8 @@ def forward(layer: Layer, x, weight=None, bias=None):
         y = _conv(layer, x, weight, bias, exact)
     elif family == "qconv":
         y = _qconv(layer, x, weight, bias)
+    elif layer.quantized:
+        y = _qpool(layer, x)
     elif family == "adaptive_pool":
         y, indices = _adaptive(layer, x, exact)
     elif reduction == "max":
@@ -377,6 +402,19 @@ def toeplitz_forward(layer: Layer, x, weight=None, bias=None):
         y = _requantized(layer, acc, bias, lambda a, c: q.requantize_exact(
             a, layer.rounding, layer.x_scale, layer.w_scales[c], layer.y_scale,
             *layer.multipliers[c], layer.y_zero_point, layer.clamp))
+        return y[0] if single else y
+    if layer.quantized:  # the pool's operator gives each window's taps and divisor
+        _check_range(layer, "x", x, layer.dtype)
+        ops = entries(layer, x.shape)
+        order = np.lexsort((ops.cols, ops.rows))  # each row's taps in scan order
+        rows, cols, divisors = ops.rows[order], ops.cols[order], ops.keys[order]
+        y = np.empty((x.shape[0], ops.shape[0]), dtype=object)
+        for n, sample in enumerate(x.reshape(x.shape[0], -1)):
+            starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+            for start, stop in zip(starts, [*starts[1:], len(rows)]):
+                differences = [int(sample[c]) - layer.x_zero_point for c in cols[start:stop]]
+                y[n, rows[start]] = layer.average_exact(differences, int(divisors[start]))
+        y = y.reshape(out)
         return y[0] if single else y
     if not is_linear(layer):
         raise SpecError(f"{type(layer).__name__} is not linear; it has no Toeplitz product")

@@ -20,10 +20,10 @@ __all__ = ["AdaptiveBlockedParams", "applies", "build", "transpose"]
 
 def applies(problem: Problem) -> str | None:
     if (problem.family != "adaptive_pool" or problem.dtype not in tuning.VECTOR_DTYPES
-            or problem.reduction == "lp" or problem.indices
+            or problem.reduction == "lp" or problem.indices or problem.layer.quantized
             or problem.channels < tuning.lanes(problem.dtype)):
         return ("the blocked adaptive pool schedule covers float average and max pools (no "
-                "indices) with a vector of channels")
+                "indices, not quantized) with a vector of channels")
     return None
 
 

@@ -26,7 +26,7 @@ def vector_span(problem: Problem) -> tuple | None:
     if problem.family != "pool" or problem.ndim != 2 or \
             problem.dtype not in tuning.VECTOR_DTYPES:
         return None
-    if problem.reduction == "lp" or problem.indices or layer.stride[1] != 1:
+    if problem.reduction == "lp" or problem.indices or layer.stride[1] != 1 or layer.quantized:
         return None
     spans = [sym.interior_range(n, m, k, s, d, lo) for n, m, k, s, d, (lo, _) in
              zip(problem.spatial, problem.out_spatial, layer.kernel_size, layer.stride,
@@ -39,8 +39,8 @@ def vector_span(problem: Problem) -> tuple | None:
 def applies(problem: Problem) -> str | None:
     if vector_span(problem) is None:
         return ("the blocked pool schedule covers 2-D float average and max pools (no "
-                "indices) with column stride 1 and at least one vector of interior outputs "
-                "a row")
+                "indices, not quantized) with column stride 1 and at least one vector of "
+                "interior outputs a row")
     return None
 
 

@@ -191,9 +191,31 @@ def qconv_context(problem: Problem) -> Built:
 
 
 @dataclass(frozen=True)
+class QuantPool:
+    """A quantized average pool's arithmetic (:mod:`convgen.quantization`) as C text:
+    ``dequantize`` for ONNX Runtime's window pool (a binary32 sum of dequantized taps), else
+    an int32 sum of zero-point differences; ``scale``, ``float_low``/``float_high`` for the
+    global pool's requantization."""
+
+    rounding: str
+    dequantize: bool
+    x_zero_point: str
+    x_scale: str
+    y_scale: str
+    y_zero_point: str
+    y_zero_float: str
+    low: int
+    high: int
+    scale: str = ""
+    float_low: int = 0
+    float_high: int = 0
+
+
+@dataclass(frozen=True)
 class Reduction:
     """What a pooling reduction's C needs: the NaN test and indices (max), whether a divisor
-    override replaces the count (average), the absolute value, power and root (LP)."""
+    override replaces the count (average), the absolute value, power and root (LP), the
+    quantized average's constants."""
 
     nan: bool = False
     indices: bool = False
@@ -201,6 +223,23 @@ class Reduction:
     fabs: str = ""
     power: str = ""
     root: str = ""
+    quant: QuantPool | None = None
+
+
+def quant_pool(problem: Problem) -> QuantPool:
+    """The constants of a quantized average pool (window or global)."""
+    layer = problem.layer
+    low, high = layer.clamp
+    zero = layer.y_zero_point
+    glob = problem.family == "adaptive_pool"
+    scale = _c_float(q.global_scale(layer.x_scale, layer.y_scale, sym.prod(problem.spatial))) \
+        if glob and layer.rounding == "float" else ""
+    return QuantPool(
+        rounding=layer.rounding, dequantize=layer.rounding == "float" and not glob,
+        x_zero_point=_c_int(layer.x_zero_point), x_scale=_c_float(layer.x_scale),
+        y_scale=_c_float(layer.y_scale), y_zero_point=_c_int(zero),
+        y_zero_float=f"{'-' if zero < 0 else '+'} {abs(zero)}.0f", low=low, high=high,
+        scale=scale, float_low=low - zero, float_high=high - zero)
 
 
 #: Integer LP powers up to this are printed as products (exact for small integer data);
@@ -213,6 +252,8 @@ def reduction(problem: Problem) -> Reduction:
     layer, dtype = problem.layer, problem.dtype
     if problem.reduction == "max":
         return Reduction(nan=problem.floating, indices=problem.indices)
+    if problem.reduction == "avg" and layer.quantized:
+        return Reduction(quant=quant_pool(problem))
     if problem.reduction == "avg":
         return Reduction(override=getattr(layer, "divisor_override", None) is not None)
     suffix = "f" if dtype == "float32" else ""

@@ -27,7 +27,8 @@ an ``onnx_op``; see :class:`Layer` and :func:`family_of`.
 
 The package: :mod:`.base` (validation, shapes, :class:`Layer`), :mod:`.conv`, :mod:`.pool`
 (window pools), :mod:`.adaptive` (adaptive and global pools), :mod:`.quantized`
-(``QLinearConv``, ``ConvInteger``) and :mod:`.sequential`; every
+(``QLinearConv``, ``ConvInteger``), :mod:`.qpool`
+(``QLinearAveragePool``, ``QLinearGlobalAveragePool``) and :mod:`.sequential`; every
 public name is importable from ``convgen.spec``.
 """
 
@@ -66,6 +67,7 @@ from .pool import (
     MaxPool2d,
     MaxPool3d,
 )
+from .qpool import QLinearAvgPool1d, QLinearAvgPool2d, QLinearAvgPool3d, QLinearGlobalAvgPool
 from .quantized import (
     ConvInteger1d,
     ConvInteger2d,
@@ -86,7 +88,8 @@ __all__ = [
     "DTYPE_SIZES", "FAMILIES", "Footprint", "GlobalAvgPool", "GlobalMaxPool", "InputShape",
     "LAYER_TYPES", "LPPool1d", "LPPool2d", "LPPool3d", "Layer",
     "MaxPool1d", "MaxPool2d", "MaxPool3d", "PADDING_MODES",
-    "QLinearConv1d", "QLinearConv2d", "QLinearConv3d", "REDUCTIONS", "Sequential",
+    "QLinearAvgPool1d", "QLinearAvgPool2d", "QLinearAvgPool3d", "QLinearConv1d",
+    "QLinearConv2d", "QLinearConv3d", "QLinearGlobalAvgPool", "REDUCTIONS", "Sequential",
     "family_of", "padding_from_onnx",
 ]
 

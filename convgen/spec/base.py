@@ -376,6 +376,9 @@ class Layer(abc.ABC):
     family: ClassVar[str]
     reduction: ClassVar[str | None] = None
     onnx_op: ClassVar[str | None] = None
+    #: Quantized layers (``QLinearConv``, ``ConvInteger``, the quantized average pools) have
+    #: their own 8-bit dtype, and integer outputs compared exactly.
+    quantized: ClassVar[bool] = False
 
     # -- construction ---------------------------------------------------------------------
 

@@ -70,6 +70,7 @@ class _QConvNd(_ConvNd):
     """What both quantized convolutions share: dtypes, zero points, the accumulator."""
 
     family = "qconv"
+    quantized = True
     padding_mode = "zeros"  # padded taps are the input's zero point: nothing to choose
     requantizes = False     # QLinearConv requantizes its int32 accumulator to 8 bits
 

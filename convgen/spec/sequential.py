@@ -33,6 +33,7 @@ from .pool import (
     MaxPool2d,
     MaxPool3d,
 )
+from .qpool import QLinearAvgPool1d, QLinearAvgPool2d, QLinearAvgPool3d, QLinearGlobalAvgPool
 from .quantized import (
     ConvInteger1d,
     ConvInteger2d,
@@ -52,7 +53,8 @@ LAYER_TYPES = {cls.__name__: cls for cls in (
     MaxPool1d, MaxPool2d, MaxPool3d, AvgPool1d, AvgPool2d, AvgPool3d,
     LPPool1d, LPPool2d, LPPool3d, AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d,
     AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d, GlobalAvgPool, GlobalMaxPool,
-    QLinearConv1d, QLinearConv2d, QLinearConv3d, ConvInteger1d, ConvInteger2d, ConvInteger3d)}
+    QLinearConv1d, QLinearConv2d, QLinearConv3d, ConvInteger1d, ConvInteger2d, ConvInteger3d,
+    QLinearAvgPool1d, QLinearAvgPool2d, QLinearAvgPool3d, QLinearGlobalAvgPool)}
 
 
 @dataclass(frozen=True, init=False)

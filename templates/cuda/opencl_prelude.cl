@@ -2,6 +2,7 @@
    OpenCL device (PoCL on a CPU, or Oclgrind for race and bounds checks).  It maps the CUDA
    built-ins the templates use, and only those, onto their OpenCL counterparts. */
 #pragma OPENCL EXTENSION cl_khr_fp64 : enable
+#pragma OPENCL FP_CONTRACT OFF
 #define CONVGEN_GLOBAL __global
 #define CONVGEN_INT64 long
 #define __global__ __kernel
@@ -17,5 +18,6 @@
 #define powf pow
 #define fabsf fabs
 #define rintf rint
+#define __fmul_rn(a, b) ((a) * (b)) /* CUDA's product that is never fused */
 #define __device__
 #define __constant__ __constant
