@@ -66,12 +66,14 @@ class Outcome:
 
 
 def _quantized_case(g, rng: np.random.Generator, batch: int) -> list:
-    """A quantized convolution's arrays: x and the weights over their types' whole range,
-    an int32 bias of the size a real one has (a few accumulator steps), and now and then
-    an extreme one (the saturating add)."""
+    """A quantized layer's arrays: x (and a convolution's weights) over their types' whole
+    range, an int32 bias of the size a real one has (a few accumulator steps), and now and
+    then an extreme one (the saturating add)."""
     layer = g.layer
     arrays = []
-    for argument, shape in (("x", (batch, *g.input_shape)), ("w", layer.weight_shape)):
+    shapes = [("x", (batch, *g.input_shape))] + ([("w", layer.weight_shape)]
+                                                 if "w" in g.arguments else [])
+    for argument, shape in shapes:
         low, high = q.type_range(g.dtype_of(argument))
         arrays.append(rng.integers(low, high + 1, size=shape).astype(g.dtype_of(argument)))
     if "b" in g.arguments:
@@ -86,7 +88,7 @@ def random_case(kernel: KernelCall, rng: np.random.Generator, batch: int = 2):
     """Integer-valued ``x`` (and ``weight``, ``bias``) in the kernel's dtype; quantized
     convolutions' over their types' range."""
     g = kernel.generated
-    if g.family == "qconv":
+    if g.layer.quantized:
         return _quantized_case(g, rng, batch)
     low, high = (0, 9) if g.dtype == "uint8" else (-4, 5)
     x = rng.integers(low, high, size=(batch, *g.input_shape)).astype(g.dtype)
@@ -144,7 +146,7 @@ def check_kernel(kernel: KernelCall, cases: int = 2, seed: int = 0, batch: int =
         except RunError as error:  # a test program that died: the kernel fails, named
             passed, detail, worst = False, str(error), float("inf")
             break
-        if g.family == "qconv":  # integers in, integers out: equal or not
+        if g.layer.quantized:  # integers in, integers out: equal or not
             exact = forward(g.layer, *args)
             ok = np.array_equal(got.astype(np.int64), exact.astype(np.int64))
             worst = worst if ok else float("inf")
