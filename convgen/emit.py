@@ -30,8 +30,8 @@ from .config import Network, load
 from .cudagen import MAX_GRID_Z, CudaKernel, generate_cuda
 from .errors import ConvgenError, SpecError
 from .progress import track
-from .proofs import quantized_statements
-from .quantization import Scale
+from .proofs import qpool_statements, quantized_statements
+from .quantization import Scale, global_scale
 from .runtime import cross
 from .runtime.nvcc import ARCHS, CHECK_FLAGS, nvcc, nvcc_version
 from .runtime.nvcc import check as nvcc_check
@@ -77,6 +77,34 @@ def _quantization(layer: Layer) -> list[str]:
     else:
         lines.append("- output: the int32 accumulator (ConvInteger)")
     results = quantized_statements(layer)
+    proved = sum(r.status == "proved" for r in results)
+    lines += ["", f"Proofs (`convgen prove --layer`): {proved} of {len(results)} proved."]
+    lines += [f"- {r.statement}: {r.status}" for r in results]
+    return lines + [""]
+
+
+def _pool_quantization(layer: Layer, sample: tuple) -> list[str]:
+    """A quantized average pool's constants, arithmetic and proofs (a report section)."""
+    glob = layer.onnx_op == "QLinearGlobalAveragePool"
+    low, high = layer.clamp
+    lines = ["## Quantization", "",
+             f"- input: {layer.dtype}, scale {layer.x_scale!r}, zero point {layer.x_zero_point}",
+             f"- output: {layer.dtype}, scale {layer.y_scale!r}, zero point "
+             f"{layer.y_zero_point}, clamp [{low}, {high}] (activation {layer.activation})"]
+    if layer.rounding == "integer":
+        lines.append("- rounding integer (TFLite): the int32 sum of x - x_zero_point, the zero "
+                     "points added back, divided by the count, ties away from zero")
+    elif glob:
+        count = sym.prod(sample[1:])
+        lines.append(f"- rounding float (ONNX Runtime's MLAS): the int32 sum of x - "
+                     f"x_zero_point times the binary32 scale fl(x_scale / fl(y_scale * "
+                     f"{count})) = {Scale(global_scale(layer.x_scale, layer.y_scale, count))!r}"
+                     ", to nearest, ties to even")
+    else:
+        lines.append("- rounding float (ONNX Runtime): the binary32 sum of the dequantized "
+                     "taps in scan order, divided by the count, then fl(mean / y_scale) + "
+                     "y_zero_point to nearest, ties to even")
+    results = qpool_statements(layer)
     proved = sum(r.status == "proved" for r in results)
     lines += ["", f"Proofs (`convgen prove --layer`): {proved} of {len(results)} proved."]
     lines += [f"- {r.statement}: {r.status}" for r in results]
@@ -174,8 +202,10 @@ def _report(name: str, kernel: GeneratedKernel, network: Network, layer_name: st
               f"- profile: {kernel.profile} ({profiles.PROFILES[kernel.profile]})", ""]
     if kernel.family == "qconv":
         lines += _quantization(layer)
+    elif layer.quantized:
+        lines += _pool_quantization(layer, sample)
     if footprint is not None:
-        verified = VERIFIED_QUANTIZED if kernel.family == "qconv" else VERIFIED_BY
+        verified = VERIFIED_QUANTIZED if layer.quantized else VERIFIED_BY
         lines += ["## Verification", "", verified, "",
                   f"Bounds: {bounds_summary(prove_bounds(kernel))}.", "", footprint]
     return "\n".join(lines)

@@ -378,6 +378,53 @@ def quantized_statements(layer) -> list[Result]:
     return results
 
 
+def qpool_statements(layer) -> list[Result]:
+    """A quantized average pool's own statements, on its constants (``taps``: the most a
+    window adds, the kernel's size, or for the global pool the most any input plane may
+    hold, :data:`convgen.spec.qpool.MAX_POOL_TAPS`):
+
+    * the int32 sum of ``x - x_zero_point`` never overflows (induction over the taps, as the
+      convolutions' accumulator), where the kernel sums integers (``rounding='integer'``
+      and the global pool);
+    * ``rounding='integer'``: for every count ``c`` up to ``taps`` and every raw sum of
+      ``c`` 8-bit values, the C's ``(raw > 0 ? raw + c/2 : raw - c/2) / c`` (C's truncating
+      division) is the nearest integer to ``raw / c``, ties away from zero, by the
+      definition: ``|raw - m*c| <= c/2``, and at a tie ``m`` is the one farther from zero.
+    """
+    from .spec.qpool import MAX_POOL_TAPS
+
+    name, results = layer.describe(), []
+    glob = family_of(layer) == "adaptive_pool"
+    taps = MAX_POOL_TAPS if glob else sym.prod(layer.kernel_size)
+    x_low, x_high = q.type_range(layer.dtype)
+    t_low, t_high = q.term_bound(layer.dtype, layer.x_zero_point)
+    if layer.rounding == "integer" or glob:
+        acc, k, term = z3.Int("acc"), z3.Int("k"), z3.Int("term")
+        step = z3.And(_between(acc + term, (k + 1) * t_low, (k + 1) * t_high),
+                      _between(acc + term, *q.INT32))
+        results.append(_decide(
+            f"{name}: accumulator", f"the int32 sum never overflows over up to {taps:,} "
+            f"taps: after k taps it lies in [k*{t_low:,}, k*{t_high:,}] within int32",
+            [f"0 <= k < {taps:,}", "acc in [k*low, k*high]", "term = x - x_zero_point"],
+            [k >= 0, k < taps, _between(acc, k * t_low, k * t_high),
+             _between(term, t_low, t_high)], step, {"k": k, "acc": acc, "term": term}))
+    if layer.rounding == "integer":
+        raw, c = z3.Int("raw"), z3.Int("count")
+        half = c / 2
+        numerator = z3.If(raw > 0, raw + half, raw - half)
+        mean = z3.If(numerator >= 0, numerator / c, -((-numerator) / c))  # C truncates
+        error = 2 * (raw - mean * c)
+        nearest = z3.And(error <= c, error >= -c,
+                         z3.Implies(error == c, raw < 0), z3.Implies(error == -c, raw > 0))
+        results.append(_decide(
+            f"{name}: integer mean", "the C's (raw > 0 ? raw + c/2 : raw - c/2) / c is "
+            "raw / c rounded to nearest, ties away from zero",
+            [f"1 <= c <= {taps:,}", f"raw in [c*{x_low}, c*{x_high}]"],
+            [c >= 1, c <= taps, _between(raw, c * x_low, c * x_high)], nearest,
+            {"raw": raw, "count": c}))
+    return results
+
+
 def _fixed_point_statements(name: str, multiplier: int, exponent: int, low: int,
                             high: int) -> list[Result]:
     a = z3.Int("acc")
@@ -533,6 +580,8 @@ def layer_statements(layer) -> list[Result]:
             results.append(statement(layer, shape, dim, n, assumptions, fits))
     if family == "qconv":
         results += quantized_statements(layer)
+    elif layer.quantized:
+        results += qpool_statements(layer)
     return results
 
 

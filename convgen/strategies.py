@@ -21,7 +21,8 @@ from .spec import LAYER_TYPES, Layer, family_of
 
 __all__ = ["CONV_KINDS", "FAMILIES", "POOL_KINDS", "adaptive_layers", "blocked_adaptive_pools",
            "blocked_convs", "blocked_pools", "conv_layers", "input_shape_for",
-           "layers_with_inputs", "pool_layers", "quantized_layers", "winograd_convs",
+           "layers_with_inputs", "pool_layers", "quantized_layers", "quantized_pools",
+           "winograd_convs",
            "with_specials"]
 
 CONV_KINDS = ("Conv", "ConvTranspose")
@@ -142,6 +143,38 @@ def pool_layers(draw, ndim=ANY_NDIM, kinds=POOL_KINDS, max_kernel: int = 4,
     if kind == "MaxPool":
         kwargs["return_indices"] = draw(st.booleans())
     return LAYER_TYPES[f"{kind}{n}d"](**kwargs)
+
+
+@st.composite
+def quantized_pools(draw, ndim=ANY_NDIM, max_kernel: int = 4, max_stride: int = 3,
+                    max_dilation: int = 3) -> Layer:
+    """A valid ``QLinearAvgPool*d`` or ``QLinearGlobalAvgPool``: both 8-bit types, zero
+    points up to the types' ends, scales from tiny to large, both roundings (``'integer'``
+    keeps the input's quantization), every activation; every window option of the float
+    average pool but ``divisor_override``."""
+    n = draw(ndim)
+    dtype = draw(st.sampled_from(QUANT_TYPES))
+    low, high = (-128, 127) if dtype == "int8" else (0, 255)
+
+    def zero_point():
+        return draw(st.one_of(st.sampled_from([low, high, (low + high + 1) // 2]),
+                              st.integers(low, high)))
+
+    rounding = draw(st.sampled_from(["float", "integer"]))
+    scale = st.sampled_from([2.0**-12, 0.0007, 0.003, 0.02, 0.1, 0.5, 3.0])
+    x_scale, x_zero_point = draw(scale), zero_point()
+    y_scale, y_zero_point = (x_scale, x_zero_point) if rounding == "integer" else \
+        (draw(scale), zero_point())
+    quant = dict(x_scale=x_scale, x_zero_point=x_zero_point, y_scale=y_scale,
+                 y_zero_point=y_zero_point, dtype=dtype, rounding=rounding,
+                 activation=draw(st.sampled_from(["none", "relu", "relu6"])))
+    if draw(st.integers(0, 3)) == 0:
+        return LAYER_TYPES["QLinearGlobalAvgPool"](ndim=n, **quant)
+    kernel, stride, dilation, extents = draw(_window(n, max_kernel, max_stride, max_dilation))
+    return LAYER_TYPES[f"QLinearAvgPool{n}d"](
+        kernel_size=kernel, stride=stride, dilation=dilation,
+        padding=draw(_padding(n, extents, True, True)), ceil_mode=draw(st.booleans()),
+        count_include_pad=draw(st.booleans()), **quant)
 
 
 @st.composite

@@ -20,7 +20,7 @@ from convgen.exhaustive import (
     validate,
 )
 from convgen.runtime.cbuild import Kernel, build_modules, compile_kernels
-from convgen.spec import AvgPool2d, Conv2d, ConvTranspose1d, LPPool1d, MaxPool2d, family_of
+from convgen.spec import AvgPool2d, Conv2d, ConvTranspose1d, LPPool1d, MaxPool2d
 from convgen.strategies import input_shape_for, layers_with_inputs
 from convgen.taint import check_source
 from convgen.verify import verify_folder
@@ -75,7 +75,7 @@ def test_the_static_check_passes_every_bundled_kernel():
             # (its clamps and roundings), which translation validation does not cover
             report = check_source(spec.with_suffix(".c").read_text(), network.name,
                                   selecting=layer.reduction == "max" or
-                                  family_of(layer) == "qconv")
+                                  layer.quantized)
             assert report.passed, (spec.name, report.violations)
             assert "x" in report.sources
 
