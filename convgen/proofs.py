@@ -381,7 +381,7 @@ def quantized_statements(layer) -> list[Result]:
 def qpool_statements(layer) -> list[Result]:
     """A quantized average pool's own statements, on its constants (``taps``: the most a
     window adds, the kernel's size, or for the global pool the most any input plane may
-    hold, :data:`convgen.spec.qpool.MAX_POOL_TAPS`):
+    hold, :data:`convgen.quantization.MAX_POOL_TAPS`):
 
     * the int32 sum of ``x - x_zero_point`` never overflows (induction over the taps, as the
       convolutions' accumulator), where the kernel sums integers (``rounding='integer'``
@@ -391,11 +391,9 @@ def qpool_statements(layer) -> list[Result]:
       division) is the nearest integer to ``raw / c``, ties away from zero, by the
       definition: ``|raw - m*c| <= c/2``, and at a tie ``m`` is the one farther from zero.
     """
-    from .spec.qpool import MAX_POOL_TAPS
-
     name, results = layer.describe(), []
     glob = family_of(layer) == "adaptive_pool"
-    taps = MAX_POOL_TAPS if glob else sym.prod(layer.kernel_size)
+    taps = q.MAX_POOL_TAPS if glob else sym.prod(layer.kernel_size)
     x_low, x_high = q.type_range(layer.dtype)
     t_low, t_high = q.term_bound(layer.dtype, layer.x_zero_point)
     if layer.rounding == "integer" or glob:

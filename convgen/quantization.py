@@ -31,8 +31,8 @@ from fractions import Fraction
 
 import numpy as np
 
-__all__ = ["ACTIVATIONS", "INT32", "POOL_ROUNDINGS", "QUANT_DTYPES", "ROUNDINGS", "Scale",
-           "accumulator_bound", "activation_range", "average_global_float",
+__all__ = ["ACTIVATIONS", "INT32", "MAX_POOL_TAPS", "POOL_ROUNDINGS", "QUANT_DTYPES",
+           "ROUNDINGS", "Scale", "accumulator_bound", "activation_range", "average_global_float",
            "average_global_float_exact", "average_integer", "average_integer_exact",
            "average_window_float", "average_window_float_exact", "float32", "float32_text",
            "float_scale", "global_scale", "quantize_multiplier",
@@ -219,6 +219,9 @@ def requantize_exact(acc: int, rounding: str, x_scale: float, w_scale: float, y_
 #: How a quantized average pool rounds: ``"float"`` as ONNX Runtime's ``QLinearAveragePool``
 #: and ``QLinearGlobalAveragePool``, ``"integer"`` as TFLite's (and CMSIS-NN's) average pool.
 POOL_ROUNDINGS = ("float", "integer")
+#: The most input elements a quantized window or global pool adds: the int32 sum of
+#: 8-bit differences stays exact, and so does the count as a binary32 divisor.
+MAX_POOL_TAPS = 2**23
 
 
 def average_window_float(differences, count: int, x_scale: float, y_scale: float,

@@ -29,6 +29,8 @@ EXPECTED = {
     "GlobalMaxPool": ("adaptive_pool", "max", "GlobalMaxPool"),
     "ConvInteger": ("qconv", None, "ConvInteger"),
     "QLinearConv": ("qconv", None, "QLinearConv"),
+    "QLinearAvgPool": ("pool", "avg", "QLinearAveragePool"),
+    "QLinearGlobalAvgPool": ("adaptive_pool", "avg", "QLinearGlobalAveragePool"),
 }
 
 
@@ -244,8 +246,8 @@ def test_the_spec_package_imports_nothing_built_on_it():
             assert not in_function, (path.name, module)
             if module.startswith((".", "convgen")):
                 assert module.lstrip(".").split(".")[-1] in (
-                    "base", "conv", "pool", "adaptive", "quantized", "sequential", "symbolic",
-                    "quantization", "errors", "summary"), (path.name, module)
+                    "base", "conv", "pool", "adaptive", "quantized", "qpool", "sequential",
+                    "symbolic", "quantization", "errors", "summary"), (path.name, module)
     for name in ("summary.py", "toeplitz.py"):
         for module, in_function, typing_only in _imports(ROOT / "convgen" / name):
             assert not in_function, (name, module)

@@ -32,9 +32,7 @@ from .quantized import _scale, _zero_point
 
 __all__ = ["QLinearAvgPool1d", "QLinearAvgPool2d", "QLinearAvgPool3d", "QLinearGlobalAvgPool"]
 
-#: The most input elements a quantized window or global pool adds: the int32 sum of
-#: 8-bit differences stays exact, and so does the count as a binary32 divisor.
-MAX_POOL_TAPS = 2**23
+MAX_POOL_TAPS = q.MAX_POOL_TAPS
 
 
 class _QuantizedPool:
