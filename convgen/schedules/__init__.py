@@ -12,7 +12,9 @@ where the target has it), ``winograd`` (3x3 convolutions; opt-in, not exact), ``
 (2-D convolutions, the ``mcu`` profile's: ISO C99 register blocks of scalars over weights
 packed in a caller's scratch buffer; bit for bit the reference).
 ``qpacked`` (2-D quantized convolutions: output channels in int32 lanes, input-channel pairs
-multiplied and added as int16, ``pmaddwd``/VNNI where the target has them; bit for bit).
+multiplied and added as int16, ``pmaddwd``/VNNI where the target has them; bit for bit),
+``qdepthwise`` (2-D quantized depthwise convolutions: output columns in int32 lanes over the
+input plane as int32 differences; bit for bit).
 CUDA: ``direct`` (every family) and ``tiled`` (convolutions, shared memory).
 """
 
@@ -25,6 +27,7 @@ from . import (  # noqa: F401  (each module registers its schedule)
     adaptive_blocked,
     conv_blocked,
     conv_packed,
+    conv_qdepthwise,
     conv_qpacked,
     conv_scalar,
     conv_winograd,
@@ -83,6 +86,9 @@ def _choose_c(problem: Problem) -> tuple[str, str]:
     if problem.family == "conv":
         return _choose_conv(problem)
     if problem.family == "qconv":
+        if conv_qdepthwise.applies(problem) is None:
+            return "qdepthwise", ("one input channel a group: output columns in int32 lanes, "
+                                  "the input plane laid out as int32 differences")
         reason = conv_qpacked.applies(problem)
         if reason is not None:
             return "reference", reason

@@ -88,6 +88,13 @@ QROW_BYTES = 128 * 1024
 #: too few of the 8 lanes; depthwise layers keep the reference).
 QPACKED_MIN_CHANNELS = 4
 
+#: Vectors of ``qpacked``'s int32 lanes in a ``qdepthwise`` register block: 4 x 8 = 32
+#: consecutive output columns, 4 independent sums a tap pair.
+QDW_VECTORS = 4
+#: A ``qdepthwise`` task's plane buffers (its input plane as int16 differences and as int32
+#: pairs, padding included), at most: a 112 x 112 MobileNet plane takes about 80 KB.
+QDW_PLANE_BYTES = 128 * 1024
+
 # --------------------------------------------------------------------------- C, scalar conv
 
 #: Output channels of a ``scalar`` register block (the ``mcu`` profile's), at most: the
