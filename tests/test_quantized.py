@@ -42,8 +42,15 @@ WIDE = QLinearConv2d(5, 16, (3, 2), stride=(2, 1), dilation=(1, 2), padding=((2,
                      dtype="uint8", weight_dtype="int8", x_scale=0.1, x_zero_point=128,
                      w_scale=[0.01 + 0.001 * i for i in range(16)], y_scale=0.2,
                      y_zero_point=5, rounding="fixed_point")
-LAYERS = [(FIXED, (4, 7, 6)), (FLOAT, (3, 9, 8)), (INTEGER, (3, 17)), (WIDE, (5, 9, 11))]
-IDS = ["fixed", "float", "integer", "wide"]
+#: Depthwise with a channel multiplier of 2, strides, dilation and asymmetric padding, per
+#: channel weight zero points, fixed point: the qdepthwise schedule.
+DEPTHWISE = QLinearConv2d(6, 12, (3, 2), stride=(2, 3), dilation=(1, 2),
+                          padding=((2, 0), (1, 3)), groups=6, x_scale=0.1, x_zero_point=-5,
+                          w_scale=0.01, w_zero_point=list(range(1, 13)), y_scale=0.07,
+                          rounding="fixed_point", activation="relu6")
+LAYERS = [(FIXED, (4, 7, 6)), (FLOAT, (3, 9, 8)), (INTEGER, (3, 17)), (WIDE, (5, 9, 11)),
+          (DEPTHWISE, (6, 11, 37))]
+IDS = ["fixed", "float", "integer", "wide", "depthwise"]
 
 
 def _random_arrays(layer, shape, rng, batch=2):
@@ -308,9 +315,15 @@ def test_the_fast_schedule_is_chosen_where_it_pays_and_says_why():
     assert generate(WIDE, (5, 9, 11)).schedule == "qpacked"
     assert "int32 lanes" in generate(WIDE, (5, 9, 11)).schedule_reason
     depthwise = generate(QLinearConv2d(8, 8, 3, groups=8), (8, 6, 6))
-    assert depthwise.schedule == "reference"
-    assert "1 output channel(s) a group would fill 1 of 8 int32 lanes" in \
+    assert depthwise.schedule == "qdepthwise"
+    assert "one input channel a group: output columns in int32 lanes" in \
         depthwise.schedule_reason
+    narrow = generate(QLinearConv2d(8, 4, 3, groups=4), (8, 6, 6))  # 2 in, 1 out a group
+    assert narrow.schedule == "reference"
+    assert "1 output channel(s) a group would fill 1 of 8 int32 lanes" in \
+        narrow.schedule_reason
+    with pytest.raises(SpecError, match="qdepthwise covers 2-D quantized depthwise"):
+        generate(WIDE, (5, 9, 11), schedule="qdepthwise")
     huge = generate(ConvInteger2d(2048, 64, 3, dtype="int8", weight_dtype="int8",
                                   x_zero_point=-128), (2048, 3, 3))
     assert huge.schedule == "reference" and "bytes of stack" in huge.schedule_reason
@@ -351,9 +364,73 @@ def test_random_quantized_kernels_of_the_fast_schedule_match_the_oracle(data):
 
 def test_the_fast_schedules_proof_model_covers_what_it_reads_and_writes():
     from convgen.bounds import uncovered
-    kernel = generate(WIDE, (5, 9, 11))
-    assert uncovered(kernel) == []
-    assert all(r.status == "proved" for r in prove_bounds(kernel))
+    for layer, shape in [(WIDE, (5, 9, 11)), (DEPTHWISE, (6, 11, 37))]:
+        kernel = generate(layer, shape)
+        assert kernel.schedule in ("qpacked", "qdepthwise")
+        assert uncovered(kernel) == []
+        assert all(r.status == "proved" for r in prove_bounds(kernel))
+
+
+#: Depthwise layers for the qdepthwise schedule: MobileNet's (uint8, per-channel, float,
+#: ReLU6, bias), a multiplier of 2 with an odd kernel width and stride 2, LeNet's first layer
+#: (one input channel), a 1 x 1.
+DEPTHWISE_ITEMS = [
+    (QLinearConv2d(16, 16, 3, padding=1, groups=16, dtype="uint8", weight_dtype="int8",
+                   x_scale=0.02, x_zero_point=128, w_scale=[0.01 + 0.001 * i for i in range(16)],
+                   y_scale=0.05, y_zero_point=3, activation="relu6"), (16, 14, 45)),
+    (DEPTHWISE, (6, 11, 37)),
+    (QLinearConv2d(4, 8, 5, stride=2, padding="same", groups=4, bias=False, x_scale=0.3,
+                   w_scale=0.02, y_scale=0.5, y_zero_point=-7), (4, 9, 40)),
+    (QLinearConv2d(1, 6, 5, x_scale=0.0078125, w_scale=0.011, y_scale=0.023,
+                   y_zero_point=-128, rounding="fixed_point"), (1, 14, 14)),
+    (ConvInteger2d(3, 3, 1, groups=3, x_zero_point=100, w_zero_point=7), (3, 5, 33))]
+
+
+@pytest.mark.parametrize("extra", RUNGS, ids=["native", "no-vnni", "avx2", "portable"])
+def test_the_depthwise_schedule_is_bit_for_bit_on_every_rung(extra):
+    kernels = compile_kernels(DEPTHWISE_ITEMS, schedule="qdepthwise",
+                              flags=("-O3", "-march=native", *extra))
+    for outcome in check_kernels(kernels, cases=2):
+        assert outcome.passed, (outcome.description, outcome.detail)
+
+
+@st.composite
+def _depthwise(draw):
+    """A 2-D quantized convolution with one input channel a group: every window option,
+    both types and roundings, per-channel weight scales and zero points."""
+    groups, multiplier = draw(st.integers(1, 5)), draw(st.integers(1, 3))
+    kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    low, high = q.type_range(draw(st.sampled_from(["int8", "uint8"])))
+    dtype = "int8" if low < 0 else "uint8"
+    out = groups * multiplier
+    kwargs = dict(stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+                  dilation=(draw(st.integers(1, 2)), draw(st.integers(1, 2))),
+                  padding=draw(st.sampled_from([0, 1, "same", ((2, 0), (0, 1))])),
+                  groups=groups, dtype=dtype, weight_dtype=draw(st.sampled_from(["int8", "uint8"])),
+                  x_zero_point=draw(st.integers(low, high)))
+    w_low, w_high = q.type_range(kwargs["weight_dtype"])
+    kwargs["w_zero_point"] = draw(st.lists(st.integers(w_low, w_high), min_size=out,
+                                           max_size=out))
+    if draw(st.booleans()):
+        return ConvInteger2d(groups, out, kernel, **kwargs)
+    return QLinearConv2d(groups, out, kernel, bias=draw(st.booleans()), x_scale=0.02,
+                         w_scale=[draw(st.sampled_from([0.001, 0.01, 0.05])) for _ in range(out)],
+                         y_scale=draw(st.sampled_from([0.05, 0.3, 2.0])),
+                         y_zero_point=draw(st.integers(low, high)),
+                         rounding=draw(st.sampled_from(["float", "fixed_point"])),
+                         activation=draw(st.sampled_from(["none", "relu", "relu6"])), **kwargs)
+
+
+@settings(max_examples=BULK_EXAMPLES)
+@given(st.data())
+def test_random_depthwise_kernels_match_the_oracle_bit_for_bit(data):
+    items = []
+    for _ in range(max(2, BULK // 4)):
+        layer = data.draw(_depthwise())
+        shape = data.draw(input_shape_for(layer, batch=False))
+        items.append((layer, (shape[0], shape[1], shape[2] + data.draw(st.integers(0, 40)))))
+    for outcome in check_kernels(compile_kernels(items, schedule="qdepthwise"), cases=2):
+        assert outcome.passed, (outcome.description, outcome.detail)
 
 
 # --------------------------------------------------------------------------- proofs

@@ -157,12 +157,12 @@ void qmobilenet_project(const uint8_t *restrict x, const int8_t *restrict w, con
                             qmobilenet_project_i32 bias;
                             memcpy(&bias, &bias_lanes[24*bl + 24*g + 8*v], sizeof bias);
                             for (long c = 0; c < width; ++c) {
+                                const qmobilenet_project_i32 value = acc[c][v];
                                 /* as qmobilenet_project's scalar requantization computes each lane: the
                                    bias added saturating, fl(acc) * scale, the clamp, then
                                    rounding half to even by adding and subtracting 1.5 * 2^23
                                    (exact once |scaled| <= 2^22, which the clamp ensures; never
                                    compile this with -ffast-math) */
-                                const qmobilenet_project_i32 value = acc[c][v];
                                 const qmobilenet_project_i32 wrapped = (qmobilenet_project_i32)((qmobilenet_project_u32)value + (qmobilenet_project_u32)bias);
                                 const qmobilenet_project_i32 over = ((value ^ wrapped) & (bias ^ wrapped)) >> 31; /* all ones where it overflowed */
                                 const qmobilenet_project_i32 sum = (wrapped & ~over) | (((value >> 31) ^ 2147483647) & over);
