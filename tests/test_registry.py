@@ -13,7 +13,8 @@ from convgen.schedules.base import _REGISTRY
 
 
 def test_every_schedule_names_an_existing_template_and_a_doc():
-    assert set(names("c")) == {"reference", "blocked", "packed", "winograd", "scalar", "qpacked"}
+    assert set(names("c")) == {"reference", "blocked", "packed", "winograd", "scalar", "qpacked",
+                               "qdepthwise"}
     assert set(names("cuda")) == {"direct", "tiled"}
     for schedule in _REGISTRY.values():
         assert (templates_dir() / schedule.template).is_file(), schedule.template
