@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import convgen
-from convgen import SpecError
+from convgen import ConvgenError, SpecError
 from convgen import quantization as q
 from convgen.bounds import prove_bounds
 from convgen.codegen import generate
@@ -283,8 +283,39 @@ def test_random_quantized_kernels_match_the_oracle_bit_for_bit(data):
 
 
 def test_the_cuda_text_matches_the_oracle_on_the_cpu():
-    for outcome in check_kernels(cuda_kernels("cuda-cpu", LAYERS, None), cases=2):
+    outcomes = check_kernels(cuda_kernels("cuda-cpu", LAYERS, None), cases=2)
+    for outcome in outcomes:
         assert outcome.passed, (outcome.name, outcome.detail)
+    assert sum("(tiled)" in o.name for o in outcomes) >= 4  # the __dp4a kernels ran
+
+
+@settings(max_examples=max(3, BULK_EXAMPLES // 4))
+@given(st.data())
+def test_random_quantized_cuda_tiled_kernels_match_the_oracle_on_the_cpu(data):
+    """The tiled kernel's four channels an int, its zero-point identity and its emulated
+    __dp4a, on random configs (both types, per-channel zero points, odd channel counts)."""
+    items = []
+    for _ in range(3):
+        layer = data.draw(quantized_layers(max_channels=7))
+        items.append((layer, data.draw(input_shape_for(layer, batch=False))))
+    for outcome in check_kernels(cuda_kernels("cuda-cpu", items, None), cases=2):
+        assert outcome.passed, (outcome.name, outcome.detail)
+
+
+def test_the_tiled_cuda_kernel_uses_dp4a_and_nvcc_builds_it_clean():
+    from convgen.cudagen import generate_cuda
+    from convgen.runtime import nvcc
+    kernel = generate_cuda(WIDE, (5, 9, 11))
+    assert [launch.schedule for launch in kernel.launches] == ["tiled", "direct"]
+    assert "#define CONVGEN_DP4A(a, b, c) __dp4a((int)(a), (int)(b), (int)(c))" in \
+        kernel.source
+    try:
+        nvcc.nvcc()
+    except ConvgenError as error:
+        pytest.skip(f"no nvcc: {error}")
+    usages = nvcc.check(kernel)  # -Werror, no spills, no local memory
+    assert {u.entry.rsplit("_", 1)[1] for u in usages} == {"tiled", "direct"}
+    assert all(r.status == "proved" for r in prove_bounds(kernel))
 
 
 @pytest.mark.parametrize("layer, shape", LAYERS, ids=IDS)

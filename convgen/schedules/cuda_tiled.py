@@ -1,6 +1,17 @@
 """CUDA schedule ``tiled`` for convolutions: a block stages the input tile plus its halo of
 one input channel, and the taps of a block of output channels, in ``__shared__`` memory; each
-thread accumulates its output position for that block of channels in registers."""
+thread accumulates its output position for that block of channels in registers.
+
+Quantized convolutions stage four input channels at a time, as the four signed bytes of an
+int: x and w shifted into int8 (a uint8 value less 128), the padding as the input's zero
+point, a missing fourth channel as 0.  A tap of four channels is then one ``__dp4a`` (four
+byte products and the add; emulated by shifts where the architecture lacks it), and the
+zero points come out of the exact identity ``sum (a - za)(b - zb) = sum ab - za sum b - zb
+sum a + n za zb`` over the ``n`` channel-taps: ``sum a`` is one more ``__dp4a`` a tap with
+ones, ``sum b`` a few threads' sum over the staged taps.  The raw sums of int8 products
+cannot overflow (the layer's accumulator check bounds ``n`` by ``2**31 / 128**2``); the
+identity is evaluated in unsigned arithmetic, whose wrap-around leaves the exact int32
+result."""
 
 from __future__ import annotations
 
@@ -26,13 +37,16 @@ _E = sympy.Symbol("e", integer=True, nonnegative=True)          # staged element
 
 def applies(problem: Problem) -> str | None:
     """``None`` where a tile of enough outputs fits in shared memory and the grid."""
-    if problem.family != "conv":
-        return "the tiled schedule covers convolutions"
+    if problem.family not in ("conv", "qconv"):
+        return "the tiled schedule covers convolutions and quantized convolutions"
     chosen = tile_shape(problem)
     if chosen is None:
         return (f"no tile of at least {tuning.CUDA_MIN_THREADS} output positions (or the "
                 f"whole output) fits in {isa.CUDA_SHARED_LIMIT} bytes of shared memory")
     tile, oc_block, _ = chosen
+    if problem.family == "qconv" and sym.prod(tile) < oc_block:
+        return (f"a tile of {sym.prod(tile)} threads cannot sum the weights of "
+                f"{oc_block} output channels (one thread each)")
     tiles = sym.prod(sym.cdiv(m, t) for m, t in zip(problem.out_spatial, tile))
     oc_blocks = problem.groups * sym.cdiv(problem.cg_out, oc_block)
     if oc_blocks > isa.CUDA_MAX_GRID_Z or tiles > isa.CUDA_MAX_GRID_X:
@@ -83,6 +97,21 @@ class TiledParams:
     y_index: str
     weight_j: str
     weight_kk: str
+    quantized: object = None    # QuantTiled for quantized convolutions
+
+
+@dataclass(frozen=True)
+class QuantTiled:
+    """The quantized tiled kernel's pieces: four channels a staged int."""
+
+    quads: int          # input channels of a group in fours
+    x_byte: str         # x of channel 4 icq + c4, and w of its tap
+    w_byte: str
+    channel_in: str     # 4 icq + c4 is one of the group's input channels
+    x_shift: int        # added to x (and w) to make it int8: -128 for uint8, else 0
+    w_shift: int
+    x_zero: int         # za: the input's zero point so shifted (zb: w_zero_point + w_shift)
+    count: int          # n: the channel-taps an output sums
 
 
 def tile_shape(problem: Problem) -> tuple | None:
@@ -91,7 +120,8 @@ def tile_shape(problem: Problem) -> tuple | None:
     smaller) fits in shared memory, or when the output clips the starting tile
     (:data:`~convgen.schedules.tuning.CUDA_TILES`) below that many: a smaller block would
     stage a big halo for a few outputs, and the direct kernel wins."""
-    layer, out, size = problem.layer, problem.out, problem.size
+    layer, out = problem.layer, problem.out
+    size = 4 if problem.family == "qconv" else problem.size  # four channels' bytes an int
     tile = [min(t, m) for t, m in zip(tuning.CUDA_TILES[layer.ndim], out[1:])]
     oc_block = min(tuning.CUDA_OC_BLOCK, problem.cg_out)
     taps = sym.prod(layer.kernel_size)
@@ -100,7 +130,8 @@ def tile_shape(problem: Problem) -> tuple | None:
     def shared(tile, oc_block):
         halo = sym.prod(sym.tile_extent(t, k, s, d) for t, k, s, d in
                         zip(tile, layer.kernel_size, layer.stride, layer.dilation))
-        return (halo + oc_block * taps) * size
+        return (halo + oc_block * taps) * size + (4 * oc_block if size == 4 and
+                                                   problem.family == "qconv" else 0)
 
     while shared(tile, oc_block) > isa.CUDA_SHARED_LIMIT:
         if oc_block > 1 and oc_block * taps * size > isa.CUDA_SHARED_LIMIT // 4:
@@ -130,6 +161,10 @@ def build(problem: Problem) -> Built:
             zip(tile, layer.kernel_size, layer.stride, layer.dilation)]
     blocks_per_group = sym.cdiv(cg_out, oc_block)
     zeros = layer.padding_mode == "zeros"
+    quantized = problem.family == "qconv"
+    c4 = sympy.Symbol("c4", integer=True, nonnegative=True)  # channel within a staged four
+    channels = -(-cg_in // 4) if quantized else cg_in        # what the ``ic`` loop counts
+    ic_of = 4 * IC + c4 if quantized else IC                  # the input channel in group
 
     u = sym.unflatten(_TILE, tiles_per_axis)                  # tile coordinates
     local = sym.unflatten(_T, tile)                           # thread's place in the tile
@@ -152,8 +187,8 @@ def build(problem: Problem) -> Built:
     active = sympy.And(*[sympy.Lt(o_s[i], m) for i, m in enumerate(out[1:])])
     channel_ok = sympy.Lt(lane_s + _J, cg_out)
     x_source = [p_s[i] if zeros else q_s[i] for i in range(ndim)]
-    x_index = sym.flat_index([N, g_s * cg_in + IC, *x_source], [None, c_in, *spatial])
-    w_index = sym.flat_index([oc, IC, sympy.Symbol("kk", integer=True, nonnegative=True)],
+    x_index = sym.flat_index([N, g_s * cg_in + ic_of, *x_source], [None, c_in, *spatial])
+    w_index = sym.flat_index([oc, ic_of, sympy.Symbol("kk", integer=True, nonnegative=True)],
                              [layer.out_channels, cg_in, taps])
     xs_read = sym.flat_index(read_at, halo)
     ws_read = _J * taps + sym.flat_index(k_s, list(layer.kernel_size))
@@ -171,7 +206,7 @@ def build(problem: Problem) -> Built:
              *[sympy.Eq(u_s[i], u[i]) for i in range(ndim)],
              *[sympy.Eq(t_s[i], local[i]) for i in range(ndim)],
              *[sympy.Eq(o_s[i], position[i]) for i in range(ndim)]]
-    load = [*block, *loop(IC, cg_in), *loop(_E, sym.prod(halo)),
+    load = [*block, *loop(IC, channels), *loop(_E, sym.prod(halo)),
             *[sympy.Eq(e_s[i], e_at[i]) for i in range(ndim)],
             *[sympy.Eq(p_s[i], load_at[i]) for i in range(ndim)]]
     inside = [sym.inside(p_s[i], n) for i, n in enumerate(spatial)]
@@ -183,10 +218,13 @@ def build(problem: Problem) -> Built:
         load_x = load + padded + [sympy.Eq(q_s[i], sym.padded_source(p_s[i], n,
                                                                      layer.padding_mode))
                                   for i, n in enumerate(spatial)]
-    weights = [*block, *loop(IC, cg_in), *loop(_E, oc_block * taps),
+    weights = [*block, *loop(IC, channels), *loop(_E, oc_block * taps),
                sympy.Eq(_J, weight_j), sympy.Eq(kk, weight_kk),
                channel_ok]
-    compute = [*block, *loop(IC, cg_in), active, *loop(_J, oc_block),
+    if quantized:  # each of the four channels a staged int holds, when the group has it
+        four = [*loop(c4, 4), sympy.Lt(ic_of, cg_in)]
+        load_x, weights = load_x + four, weights + four
+    compute = [*block, *loop(IC, channels), active, *loop(_J, oc_block),
                *loops(k_s, layer.kernel_size)]
     store = [*block, active, *loop(_J, oc_block), channel_ok]
     accesses = [
@@ -196,7 +234,7 @@ def build(problem: Problem) -> Built:
         Access("w", w_index, sym.prod(layer.weight_shape), "tiled: w, staging",
                tuple(weights)),
         Access("ws", _E, oc_block * taps, "tiled: ws, staging", tuple(
-            [*block, *loop(IC, cg_in), *loop(_E, oc_block * taps)])),
+            [*block, *loop(IC, channels), *loop(_E, oc_block * taps)])),
         Access("xs", xs_read, sym.prod(halo), "tiled: xs, taps", tuple(compute),
                scratch_read=True),
         Access("ws", ws_read, oc_block * taps, "tiled: ws, taps", tuple(compute),
@@ -205,6 +243,22 @@ def build(problem: Problem) -> Built:
     if layer.bias:
         accesses.append(Access("b", oc, layer.out_channels, "tiled: b",
                                tuple([*block, *loop(_J, oc_block), channel_ok])))
+    quant = None
+    if quantized:  # the weight sums: thread t < oc_block sums channel t's staged taps
+        summing = [*block, *loop(IC, channels), sympy.Lt(_T, oc_block), *loop(kk, taps)]
+        accesses += [
+            Access("ws", _T * taps + kk, oc_block * taps, "tiled: ws, summing a channel's "
+                   "taps", tuple(summing), scratch_read=True),
+            Access("sw", _T, oc_block, "tiled: sw, a channel's weight sum",
+                   tuple([*block, sympy.Lt(_T, oc_block)])),
+            Access("sw", _J, oc_block, "tiled: sw, read at the store", tuple(store),
+                   scratch_read=True)]
+        x_shift = -128 if layer.dtype == "uint8" else 0
+        w_shift = -128 if layer.weight_dtype == "uint8" else 0
+        quant = QuantTiled(
+            quads=channels, x_byte=ccode(x_index), w_byte=ccode(w_index),
+            channel_in=ccode(sympy.Lt(ic_of, cg_in)), x_shift=x_shift, w_shift=w_shift,
+            x_zero=layer.x_zero_point + x_shift, count=taps * cg_in)
     dims = []
     for i, n in enumerate(spatial):
         dims.append(TiledDim(
@@ -227,11 +281,11 @@ def build(problem: Problem) -> Built:
         channel_ok=ccode(channel_ok), oc=ccode(oc),
         x_index=ccode(x_index), w_index=ccode(w_index), xs_read=ccode(xs_read),
         ws_read=ccode(ws_read), y_index=ccode(y_index),
-        weight_j=ccode(weight_j), weight_kk=ccode(weight_kk))
+        weight_j=ccode(weight_j), weight_kk=ccode(weight_kk), quantized=quant)
     return Built(params, tuple(accesses))
 
 
 SCHEDULE = register(Schedule(
-    name="tiled", target="cuda", families=("conv",), template="cuda/kernel.cu.j2",
+    name="tiled", target="cuda", families=("conv", "qconv"), template="cuda/kernel.cu.j2",
     applies=applies, build=build,
     doc="input tile + halo and a block of channels' taps staged in shared memory"))

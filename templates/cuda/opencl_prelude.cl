@@ -19,5 +19,12 @@
 #define fabsf fabs
 #define rintf rint
 #define __fmul_rn(a, b) ((a) * (b)) /* CUDA's product that is never fused */
+/* CUDA's __dp4a: the products of four signed bytes summed, plus c. */
+int convgen_dp4a(int a, int b, int c)
+{
+    const char4 x = as_char4(a), y = as_char4(b);
+    return c + x.s0 * y.s0 + x.s1 * y.s1 + x.s2 * y.s2 + x.s3 * y.s3;
+}
+#define CONVGEN_DP4A convgen_dp4a
 #define __device__
 #define __constant__ __constant
