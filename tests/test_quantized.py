@@ -313,9 +313,12 @@ def test_the_tiled_cuda_kernel_uses_dp4a_and_nvcc_builds_it_clean():
         nvcc.nvcc()
     except ConvgenError as error:
         pytest.skip(f"no nvcc: {error}")
-    usages = nvcc.check(kernel)  # -Werror, no spills, no local memory
-    assert {u.entry.rsplit("_", 1)[1] for u in usages} == {"tiled", "direct"}
-    assert all(r.status == "proved" for r in prove_bounds(kernel))
+    per_tensor = generate_cuda(ConvInteger2d(8, 8, 3, x_zero_point=3, w_zero_point=5),
+                               (8, 10, 10))  # no requantization: no channel in the store
+    for item in (kernel, per_tensor):
+        usages = nvcc.check(item)  # -Werror, no spills, no local memory
+        assert {u.entry.rsplit("_", 1)[1] for u in usages} == {"tiled", "direct"}
+        assert all(r.status == "proved" for r in prove_bounds(item))
 
 
 @pytest.mark.parametrize("layer, shape", LAYERS, ids=IDS)

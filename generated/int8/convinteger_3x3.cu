@@ -4,6 +4,7 @@
  * Input (N, 8, 12, 12) -> output (N, 8, 6, 6), uint8, N = batch at run time.
  * Arrays are dense and C-contiguous; indices (max pooling) are int64 offsets within each (n, c) input plane.
  * Launch (block threads, grid x, y, z):
+ *   convinteger_3x3_tiled: block (36, 1, 1), grid (1, 1, min(batch, 65535)), 996 bytes of static shared memory; tile 6 x 6 outputs x 8 output channels per block, input tile + halo 13 x 13 of one input channel staged in shared memory.
  *   convinteger_3x3_direct: block (256, 1, 1), grid (2, 1, min(batch, 65535)), 0 bytes of static shared memory; one thread per output element of a sample; grid z strides the batch.
  */
 
@@ -57,5 +58,103 @@ __global__ void CONVGEN_BLOCK(256) convinteger_3x3_direct(CONVGEN_GLOBAL const u
             }
         }
         y[288*n + 6*o0 + o1 + 36*oc] = acc;
+    }
+}
+
+/* Four signed bytes' products summed, plus c: __dp4a where the architecture has it (sm_61
+   and later), else the same by shifts. */
+#ifndef CONVGEN_DP4A
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 610
+#define CONVGEN_DP4A(a, b, c) ((c) + ((int)((unsigned)(a) << 24) >> 24) * ((int)((unsigned)(b) << 24) >> 24) + ((int)((unsigned)(a) << 16) >> 24) * ((int)((unsigned)(b) << 16) >> 24) + ((int)((unsigned)(a) << 8) >> 24) * ((int)((unsigned)(b) << 8) >> 24) + ((int)(a) >> 24) * ((int)(b) >> 24))
+#else
+#define CONVGEN_DP4A(a, b, c) __dp4a((int)(a), (int)(b), (int)(c))
+#endif
+#endif
+
+/* Tiled: a block computes a tile of 6 x 6 output positions for 8 output channels of one group.
+   Per four input channels it stages the input tile plus halo and those channels' taps in
+   shared memory, each int holding the four channels' values as signed bytes (x - 128, w - 128);
+   each thread then sums its position's products for all 8 channels with __dp4a, and the
+   zero points come out of sum (a - za)(b - zb) = sum ab - za sum b - zb sum a + n za zb,
+   evaluated in unsigned arithmetic (its wrap-around leaves the exact int32 result). */
+__global__ void CONVGEN_BLOCK(36) convinteger_3x3_tiled(CONVGEN_GLOBAL const unsigned char *__restrict__ x, CONVGEN_GLOBAL const unsigned char *__restrict__ w, CONVGEN_GLOBAL int *__restrict__ y, long batch)
+{
+    __shared__ int xs[169]; /* input tile + halo (13 x 13) of four input channels */
+    __shared__ int ws[72]; /* their 9 taps for each output channel of the block */
+    __shared__ int sw[8]; /* sum b: each output channel's shifted weights */
+    const long tile = blockIdx.x; /* which output tile */
+    const long ob = blockIdx.y; /* which block of output channels */
+    const long t = threadIdx.x; /* output position within the tile */
+    const long g = ob; /* group */
+    const long lane = 0; /* the block's first output channel within the group */
+    long u0 = tile; /* tile, height (not const, as in the direct kernel) */
+    long t0 = ((t) / 6); /* position within the tile, height */
+    long o0 = t0 + 6*u0; /* output position, height */
+    long u1 = 0; /* tile, width (not const, as in the direct kernel) */
+    long t1 = ((t) % 6); /* position within the tile, width */
+    long o1 = t1 + 6*u1; /* output position, width */
+    const int active = o0 < 6 && o1 < 6; /* the last tiles overhang the output */
+    for (long n = blockIdx.z; n < batch; n += gridDim.z) { /* batch, grid-stride */
+        int acc[8]; /* sum ab */
+        int sum_a = 0; /* sum a: the same for every channel */
+        int sum_w = 0; /* this thread's channel t < 8: sum b */
+#pragma unroll
+        for (long j = 0; j < 8; ++j) acc[j] = 0;
+        for (long ic = 0; ic < 2; ++ic) { /* four input channels of the group */
+            for (long e = t; e < 169; e += 36) { /* stage the input tile + halo */
+                const long e0 = ((e) / 13);
+                const long p0 = e0 + 12*u0; /* input position, height */
+                const long e1 = ((e) % 13);
+                const long p1 = e1 + 12*u1; /* input position, width */
+                const int inside = (p0 >= 0 && p0 < 12) && (p1 >= 0 && p1 < 12);
+                unsigned four = 0u;
+                for (long c4 = 0; c4 < 4; ++c4) {
+                    const int value = !(c4 + 4*ic < 8) ? 0 : inside ? (int)x[144*c4 + 1152*g + 576*ic + 1152*n + 12*p0 + p1] + (-128) : 0; /* a padded tap is the zero point */
+                    four |= (unsigned)(value & 255) << (8 * c4);
+                }
+                xs[e] = (int)four;
+            }
+            for (long e = t; e < 72; e += 36) { /* stage the taps */
+                const long j = ((e) / 9), kk = ((e) % 9);
+                unsigned four = 0u;
+                for (long c4 = 0; c4 < 4; ++c4) {
+                    const int value = (j + lane < 8) && (c4 + 4*ic < 8) ? (int)w[9*c4 + 576*g + 36*ic + 72*j + kk + 72*lane] + (-128) : 0;
+                    four |= (unsigned)(value & 255) << (8 * c4);
+                }
+                ws[e] = (int)four;
+            }
+            __syncthreads();
+            if (t < 8) { /* sum b of channel t */
+                for (long kk = 0; kk < 9; ++kk) sum_w = CONVGEN_DP4A(ws[t * 9 + kk], 0x01010101, sum_w);
+            }
+            if (active) {
+                for (long k0 = 0; k0 < 3; ++k0) { /* tap, height */
+                    for (long k1 = 0; k1 < 3; ++k1) { /* tap, width */
+                        const int v = xs[13*k0 + k1 + 26*t0 + 2*t1];
+                        sum_a = CONVGEN_DP4A(v, 0x01010101, sum_a);
+#pragma unroll
+                        for (long j = 0; j < 8; ++j) acc[j] = CONVGEN_DP4A(v, ws[9*j + 3*k0 + k1], acc[j]);
+                    }
+                }
+            }
+            __syncthreads(); /* before the next channels overwrite the tiles */
+        }
+        if (t < 8) sw[t] = sum_w;
+        __syncthreads();
+        if (active) {
+#pragma unroll
+            for (long j = 0; j < 8; ++j) {
+                if (j + lane < 8) {
+                    const unsigned zb = (unsigned)(119 + (-128));
+                    const unsigned za = (unsigned)(0);
+                    const int acc_exact = (int)((unsigned)acc[j] - za * (unsigned)sw[j] - zb * (unsigned)sum_a + 72u * za * zb);
+                    {
+                        const int acc = acc_exact;
+                        y[288*g + 36*j + 36*lane + 288*n + 6*o0 + o1] = acc;
+                    }
+                }
+            }
+        }
+        __syncthreads(); /* before the next sample overwrites sw */
     }
 }

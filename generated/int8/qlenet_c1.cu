@@ -4,6 +4,7 @@
  * Input (N, 1, 32, 32) -> output (N, 6, 28, 28), int8, N = batch at run time.
  * Arrays are dense and C-contiguous; indices (max pooling) are int64 offsets within each (n, c) input plane.
  * Launch (block threads, grid x, y, z):
+ *   qlenet_c1_tiled: block (128, 1, 1), grid (8, 1, min(batch, 65535)), 1584 bytes of static shared memory; tile 8 x 16 outputs x 6 output channels per block, input tile + halo 12 x 20 of one input channel staged in shared memory.
  *   qlenet_c1_direct: block (256, 1, 1), grid (19, 1, min(batch, 65535)), 0 bytes of static shared memory; one thread per output element of a sample; grid z strides the batch.
  */
 
@@ -94,5 +95,104 @@ __global__ void CONVGEN_BLOCK(256) qlenet_c1_direct(CONVGEN_GLOBAL const signed 
             }
         }
         y[4704*n + 28*o0 + o1 + 784*oc] = qlenet_c1_requantize(qlenet_c1_add_bias(acc, b[oc]), oc);
+    }
+}
+
+/* Four signed bytes' products summed, plus c: __dp4a where the architecture has it (sm_61
+   and later), else the same by shifts. */
+#ifndef CONVGEN_DP4A
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 610
+#define CONVGEN_DP4A(a, b, c) ((c) + ((int)((unsigned)(a) << 24) >> 24) * ((int)((unsigned)(b) << 24) >> 24) + ((int)((unsigned)(a) << 16) >> 24) * ((int)((unsigned)(b) << 16) >> 24) + ((int)((unsigned)(a) << 8) >> 24) * ((int)((unsigned)(b) << 8) >> 24) + ((int)(a) >> 24) * ((int)(b) >> 24))
+#else
+#define CONVGEN_DP4A(a, b, c) __dp4a((int)(a), (int)(b), (int)(c))
+#endif
+#endif
+
+/* Tiled: a block computes a tile of 8 x 16 output positions for 6 output channels of one group.
+   Per four input channels it stages the input tile plus halo and those channels' taps in
+   shared memory, each int holding the four channels' values as signed bytes (x, w);
+   each thread then sums its position's products for all 6 channels with __dp4a, and the
+   zero points come out of sum (a - za)(b - zb) = sum ab - za sum b - zb sum a + n za zb,
+   evaluated in unsigned arithmetic (its wrap-around leaves the exact int32 result). */
+__global__ void CONVGEN_BLOCK(128) qlenet_c1_tiled(CONVGEN_GLOBAL const signed char *__restrict__ x, CONVGEN_GLOBAL const signed char *__restrict__ w, CONVGEN_GLOBAL const int *__restrict__ b, CONVGEN_GLOBAL signed char *__restrict__ y, long batch)
+{
+    __shared__ int xs[240]; /* input tile + halo (12 x 20) of four input channels */
+    __shared__ int ws[150]; /* their 25 taps for each output channel of the block */
+    __shared__ int sw[6]; /* sum b: each output channel's shifted weights */
+    const long tile = blockIdx.x; /* which output tile */
+    const long ob = blockIdx.y; /* which block of output channels */
+    const long t = threadIdx.x; /* output position within the tile */
+    const long g = ob; /* group */
+    const long lane = 0; /* the block's first output channel within the group */
+    long u0 = ((tile) / 2); /* tile, height (not const, as in the direct kernel) */
+    long t0 = ((t) / 16); /* position within the tile, height */
+    long o0 = t0 + 8*u0; /* output position, height */
+    long u1 = ((tile) % 2); /* tile, width (not const, as in the direct kernel) */
+    long t1 = ((t) % 16); /* position within the tile, width */
+    long o1 = t1 + 16*u1; /* output position, width */
+    const int active = o0 < 28 && o1 < 28; /* the last tiles overhang the output */
+    for (long n = blockIdx.z; n < batch; n += gridDim.z) { /* batch, grid-stride */
+        int acc[6]; /* sum ab */
+        int sum_a = 0; /* sum a: the same for every channel */
+        int sum_w = 0; /* this thread's channel t < 6: sum b */
+#pragma unroll
+        for (long j = 0; j < 6; ++j) acc[j] = 0;
+        for (long ic = 0; ic < 1; ++ic) { /* four input channels of the group */
+            for (long e = t; e < 240; e += 128) { /* stage the input tile + halo */
+                const long e0 = ((e) / 20);
+                const long p0 = e0 + 8*u0; /* input position, height */
+                const long e1 = ((e) % 20);
+                const long p1 = e1 + 16*u1; /* input position, width */
+                const int inside = (p0 >= 0 && p0 < 32) && (p1 >= 0 && p1 < 32);
+                unsigned four = 0u;
+                for (long c4 = 0; c4 < 4; ++c4) {
+                    const int value = !(c4 + 4*ic < 1) ? 0 : inside ? (int)x[1024*c4 + 1024*g + 4096*ic + 1024*n + 32*p0 + p1] + (0) : 0; /* a padded tap is the zero point */
+                    four |= (unsigned)(value & 255) << (8 * c4);
+                }
+                xs[e] = (int)four;
+            }
+            for (long e = t; e < 150; e += 128) { /* stage the taps */
+                const long j = ((e) / 25), kk = ((e) % 25);
+                unsigned four = 0u;
+                for (long c4 = 0; c4 < 4; ++c4) {
+                    const int value = (j + lane < 6) && (c4 + 4*ic < 1) ? (int)w[25*c4 + 150*g + 100*ic + 25*j + kk + 25*lane] + (0) : 0;
+                    four |= (unsigned)(value & 255) << (8 * c4);
+                }
+                ws[e] = (int)four;
+            }
+            __syncthreads();
+            if (t < 6) { /* sum b of channel t */
+                for (long kk = 0; kk < 25; ++kk) sum_w = CONVGEN_DP4A(ws[t * 25 + kk], 0x01010101, sum_w);
+            }
+            if (active) {
+                for (long k0 = 0; k0 < 5; ++k0) { /* tap, height */
+                    for (long k1 = 0; k1 < 5; ++k1) { /* tap, width */
+                        const int v = xs[20*k0 + k1 + 20*t0 + t1];
+                        sum_a = CONVGEN_DP4A(v, 0x01010101, sum_a);
+#pragma unroll
+                        for (long j = 0; j < 6; ++j) acc[j] = CONVGEN_DP4A(v, ws[25*j + 5*k0 + k1], acc[j]);
+                    }
+                }
+            }
+            __syncthreads(); /* before the next channels overwrite the tiles */
+        }
+        if (t < 6) sw[t] = sum_w;
+        __syncthreads();
+        if (active) {
+#pragma unroll
+            for (long j = 0; j < 6; ++j) {
+                if (j + lane < 6) {
+                    const long oc = 6*g + j + lane; /* output channel */
+                    const unsigned zb = (unsigned)(0 + (0));
+                    const unsigned za = (unsigned)(0);
+                    const int acc_exact = (int)((unsigned)acc[j] - za * (unsigned)sw[j] - zb * (unsigned)sum_a + 25u * za * zb);
+                    {
+                        const int acc = acc_exact;
+                        y[4704*g + 784*j + 784*lane + 4704*n + 28*o0 + o1] = qlenet_c1_requantize(qlenet_c1_add_bias(acc, b[oc]), oc);
+                    }
+                }
+            }
+        }
+        __syncthreads(); /* before the next sample overwrites sw */
     }
 }

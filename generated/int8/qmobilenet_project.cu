@@ -4,6 +4,7 @@
  * Input (N, 16, 14, 14) -> output (N, 24, 14, 14), uint8, N = batch at run time.
  * Arrays are dense and C-contiguous; indices (max pooling) are int64 offsets within each (n, c) input plane.
  * Launch (block threads, grid x, y, z):
+ *   qmobilenet_project_tiled: block (112, 1, 1), grid (2, 3, min(batch, 65535)), 512 bytes of static shared memory; tile 8 x 14 outputs x 8 output channels per block, input tile + halo 8 x 14 of one input channel staged in shared memory.
  *   qmobilenet_project_direct: block (256, 1, 1), grid (19, 1, min(batch, 65535)), 0 bytes of static shared memory; one thread per output element of a sample; grid z strides the batch.
  */
 
@@ -77,5 +78,104 @@ __global__ void CONVGEN_BLOCK(256) qmobilenet_project_direct(CONVGEN_GLOBAL cons
             }
         }
         y[4704*n + 14*o0 + o1 + 196*oc] = qmobilenet_project_requantize(qmobilenet_project_add_bias(acc, b[oc]), oc);
+    }
+}
+
+/* Four signed bytes' products summed, plus c: __dp4a where the architecture has it (sm_61
+   and later), else the same by shifts. */
+#ifndef CONVGEN_DP4A
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 610
+#define CONVGEN_DP4A(a, b, c) ((c) + ((int)((unsigned)(a) << 24) >> 24) * ((int)((unsigned)(b) << 24) >> 24) + ((int)((unsigned)(a) << 16) >> 24) * ((int)((unsigned)(b) << 16) >> 24) + ((int)((unsigned)(a) << 8) >> 24) * ((int)((unsigned)(b) << 8) >> 24) + ((int)(a) >> 24) * ((int)(b) >> 24))
+#else
+#define CONVGEN_DP4A(a, b, c) __dp4a((int)(a), (int)(b), (int)(c))
+#endif
+#endif
+
+/* Tiled: a block computes a tile of 8 x 14 output positions for 8 output channels of one group.
+   Per four input channels it stages the input tile plus halo and those channels' taps in
+   shared memory, each int holding the four channels' values as signed bytes (x - 128, w);
+   each thread then sums its position's products for all 8 channels with __dp4a, and the
+   zero points come out of sum (a - za)(b - zb) = sum ab - za sum b - zb sum a + n za zb,
+   evaluated in unsigned arithmetic (its wrap-around leaves the exact int32 result). */
+__global__ void CONVGEN_BLOCK(112) qmobilenet_project_tiled(CONVGEN_GLOBAL const unsigned char *__restrict__ x, CONVGEN_GLOBAL const signed char *__restrict__ w, CONVGEN_GLOBAL const int *__restrict__ b, CONVGEN_GLOBAL unsigned char *__restrict__ y, long batch)
+{
+    __shared__ int xs[112]; /* input tile + halo (8 x 14) of four input channels */
+    __shared__ int ws[8]; /* their 1 taps for each output channel of the block */
+    __shared__ int sw[8]; /* sum b: each output channel's shifted weights */
+    const long tile = blockIdx.x; /* which output tile */
+    const long ob = blockIdx.y; /* which block of output channels */
+    const long t = threadIdx.x; /* output position within the tile */
+    const long g = ((ob) / 3); /* group */
+    const long lane = 8*(((ob) % 3)); /* the block's first output channel within the group */
+    long u0 = tile; /* tile, height (not const, as in the direct kernel) */
+    long t0 = ((t) / 14); /* position within the tile, height */
+    long o0 = t0 + 8*u0; /* output position, height */
+    long u1 = 0; /* tile, width (not const, as in the direct kernel) */
+    long t1 = ((t) % 14); /* position within the tile, width */
+    long o1 = t1 + 14*u1; /* output position, width */
+    const int active = o0 < 14 && o1 < 14; /* the last tiles overhang the output */
+    for (long n = blockIdx.z; n < batch; n += gridDim.z) { /* batch, grid-stride */
+        int acc[8]; /* sum ab */
+        int sum_a = 0; /* sum a: the same for every channel */
+        int sum_w = 0; /* this thread's channel t < 8: sum b */
+#pragma unroll
+        for (long j = 0; j < 8; ++j) acc[j] = 0;
+        for (long ic = 0; ic < 4; ++ic) { /* four input channels of the group */
+            for (long e = t; e < 112; e += 112) { /* stage the input tile + halo */
+                const long e0 = ((e) / 14);
+                const long p0 = e0 + 8*u0; /* input position, height */
+                const long e1 = ((e) % 14);
+                const long p1 = e1 + 14*u1; /* input position, width */
+                const int inside = (p0 >= 0 && p0 < 14) && (p1 >= 0 && p1 < 14);
+                unsigned four = 0u;
+                for (long c4 = 0; c4 < 4; ++c4) {
+                    const int value = !(c4 + 4*ic < 16) ? 0 : inside ? (int)x[196*c4 + 3136*g + 784*ic + 3136*n + 14*p0 + p1] + (-128) : -128; /* a padded tap is the zero point */
+                    four |= (unsigned)(value & 255) << (8 * c4);
+                }
+                xs[e] = (int)four;
+            }
+            for (long e = t; e < 8; e += 112) { /* stage the taps */
+                const long j = e, kk = 0;
+                unsigned four = 0u;
+                for (long c4 = 0; c4 < 4; ++c4) {
+                    const int value = (j + lane < 24) && (c4 + 4*ic < 16) ? (int)w[c4 + 384*g + 4*ic + 16*j + kk + 16*lane] + (0) : 0;
+                    four |= (unsigned)(value & 255) << (8 * c4);
+                }
+                ws[e] = (int)four;
+            }
+            __syncthreads();
+            if (t < 8) { /* sum b of channel t */
+                for (long kk = 0; kk < 1; ++kk) sum_w = CONVGEN_DP4A(ws[t * 1 + kk], 0x01010101, sum_w);
+            }
+            if (active) {
+                for (long k0 = 0; k0 < 1; ++k0) { /* tap, height */
+                    for (long k1 = 0; k1 < 1; ++k1) { /* tap, width */
+                        const int v = xs[14*k0 + k1 + 14*t0 + t1];
+                        sum_a = CONVGEN_DP4A(v, 0x01010101, sum_a);
+#pragma unroll
+                        for (long j = 0; j < 8; ++j) acc[j] = CONVGEN_DP4A(v, ws[j + k0 + k1], acc[j]);
+                    }
+                }
+            }
+            __syncthreads(); /* before the next channels overwrite the tiles */
+        }
+        if (t < 8) sw[t] = sum_w;
+        __syncthreads();
+        if (active) {
+#pragma unroll
+            for (long j = 0; j < 8; ++j) {
+                if (j + lane < 24) {
+                    const long oc = 24*g + j + lane; /* output channel */
+                    const unsigned zb = (unsigned)(0 + (0));
+                    const unsigned za = (unsigned)(-128);
+                    const int acc_exact = (int)((unsigned)acc[j] - za * (unsigned)sw[j] - zb * (unsigned)sum_a + 16u * za * zb);
+                    {
+                        const int acc = acc_exact;
+                        y[4704*g + 196*j + 196*lane + 4704*n + 14*o0 + o1] = qmobilenet_project_requantize(qmobilenet_project_add_bias(acc, b[oc]), oc);
+                    }
+                }
+            }
+        }
+        __syncthreads(); /* before the next sample overwrites sw */
     }
 }
