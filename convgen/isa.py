@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CUDA_MAX_GRID_X", "CUDA_MAX_GRID_Z", "CUDA_SHARED_LIMIT", "FMA", "ISAS", "Isa",
-           "MADD", "Madd", "VECTOR_BYTES", "ladder"]
+__all__ = ["CUDA_MAX_GRID_X", "CUDA_MAX_GRID_Z", "CUDA_SHARED_LIMIT", "DOT", "Dot", "FMA",
+           "ISAS", "Isa", "MADD", "Madd", "VECTOR_BYTES", "ladder"]
 
 #: Bytes of one vector of the vector-extension schedules (GCC/Clang ``vector_size``): an AVX
 #: register; the compiler splits it into two where registers are 16 bytes (SSE, NEON).
@@ -92,6 +92,33 @@ MADD = (
          "((acc) + (({i32})(({u32})(w) << 16) >> 16) * (({i32})(({u32})(x) << 16) >> 16)"
          " + (({i32})(w) >> 16) * (({i32})(x) >> 16))",
          "portable vector extensions: each 32-bit lane's two int16 halves"),
+)
+
+
+@dataclass(frozen=True)
+class Dot:
+    """One rung of the 8-bit dot-product ladder of ``qpacked``'s 8-bit form: ``acc + Σ`` of
+    four products of an unsigned byte of x and a signed byte of w into each 32-bit lane
+    (``vpdpbusd``, non-saturating); the last rung splits them into the even and the odd
+    bytes as int16 pairs for the ``MADD`` ladder (exact: each pair's sum is at most
+    2 * 255 * 128)."""
+
+    condition: str | None
+    body: str           # C for MACRO(acc, w, x); {madd} names the MADD macro
+    note: str
+
+
+DOT = (
+    Dot("defined(__AVX512VNNI__) && defined(__AVX512VL__)",
+        "(({i32})_mm256_dpbusd_epi32((__m256i)(acc), (__m256i)(x), (__m256i)(w)))",
+        "AVX-512 VNNI: vpdpbusd, 32 byte products and the add in one instruction"),
+    Dot("defined(__AVXVNNI__)",
+        "(({i32})_mm256_dpbusd_avx_epi32((__m256i)(acc), (__m256i)(x), (__m256i)(w)))",
+        "AVX-VNNI: the same instruction, VEX-encoded"),
+    Dot(None,
+        "{madd}({madd}((acc), ({i16})(({u16})(w) << 8) >> 8, ({u32})(x) & 0x00ff00ffu), "
+        "({i16})(w) >> 8, (({u32})(x) >> 8) & 0x00ff00ffu)",
+        "the even and the odd bytes as int16 pairs, through the MADD ladder"),
 )
 
 

@@ -42,6 +42,12 @@ WIDE = QLinearConv2d(5, 16, (3, 2), stride=(2, 1), dilation=(1, 2), padding=((2,
                      dtype="uint8", weight_dtype="int8", x_scale=0.1, x_zero_point=128,
                      w_scale=[0.01 + 0.001 * i for i in range(16)], y_scale=0.2,
                      y_zero_point=5, rounding="fixed_point")
+#: WIDE with uint8 weights and a weight zero point: qpacked's int16 pair form (WIDE, with
+#: int8 weights of zero point 0, takes the 8-bit form).
+WIDE_PAIRS = QLinearConv2d(5, 16, (3, 2), stride=(2, 1), dilation=(1, 2),
+                           padding=((2, 0), (1, 3)), dtype="uint8", weight_dtype="uint8",
+                           x_scale=0.1, x_zero_point=128, w_scale=0.01, w_zero_point=3,
+                           y_scale=0.2, y_zero_point=5)
 #: Depthwise with a channel multiplier of 2, strides, dilation and asymmetric padding, per
 #: channel weight zero points, fixed point: the qdepthwise schedule.
 DEPTHWISE = QLinearConv2d(6, 12, (3, 2), stride=(2, 3), dilation=(1, 2),
@@ -372,9 +378,11 @@ RUNGS = [(), ("-mno-avx512vnni",), ("-mno-avx512f",), ("-mno-avx2",)]
 
 @pytest.mark.parametrize("extra", RUNGS, ids=["native", "no-vnni", "avx2", "portable"])
 def test_the_fast_schedule_is_bit_for_bit_on_every_rung(extra):
-    items = [(WIDE, (5, 9, 11)),
+    items = [(WIDE, (5, 9, 11)), (WIDE_PAIRS, (5, 9, 11)),
              (QLinearConv2d(16, 24, 1, x_scale=0.02, w_scale=0.01, y_scale=0.05, bias=False),
               (16, 5, 7)),
+             (QLinearConv2d(6, 20, 1, groups=2, x_scale=0.1, x_zero_point=-128, w_scale=0.01,
+                            y_scale=0.2, rounding="fixed_point"), (6, 5, 13)),
              (QLinearConv2d(8, 32, 3, groups=2, padding="same", stride=2, x_scale=0.02,
                             w_scale=0.01, y_scale=0.05, activation="relu6"), (8, 10, 13)),
              (ConvInteger2d(3, 20, 5, padding=2, x_zero_point=7, w_zero_point=3), (3, 12, 12)),
@@ -396,9 +404,23 @@ def test_random_quantized_kernels_of_the_fast_schedule_match_the_oracle(data):
         assert outcome.passed, (outcome.description, outcome.detail)
 
 
+def test_the_8_bit_form_is_taken_where_the_weights_are_their_differences():
+    from convgen.lower import lower
+    from convgen.schedules.conv_qpacked import quads
+    assert quads(lower(WIDE, (5, 9, 11)))
+    assert not quads(lower(WIDE_PAIRS, (5, 9, 11)))  # a weight zero point
+    assert not quads(lower(FIXED, (4, 7, 6)))         # per-channel weight zero points
+    assert "_mm256_dpbusd_epi32" in generate(WIDE, (5, 9, 11)).source
+    assert "_DOT" not in generate(WIDE_PAIRS, (5, 9, 11)).source
+    # the raw sums must fit int32: 65,794 taps of 255 * 128 would not
+    big = QLinearConv2d(7311, 8, 3, x_scale=0.1, w_scale=0.01, y_scale=0.2)
+    assert big.taps * 255 * 128 > 2**31 - 1 and not quads(lower(big, (7311, 3, 3)))
+
+
 def test_the_fast_schedules_proof_model_covers_what_it_reads_and_writes():
     from convgen.bounds import uncovered
-    for layer, shape in [(WIDE, (5, 9, 11)), (DEPTHWISE, (6, 11, 37))]:
+    for layer, shape in [(WIDE, (5, 9, 11)), (WIDE_PAIRS, (5, 9, 11)),
+                         (DEPTHWISE, (6, 11, 37))]:
         kernel = generate(layer, shape)
         assert kernel.schedule in ("qpacked", "qdepthwise")
         assert uncovered(kernel) == []

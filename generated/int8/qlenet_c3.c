@@ -52,6 +52,7 @@ static int32_t qlenet_c3_add_bias(int32_t value, int32_t bias)
 typedef int32_t qlenet_c3_i32 __attribute__((vector_size(32)));
 typedef uint32_t qlenet_c3_u32 __attribute__((vector_size(32)));
 typedef int16_t qlenet_c3_i16 __attribute__((vector_size(32)));
+typedef uint16_t qlenet_c3_u16 __attribute__((vector_size(32)));
 #if defined(__AVX512F__) /* 32 vector registers */
 #define QLENET_C3_COLUMNS 8
 #elif defined(__aarch64__) && defined(__ARM_NEON) /* AArch64 NEON: 32 registers of 16 bytes, 2 a vector */
@@ -73,6 +74,15 @@ typedef int16_t qlenet_c3_i16 __attribute__((vector_size(32)));
 #define QLENET_C3_MADD(acc, w, x) ((acc) + ((qlenet_c3_i32)((qlenet_c3_u32)(w) << 16) >> 16) * ((qlenet_c3_i32)((qlenet_c3_u32)(x) << 16) >> 16) + ((qlenet_c3_i32)(w) >> 16) * ((qlenet_c3_i32)(x) >> 16))
 #endif
 
+/* acc + the products of four unsigned bytes of x and four signed bytes of w a lane. */
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__) /* AVX-512 VNNI: vpdpbusd, 32 byte products and the add in one instruction */
+#define QLENET_C3_DOT(acc, w, x) ((qlenet_c3_i32)_mm256_dpbusd_epi32((__m256i)(acc), (__m256i)(x), (__m256i)(w)))
+#elif defined(__AVXVNNI__) /* AVX-VNNI: the same instruction, VEX-encoded */
+#define QLENET_C3_DOT(acc, w, x) ((qlenet_c3_i32)_mm256_dpbusd_avx_epi32((__m256i)(acc), (__m256i)(x), (__m256i)(w)))
+#else /* the even and the odd bytes as int16 pairs, through the MADD ladder */
+#define QLENET_C3_DOT(acc, w, x) QLENET_C3_MADD(QLENET_C3_MADD((acc), (qlenet_c3_i16)((qlenet_c3_u16)(w) << 8) >> 8, (qlenet_c3_u32)(x) & 0x00ff00ffu), (qlenet_c3_i16)(w) >> 8, ((qlenet_c3_u32)(x) >> 8) & 0x00ff00ffu)
+#endif
+
 
 /* x - x_zero_point of input element xi, as the low or high half of a 32-bit pair. */
 #define QLENET_C3_HALF(xi) ((uint32_t)(uint16_t)(int16_t)((int32_t)(xi) - (-128)))
@@ -80,21 +90,26 @@ typedef int16_t qlenet_c3_i16 __attribute__((vector_size(32)));
 void qlenet_c3(const int8_t *restrict x, const int8_t *restrict w, const int32_t *restrict b, int8_t *restrict y, long batch)
 {
     enum { cw = QLENET_C3_COLUMNS }; /* output columns of a register block */
-    int16_t wp[2400]; /* packed weight differences, read by every task */
+    int8_t wp[3200]; /* packed weights (their zero point is 0), read by every task */
+    int32_t corr_lanes[16]; /* x_zero_point's share of every lane: 0 * sum w (0 in padding lanes) */
+    memset(wp, 0, sizeof wp); /* padding lanes and missing channels stay zero */
     for (long g = 0; g < 1; ++g) { /* group */
         for (long bl = 0; bl < 1; ++bl) { /* block of the group */
             for (long v = 0; v < 2; ++v) {
                 for (long l = 0; l < 8; ++l) {
-                    const int32_t w_zero_point = 0;
-                    for (long icp = 0; icp < 3; ++icp) {
-                        for (long j = 0; j < 2; ++j) {
+                    int32_t weight_sum = 0;
+                    for (long icp = 0; icp < 2; ++icp) { /* four input channels */
+                        for (long j = 0; j < 4; ++j) {
+                            if (!(4*icp + j < 6)) continue; /* past the group's channels */
                             for (long k0 = 0; k0 < 5; ++k0) {
                                 for (long k1 = 0; k1 < 5; ++k1) {
-                                    wp[2400*bl + 2400*g + 32*icp + j + 480*k0 + 96*k1 + 2*l + 16*v] = (int16_t)((int32_t)w[2400*bl + 2400*g + 50*icp + 25*j + 5*k0 + k1 + 150*l + 1200*v] - w_zero_point);
+                                    wp[3200*bl + 3200*g + 64*icp + j + 640*k0 + 128*k1 + 4*l + 32*v] = w[2400*bl + 2400*g + 100*icp + 25*j + 5*k0 + k1 + 150*l + 1200*v];
+                                    weight_sum += w[2400*bl + 2400*g + 100*icp + 25*j + 5*k0 + k1 + 150*l + 1200*v];
                                 }
                             }
                         }
                     }
+                    corr_lanes[16*bl + 16*g + l + 8*v] = 0 * weight_sum;
                 }
             }
         }
@@ -104,15 +119,20 @@ void qlenet_c3(const int8_t *restrict x, const int8_t *restrict w, const int32_t
 #endif
     for (long n = 0; n < batch; ++n) { /* batch */
         for (long o0 = 0; o0 < 10; ++o0) { /* height */
-            uint32_t xr[315]; /* the row buffer: [tap row][column][pair] */
+            uint32_t xr[210]; /* the row buffer: [tap row][column][pair] */
             for (long g = 0; g < 1; ++g) { /* group */
                 for (long k0 = 0; k0 < 5; ++k0) { /* fill the row buffer */
                     const long p0 = k0 + o0;
                     for (long qq = 0; qq < 21; ++qq) { /* padded column */
                         const long q1 = qq;
                         const int inside = (p0 >= 0 && p0 < 14) && (q1 >= 0 && q1 < 14);
-                        for (long icp = 0; icp < 3; ++icp) {
-                            xr[icp + 63*k0 + 3*qq] = inside ? QLENET_C3_HALF(x[1176*g + 392*icp + 1176*n + 14*p0 + q1]) | QLENET_C3_HALF(x[1176*g + 392*icp + 1176*n + 14*p0 + q1 + 196]) << 16 : 0u;
+                        for (long icp = 0; icp < 2; ++icp) {
+                            uint32_t word = 0u; /* four channels' bytes, x + 128; the padding 0, the zero point */
+                            for (long j = 0; j < 4; ++j) {
+                                if (!(4*icp + j < 6)) break; /* past the group's channels: 0 */
+                                word |= (inside ? (uint32_t)(uint8_t)((int32_t)x[1176*g + 784*icp + 196*j + 1176*n + 14*p0 + q1] + 128) : 0u) << (8 * j);
+                            }
+                            xr[icp + 42*k0 + 2*qq] = word;
                         }
                     }
                 }
@@ -123,20 +143,20 @@ void qlenet_c3(const int8_t *restrict x, const int8_t *restrict w, const int32_t
                         memset(acc, 0, sizeof acc);
                         for (long k0 = 0; k0 < 5; ++k0) { /* tap, height */
                             for (long k1 = 0; k1 < 5; ++k1) { /* tap, width */
-                                for (long icp = 0; icp < 3; ++icp) { /* pair of input channels */
+                                for (long icp = 0; icp < 2; ++icp) { /* pair of input channels */
 #if defined(__GNUC__)
 #pragma GCC unroll 8
 #endif
                                     for (long c = 0; c < cw; ++c) { /* column of the block */
-                                        const uint32_t pair = xr[3*c + icp + 63*k0 + 3*k1 + 3*o1];
+                                        const uint32_t pair = xr[2*c + icp + 42*k0 + 2*k1 + 2*o1];
                                         const qlenet_c3_u32 xs = {pair, pair, pair, pair, pair, pair, pair, pair}; /* broadcast */
 #if defined(__GNUC__)
 #pragma GCC unroll 2
 #endif
                                         for (long v = 0; v < 2; ++v) {
                                             qlenet_c3_i16 wv; /* 8 channels' weight pairs */
-                                            memcpy(&wv, &wp[2400*bl + 2400*g + 32*icp + 480*k0 + 96*k1 + 16*v], sizeof wv);
-                                            acc[c][v] = QLENET_C3_MADD(acc[c][v], wv, xs);
+                                            memcpy(&wv, &wp[3200*bl + 3200*g + 64*icp + 640*k0 + 128*k1 + 32*v], sizeof wv);
+                                            acc[c][v] = QLENET_C3_DOT(acc[c][v], wv, xs);
                                         }
                                     }
                                 }
@@ -148,7 +168,7 @@ void qlenet_c3(const int8_t *restrict x, const int8_t *restrict w, const int32_t
                             for (long l = 0; l < 8; ++l) {
                                 const long oc = 16*bl + 16*g + l + 8*v; /* output channel */
                                 for (long c = 0; c < width; ++c) {
-                                    const int32_t acc = tile[c][v][l];
+                                    const int32_t acc = (int32_t)((uint32_t)tile[c][v][l] - (uint32_t)corr_lanes[16*bl + 16*g + l + 8*v]); /* less x_zero_point * sum w */
                                     y[1600*bl + c + 1600*g + 100*l + 1600*n + 10*o0 + o1 + 800*v] = qlenet_c3_requantize(qlenet_c3_add_bias(acc, b[oc]), oc);
                                 }
                             }

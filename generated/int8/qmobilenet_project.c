@@ -19,6 +19,7 @@
 typedef int32_t qmobilenet_project_i32 __attribute__((vector_size(32)));
 typedef uint32_t qmobilenet_project_u32 __attribute__((vector_size(32)));
 typedef int16_t qmobilenet_project_i16 __attribute__((vector_size(32)));
+typedef uint16_t qmobilenet_project_u16 __attribute__((vector_size(32)));
 #if defined(__AVX512F__) /* 32 vector registers */
 #define QMOBILENET_PROJECT_COLUMNS 7
 #elif defined(__aarch64__) && defined(__ARM_NEON) /* AArch64 NEON: 32 registers of 16 bytes, 2 a vector */
@@ -38,6 +39,15 @@ typedef int16_t qmobilenet_project_i16 __attribute__((vector_size(32)));
 #define QMOBILENET_PROJECT_MADD(acc, w, x) ((acc) + (qmobilenet_project_i32)_mm256_madd_epi16((__m256i)(w), (__m256i)(x)))
 #else /* portable vector extensions: each 32-bit lane's two int16 halves */
 #define QMOBILENET_PROJECT_MADD(acc, w, x) ((acc) + ((qmobilenet_project_i32)((qmobilenet_project_u32)(w) << 16) >> 16) * ((qmobilenet_project_i32)((qmobilenet_project_u32)(x) << 16) >> 16) + ((qmobilenet_project_i32)(w) >> 16) * ((qmobilenet_project_i32)(x) >> 16))
+#endif
+
+/* acc + the products of four unsigned bytes of x and four signed bytes of w a lane. */
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__) /* AVX-512 VNNI: vpdpbusd, 32 byte products and the add in one instruction */
+#define QMOBILENET_PROJECT_DOT(acc, w, x) ((qmobilenet_project_i32)_mm256_dpbusd_epi32((__m256i)(acc), (__m256i)(x), (__m256i)(w)))
+#elif defined(__AVXVNNI__) /* AVX-VNNI: the same instruction, VEX-encoded */
+#define QMOBILENET_PROJECT_DOT(acc, w, x) ((qmobilenet_project_i32)_mm256_dpbusd_avx_epi32((__m256i)(acc), (__m256i)(x), (__m256i)(w)))
+#else /* the even and the odd bytes as int16 pairs, through the MADD ladder */
+#define QMOBILENET_PROJECT_DOT(acc, w, x) QMOBILENET_PROJECT_MADD(QMOBILENET_PROJECT_MADD((acc), (qmobilenet_project_i16)((qmobilenet_project_u16)(w) << 8) >> 8, (qmobilenet_project_u32)(x) & 0x00ff00ffu), (qmobilenet_project_i16)(w) >> 8, ((qmobilenet_project_u32)(x) >> 8) & 0x00ff00ffu)
 #endif
 
 typedef float qmobilenet_project_f32 __attribute__((vector_size(32)));
@@ -77,7 +87,8 @@ static const float qmobilenet_project_lane_scale[24] = {
 void qmobilenet_project(const uint8_t *restrict x, const int8_t *restrict w, const int32_t *restrict b, uint8_t *restrict y, long batch)
 {
     enum { cw = QMOBILENET_PROJECT_COLUMNS }; /* output columns of a register block */
-    int16_t wp[384]; /* packed weight differences, read by every task */
+    int8_t wp[384]; /* packed weights (their zero point is 0), read by every task */
+    int32_t corr_lanes[24]; /* x_zero_point's share of every lane: 0 * sum w (0 in padding lanes) */
     int32_t bias_lanes[24]; /* the bias of every lane (0 in padding lanes) */
     for (long g = 0; g < 1; ++g) {
         for (long bl = 0; bl < 1; ++bl) {
@@ -92,16 +103,18 @@ void qmobilenet_project(const uint8_t *restrict x, const int8_t *restrict w, con
         for (long bl = 0; bl < 1; ++bl) { /* block of the group */
             for (long v = 0; v < 3; ++v) {
                 for (long l = 0; l < 8; ++l) {
-                    const int32_t w_zero_point = 0;
-                    for (long icp = 0; icp < 8; ++icp) {
-                        for (long j = 0; j < 2; ++j) {
+                    int32_t weight_sum = 0;
+                    for (long icp = 0; icp < 4; ++icp) { /* four input channels */
+                        for (long j = 0; j < 4; ++j) {
                             for (long k0 = 0; k0 < 1; ++k0) {
                                 for (long k1 = 0; k1 < 1; ++k1) {
-                                    wp[384*bl + 384*g + 48*icp + j + 384*k0 + 384*k1 + 2*l + 16*v] = (int16_t)((int32_t)w[384*bl + 384*g + 2*icp + j + k0 + k1 + 16*l + 128*v] - w_zero_point);
+                                    wp[384*bl + 384*g + 96*icp + j + 384*k0 + 384*k1 + 4*l + 32*v] = w[384*bl + 384*g + 4*icp + j + k0 + k1 + 16*l + 128*v];
+                                    weight_sum += w[384*bl + 384*g + 4*icp + j + k0 + k1 + 16*l + 128*v];
                                 }
                             }
                         }
                     }
+                    corr_lanes[24*bl + 24*g + l + 8*v] = 0 * weight_sum;
                 }
             }
         }
@@ -111,15 +124,19 @@ void qmobilenet_project(const uint8_t *restrict x, const int8_t *restrict w, con
 #endif
     for (long n = 0; n < batch; ++n) { /* batch */
         for (long o0 = 0; o0 < 14; ++o0) { /* height */
-            uint32_t xr[160]; /* the row buffer: [tap row][column][pair] */
+            uint32_t xr[80]; /* the row buffer: [tap row][column][pair] */
             for (long g = 0; g < 1; ++g) { /* group */
                 for (long k0 = 0; k0 < 1; ++k0) { /* fill the row buffer */
                     const long p0 = k0 + o0;
                     for (long qq = 0; qq < 20; ++qq) { /* padded column */
                         const long q1 = qq;
                         const int inside = (p0 >= 0 && p0 < 14) && (q1 >= 0 && q1 < 14);
-                        for (long icp = 0; icp < 8; ++icp) {
-                            xr[icp + 160*k0 + 8*qq] = inside ? QMOBILENET_PROJECT_HALF(x[3136*g + 392*icp + 3136*n + 14*p0 + q1]) | QMOBILENET_PROJECT_HALF(x[3136*g + 392*icp + 3136*n + 14*p0 + q1 + 196]) << 16 : 0u;
+                        for (long icp = 0; icp < 4; ++icp) {
+                            uint32_t word = 0u; /* four channels' bytes, x; the padding 0, the zero point */
+                            for (long j = 0; j < 4; ++j) {
+                                word |= (inside ? (uint32_t)(uint8_t)((int32_t)x[3136*g + 784*icp + 196*j + 3136*n + 14*p0 + q1] + 0) : 0u) << (8 * j);
+                            }
+                            xr[icp + 80*k0 + 4*qq] = word;
                         }
                     }
                 }
@@ -130,20 +147,20 @@ void qmobilenet_project(const uint8_t *restrict x, const int8_t *restrict w, con
                         memset(acc, 0, sizeof acc);
                         for (long k0 = 0; k0 < 1; ++k0) { /* tap, height */
                             for (long k1 = 0; k1 < 1; ++k1) { /* tap, width */
-                                for (long icp = 0; icp < 8; ++icp) { /* pair of input channels */
+                                for (long icp = 0; icp < 4; ++icp) { /* pair of input channels */
 #if defined(__GNUC__)
 #pragma GCC unroll 7
 #endif
                                     for (long c = 0; c < cw; ++c) { /* column of the block */
-                                        const uint32_t pair = xr[8*c + icp + 160*k0 + 8*k1 + 8*o1];
+                                        const uint32_t pair = xr[4*c + icp + 80*k0 + 4*k1 + 4*o1];
                                         const qmobilenet_project_u32 xs = {pair, pair, pair, pair, pair, pair, pair, pair}; /* broadcast */
 #if defined(__GNUC__)
 #pragma GCC unroll 3
 #endif
                                         for (long v = 0; v < 3; ++v) {
                                             qmobilenet_project_i16 wv; /* 8 channels' weight pairs */
-                                            memcpy(&wv, &wp[384*bl + 384*g + 48*icp + 384*k0 + 384*k1 + 16*v], sizeof wv);
-                                            acc[c][v] = QMOBILENET_PROJECT_MADD(acc[c][v], wv, xs);
+                                            memcpy(&wv, &wp[384*bl + 384*g + 96*icp + 384*k0 + 384*k1 + 32*v], sizeof wv);
+                                            acc[c][v] = QMOBILENET_PROJECT_DOT(acc[c][v], wv, xs);
                                         }
                                     }
                                 }
@@ -156,8 +173,10 @@ void qmobilenet_project(const uint8_t *restrict x, const int8_t *restrict w, con
                             memcpy(&scale, &qmobilenet_project_lane_scale[24*bl + 24*g + 8*v], sizeof scale);
                             qmobilenet_project_i32 bias;
                             memcpy(&bias, &bias_lanes[24*bl + 24*g + 8*v], sizeof bias);
+                            qmobilenet_project_i32 corr;
+                            memcpy(&corr, &corr_lanes[24*bl + 24*g + 8*v], sizeof corr);
                             for (long c = 0; c < width; ++c) {
-                                const qmobilenet_project_i32 value = acc[c][v];
+                                const qmobilenet_project_i32 value = (qmobilenet_project_i32)((qmobilenet_project_u32)acc[c][v] - (qmobilenet_project_u32)corr); /* less x_zero_point * sum w: exact, wrapping */
                                 /* as qmobilenet_project's scalar requantization computes each lane: the
                                    bias added saturating, fl(acc) * scale, the clamp, then
                                    rounding half to even by adding and subtracting 1.5 * 2^23
