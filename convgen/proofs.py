@@ -331,6 +331,21 @@ def _half_away(numerator, denominator: int):
     return z3.If(numerator >= 0, magnitude, -magnitude)
 
 
+def _sum_statement(name: str, words: str, taps: int, t_low: int, t_high: int,
+                   term: str) -> Result:
+    """An int32 sum of ``taps`` terms in ``[t_low, t_high]`` never overflows, by induction
+    over the taps: after ``k`` of them it lies in ``[k*t_low, k*t_high]`` within int32, so
+    every partial sum of any order is safe."""
+    acc, k, value = z3.Int("acc"), z3.Int("k"), z3.Int("term")
+    step = z3.And(_between(acc + value, (k + 1) * t_low, (k + 1) * t_high),
+                  _between(acc + value, *q.INT32))
+    return _decide(
+        f"{name}: accumulator", f"{words}: after k taps it lies in [k*{t_low:,}, "
+        f"k*{t_high:,}] within int32", [f"0 <= k < {taps:,}", "acc in [k*low, k*high]", term],
+        [k >= 0, k < taps, _between(acc, k * t_low, k * t_high),
+         _between(value, t_low, t_high)], step, {"k": k, "acc": acc, "term": value})
+
+
 def quantized_statements(layer) -> list[Result]:
     """A quantized convolution's own statements, on its constants:
 
@@ -361,15 +376,9 @@ def quantized_statements(layer) -> list[Result]:
             [_between(x, x_low, x_high), _between(w, w_low, w_high)],
             z3.And(_between(product, t_low, t_high), _between(product, *q.INT32)),
             {"x": x, "w": w}))
-    taps, acc, k, term = layer.taps, z3.Int("acc"), z3.Int("k"), z3.Int("term")
-    step = z3.And(_between(acc + term, (k + 1) * t_low, (k + 1) * t_high),
-                  _between(acc + term, *q.INT32))
-    results.append(_decide(
-        f"{name}: accumulator", f"the int32 accumulator never overflows over the "
-        f"{taps:,} taps: after k taps it lies in [k*{t_low:,}, k*{t_high:,}] within int32",
-        [f"0 <= k < {taps:,}", "acc in [k*low, k*high]", "term in the product range"],
-        [k >= 0, k < taps, _between(acc, k * t_low, k * t_high), _between(term, t_low, t_high)],
-        step, {"k": k, "acc": acc, "term": term}))
+    results.append(_sum_statement(name, "the int32 accumulator never overflows over the "
+                                  f"{layer.taps:,} taps", layer.taps, t_low, t_high,
+                                  "term in the product range"))
     if layer.requantizes and layer.rounding == "fixed_point":
         low, high = q.INT32 if layer.bias else layer.accumulator_range
         for multiplier, shift in sorted(set(layer.multipliers)):
@@ -397,15 +406,9 @@ def qpool_statements(layer) -> list[Result]:
     x_low, x_high = q.type_range(layer.dtype)
     t_low, t_high = q.term_bound(layer.dtype, layer.x_zero_point)
     if layer.rounding == "integer" or glob:
-        acc, k, term = z3.Int("acc"), z3.Int("k"), z3.Int("term")
-        step = z3.And(_between(acc + term, (k + 1) * t_low, (k + 1) * t_high),
-                      _between(acc + term, *q.INT32))
-        results.append(_decide(
-            f"{name}: accumulator", f"the int32 sum never overflows over up to {taps:,} "
-            f"taps: after k taps it lies in [k*{t_low:,}, k*{t_high:,}] within int32",
-            [f"0 <= k < {taps:,}", "acc in [k*low, k*high]", "term = x - x_zero_point"],
-            [k >= 0, k < taps, _between(acc, k * t_low, k * t_high),
-             _between(term, t_low, t_high)], step, {"k": k, "acc": acc, "term": term}))
+        results.append(_sum_statement(name, f"the int32 sum never overflows over up to "
+                                      f"{taps:,} taps", taps, t_low, t_high,
+                                      "term = x - x_zero_point"))
     if layer.rounding == "integer":
         raw, c = z3.Int("raw"), z3.Int("count")
         half = c / 2
