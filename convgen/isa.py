@@ -106,6 +106,7 @@ class Dot:
     condition: str | None
     body: str           # C for MACRO(acc, w, x); {madd} names the MADD macro
     note: str
+    header: str | None = None   # the MADD ladder's include serves it
 
 
 DOT = (
