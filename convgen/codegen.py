@@ -17,6 +17,7 @@ from functools import cache
 from pathlib import Path
 
 from ._version import __version__
+from .errors import SpecError
 from .lower import Problem, lower
 from .resources import templates_dir
 from .schedules import resolve
@@ -70,7 +71,8 @@ class GeneratedKernel:
 
 def generate(layer: Layer, input_shape: Sequence, dtype: str | None = None,
              name: str | None = None, openmp: bool = True,
-             schedule: str = "auto", profile: str = "default") -> GeneratedKernel:
+             schedule: str = "auto", profile: str = "default",
+             linkage: str = "") -> GeneratedKernel:
     """Render the C kernel of ``layer`` for inputs ``(N, C, *spatial)`` of ``input_shape``.
 
     ``input_shape`` is ``(C, *spatial)`` or ``(N, C, *spatial)`` with concrete sizes; the batch
@@ -79,7 +81,10 @@ def generate(layer: Layer, input_shape: Sequence, dtype: str | None = None,
     records a schedule other than the chosen one.  ``profile`` (:mod:`convgen.profiles`):
     ``default``, ``portable`` (strict ISO C99, no extensions; the schedules it allows) or
     ``mcu`` (portable, and a caller's scratch argument where the schedule takes one).
+    ``linkage="static"`` renders the kernel as a file's own function (a network's C file).
     """
+    if linkage not in ("", "static"):
+        raise SpecError(f"linkage={linkage!r} must be '' (external) or 'static'")
     problem = lower(layer, input_shape, dtype)
     chosen, reason, default = resolve(problem, "c", schedule, profile)
     if chosen.scratch is not None:  # the caller's scratch: the last array argument
@@ -89,7 +94,7 @@ def generate(layer: Layer, input_shape: Sequence, dtype: str | None = None,
         name = kernel_name(problem) + f"_{chosen.name}"
     name = kernel_name(problem, name)
     built = chosen.build(problem)
-    text = c_target.render(problem, chosen, built, name, openmp, profile)
+    text = c_target.render(problem, chosen, built, name, openmp, profile, linkage)
     return GeneratedKernel(name, layer, problem.sample, problem.out, problem.dtype, text.source,
                            text.header, text.cdef, problem.arguments, problem.family,
                            built.accesses, chosen.name, reason, chosen.template, problem,

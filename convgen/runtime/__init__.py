@@ -24,18 +24,24 @@ from .cache import cache_dir
 from .call import KernelCall, distinct
 from .cbuild import DEFAULT_FLAGS, STRICT_FLAGS, Kernel, build_modules, compile_kernels, compiler
 from .gpu import GpuKernel, compile_gpu
+from .network import NetworkCall, compile_network
 from .pocl import CpuKernel, compile_cpu
 
 __all__ = ["DEFAULT_FLAGS", "STRICT_FLAGS", "CpuKernel", "GpuKernel", "Kernel", "KernelCall",
            "build_modules", "cache_dir", "compile", "compile_cpu", "compile_gpu",
-           "compile_kernels", "compiler", "distinct"]
+           "compile_kernels", "compile_network", "compiler", "distinct", "NetworkCall"]
 
 
-def compile(layer, input_shape: Sequence, target: str = "c", dtype: str | None = None,
-            name: str | None = None, flags: Sequence[str] = DEFAULT_FLAGS,
-            openmp: bool = False, schedule: str | None = None,
-            profile: str = "default") -> KernelCall:
+def compile(layer, input_shape: Sequence | None = None, target: str = "c",
+            dtype: str | None = None, name: str | None = None,
+            flags: Sequence[str] = DEFAULT_FLAGS, openmp: bool = False,
+            schedule: str | None = None, profile: str = "default", weights=None):
     """Generate, build (cached) and load the kernel of ``layer`` for ``input_shape``.
+
+    A whole network (a :class:`~convgen.spec.network.Network`, from
+    :func:`convgen.load_onnx`, or a :class:`~convgen.spec.Sequential` with ``input_shape``
+    and optionally its ``weights``) compiles to one C file and returns a
+    :class:`NetworkCall` (:func:`compile_network`; the C target, ``flags`` and ``openmp``).
 
     ``target="c"`` builds the C kernel through cffi.  ``flags`` replace the optimization flags
     (``-O3 -march=native``); the strict warning flags always apply and ``-ffast-math`` is
@@ -51,6 +57,19 @@ def compile(layer, input_shape: Sequence, target: str = "c", dtype: str | None =
     ``schedule`` picks a CUDA entry point, ``"tiled"`` (convolutions) or ``"direct"``; the
     default is the first the generator lists (tiled where a convolution has one).
     """
+    from ..spec import Sequential
+    from ..spec.network import Network
+
+    if isinstance(layer, (Network, Sequential)):
+        if target != "c" or dtype not in (None, "float32") or name or schedule or \
+                profile != "default":
+            raise SpecError("a network compiles for target='c', float32, its own name, the "
+                            "default schedules and profile")
+        return compile_network(layer, input_shape, flags, openmp, weights)
+    if input_shape is None:
+        raise SpecError("compile(layer) needs input_shape=(N, C, *spatial) or (C, *spatial)")
+    if weights is not None:
+        raise SpecError("weights= applies to a Sequential")
     if target == "c":
         return compile_kernels([(layer, input_shape, name)], dtype, flags, openmp,
                                schedule or "auto", profile)[0]

@@ -87,11 +87,13 @@ def needs_wide_long(problem: Problem) -> bool:
 
 
 def render(problem: Problem, schedule: Schedule, built: Built, name: str,
-           openmp: bool, profile: str = profiles.DEFAULT) -> RenderedC:
+           openmp: bool, profile: str = profiles.DEFAULT, linkage: str = "") -> RenderedC:
     """The ``.c`` and ``.h`` text of ``built`` (a schedule's context) for ``problem``; the
-    banner names a profile other than the default (:mod:`convgen.profiles`)."""
+    banner names a profile other than the default (:mod:`convgen.profiles`).  ``linkage``
+    ``"static"`` makes the kernel a file's own function (a network's C holds its kernels)."""
     ctype = C_TYPES[problem.dtype]
-    signature = f"void {name}({', '.join(C.parameters(problem) + ['long batch'])})"
+    parameters = ", ".join(C.parameters(problem) + ["long batch"])
+    signature = f"{linkage + ' ' if linkage else ''}void {name}({parameters})"
     lines = banner(problem, schedule.template)
     if profile != profiles.DEFAULT:
         lines.append(f"Profile {profile}: {profiles.PROFILES[profile]}.")
