@@ -25,6 +25,7 @@ from .documents import (
     dumps,
     generate_document,
     junit_xml,
+    model_summary_document,
     prove_document,
     shape_document,
     summary_document,
@@ -63,7 +64,27 @@ def _networks(args: argparse.Namespace) -> list[Network]:
     return networks
 
 
+def _load_model(target: str):
+    from .onnx_import import load_onnx
+
+    return load_onnx(target, name=_model_folder(target))
+
+
 def _summary(args: argparse.Namespace) -> None:
+    models = [t for t in args.targets if _is_model(t)]
+    if models:
+        from .summary import summarize_network
+
+        if len(models) != len(args.targets) or args.examples or args.input_shape:
+            raise ConvgenError("summary: give ONNX models alone (no layer files, --examples "
+                               "or --input-shape: a model has its own shapes)")
+        tables = [summarize_network(_load_model(m), symbolic=args.symbolic) for m in models]
+        if args.format == "json":
+            print(dumps(model_summary_document(models, tables)))
+            return
+        print("\n\n".join(t.to_markdown() if args.format == "markdown" else t.to_text()
+                          for t in tables))
+        return
     if args.format == "json":
         print(dumps(summary_document(_networks(args), symbolic=args.symbolic)))
         return
@@ -122,16 +143,34 @@ def _toeplitz(args: argparse.Namespace) -> None:
 
 def _layer_files(args: argparse.Namespace) -> list:
     """Layer files named on the command line; the bundled examples by default."""
-    targets = list(args.targets)
-    if args.examples or not targets:
+    targets = [t for t in args.targets if not _is_model(t)]
+    if args.examples or not args.targets:
         targets += [str(p) for p in bundled_examples().values()]
     return [resolve_target(t) for t in targets]
 
 
+def _is_model(target: str) -> bool:
+    return target.lower().endswith(".onnx")
+
+
+def _model_targets(args: argparse.Namespace) -> list[str]:
+    """ONNX models named on the command line; the bundled models by default."""
+    from .netemit import bundled_models
+
+    models = [t for t in args.targets if _is_model(t)]
+    if args.examples or not args.targets:
+        models += list(bundled_models())
+    return models
+
+
 def _generate(args: argparse.Namespace) -> int:
     from .emit import check, kernel_files, write
+    from .netemit import network_files
 
-    planned = kernel_files(_layer_files(args), _kinds(args.kinds), args.schedule, args.profile)
+    layer_files = _layer_files(args)
+    planned = kernel_files(layer_files, _kinds(args.kinds), args.schedule, args.profile) \
+        if layer_files else []
+    planned += [network_files(model, _model_folder(model)) for model in _model_targets(args)]
     if args.check:
         problems = check(planned, args.output)
         if args.format == "json":
@@ -151,6 +190,13 @@ def _generate(args: argparse.Namespace) -> int:
         return 0
     print(f"wrote {len(planned)} kernels ({len(written)} files) to {args.output}")
     return 0
+
+
+def _model_folder(model: str) -> str:
+    from .netemit import bundled_models
+    from .onnx_import import c_identifier
+
+    return model if model in bundled_models() else c_identifier(Path(model).stem, "net")
 
 
 def _verify_items(target: str) -> list:
@@ -204,6 +250,8 @@ def _verify(args: argparse.Namespace) -> int:
     )
 
     path = Path(args.target)
+    if _is_model(args.target):
+        return _verify_model(args)
     if args.exhaustive and args.kind != "c":
         raise ConvgenError(f"--exhaustive reads the C text and probes the C binary; it needs "
                            f"--target c, not --target {args.kind}")
@@ -236,6 +284,43 @@ def _verify(args: argparse.Namespace) -> int:
         outcomes += check_kernels(compile_cuda(items, dtype=network.dtype), cases=args.cases,
                                   batch=args.batch)
     return _report_verify(args, outcomes, [])
+
+
+def _verify_model(args: argparse.Namespace) -> int:
+    """``convgen verify model.onnx``: the network's C generated now, built and checked
+    (:func:`convgen.netverify.verify_network`), ONNX Runtime included."""
+    import onnx
+
+    from .netverify import verify_network
+    from .verify import Outcome
+
+    if args.kind != "c" or args.arch != "native" or args.exhaustive or args.schedule or \
+            args.profile:
+        raise ConvgenError("verify MODEL.onnx checks the network's C on this machine: no "
+                           "--target other than c, --arch, --exhaustive, --schedule or "
+                           "--profile")
+    network = _load_model(args.target)
+    result = verify_network(network, args.cases, args.batch,
+                            onnx_model=onnx.load(args.target))
+    if args.format != "json":
+        print(f"memory plan: {result.plan}")
+        print(f"end to end: |C - oracle| <= {result.max_error:.3g}, at most "
+              f"{result.max_ratio:.3g} of the error bound (largest bound {result.max_bound:.3g})")
+        if result.ort_ratio is not None:
+            print(f"ONNX Runtime: |ORT - oracle| <= {result.ort_max_error:.3g} "
+                  f"({result.ort_ratio:.3g} of the bound); |C - ORT| <= {result.ort_vs_c:.3g}")
+        print(f"traced C = planned C: {result.traced_identical}; fused C = unfused C: "
+              f"{result.fused_identical}")
+        width = max(len(c.node) for c in result.nodes) if result.nodes else 4
+        print(f"{'node'.ljust(width)}  {'|error|':>9}  {'/ bound':>8}  op")
+        for check in result.nodes:
+            print(f"{check.node.ljust(width)}  {check.max_error:9.3g}  {check.ratio:8.3g}  "
+                  f"{check.op}")
+    detail = "; ".join(result.problems) or (f"within {result.max_ratio:.2g} of its bound; "
+                                            f"nodes within {result.node_ratio:.2g}")
+    outcome = Outcome(network.name, f"network of {len(network.nodes)} nodes", "float32",
+                      args.cases, 0.0, result.passed, detail)
+    return _report_verify(args, [outcome], [])
 
 
 def _report_verify(args: argparse.Namespace, outcomes: list, problems: list[str]) -> int:

@@ -72,7 +72,7 @@ class GeneratedKernel:
 def generate(layer: Layer, input_shape: Sequence, dtype: str | None = None,
              name: str | None = None, openmp: bool = True,
              schedule: str = "auto", profile: str = "default",
-             linkage: str = "") -> GeneratedKernel:
+             linkage: str = "", epilogue: Sequence = ()) -> GeneratedKernel:
     """Render the C kernel of ``layer`` for inputs ``(N, C, *spatial)`` of ``input_shape``.
 
     ``input_shape`` is ``(C, *spatial)`` or ``(N, C, *spatial)`` with concrete sizes; the batch
@@ -82,10 +82,22 @@ def generate(layer: Layer, input_shape: Sequence, dtype: str | None = None,
     ``default``, ``portable`` (strict ISO C99, no extensions; the schedules it allows) or
     ``mcu`` (portable, and a caller's scratch argument where the schedule takes one).
     ``linkage="static"`` renders the kernel as a file's own function (a network's C file).
+    ``epilogue``: ``(op, attrs)`` steps applied to every output of a float convolution in
+    its store (the activations of :data:`convgen.spec.network.ACTIVATIONS`, and ``("add",
+    ())``, a residual: the kernel then takes ``r``, shaped like ``y``, before ``y``).
     """
     if linkage not in ("", "static"):
         raise SpecError(f"linkage={linkage!r} must be '' (external) or 'static'")
     problem = lower(layer, input_shape, dtype)
+    epilogue = tuple((op, tuple(attrs)) for op, attrs in epilogue)
+    if epilogue:
+        if problem.family not in ("conv", "conv_transpose") or \
+                problem.dtype not in ("float32", "float64"):
+            raise SpecError(f"epilogue={epilogue!r}: only float convolutions fuse an epilogue")
+        if any(op == "add" for op, _ in epilogue):
+            at = problem.arguments.index("y")
+            problem = dataclasses.replace(problem, arguments=(*problem.arguments[:at], "r",
+                                                              *problem.arguments[at:]))
     chosen, reason, default = resolve(problem, "c", schedule, profile)
     if chosen.scratch is not None:  # the caller's scratch: the last array argument
         problem = dataclasses.replace(problem, arguments=(*problem.arguments, "scratch"),
@@ -94,7 +106,7 @@ def generate(layer: Layer, input_shape: Sequence, dtype: str | None = None,
         name = kernel_name(problem) + f"_{chosen.name}"
     name = kernel_name(problem, name)
     built = chosen.build(problem)
-    text = c_target.render(problem, chosen, built, name, openmp, profile, linkage)
+    text = c_target.render(problem, chosen, built, name, openmp, profile, linkage, epilogue)
     return GeneratedKernel(name, layer, problem.sample, problem.out, problem.dtype, text.source,
                            text.header, text.cdef, problem.arguments, problem.family,
                            built.accesses, chosen.name, reason, chosen.template, problem,

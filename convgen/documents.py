@@ -79,6 +79,20 @@ def summary_document(networks, symbolic: bool = False) -> dict:
     return {**_header("summary"), "networks": result}
 
 
+def model_summary_document(models, tables) -> dict:
+    """``convgen summary MODEL.onnx --format json``: per model, every node's row and the
+    totals (:class:`convgen.summary.NetworkSummary`)."""
+    return {**_header("model-summary"), "models": [
+        {"model": str(model), "title": t.title,
+         "inputs": [{"name": n, "shape": size(s)} for n, s in t.inputs],
+         "nodes": [{"index": i, "name": r.name, "op": r.op, "output_shape": size(r.output_shape),
+                    "params": r.params, "macs": size(r.macs), "memory": size(r.memory)}
+                   for i, r in enumerate(t.rows)],
+         "total_params": t.total_params, "total_macs": size(t.total_macs),
+         "activation_memory": size(t.activation_memory)}
+        for model, t in zip(models, tables)]}
+
+
 def shape_document(entries) -> dict:
     """``convgen shape --format json``: ``entries`` are ``(name, input shape, [(layer name,
     output shape)], pending constraints)``."""
@@ -129,6 +143,12 @@ def generate_document(planned, output: str, check: bool, problems=(), written=()
     kernels = []
     for item in planned:
         k = item.kernel
+        if k is None:  # a network (convgen.netemit.NetworkFiles)
+            kernels.append({"name": item.name, "folder": item.folder, "source": item.source,
+                            "layer": "network", "input_shape": size(item.input_shape),
+                            "output_shape": size(item.output_shape), "dtype": "float32",
+                            "schedule": "network", "files": sorted(item.files)})
+            continue
         kernels.append({"name": k.name, "folder": item.folder, "source": item.source,
                         "layer": k.layer.describe(), "input_shape": size(tuple(k.input_shape)),
                         "output_shape": size(tuple(k.output_shape)), "dtype": k.dtype,

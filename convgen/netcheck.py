@@ -34,9 +34,10 @@ import numpy as np
 
 from . import reference
 from .errors import SpecError
-from .spec.network import Network, Node
+from .spec.network import ACTIVATIONS, Network, Node
 
-__all__ = ["Evaluation", "UNIT_ROUNDOFF", "evaluate", "gamma"]
+__all__ = ["MARGIN", "Evaluation", "NodeCheck", "UNIT_ROUNDOFF", "check_nodes", "evaluate",
+           "gamma", "ratio"]
 
 #: float32's unit roundoff.
 UNIT_ROUNDOFF = 2.0 ** -24
@@ -119,27 +120,32 @@ def _layer(network: Network, node: Node, x, e, values):
     return y, reference.forward(layer, e) + gamma(k) * reference.forward(layer, np.abs(x) + e)
 
 
-def _activation(node: Node, x, e):
+def _activation(op: str, attrs, x, e):
     u = UNIT_ROUNDOFF
     size = np.abs(x) + e
-    if node.op == "relu":
+    attr = {**ACTIVATIONS[op], **dict(attrs)}
+    if op == "relu":
         return np.maximum(x, 0), e
-    if node.op == "clip":
-        return np.clip(x, node.attr("min"), node.attr("max")), e
-    if node.op == "leaky_relu":
-        a = node.attr("alpha")
+    if op == "clip":
+        return np.clip(x, attr["min"], attr["max"]), e
+    if op == "leaky_relu":
+        a = attr["alpha"]
         return np.where(x >= 0, x, a * x), max(1.0, abs(a)) * e + u * abs(a) * size
-    if node.op == "sigmoid":
+    if op == "sigmoid":
         return 1 / (1 + np.exp(-x)), e / 4 + 8 * u
-    if node.op == "hard_sigmoid":
-        a, b = node.attr("alpha"), node.attr("beta")
+    if op == "hard_sigmoid":
+        a, b = attr["alpha"], attr["beta"]
         return (np.clip(a * x + b, 0, 1),
                 abs(a) * e + gamma(3) * (abs(a) * size + abs(b) + 1))
     # hard_swish: x * clip(x/6 + 1/2, 0, 1), slope at most 1.5
     return x * np.clip(x / 6 + 0.5, 0, 1), 1.5 * e + gamma(4) * size
 
 
-def _operand(network: Network, tensor: str, values, bounds, batch_rank: int):
+def _add(a, ea, b, eb):
+    return a + b, ea + eb + UNIT_ROUNDOFF * (np.abs(a) + np.abs(b) + ea + eb)
+
+
+def _operand(network: Network, tensor: str, values, bounds):
     """An operand as an array that broadcasts against the batch-first result."""
     if network.is_param(tensor):
         value = np.asarray(values[tensor], np.float64)
@@ -147,50 +153,119 @@ def _operand(network: Network, tensor: str, values, bounds, batch_rank: int):
     return values[tensor], bounds[tensor]
 
 
+def _step(network: Network, node: Node, values: dict, bounds: dict, params: dict):
+    """One node's float64 value and error bound from its inputs' (``values``/``bounds``:
+    activations; ``params``: every parameter's array)."""
+    u = UNIT_ROUNDOFF
+    if node.op == "layer":
+        y, e = _layer(network, node, values[node.inputs[0]], bounds[node.inputs[0]], params)
+        for op, attrs in node.epilogue:  # fused steps, as the nodes they were
+            if op == "add":
+                y, e = _add(y, e, values[node.inputs[1]], bounds[node.inputs[1]])
+            else:
+                y, e = _activation(op, attrs, y, e)
+        return y, e
+    if node.op in ("add", "mul"):
+        (a, ea), (b, eb) = (_operand(network, t, params | values, bounds)
+                            for t in node.inputs)
+        if node.op == "add":
+            return _add(a, ea, b, eb)
+        return a * b, (np.abs(a) * eb + np.abs(b) * ea + ea * eb +
+                       u * (np.abs(a) + ea) * (np.abs(b) + eb))
+    if node.op == "affine":
+        x, ex = values[node.inputs[0]], bounds[node.inputs[0]]
+        used = network.kernel_params(node, params)
+        shape = (1, -1, *[1] * (x.ndim - 2))
+        s = params[node.param("scale")].reshape(shape)
+        t = params[node.param("shift")].reshape(shape)
+        s32 = np.abs(used["scale"].astype(np.float64)).reshape(shape)
+        return x * s + t, s32 * ex + gamma(3) * (s32 * (np.abs(x) + ex) + np.abs(t))
+    if node.op == "concat":
+        return (np.concatenate([values[t] for t in node.inputs], axis=1),
+                np.concatenate([bounds[t] for t in node.inputs], axis=1))
+    if node.op == "alias":
+        return values[node.inputs[0]], bounds[node.inputs[0]]
+    return _activation(node.op, node.attrs, values[node.inputs[0]], bounds[node.inputs[0]])
+
+
+def _store(network: Network, node: Node, y, e, batch: int, values: dict, bounds: dict):
+    full = (batch, *network.shapes[node.output])
+    if y.size == np.prod(full):
+        values[node.output] = y.reshape(full)
+        bounds[node.output] = np.broadcast_to(e, y.shape).reshape(full)
+    else:  # a broadcast result
+        values[node.output] = np.broadcast_to(y, full)
+        bounds[node.output] = np.broadcast_to(e, full)
+
+
 def evaluate(network: Network, inputs, params: Mapping | None = None) -> Evaluation:
     """Run ``network`` on ``inputs`` (an array, a sequence in input order, or a mapping by
     name; each ``(N, *shape)``); ``params`` gives the parameters the caller passes.
     Returns every tensor's float64 value and error bound (see the module docstring)."""
-    values_of_params = network.values(params)
+    arrays = network.values(params)
     values, bounds = {}, {}
     for name, x in _inputs(network, inputs).items():
         values[name], bounds[name] = x, np.zeros_like(x)
-    u = UNIT_ROUNDOFF
+    batch = next(iter(values.values())).shape[0]
     for node in network.nodes:
-        out_shape = network.shapes[node.output]
-        if node.op == "layer":
-            y, e = _layer(network, node, values[node.inputs[0]], bounds[node.inputs[0]],
-                          values_of_params)
-        elif node.op in ("add", "mul"):
-            (a, ea), (b, eb) = (_operand(network, t, values_of_params | values, bounds, 0)
-                                for t in node.inputs)
-            if node.op == "add":
-                y = a + b
-                e = ea + eb + u * (np.abs(a) + np.abs(b) + ea + eb)
-            else:
-                y = a * b
-                e = np.abs(a) * eb + np.abs(b) * ea + ea * eb + \
-                    u * (np.abs(a) + ea) * (np.abs(b) + eb)
-        elif node.op == "affine":
-            x, ex = values[node.inputs[0]], bounds[node.inputs[0]]
-            used = network.kernel_params(node, values_of_params)
-            shape = (1, -1, *[1] * (x.ndim - 2))
-            s = values_of_params[node.param("scale")].reshape(shape)
-            t = values_of_params[node.param("shift")].reshape(shape)
-            s32 = np.abs(used["scale"].astype(np.float64)).reshape(shape)
-            y = x * s + t
-            e = s32 * ex + gamma(3) * (s32 * (np.abs(x) + ex) + np.abs(t))
-        elif node.op == "concat":
-            y = np.concatenate([values[t] for t in node.inputs], axis=1)
-            e = np.concatenate([bounds[t] for t in node.inputs], axis=1)
-        elif node.op == "alias":
-            y, e = values[node.inputs[0]], bounds[node.inputs[0]]
-        else:
-            y, e = _activation(node, values[node.inputs[0]], bounds[node.inputs[0]])
-        batch = values[node.inputs[0]].shape[0] if node.inputs[0] in values else y.shape[0]
-        full = (batch, *out_shape)
-        values[node.output] = y.reshape(full) if y.size == np.prod(full) else \
-            np.broadcast_to(y, full)
-        bounds[node.output] = np.broadcast_to(e, y.shape).reshape(full) \
-            if y.size == np.prod(full) else np.broadcast_to(e, full)
+        y, e = _step(network, node, values, bounds, arrays)
+        _store(network, node, y, e, batch, values, bounds)
     return Evaluation(values, bounds, network.outputs)
+
+
+#: The bounds are computed in float64: a relative margin of 2**-40 covers their own rounding.
+MARGIN = 1 + 2.0 ** -40
+
+
+def ratio(error, bound) -> float:
+    """The largest ``error / bound`` (0 where the error is 0; infinite where a bound of 0
+    is exceeded), the bound widened by :data:`MARGIN`: at most 1 when within the bound."""
+    error, bound = np.asarray(error, np.float64), np.asarray(bound, np.float64) * MARGIN
+    with np.errstate(divide="ignore", invalid="ignore"):
+        found = np.where(error == 0, 0.0, error / bound)
+    return float(np.nan_to_num(found, nan=np.inf, posinf=np.inf).max(initial=0.0))
+
+
+@dataclass(frozen=True)
+class NodeCheck:
+    """One node of :func:`check_nodes`: the largest error, the largest error over its
+    bound (at most 1 to pass), and the bound's largest value."""
+
+    node: str
+    op: str
+    max_error: float
+    ratio: float
+    max_bound: float
+
+    @property
+    def passed(self) -> bool:
+        return self.ratio <= 1
+
+
+def check_nodes(network: Network, inputs, computed: Mapping, params: Mapping | None = None
+                ) -> list[NodeCheck]:
+    """Check every node of ``network`` on the values a C computed (``computed``: tensor ->
+    array, every node's output, as :meth:`~convgen.spec.network.Network.traced` C writes
+    them): each node's oracle runs on the C's own inputs, exact (error 0), so its bound is
+    the node's rounding alone, far tighter than the end-to-end one."""
+    arrays = network.values(params)
+    values = {n: x for n, x in _inputs(network, inputs).items()}
+    for tensor, value in computed.items():
+        values[tensor] = np.asarray(value, np.float64)
+    zeros = {t: np.zeros_like(v) for t, v in values.items()}
+    batch = next(iter(values.values())).shape[0]
+    checks = []
+    for node in network.nodes:
+        if node.op == "alias":
+            values[node.output] = values[node.inputs[0]].reshape(
+                batch, *network.shapes[node.output])
+            zeros[node.output] = np.zeros_like(values[node.output])
+            continue
+        expected, bound = {}, {}
+        y, e = _step(network, node, values, zeros, arrays)
+        _store(network, node, y, e, batch, expected, bound)
+        error = np.abs(values[node.output] - expected[node.output])
+        checks.append(NodeCheck(node.name, node.source or node.op, float(error.max()),
+                                ratio(error, bound[node.output]),
+                                float(bound[node.output].max())))
+    return checks

@@ -32,6 +32,7 @@ from .codegen import GeneratedKernel, generate
 from .errors import SpecError
 from .spec.network import ACTIVATIONS, Network, Node
 from .targets import environment
+from .targets.c import activation, float_literal
 
 __all__ = ["ALIGNMENT", "Buffer", "MemoryPlan", "NetworkC", "generate_network",
            "plan_memory", "prove_plan"]
@@ -201,42 +202,6 @@ def prove_plan(plan: MemoryPlan) -> str:
 # ---------------------------------------------------------------------------- C text
 
 
-def _literal(value: float) -> str:
-    """A float32 value as an exact C99 hexadecimal literal."""
-    if value == 0:
-        return "-0.0f" if math.copysign(1.0, value) < 0 else "0.0f"
-    return float(value).hex() + "f"
-
-
-def _c_float(value: float) -> str:
-    if math.isinf(value):
-        return "INFINITY" if value > 0 else "-INFINITY"
-    return _literal(float(np.float32(value)))
-
-
-def _activation(node: Node, v: str) -> str:
-    """The C expression of an activation of the float ``v``."""
-    op = node.op
-    if op == "relu":
-        return f"({v} > 0.0f ? {v} : 0.0f)"
-    if op == "clip":
-        lo, hi = node.attr("min"), node.attr("max")
-        expr = v
-        if lo != -math.inf:
-            expr = f"fmaxf({expr}, {_c_float(lo)})"
-        if hi != math.inf:
-            expr = f"fminf({expr}, {_c_float(hi)})"
-        return expr
-    if op == "leaky_relu":
-        return f"({v} >= 0.0f ? {v} : {_c_float(node.attr('alpha'))} * {v})"
-    if op == "sigmoid":
-        return f"(1.0f / (1.0f + expf(-{v})))"
-    if op == "hard_sigmoid":
-        return (f"fminf(1.0f, fmaxf(0.0f, {_c_float(node.attr('alpha'))} * {v} + "
-                f"{_c_float(node.attr('beta'))}))")
-    return f"({v} * fminf(1.0f, fmaxf(0.0f, {v} * {_c_float(1 / 6)} + 0.5f)))"
-
-
 @dataclass(frozen=True)
 class NetworkC:
     """A network's C: the file texts, the plan, the kernels and the entry's prototype."""
@@ -269,12 +234,12 @@ def _kernels(network: Network, openmp: bool) -> dict:
         view = node.view or network.shapes[node.inputs[0]]
         kernels[node.name] = generate(node.layer, view, dtype="float32",
                                       name=f"{network.name}_{node.name}", openmp=openmp,
-                                      linkage="static")
+                                      linkage="static", epilogue=node.epilogue)
     return kernels
 
 
 def _array_lines(values: np.ndarray) -> list[str]:
-    flat = [_literal(v) for v in np.asarray(values, np.float32).ravel().tolist()]
+    flat = [float_literal(v) for v in np.asarray(values, np.float32).ravel().tolist()]
     return [", ".join(flat[i:i + 6]) for i in range(0, len(flat), 6)]
 
 
@@ -301,7 +266,8 @@ class _Writer:
             kernel: GeneratedKernel = self.kernels[node.name]
             args = {"x": self.pointer(node.inputs[0], True), "y": out,
                     "w": self.arrays.get(f"{node.name}#w"),
-                    "b": self.arrays.get(f"{node.name}#b")}
+                    "b": self.arrays.get(f"{node.name}#b"),
+                    "r": self.pointer(node.inputs[-1], True)}
             if "scratch" in kernel.arguments:
                 buffer = next(b for b in self.plan.buffers if b.name == f"k{step}")
                 args["scratch"] = f"((float *)(s + {buffer.offset}))"
@@ -312,9 +278,10 @@ class _Writer:
         size = math.prod(net.shapes[node.output])
         x = self.pointer(node.inputs[0], True)
         if node.op in ACTIVATIONS:
+            attrs = {**ACTIVATIONS[node.op], **dict(node.attrs)}
             return [f"for (long i = 0; i < {size}; ++i) {{",
                     f"    const float v = {x}[i];",
-                    f"    {out}[i] = {_activation(node, 'v')};",
+                    f"    {out}[i] = {activation(node.op, attrs, 'v')};",
                     "}"]
         if node.op == "affine":
             channels = net.shapes[node.output][0]
@@ -366,8 +333,12 @@ class _Writer:
         return lines
 
 
-def generate_network(network: Network, openmp: bool = False) -> NetworkC:
-    """Render ``network`` as one C file and its header (see the module docstring)."""
+def generate_network(network: Network, openmp: bool = False, fuse: bool = True) -> NetworkC:
+    """Render ``network`` as one C file and its header (see the module docstring);
+    ``fuse`` applies each convolution's activations and residual add in its stores
+    (:meth:`~convgen.spec.network.Network.fused`) rather than as passes of their own."""
+    if fuse:
+        network = network.fused()
     name = network.name
     kernels = _kernels(network, openmp)
     plan = plan_memory(network, kernels)

@@ -34,7 +34,7 @@ from .onnx_bridge import layer_from_onnx
 from .spec import Conv2d
 from .spec.network import Network, Node
 
-__all__ = ["SUPPORTED_OPS", "load_onnx"]
+__all__ = ["SUPPORTED_OPS", "c_identifier", "load_onnx"]
 
 _LAYER_OPS = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool",
               "GlobalAveragePool", "GlobalMaxPool")
@@ -47,7 +47,7 @@ SUPPORTED_OPS = (*_LAYER_OPS, *_ACTIVATION_OPS, "Add", "Mul", "Concat", *_VIEW_O
                  "MatMul", "BatchNormalization", "Constant")
 
 
-def _identifier(text: str, fallback: str) -> str:
+def c_identifier(text: str, fallback: str) -> str:
     """A lower-case C identifier from an ONNX name."""
     word = re.sub(r"[^0-9A-Za-z]+", "_", text).strip("_").lower()
     if not word or word[0].isdigit():
@@ -99,7 +99,7 @@ class _Importer:
     # ------------------------------------------------------------------ helpers
 
     def node_name(self, node, index: int) -> str:
-        base = _identifier(node.name or node.op_type, f"{node.op_type.lower()}_{index}")
+        base = c_identifier(node.name or node.op_type, f"{node.op_type.lower()}_{index}")
         name, suffix = base, 1
         while name in self.names:
             suffix += 1
@@ -350,5 +350,5 @@ def load_onnx(model, name: str | None = None,
     elif not isinstance(model, onnx.ModelProto):
         raise SpecError(f"model={type(model).__name__} must be a path or an onnx.ModelProto")
     if name is None:
-        name = _identifier(stem or model.graph.name or "network", "net")
+        name = c_identifier(stem or model.graph.name or "network", "net")
     return _Importer(model, name, input_shapes).run()

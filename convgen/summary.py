@@ -18,7 +18,8 @@ from . import symbolic as sym
 if TYPE_CHECKING:  # the specs import this module (Sequential.summary), not the reverse
     from .spec import Constraint, Sequential
 
-__all__ = ["Summary", "SummaryRow", "format_value", "pending", "summarize"]
+__all__ = ["NetworkRow", "NetworkSummary", "Summary", "SummaryRow", "format_value", "pending",
+           "summarize", "summarize_network"]
 
 
 @dataclass(frozen=True)
@@ -169,3 +170,85 @@ def summarize(model: Sequential, input_shape: Sequence, title: str | None = None
     return Summary(title, tuple(input_shape), tuple(rows), model.num_params,
                    model.macs(input_shape), model.flops(input_shape),
                    model.constraints(input_shape))
+
+
+@dataclass(frozen=True)
+class NetworkRow:
+    """One node of a network summary: its operator (the ONNX ops it came from), output
+    shape (``N`` the batch), parameters, MACs and output memory."""
+
+    name: str
+    op: str
+    output_shape: tuple
+    params: int
+    macs: sym.Size
+    memory: sym.Size        # output bytes (float32; 0 for a view of its input)
+
+
+@dataclass(frozen=True)
+class NetworkSummary:
+    """The per-node table of a :class:`~convgen.spec.network.Network`."""
+
+    title: str
+    inputs: tuple           # (name, shape with N)
+    rows: tuple[NetworkRow, ...]
+    total_params: int
+    total_macs: sym.Size
+    activation_memory: sym.Size
+
+    HEADERS = ("#", "node", "op", "output shape", "params", "MACs", "memory (bytes)")
+
+    def _cells(self, fmt) -> list[list[str]]:
+        return [[str(i), r.name, r.op, fmt(r.output_shape), fmt(r.params), fmt(r.macs),
+                 fmt(r.memory)] for i, r in enumerate(self.rows)]
+
+    def _footer(self, fmt) -> list[str]:
+        return ["inputs: " + ", ".join(f"{n} {fmt(s)}" for n, s in self.inputs),
+                f"total params: {fmt(self.total_params)} "
+                f"({fmt(4 * self.total_params)} bytes as float32)",
+                f"total MACs: {fmt(self.total_macs)}",
+                f"activation memory, every node's output its own: "
+                f"{fmt(self.activation_memory)} bytes (the C's memory plan shares it: "
+                "convgen generate reports the peak)"]
+
+    def to_text(self) -> str:
+        cells = self._cells(format_value)
+        widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
+                  for i, h in enumerate(self.HEADERS)]
+        line = "  ".join("-" * w for w in widths)
+        out = [self.title, "  ".join(h.ljust(w) for h, w in zip(self.HEADERS, widths)), line]
+        out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+        return "\n".join([*out, line, *self._footer(format_value)])
+
+    def to_markdown(self) -> str:
+        out = [f"### {self.title}", "", "| " + " | ".join(self.HEADERS) + " |",
+               "|" + "|".join("---" for _ in self.HEADERS) + "|"]
+        out += ["| " + " | ".join(row) + " |" for row in self._cells(_markdown_code)]
+        return "\n".join([*out, "", *(f"- {line}" for line in
+                                       self._footer(_markdown_code))])
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+
+def summarize_network(network, symbolic: bool = False) -> NetworkSummary:
+    """The :class:`NetworkSummary` of ``network``: per sample, or with ``symbolic=True``
+    for a batch of ``N`` (MACs and memory as expressions in ``N``)."""
+    batch = sympy.Symbol("N", integer=True, positive=True)
+    scale = batch if symbolic else 1
+    rows = []
+    for node in network.nodes:
+        shape = network.shapes[node.output]
+        elements = 1
+        for d in shape:
+            elements *= d
+        rows.append(NetworkRow(node.name, node.source or node.op, ("N", *shape),
+                               network.params_of(node),
+                               sym._plain(scale * network.macs_of(node)),
+                               0 if node.op == "alias" else sym._plain(scale * 4 * elements)))
+    return NetworkSummary(
+        f"{network.name}: {len(network.nodes)} nodes" + (" (batch N)" if symbolic else
+                                                           " (per sample)"),
+        tuple((n, ("N", *s)) for n, s in network.inputs), tuple(rows), network.num_params,
+        sym._plain(sympy.Add(*(r.macs for r in rows))),
+        sym._plain(sympy.Add(*(r.memory for r in rows))))

@@ -14,6 +14,7 @@ with each kernel's verdict.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import subprocess
@@ -33,6 +34,10 @@ from .config import Network, load
 from .cudagen import generate_cuda
 from .errors import BuildError, ConvgenError, RunError
 from .exhaustive import validate
+from .netemit import is_network_spec, load_spec_model, network_files, read_network_spec
+from .netgen import generate_network
+from .netverify import verify_network
+from .onnx_import import load_onnx
 from .progress import track
 from .reference import forward
 from .runtime.call import KernelCall
@@ -256,6 +261,10 @@ def scan_folder(folder: Path, kind: str) -> tuple[list[FolderKernel], list[str]]
     kernels, problems, claimed = [], [], set()
     entries = _entries(folder)
     for spec in [p for p in entries if p.suffix == ".toml"]:
+        if _regular(spec) and is_network_spec(spec):  # a network's folder: verify_networks
+            claimed.update(spec.with_suffix(s) for s in _KNOWN
+                           if os.path.lexists(spec.with_suffix(s)))
+            continue
         kernel = _scan_spec(spec, target, claimed, problems)
         if kernel is not None:
             kernels.append(kernel)
@@ -323,7 +332,58 @@ def verify_folder(folder: Path, kind: str = "c", cases: int = 2, batch: int = 2,
     kernels, problems = scan_folder(Path(folder), kind)
     outcomes, more = _verify_shipped(kernels, kind, cases, batch, schedule, device, exhaustive,
                                      arch)
+    if kind == "c" and arch == "native":
+        found, others = verify_networks(Path(folder), cases, batch)
+        outcomes, more = outcomes + found, more + others
     return outcomes, problems + more
+
+
+def verify_networks(folder: Path, cases: int = 2, batch: int = 2
+                    ) -> tuple[list[Outcome], list[str]]:
+    """Every network folder under ``folder`` (a ``NAME.toml`` with a ``[network]``
+    table): its files compared with what the generator writes now, then its ``NAME.c`` and
+    ``NAME.h`` as they are on disk built and checked (:func:`convgen.netverify.
+    verify_network`).  C on this machine only: a network has no CUDA text, and the other
+    architectures verify its kernels one by one."""
+    outcomes, problems = [], []
+    specs = [p for p in _entries(Path(folder)) if p.suffix == ".toml" and _regular(p)
+             and is_network_spec(p)]
+    for path in track(specs, "networks", lambda p: p.stem):
+        try:
+            spec = read_network_spec(path)
+            model = load_spec_model(spec)
+            files = network_files(spec.model, path.parent.name, path.parent).files
+        except ConvgenError as error:
+            problems.append(f"invalid: {path}: {error}")
+            continue
+        for name, text in files.items():
+            disk = path.parent / name
+            if not _regular(disk):
+                problems.append(f"missing: {disk}" if not os.path.lexists(disk)
+                                else _irregular(disk))
+            elif disk.read_text(encoding="utf-8", errors="replace") != text:
+                problems.append(f"stale: {disk} differs from what convgen generates now")
+        source, header = path.with_suffix(".c"), path.with_suffix(".h")
+        if not (_regular(source) and _regular(header)):
+            continue
+        network = load_onnx(model, name=spec.name)
+        shipped = replace(generate_network(network),
+                                      source=source.read_text(encoding="utf-8"),
+                                      header=header.read_text(encoding="utf-8"))
+        try:
+            result = verify_network(network, cases, batch, onnx_model=model, planned=shipped)
+        except ConvgenError as error:
+            outcomes.append(Outcome(spec.name, "network", "float32", cases, math.inf, False,
+                                    str(error).splitlines()[0]))
+            continue
+        detail = "; ".join(result.problems) or (
+            f"within {result.max_ratio:.2g} of its bound end to end, every node within "
+            f"{result.node_ratio:.2g} of its own; memory plan {result.plan}"
+            + (f"; ONNX Runtime within {result.ort_ratio:.2g} of the bound, "
+               f"|C - ORT| <= {result.ort_vs_c:.2g}" if result.ort_ratio is not None else ""))
+        outcomes.append(Outcome(spec.name, f"network of {len(network.nodes)} nodes",
+                                "float32", cases, 0.0, result.passed, detail))
+    return outcomes, problems
 
 
 def verify_spec(spec: Path, kind: str = "c", cases: int = 2, batch: int = 2,

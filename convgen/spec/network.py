@@ -49,7 +49,10 @@ class Node:
     fully connected layer's ``(K, 1, 1)``) and holds its weight and bias parameter names in
     ``params`` (``("w", name)``, ``("b", name)``), and, for a folded BatchNorm, the per-
     channel ``("scale", name)`` and ``("shift", name)`` the weights were multiplied by.
-    ``attrs`` are the operator's attributes as sorted ``(key, value)`` pairs.
+    ``attrs`` are the operator's attributes as sorted ``(key, value)`` pairs.  A float
+    convolution's ``epilogue`` (from :meth:`Network.fused`) lists the elementwise steps its
+    stores apply, in order: activations ``(op, attrs)`` and at most one ``("add", ())``, the
+    residual ``inputs[1]``.
     """
 
     name: str
@@ -61,6 +64,7 @@ class Node:
     attrs: tuple[tuple[str, float], ...] = ()
     view: tuple[int, ...] | None = None
     source: str = ""            # what it came from (the ONNX op types), for summaries
+    epilogue: tuple = ()        # a convolution's fused steps: (activation, attrs), ("add", ())
 
     def attr(self, key: str) -> float:
         found = dict(self.attrs)
@@ -169,7 +173,9 @@ class Network:
             for role in ("scale", "shift"):
                 if node.param(role) is not None:
                     self._check_param(node.param(role), (node.layer.out_channels,), role)
-            return tuple(int(d) for d in node.layer.output_shape(view))
+            out = tuple(int(d) for d in node.layer.output_shape(view))
+            self._check_epilogue(node, out)
+            return out
         operands = [self._operand(t) for t in node.inputs]
         if node.op in ACTIVATIONS or node.op == "alias":
             if len(operands) != 1 or self.is_param(node.inputs[0]):
@@ -206,6 +212,21 @@ class Network:
         if not any(batched) or shape[0] != 1:
             raise SpecError(f"operands {operands}: the result must keep the batch axis first")
         return tuple(int(d) for d in shape[1:])
+
+    def _check_epilogue(self, node: Node, out: tuple) -> None:
+        adds = [op for op, _ in node.epilogue if op == "add"]
+        if node.epilogue and node.layer.family not in ("conv", "conv_transpose"):
+            raise SpecError("only a convolution fuses an epilogue")
+        if len(adds) != len(node.inputs) - 1 or len(adds) > 1:
+            raise SpecError(f"epilogue {node.epilogue}: one residual input a fused add; "
+                            f"inputs {node.inputs}")
+        if adds and (self.is_param(node.inputs[1]) or self.shapes[node.inputs[1]] != out):
+            raise SpecError(f"the residual {node.inputs[1]!r} must be an activation of the "
+                            f"output's shape {out}")
+        for op, attrs in node.epilogue:
+            if op != "add":
+                self._check_attrs(Node(node.name, op, node.inputs[:1], node.output,
+                                       attrs=tuple(attrs)))
 
     def _check_param(self, name: str | None, expected: tuple, role: str) -> None:
         if name is None or name not in self.constants:
@@ -249,6 +270,86 @@ class Network:
 
     def consumers(self, tensor: str) -> list[Node]:
         return [node for node in self.nodes if tensor in node.inputs]
+
+    def traced(self) -> Network:
+        """This network with every node's output a graph output (views excepted: they
+        are their input's memory), in node order: its C writes every intermediate tensor
+        for a node-by-node check (:func:`convgen.netcheck.check_nodes`)."""
+        outputs = tuple(node.output for node in self.nodes if node.op != "alias")
+        return Network(self.name, self.inputs, outputs, self.nodes, dict(self.constants),
+                       dict(self.param_shapes))
+
+    def storage(self, tensor: str) -> str:
+        """The tensor whose memory ``tensor`` is (through views)."""
+        by_output = {node.output: node for node in self.nodes}
+        while tensor in by_output and by_output[tensor].op == "alias":
+            tensor = by_output[tensor].inputs[0]
+        return tensor
+
+    def fused(self) -> Network:
+        """This network with each float convolution's following activations and residual
+        add fused into its stores (:attr:`Node.epilogue`): a chain of nodes each the only
+        reader of the tensor before it, none a graph output, the residual an activation of
+        the same shape computed before the convolution runs.  The same arithmetic in the
+        same order: the fused C's outputs equal the unfused C's bit for bit."""
+        import dataclasses
+
+        nodes = list(self.nodes)
+        readers: dict = {}
+        for index, node in enumerate(nodes):
+            for tensor in set(node.inputs):
+                readers.setdefault(tensor, []).append(index)
+        produced = {node.output: index for index, node in enumerate(nodes)}
+        absorbed, result = set(), []
+        for index, node in enumerate(nodes):
+            if index in absorbed:
+                continue
+            if node.op != "layer" or node.layer.family not in ("conv", "conv_transpose") \
+                    or node.epilogue:
+                result.append(node)
+                continue
+            steps, tensor, residual, sources = [], node.output, None, [node.source]
+            view = None    # the first view the chain passes through (a Gemm's)
+            candidate = []
+            while tensor not in self.outputs and len(readers.get(tensor, ())) == 1:
+                following = nodes[readers[tensor][0]]
+                if following.op == "alias":  # a view: fuse through it, view the result
+                    view = view or following
+                    candidate.append(readers[tensor][0])
+                    tensor = following.output
+                    continue
+                if following.op in ACTIVATIONS:
+                    steps.append((following.op, following.attrs))
+                elif following.op == "add" and residual is None and view is None:
+                    other = [t for t in following.inputs if t != tensor]
+                    if len(other) != 1 or self.is_param(other[0]) or \
+                            self.shapes[other[0]] != self.shapes[tensor] or \
+                            produced.get(other[0], -1) >= index:
+                        break
+                    residual = other[0]
+                    steps.append(("add", ()))
+                else:
+                    break
+                absorbed.update([*candidate, readers[tensor][0]])
+                candidate = []
+                sources.append(following.source or following.op)
+                tensor = following.output
+            if candidate:  # views after the last fused step stay where they are
+                tensor = nodes[candidate[0]].inputs[0]
+            if not steps:
+                result.append(node)
+                continue
+            through = view is not None and any(
+                nodes[i].op == "alias" and i in absorbed for i in readers.get(node.output, ()))
+            result.append(dataclasses.replace(
+                node, inputs=(node.inputs[0], *([residual] if residual else [])),
+                output=node.output if through else tensor, epilogue=tuple(steps),
+                source="+".join(sources)))
+            if through:  # one view from the convolution's output to the chain's end
+                result.append(dataclasses.replace(view, inputs=(node.output,), output=tensor,
+                                                  view=self.shapes[tensor]))
+        return Network(self.name, self.inputs, self.outputs, tuple(result),
+                       dict(self.constants), dict(self.param_shapes))
 
     # ------------------------------------------------------------------ sequential
 

@@ -7,7 +7,10 @@ fused multiply-add with a preprocessor ladder printed from :data:`convgen.isa.IS
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+import numpy as np
 
 from .. import isa, profiles
 from .. import symbolic as sym
@@ -16,12 +19,64 @@ from ..schedules import Built, Schedule, tuning, variables
 from ..spec import DTYPE_SIZES
 from .base import Target, banner, environment
 
-__all__ = ["C", "C_TYPES", "MASK_TYPES", "RenderedC", "parallel_if", "render"]
+__all__ = ["C", "C_TYPES", "MASK_TYPES", "RenderedC", "activation", "epilogue", "float_literal",
+           "parallel_if", "render"]
 
 C_TYPES = {"float32": "float", "float64": "double", "int8": "int8_t", "uint8": "uint8_t",
            "int32": "int32_t"}
 #: Lane masks of a vector: integers of the element's width.
 MASK_TYPES = {"float32": "int", "float64": "long long"}
+
+def _clip(v: str, a: dict) -> str:
+    expr = v
+    if a["min"] != -math.inf:
+        expr = f"fmaxf({expr}, {float_literal(a['min'])})"
+    if a["max"] != math.inf:
+        expr = f"fminf({expr}, {float_literal(a['max'])})"
+    return expr
+
+
+#: The C text of each elementwise activation of a float ``v`` (a network's nodes and fused
+#: epilogues); ``a`` holds its attributes (:data:`convgen.spec.network.ACTIVATIONS`).
+_ACTIVATIONS = {
+    "relu": lambda v, a: f"({v} > 0.0f ? {v} : 0.0f)",
+    "clip": _clip,
+    "leaky_relu": lambda v, a: f"({v} >= 0.0f ? {v} : {float_literal(a['alpha'])} * {v})",
+    "sigmoid": lambda v, a: f"(1.0f / (1.0f + expf(-{v})))",
+    "hard_sigmoid": lambda v, a: (f"fminf(1.0f, fmaxf(0.0f, {float_literal(a['alpha'])} * {v} "
+                                  f"+ {float_literal(a['beta'])}))"),
+    "hard_swish": lambda v, a: (f"({v} * fminf(1.0f, fmaxf(0.0f, {v} * "
+                                f"{float_literal(1 / 6)} + 0.5f)))"),
+}
+
+
+def float_literal(value: float) -> str:
+    """``value`` rounded to float32, as an exact C99 literal (hexadecimal; the infinities
+    from ``math.h``)."""
+    value = float(np.float32(value))
+    if math.isinf(value):
+        return "INFINITY" if value > 0 else "-INFINITY"
+    if value == 0:
+        return "-0.0f" if math.copysign(1.0, value) < 0 else "0.0f"
+    return value.hex() + "f"
+
+
+def activation(op: str, attrs: dict, v: str) -> str:
+    """The C expression of activation ``op`` (attributes ``attrs``) of the float ``v``."""
+    return _ACTIVATIONS[op](v, attrs)
+
+
+def epilogue(steps) -> dict | None:
+    """The template context of a fused epilogue: ``steps`` are ``(op, attrs)`` pairs in
+    order, an activation or ``("add", ())`` (the residual ``r``, an input like y)."""
+    if not steps:
+        return None
+    lines = ["v = v + r; /* the residual */" if op == "add" else
+             f"v = {activation(op, dict(attrs), 'v')}; /* {op} */" for op, attrs in steps]
+    return dict(residual=any(op == "add" for op, _ in steps), lines=lines,
+                doc=", then ".join("the residual add" if op == "add" else op
+                                   for op, _ in steps))
+
 
 C = Target(name="c", types=C_TYPES, input_parameter="const {type} *restrict {name}",
            output_parameter="{type} *restrict {name}", index_type="int64_t")
@@ -60,6 +115,10 @@ def sizes(problem: Problem) -> list[dict]:
              dict(name="Y_SAMPLE", value=sym.prod(out), check=_product(out),
                   doc=f"y: (N, {', '.join(map(str, out))}) per sample", argument="y",
                   batched=True)]
+    if "r" in problem.arguments:
+        found.append(dict(name="R_SAMPLE", value=sym.prod(out), check=None,
+                          doc="r: the residual the epilogue adds, like y", argument="r",
+                          batched=True))
     if "w" in problem.arguments:
         found.append(dict(name="W_SIZE", value=sym.prod(layer.weight_shape),
                           check=_product(layer.weight_shape),
@@ -87,10 +146,12 @@ def needs_wide_long(problem: Problem) -> bool:
 
 
 def render(problem: Problem, schedule: Schedule, built: Built, name: str,
-           openmp: bool, profile: str = profiles.DEFAULT, linkage: str = "") -> RenderedC:
+           openmp: bool, profile: str = profiles.DEFAULT, linkage: str = "",
+           fused: tuple = ()) -> RenderedC:
     """The ``.c`` and ``.h`` text of ``built`` (a schedule's context) for ``problem``; the
     banner names a profile other than the default (:mod:`convgen.profiles`).  ``linkage``
-    ``"static"`` makes the kernel a file's own function (a network's C holds its kernels)."""
+    ``"static"`` makes the kernel a file's own function (a network's C holds its kernels);
+    ``fused`` is the epilogue of a float convolution's stores (:func:`epilogue`)."""
     ctype = C_TYPES[problem.dtype]
     parameters = ", ".join(C.parameters(problem) + ["long batch"])
     signature = f"{linkage + ' ' if linkage else ''}void {name}({parameters})"
@@ -103,7 +164,8 @@ def render(problem: Problem, schedule: Schedule, built: Built, name: str,
         i64=C.index_type, openmp=openmp,
         omp_if=parallel_if(problem), isas=isa.ISAS, fma=isa.FMA.intrinsics.get(problem.dtype),
         fma_condition=isa.FMA.condition, fma_header=isa.FMA.header,
-        mask_type=MASK_TYPES.get(problem.dtype), **variables(built.context))
+        mask_type=MASK_TYPES.get(problem.dtype), epilogue=epilogue(fused),
+        **variables(built.context))
     # C++ has no restrict; a parameter's own qualifiers are not part of a function's type,
     # so the prototype without them declares the same function (C++ callers, cffi)
     plain = signature.replace("restrict ", "")
