@@ -84,7 +84,7 @@ def generate(layer: Layer, input_shape: Sequence, dtype: str | None = None,
     ``linkage="static"`` renders the kernel as a file's own function (a network's C file).
     ``epilogue``: ``(op, attrs)`` steps applied to every output of a float convolution in
     its store (the activations of :data:`convgen.spec.network.ACTIVATIONS`, and ``("add",
-    ())``, a residual: the kernel then takes ``r``, shaped like ``y``, before ``y``).
+    ())``, a residual: the kernel then takes ``residual``, shaped like ``y``, before ``y``).
     """
     if linkage not in ("", "static"):
         raise SpecError(f"linkage={linkage!r} must be '' (external) or 'static'")
@@ -96,7 +96,7 @@ def generate(layer: Layer, input_shape: Sequence, dtype: str | None = None,
             raise SpecError(f"epilogue={epilogue!r}: only float convolutions fuse an epilogue")
         if any(op == "add" for op, _ in epilogue):
             at = problem.arguments.index("y")
-            problem = dataclasses.replace(problem, arguments=(*problem.arguments[:at], "r",
+            problem = dataclasses.replace(problem, arguments=(*problem.arguments[:at], "residual",
                                                               *problem.arguments[at:]))
     chosen, reason, default = resolve(problem, "c", schedule, profile)
     if chosen.scratch is not None:  # the caller's scratch: the last array argument

@@ -25,7 +25,7 @@ from ._version import __version__
 __all__ = ["NAMES", "dumps", "generate_document", "junit_xml", "prove_document", "schema",
            "shape_document", "summary_document", "verify_document"]
 
-NAMES = ("summary", "shape", "verify", "prove", "generate")
+NAMES = ("summary", "shape", "verify", "prove", "generate", "model-summary")
 VERSION = 1
 
 

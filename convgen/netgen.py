@@ -267,7 +267,7 @@ class _Writer:
             args = {"x": self.pointer(node.inputs[0], True), "y": out,
                     "w": self.arrays.get(f"{node.name}#w"),
                     "b": self.arrays.get(f"{node.name}#b"),
-                    "r": self.pointer(node.inputs[-1], True)}
+                    "residual": self.pointer(node.inputs[-1], True)}
             if "scratch" in kernel.arguments:
                 buffer = next(b for b in self.plan.buffers if b.name == f"k{step}")
                 args["scratch"] = f"((float *)(s + {buffer.offset}))"

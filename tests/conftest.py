@@ -75,7 +75,10 @@ SLOW_TESTS = ("test_onnx_conformance_case_through_the_cuda_text_on_the_cpu",
               "test_every_bundled_kernel_under_the_limit_is_proved",
               "test_every_proof_model_covers_what_the_operator_reads_and_writes",
               "test_every_cuda_entry_points_model_covers_the_operator",
-              "test_a_hung_tests_stage_leaves_no_process_behind")
+              "test_a_hung_tests_stage_leaves_no_process_behind",
+              "test_every_test_model_verifies_with_onnx_runtime",
+              "test_generate_and_verify_a_model_from_the_cli",
+              "test_the_network_c_builds_strictly_with_gcc_and_clang_and_from_cpp")
 #: Fast tests of the slow modules that the quick tier keeps.
 QUICK_ALSO = ("test_default_schedule_is_chosen_and_recorded",
               "test_an_explicit_non_default_schedule_gets_its_own_name",

@@ -67,10 +67,10 @@ class Target:
     index_type: str         # the 64-bit integer of max pooling's indices
 
     def parameters(self, problem: Problem) -> list[str]:
-        """The pointer parameters, in argument order: x, [w], [b], [r], y, [indices], each of
+        """The pointer parameters, in argument order: x, [w], [b], [residual], y, [indices], each of
         its array's type (:meth:`convgen.lower.Problem.dtype_of`)."""
         return [self.input_parameter.format(type=self.types[problem.dtype_of(a)], name=a)
-                if a in ("x", "w", "b", "r") else
+                if a in ("x", "w", "b", "residual") else
                 self.output_parameter.format(type=self.index_type, name=a) if a == "indices"
                 else self.output_parameter.format(type=self.types[problem.dtype_of(a)], name=a)
                 for a in problem.arguments]

@@ -68,10 +68,10 @@ def activation(op: str, attrs: dict, v: str) -> str:
 
 def epilogue(steps) -> dict | None:
     """The template context of a fused epilogue: ``steps`` are ``(op, attrs)`` pairs in
-    order, an activation or ``("add", ())`` (the residual ``r``, an input like y)."""
+    order, an activation or ``("add", ())`` (the argument ``residual``, an input like y)."""
     if not steps:
         return None
-    lines = ["v = v + r; /* the residual */" if op == "add" else
+    lines = ["v = v + residual;" if op == "add" else
              f"v = {activation(op, dict(attrs), 'v')}; /* {op} */" for op, attrs in steps]
     return dict(residual=any(op == "add" for op, _ in steps), lines=lines,
                 doc=", then ".join("the residual add" if op == "add" else op
@@ -115,9 +115,9 @@ def sizes(problem: Problem) -> list[dict]:
              dict(name="Y_SAMPLE", value=sym.prod(out), check=_product(out),
                   doc=f"y: (N, {', '.join(map(str, out))}) per sample", argument="y",
                   batched=True)]
-    if "r" in problem.arguments:
-        found.append(dict(name="R_SAMPLE", value=sym.prod(out), check=None,
-                          doc="r: the residual the epilogue adds, like y", argument="r",
+    if "residual" in problem.arguments:
+        found.append(dict(name="RESIDUAL_SAMPLE", value=sym.prod(out), check=None,
+                          doc="residual: what the epilogue adds, like y", argument="residual",
                           batched=True))
     if "w" in problem.arguments:
         found.append(dict(name="W_SIZE", value=sym.prod(layer.weight_shape),
