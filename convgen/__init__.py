@@ -14,7 +14,10 @@ from . import (
     cudagen,
     documents,
     lower,
+    netcheck,
+    netgen,
     onnx_bridge,
+    onnx_import,
     printing,
     proofs,
     quantization,
@@ -28,6 +31,7 @@ from . import (
 )
 from ._version import __version__
 from .errors import BuildError, ConvgenError, SpecError, VerificationError
+from .onnx_import import from_torch, load_onnx
 from .runtime import compile
 from .spec import (
     AdaptiveAvgPool1d,
@@ -69,6 +73,7 @@ from .spec import (
     Sequential,
     padding_from_onnx,
 )
+from .spec.network import Network
 from .symbolic import size_symbols
 
 __all__ = [
@@ -77,12 +82,14 @@ __all__ = [
     "BuildError", "Constraint", "Constraints", "Conv1d", "Conv2d", "Conv3d", "ConvInteger1d",
     "ConvInteger2d", "ConvInteger3d", "ConvTranspose1d",
     "ConvTranspose2d", "ConvTranspose3d", "ConvgenError", "GlobalAvgPool", "GlobalMaxPool",
-    "LPPool1d", "LPPool2d", "LPPool3d", "Layer", "MaxPool1d", "MaxPool2d", "MaxPool3d",
+    "LPPool1d", "LPPool2d", "LPPool3d", "Layer", "Network", "MaxPool1d", "MaxPool2d", "MaxPool3d",
     "QLinearAvgPool1d", "QLinearAvgPool2d", "QLinearAvgPool3d", "QLinearConv1d",
     "QLinearConv2d", "QLinearConv3d", "QLinearGlobalAvgPool", "Sequential", "SpecError",
     "VerificationError", "__version__", "padding_from_onnx", "compile", "size_symbols",
+    "from_torch", "load_onnx",
     # modules
-    "bounds", "codegen", "config", "cudagen", "documents", "lower", "onnx_bridge", "printing",
+    "bounds", "codegen", "config", "cudagen", "documents", "lower", "netcheck", "netgen",
+    "onnx_bridge", "onnx_import", "printing",
     "proofs", "quantization", "reference", "runtime", "schedules", "summary", "symbolic",
     "toeplitz", "verify",
 ]

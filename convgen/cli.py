@@ -65,9 +65,11 @@ def _networks(args: argparse.Namespace) -> list[Network]:
 
 
 def _load_model(target: str):
+    from .netemit import bundled_models
     from .onnx_import import load_onnx
 
-    return load_onnx(target, name=_model_folder(target))
+    path = bundled_models().get(target, target)
+    return load_onnx(path, name=_model_folder(target))
 
 
 def _summary(args: argparse.Namespace) -> None:
@@ -150,7 +152,10 @@ def _layer_files(args: argparse.Namespace) -> list:
 
 
 def _is_model(target: str) -> bool:
-    return target.lower().endswith(".onnx")
+    """An ONNX file, or a bundled model's name (``lenet5_network``)."""
+    from .netemit import bundled_models
+
+    return target.lower().endswith(".onnx") or target in bundled_models()
 
 
 def _model_targets(args: argparse.Namespace) -> list[str]:
@@ -291,6 +296,7 @@ def _verify_model(args: argparse.Namespace) -> int:
     (:func:`convgen.netverify.verify_network`), ONNX Runtime included."""
     import onnx
 
+    from .netemit import bundled_models
     from .netverify import verify_network
     from .verify import Outcome
 
@@ -300,8 +306,8 @@ def _verify_model(args: argparse.Namespace) -> int:
                            "--target other than c, --arch, --exhaustive, --schedule or "
                            "--profile")
     network = _load_model(args.target)
-    result = verify_network(network, args.cases, args.batch,
-                            onnx_model=onnx.load(args.target))
+    result = verify_network(network, args.cases, args.batch, onnx_model=onnx.load(
+        bundled_models().get(args.target, args.target)))
     if args.format != "json":
         print(f"memory plan: {result.plan}")
         print(f"end to end: |C - oracle| <= {result.max_error:.3g}, at most "
@@ -422,6 +428,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     names = [n.strip() for n in args.layers.split(",")] if args.layers else None
     threads, batches = _ints(args.threads, "--threads"), _ints(args.batch, "--batch")
+    if args.model:
+        return _bench_model(args, threads, batches)
     if args.smoke:  # one small layer, few repeats: checks the harness, not the speed
         names, batches, repeats, min_time = names or [SUITE[0][0]], batches[:1], 1, 0.0
     else:
@@ -439,6 +447,26 @@ def _bench(args: argparse.Namespace) -> int:
     if args.png:
         plot_roofline(runs, _output_file(args.png, "--png"))
         print(f"wrote {args.png}")
+    return 0
+
+
+def _bench_model(args: argparse.Namespace, threads: list, batches: list) -> int:
+    import json
+
+    from .bench_model import format_model_tables, run_model
+    from .netemit import bundled_models
+
+    if args.layers or args.target != "c" or args.march != "native" or args.png:
+        raise ConvgenError("--model times a whole network's C on this machine: no --layers, "
+                           "--target, --march or --png")
+    path = str(bundled_models().get(args.model, args.model))
+    repeats, min_time = (1, 0.0) if args.smoke else (args.repeats, args.min_time)
+    runs = run_model(path, threads, batches[:1] if args.smoke else batches, repeats,
+                     min_time, _model_folder(args.model))
+    print(format_model_tables(runs))
+    if args.json:
+        _write_text(args.json, json.dumps(runs, indent=1), "--json")
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -676,6 +704,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="thread counts (default 1,2; --target c only)")
     bench.add_argument("--batch", default="1,8", help="batch sizes (default 1,8)")
     bench.add_argument("--layers", help="comma-separated suite names (default: all)")
+    bench.add_argument("--model", metavar="MODEL.onnx",
+                       help="time a whole network instead: the model's C (convgen generate "
+                       "MODEL.onnx) against ONNX Runtime on the same file, end to end, with "
+                       "each node's share of the time (a bundled model's name works too)")
     bench.add_argument("--repeats", type=int, default=7, help="timed calls at least")
     bench.add_argument("--min-time", type=float, default=0.3,
                        help="seconds of timed calls at least, per measurement")

@@ -333,10 +333,13 @@ class _Writer:
         return lines
 
 
-def generate_network(network: Network, openmp: bool = False, fuse: bool = True) -> NetworkC:
+def generate_network(network: Network, openmp: bool = False, fuse: bool = True,
+                     profile: bool = False) -> NetworkC:
     """Render ``network`` as one C file and its header (see the module docstring);
     ``fuse`` applies each convolution's activations and residual add in its stores
-    (:meth:`~convgen.spec.network.Network.fused`) rather than as passes of their own."""
+    (:meth:`~convgen.spec.network.Network.fused`) rather than as passes of their own.
+    ``profile`` adds the processor time of each step, read by ``void NAME_profile(double *
+    seconds)`` (a benchmark build: it writes a global)."""
     if fuse:
         network = network.fused()
     name = network.name
@@ -417,7 +420,8 @@ def generate_network(network: Network, openmp: bool = False, fuse: bool = True) 
                    inputs=inputs, outputs=outputs, plan=plan, statics=statics,
                    bodies=[kernel_body(kernels[n.name]) for n in network.nodes
                            if n.name in kernels],
-                   steps=steps, layout=layout, params_size=at, alignment=ALIGNMENT)
+                   steps=steps, layout=layout, params_size=at, alignment=ALIGNMENT,
+                   profile=profile)
     source = env.get_template("c/network.c.j2").render(**context)
     header = env.get_template("c/network.h.j2").render(**context)
     return NetworkC(name, source, header, plain + ";", plan, kernels, network, at,

@@ -34,7 +34,7 @@ from .onnx_bridge import layer_from_onnx
 from .spec import Conv2d
 from .spec.network import Network, Node
 
-__all__ = ["SUPPORTED_OPS", "c_identifier", "load_onnx"]
+__all__ = ["SUPPORTED_OPS", "c_identifier", "from_torch", "load_onnx"]
 
 _LAYER_OPS = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool",
               "GlobalAveragePool", "GlobalMaxPool")
@@ -352,3 +352,30 @@ def load_onnx(model, name: str | None = None,
     if name is None:
         name = c_identifier(stem or model.graph.name or "network", "net")
     return _Importer(model, name, input_shapes).run()
+
+
+def from_torch(module, input_shape: Sequence[int], name: str = "net", opset: int = 17):
+    """The :class:`~convgen.spec.network.Network` of a PyTorch module, through ONNX:
+    ``torch.onnx.export(module.eval(), x, f, dynamo=False)`` with ``x`` of per-sample
+    ``input_shape`` ``(C, *spatial)`` and a symbolic batch, then :func:`load_onnx`.  Needs
+    torch (and the ``onnx`` package); torch is never a dependency of convgen itself.
+    Returns ``(network, model)``: the ONNX ``ModelProto`` too, for ONNX Runtime."""
+    import io
+
+    try:
+        import torch
+    except ImportError:
+        raise SpecError("from_torch needs PyTorch: pip install torch") from None
+    import onnx
+
+    shape = tuple(int(d) for d in input_shape)
+    if not shape or any(d < 1 for d in shape):
+        raise SpecError(f"input_shape={tuple(input_shape)} must be (C, *spatial), positive")
+    buffer = io.BytesIO()
+    module = module.eval()
+    with torch.no_grad():
+        torch.onnx.export(module, (torch.zeros((1, *shape)),), buffer, dynamo=False,
+                          input_names=["x"], output_names=["y"], opset_version=opset,
+                          dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
+    model = onnx.load_from_string(buffer.getvalue())
+    return load_onnx(model, name=name), model

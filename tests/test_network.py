@@ -221,6 +221,8 @@ def _call_fused(kernel, x, w, b, r):
     (convgen.Conv2d(4, 8, 3, padding=1), (4, 7, 9), "scalar"),
     (convgen.Conv2d(4, 8, 3, padding=1), (4, 8, 8), "winograd"),
     (convgen.ConvTranspose2d(4, 8, 3, stride=2), (4, 4, 5), "reference"),
+    # input channels packed in chunks: the partial sums wait in y, the epilogue comes last
+    (convgen.Conv2d(128, 128, 3, padding=1), (128, 4, 5), "packed"),
 ])
 def test_the_epilogue_in_every_schedule_is_the_stores_of_the_plain_kernel_then_the_steps(
         layer, shape, schedule):
@@ -242,6 +244,9 @@ def test_the_epilogue_in_every_schedule_is_the_stores_of_the_plain_kernel_then_t
                                                 + np.float32(0.5)))
     np.testing.assert_array_equal(got, (v * gate).astype(np.float32))
     assert plain.source.count("_epilogue(") == 0 and fused.source.count("_epilogue(") >= 2
+    chunked = "chunks of at most" in fused.source
+    assert ("after the last chunk" in fused.source) == chunked
+    assert chunked == (layer.in_channels == 128)
 
 
 def test_the_epilogue_is_refused_outside_float_convolutions():

@@ -56,7 +56,26 @@ class NetworkCall:
             raise SpecError(f"params: {sorted(given)} are not parameters of this network")
         return [self._ffi.from_buffer(self._float, flat)]
 
-    def __call__(self, *inputs, params: Mapping | None = None):
+    def bind(self, *inputs, params: Mapping | None = None):
+        """A callable of no arguments that runs the network on ``inputs`` (checked once)
+        into outputs and scratch allocated once, and returns the outputs: each call is the C
+        function alone (benchmarks; the outputs are overwritten by the next call)."""
+        arrays, outputs, scratch, batch = self._prepare(inputs)
+        pointer = self._ffi.from_buffer
+        arguments = [*self._params(params), *(pointer(self._float, a) for a in arrays),
+                     *(pointer(self._float, y, require_writable=True) for y in outputs),
+                     pointer(self._char, scratch, require_writable=True), batch]
+        function, result = self._function, outputs[0] if len(outputs) == 1 else tuple(outputs)
+        keep = (arrays, outputs, scratch)
+
+        def bound():
+            function(*arguments)
+            return result
+
+        bound.keep = keep  # the arrays the pointers point into live as long as the call
+        return bound
+
+    def _prepare(self, inputs):
         network = self.network
         if len(inputs) != len(network.inputs):
             raise SpecError(f"the network takes {len(network.inputs)} input(s) "
@@ -75,10 +94,14 @@ class NetworkCall:
         outputs = [np.empty((batch, *network.shapes[t]), np.float32) for t in network.outputs]
         scratch = np.empty(self.generated.plan.peak + 64, np.uint8)
         start = (-scratch.ctypes.data) % 64   # a cache-line-aligned start
+        return arrays, outputs, scratch[start:], batch
+
+    def __call__(self, *inputs, params: Mapping | None = None):
+        arrays, outputs, scratch, batch = self._prepare(inputs)
         pointer = self._ffi.from_buffer
         self._function(*self._params(params), *(pointer(self._float, a) for a in arrays),
                        *(pointer(self._float, y, require_writable=True) for y in outputs),
-                       pointer(self._char, scratch[start:], require_writable=True), batch)
+                       pointer(self._char, scratch, require_writable=True), batch)
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
 

@@ -21,6 +21,7 @@ CUDA: ``direct`` (every family) and ``tiled`` (convolutions, shared memory).
 from __future__ import annotations
 
 from .. import profiles
+from .. import symbolic as sym
 from ..errors import SpecError
 from ..lower import Problem
 from . import (  # noqa: F401  (each module registers its schedule)
@@ -55,6 +56,10 @@ def _choose_conv(problem: Problem) -> tuple[str, str]:
         return "reference", reason
     owb = tuning.lanes(problem.dtype)
     flat = " (1x1: the plane as one row, a GEMM)" if conv_blocked.pointwise(problem) else ""
+    if flat and sym.prod(problem.out_spatial) < owb:
+        return "blocked", (f"a fully connected layer ({sym.prod(problem.out_spatial)} output "
+                           "position(s)): measured 2-3x faster in blocked than in packed, "
+                           "which repacks every weight each call for a single column")
     if problem.cg_out >= owb:
         ocv, nb = conv_packed.blocks(problem.cg_out, owb)
         return "packed", (f"{problem.cg_out} output channels a group fill {problem.cg_out} of "
