@@ -21,16 +21,22 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from .bench import _median_time, flags_for
 from .errors import ConvgenError
+from .netgen import generate_network
+from .onnx_import import load_onnx
 from .progress import active
+from .runtime.cbuild import STRICT_FLAGS, build_modules, compiler, cpu_model, isa_rung
+from .runtime.network import NetworkCall
 
-__all__ = ["format_model_tables", "measure_model", "run_model"]
+__all__ = ["BAKED_LIMIT", "format_model_tables", "measure_model", "run_model"]
+
+#: Models with more parameters are timed with their weights in the caller's array.
+BAKED_LIMIT = 1_000_000
 
 
 def _profiled(generated, flags, openmp: bool):
     """The profiling build of a network's C as a ctypes library (and its folder)."""
-    from .runtime.cbuild import STRICT_FLAGS, compiler
-
     folder = Path(tempfile.mkdtemp(prefix="convgen-profile-"))
     (folder / f"{generated.name}.c").write_text(generated.source)
     (folder / f"{generated.name}.h").write_text(generated.header)
@@ -53,18 +59,15 @@ def measure_model(path: str, threads: int, batches: Sequence[int], repeats: int 
     import onnx
     import onnxruntime as ort
 
-    from .bench import _median_time, flags_for
-    from .netgen import generate_network
-    from .onnx_import import load_onnx
-    from .runtime.cbuild import build_modules, cpu_model, isa_rung
-    from .runtime.network import NetworkCall
-
     model = onnx.load(path)
     network = load_onnx(model, name=name or "network")
     flags, openmp = flags_for("native"), threads > 1
-    generated = generate_network(network, openmp=openmp)
+    # past BAKED_LIMIT parameters the weights go in the caller's array (the same kernels;
+    # millions of literals would take the compiler minutes)
+    weights = "static" if network.num_params <= BAKED_LIMIT else "params"
+    generated = generate_network(network, openmp=openmp, weights=weights)
     call = NetworkCall(generated, build_modules([generated], flags, openmp))
-    profiled = generate_network(network, openmp=openmp, profile=True)
+    profiled = generate_network(network, openmp=openmp, profile=True, weights=weights)
     library, folder = _profiled(profiled, flags, openmp)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -90,13 +93,14 @@ def measure_model(path: str, threads: int, batches: Sequence[int], repeats: int 
             scratch = np.empty(max(profiled.plan.peak, 64), np.uint8)
             pointer = ctypes.c_void_p
             entry = getattr(library, generated.name)
-            entry.argtypes = [pointer, pointer, pointer, ctypes.c_long]
+            entry.argtypes = [pointer] * (4 if weights == "params" else 3) + [ctypes.c_long]
+            head = [profiled.param_values.ctypes.data] if weights == "params" else []
             steps = np.zeros(len(profiled.network.nodes), np.float64)
             getattr(library, f"{generated.name}_profile").argtypes = [pointer]
             getattr(library, f"{generated.name}_profile")(steps.ctypes.data)  # reset
             runs = max(3, int(min_time / max(seconds["convgen"], 1e-6)))
             for _ in range(runs):
-                entry(x.ctypes.data, y.ctypes.data, scratch.ctypes.data, batch)
+                entry(*head, x.ctypes.data, y.ctypes.data, scratch.ctypes.data, batch)
             getattr(library, f"{generated.name}_profile")(steps.ctypes.data)
             total = steps.sum() or 1.0
             shares = [dict(node=node.name, op=node.source or node.op,
@@ -111,6 +115,7 @@ def measure_model(path: str, threads: int, batches: Sequence[int], repeats: int 
                 nodes=len(network.nodes), params=network.num_params,
                 macs=sum(network.macs_of(n) for n in network.nodes),
                 isa=isa_rung(flags), cpu=cpu_model(), onnxruntime=ort.__version__,
+                weights=weights,
                 schedules={n: k.schedule for n, k in generated.kernels.items()},
                 results=results)
 
@@ -147,7 +152,7 @@ def format_model_tables(runs: list, top: int = 8) -> str:
     lines = [f"model {first['model']} ({first['network']}: {first['nodes']} nodes, "
              f"{first['params']:,} parameters, {first['macs']:,} MACs a sample)",
              f"CPU: {first['cpu']}; ISA rung: {first['isa']}; ONNX Runtime "
-             f"{first['onnxruntime']}", "",
+             f"{first['onnxruntime']}; weights: {first['weights']}", "",
              "| threads | batch | convgen ms | ONNX Runtime ms | x ORT | max |C - ORT| |",
              "|---:|---:|---:|---:|---:|---:|"]
     for run in runs:

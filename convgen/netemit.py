@@ -3,7 +3,7 @@ model, so that ``convgen verify`` can read the folder back.
 
 ``convgen generate model.onnx -o DIR`` writes ``DIR/<stem>/``; with no arguments, ``convgen
 generate`` also writes the bundled models (``convgen/examples/*.onnx``).  The spec
-``NAME.toml`` holds a ``[network]`` table: the model (a bundled model's name, or its path
+``NAME.network`` (TOML) holds a ``[network]`` table: the model (a bundled model's name, or its path
 as given) and the sha256 of its bytes, which verification checks before trusting it.
 """
 
@@ -21,7 +21,7 @@ except ModuleNotFoundError:  # Python 3.10
 from ._version import __version__
 from .errors import SpecError
 from .netgen import NetworkC, generate_network, prove_plan
-from .onnx_import import load_onnx
+from .onnx_import import c_identifier, load_onnx
 from .resources import examples_dir
 from .spec.network import Network
 from .summary import summarize_network
@@ -115,15 +115,14 @@ def network_files(reference: str, folder: str | None = None, base: Path | None =
                       f"model = {_toml_string(reference)}",
                       f'sha256 = "{hashlib.sha256(data).hexdigest()}"', ""])
     files = {f"{name}.c": generated.source, f"{name}.h": generated.header,
-             f"{name}.md": _report(generated, network, reference, proof), f"{name}.toml": spec}
+             f"{name}.md": _report(generated, network, reference, proof),
+             f"{name}.network": spec}
     return NetworkFiles(folder or name, files, str(path) if reference not in bundled_models()
                         else "", name, network.inputs[0][1],
                         network.shapes[network.outputs[0]])
 
 
 def _stem_name(path: Path) -> str:
-    from .onnx_import import c_identifier
-
     return c_identifier(path.stem, "net")
 
 
@@ -132,7 +131,10 @@ def _toml_string(text: str) -> str:
 
 
 def is_network_spec(path: Path) -> bool:
-    """Whether a ``.toml`` is a network folder's spec (a ``[network]`` table)."""
+    """Whether ``path`` is a network folder's spec: ``NAME.network``, a TOML ``[network]``
+    table (not ``.toml``: a folder's ``.toml`` files are its kernels' layer files)."""
+    if Path(path).suffix != ".network":
+        return False
     try:
         return "network" in tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):

@@ -29,7 +29,7 @@ import numpy as np
 
 from ._version import __version__
 from .codegen import GeneratedKernel, generate
-from .errors import SpecError
+from .errors import SpecError, VerificationError
 from .spec.network import ACTIVATIONS, Network, Node
 from .targets import environment
 from .targets.c import activation, float_literal
@@ -168,8 +168,6 @@ def prove_plan(plan: MemoryPlan) -> str:
     :class:`~convgen.errors.VerificationError` with the counterexample otherwise."""
     import z3
 
-    from .errors import VerificationError
-
     scratch = [b for b in plan.buffers if b.offset is not None]
     solver = z3.Solver()
     byte = z3.Int("byte")
@@ -215,6 +213,7 @@ class NetworkC:
     network: Network
     params_size: int        # floats of the caller's params array (0: weights are baked in)
     params_layout: tuple    # (name, offset, shape) of each parameter the caller passes
+    param_values: np.ndarray | None = None   # weights="params": the array to pass
 
     @property
     def arguments(self) -> tuple:
@@ -334,58 +333,74 @@ class _Writer:
 
 
 def generate_network(network: Network, openmp: bool = False, fuse: bool = True,
-                     profile: bool = False) -> NetworkC:
+                     profile: bool = False, weights: str = "static") -> NetworkC:
     """Render ``network`` as one C file and its header (see the module docstring);
     ``fuse`` applies each convolution's activations and residual add in its stores
     (:meth:`~convgen.spec.network.Network.fused`) rather than as passes of their own.
     ``profile`` adds the processor time of each step, read by ``void NAME_profile(double *
-    seconds)`` (a benchmark build: it writes a global)."""
+    seconds)`` (a benchmark build: it writes a global).  ``weights="params"`` takes every
+    parameter from the caller's ``params`` array (folded as they would be baked; their
+    values in :attr:`NetworkC.param_values`) instead of ``static const`` arrays: large
+    models, or weights kept in a file or in flash."""
+    if weights not in ("static", "params"):
+        raise SpecError(f"weights={weights!r} must be 'static' (baked into the C) or "
+                        "'params' (the caller's array)")
     if fuse:
         network = network.fused()
     name = network.name
     kernels = _kernels(network, openmp)
     plan = plan_memory(network, kernels)
     values = {n: v for n, v in network.constants.items() if v is not None}
-    external = network.external
-    arrays, statics, layout, at = {}, [], [], 0
     for node in network.nodes:
         if node.op == "layer" and node.param("scale") is not None and any(
                 network.constants[n] is None for _, n in node.params):
             raise SpecError(f"node {node.name!r}: a folded scale needs its weights at "
                             "generation time")
-    for tensor in external:
-        shape = tuple(network.param_shapes[tensor])
-        layout.append((tensor, at, shape))
-        arrays[tensor] = f"(params + {at})"
-        at += math.prod(shape)
+    arrays, statics, layout, given = {}, [], [], []
+
+    def place(key: str, c_name: str, array, shape: tuple, doc: str) -> None:
+        """A parameter the C reads: baked in (``static const``), or at its offset in the
+        caller's ``params`` (``weights="params"``, or no array: a Sequential's)."""
+        if array is None or weights == "params":
+            at = sum(math.prod(s) for _, _, s in layout)
+            layout.append((key, at, tuple(shape)))
+            given.append(array)
+            arrays[key] = f"(params + {at})"
+            return
+        statics.append(dict(name=c_name, size=max(1, array.size), lines=_array_lines(array),
+                            doc=doc))
+        arrays[key] = c_name
+
     for node in network.nodes:
-        if node.op == "layer" and all(network.constants[n] is not None for _, n in node.params):
-            used = network.kernel_params(node, values)
-            for role, array in used.items():
-                c_name = f"{name}_{node.name}_{role}"
-                statics.append(dict(name=c_name, size=array.size, lines=_array_lines(array),
-                                    doc=f"{node.name}: {role} {tuple(array.shape)}"))
-                arrays[f"{node.name}#{role}"] = c_name
-        elif node.op == "layer":
+        if node.op == "layer":
+            known = all(network.constants[n] is not None for _, n in node.params)
+            used = network.kernel_params(node, values) if known else {
+                role: None for role, _ in node.params}
             for role, tensor in node.params:
-                arrays[f"{node.name}#{role}"] = arrays[tensor]
+                if role not in used:
+                    continue
+                shape = used[role].shape if known else network.param_shapes[tensor]
+                place(f"{node.name}#{role}" if known else tensor,
+                      f"{name}_{node.name}_{role}", used[role], shape,
+                      f"{node.name}: {role} {tuple(shape)}")
+                arrays[f"{node.name}#{role}"] = arrays[f"{node.name}#{role}" if known
+                                                       else tensor]
         elif node.op == "affine":
             used = network.kernel_params(node, values)
             for role in ("scale", "shift"):
-                c_name = f"{name}_{node.name}_{role}"
-                statics.append(dict(name=c_name, size=used[role].size,
-                                    lines=_array_lines(used[role]),
-                                    doc=f"{node.name}: per-channel {role}"))
-                arrays[node.param(role)] = c_name
+                place(node.param(role), f"{name}_{node.name}_{role}", used[role],
+                      used[role].shape, f"{node.name}: per-channel {role}")
         else:
             for tensor in node.inputs:
                 if network.is_param(tensor) and tensor not in arrays:
-                    c_name = f"{name}_p{len(statics)}"
-                    value = np.asarray(values[tensor], np.float32)
-                    statics.append(dict(name=c_name, size=max(1, value.size),
-                                        lines=_array_lines(value),
-                                        doc=f"{tensor!r} {tuple(value.shape)}"))
-                    arrays[tensor] = c_name
+                    value = values.get(tensor)
+                    value = None if value is None else np.asarray(value, np.float32)
+                    place(tensor, f"{name}_p{len(statics)}", value,
+                          network.shape_of(tensor), f"{tensor!r} {tuple(network.shape_of(tensor))}")
+    at = sum(math.prod(s) for _, _, s in layout)
+    known = all(a is not None for a in given)
+    param_values = np.concatenate([np.asarray(a, np.float32).ravel() for a in given]) \
+        if given and known else None
     writer = _Writer(network, plan, kernels, arrays)
     steps = []
     for step, node in enumerate(network.nodes):
@@ -393,7 +408,8 @@ def generate_network(network: Network, openmp: bool = False, fuse: bool = True,
         steps.append(dict(doc=f"{step}: {node.name} ({node.source or node.op}) {shape_in} -> "
                               f"{tuple(network.shapes[node.output])}",
                           lines=writer.node(step, node)))
-    arguments = NetworkC(name, "", "", "", plan, kernels, network, at, tuple(layout)).arguments
+    arguments = NetworkC(name, "", "", "", plan, kernels, network, at, tuple(layout),
+                         None).arguments
     inputs = [dict(arg=a, shape=s, size=math.prod(s), macro=a.upper(), tensor=t)
               for a, (t, s) in zip([a for a in arguments if a.startswith("x")],
                                    network.inputs)]
@@ -425,7 +441,7 @@ def generate_network(network: Network, openmp: bool = False, fuse: bool = True,
     source = env.get_template("c/network.c.j2").render(**context)
     header = env.get_template("c/network.h.j2").render(**context)
     return NetworkC(name, source, header, plain + ";", plan, kernels, network, at,
-                    tuple(layout))
+                    tuple(layout), param_values)
 
 
 def kernel_body(kernel: GeneratedKernel) -> str:

@@ -22,6 +22,7 @@ and rounds each folded weight and bias to float32 once (:mod:`convgen.netgen`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SpecError
-from .onnx_bridge import layer_from_onnx
+from .onnx_bridge import _attributes, layer_from_onnx
 from .spec import Conv2d
 from .spec.network import Network, Node
 
@@ -134,8 +135,6 @@ class _Importer:
     # ------------------------------------------------------------------ operators
 
     def run(self) -> Network:
-        from .onnx_bridge import _attributes
-
         for index, node in enumerate(self.graph.node):
             if node.domain not in ("", "ai.onnx"):
                 raise SpecError(f"node {node.name!r}: operator {node.domain}.{node.op_type} "
@@ -303,8 +302,6 @@ class _Importer:
             self.constants[f"{producer.name}.shift"] = shift
             params["scale"], params["shift"] = f"{producer.name}.scale", \
                 f"{producer.name}.shift"
-            import dataclasses
-
             layer = dataclasses.replace(producer.layer, bias=True)
             folded = dataclasses.replace(producer, layer=layer, params=tuple(params.items()),
                                          output=out, source=f"{producer.source}+"

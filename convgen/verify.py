@@ -260,11 +260,11 @@ def scan_folder(folder: Path, kind: str) -> tuple[list[FolderKernel], list[str]]
     target = "c" if kind == "c" else "cuda"
     kernels, problems, claimed = [], [], set()
     entries = _entries(folder)
-    for spec in [p for p in entries if p.suffix == ".toml"]:
-        if _regular(spec) and is_network_spec(spec):  # a network's folder: verify_networks
-            claimed.update(spec.with_suffix(s) for s in _KNOWN
+    for spec in [p for p in entries if p.suffix == ".network" and _regular(p)]:
+        if is_network_spec(spec):  # a network's folder: verify_networks checks it
+            claimed.update(spec.with_suffix(s) for s in (*_KNOWN, ".network")
                            if os.path.lexists(spec.with_suffix(s)))
-            continue
+    for spec in [p for p in entries if p.suffix == ".toml"]:
         kernel = _scan_spec(spec, target, claimed, problems)
         if kernel is not None:
             kernels.append(kernel)
@@ -280,7 +280,7 @@ def scan_folder(folder: Path, kind: str) -> tuple[list[FolderKernel], list[str]]
                             f"{path.with_suffix('.toml').name} beside it)")
         else:
             problems.append(f"orphaned: {path} belongs to no kernel (convgen generate writes "
-                            "only NAME.c, .h, .cu, .md and .toml)")
+                            "only NAME.c, .h, .cu, .md, .toml and a network's .network)")
     return kernels, problems
 
 
@@ -340,14 +340,13 @@ def verify_folder(folder: Path, kind: str = "c", cases: int = 2, batch: int = 2,
 
 def verify_networks(folder: Path, cases: int = 2, batch: int = 2
                     ) -> tuple[list[Outcome], list[str]]:
-    """Every network folder under ``folder`` (a ``NAME.toml`` with a ``[network]``
-    table): its files compared with what the generator writes now, then its ``NAME.c`` and
-    ``NAME.h`` as they are on disk built and checked (:func:`convgen.netverify.
-    verify_network`).  C on this machine only: a network has no CUDA text, and the other
-    architectures verify its kernels one by one."""
+    """Every network folder under ``folder`` (a ``NAME.network`` spec: a TOML
+    ``[network]`` table): its files compared with what the generator writes now, then its
+    ``NAME.c`` and ``NAME.h`` as they are on disk built and checked
+    (:func:`convgen.netverify.verify_network`).  C on this machine only: a network has no
+    CUDA text, and the other architectures verify its kernels one by one."""
     outcomes, problems = [], []
-    specs = [p for p in _entries(Path(folder)) if p.suffix == ".toml" and _regular(p)
-             and is_network_spec(p)]
+    specs = [p for p in _entries(Path(folder)) if _regular(p) and is_network_spec(p)]
     for path in track(specs, "networks", lambda p: p.stem):
         try:
             spec = read_network_spec(path)

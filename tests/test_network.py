@@ -377,7 +377,7 @@ def test_generate_and_verify_a_model_from_the_cli(capsys, tmp_path):
     assert main(["generate", str(path), "-o", str(out), "-q"]) == 0
     folder = out / "fire"
     assert sorted(p.name for p in folder.iterdir()) == ["fire.c", "fire.h", "fire.md",
-                                                        "fire.toml"]
+                                                        "fire.network"]
     assert "proved (z3)" in (folder / "fire.md").read_text()
     assert main(["generate", str(path), "-o", str(out), "--check", "-q"]) == 0
     capsys.readouterr()
@@ -402,3 +402,35 @@ def test_the_bundled_network_matches_its_model():
     assert bundled.read_bytes() == onnx_models.lenet5(seed=0).SerializeToString()
     network = load_onnx(str(bundled))
     assert network.name == "lenet5_network"
+
+
+def test_weights_from_the_callers_array_give_the_baked_network_bit_for_bit():
+    network, _ = _load("mobilenetv2_inverted_residual")
+    x = np.random.default_rng(4).standard_normal((2, 16, 14, 14)).astype(np.float32)
+    baked = convgen.compile(network)
+    passed = convgen.runtime.compile_network(network, baked=False)
+    assert passed.generated.params_size == passed.generated.param_values.size > 9000
+    assert "static const float" not in passed.generated.source
+    np.testing.assert_array_equal(baked(x), passed(x))
+    with pytest.raises(SpecError, match="weights='flash' must be"):
+        generate_network(network, weights="flash")
+
+
+def test_from_torch_exports_and_imports_or_says_torch_is_missing():
+    try:
+        import torch
+    except ImportError:
+        with pytest.raises(SpecError, match="needs PyTorch"):
+            convgen.from_torch(object(), (3, 8, 8))
+        return
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8),
+                                 torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                 torch.nn.Flatten(), torch.nn.Linear(8, 4))
+    network, model = convgen.from_torch(module, (3, 8, 8), name="tiny")
+    result = verify_network(network, cases=1, batch=2, onnx_model=model)
+    assert result.passed, result.problems
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        expected = module.eval()(x).numpy()
+    got = convgen.compile(network)(x.numpy())
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)

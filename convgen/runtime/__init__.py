@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 from ..cudagen import generate_cuda
 from ..errors import SpecError
+from ..spec import Sequential
+from ..spec.network import Network
 from .cache import cache_dir
 from .call import KernelCall, distinct
 from .cbuild import DEFAULT_FLAGS, STRICT_FLAGS, Kernel, build_modules, compile_kernels, compiler
@@ -57,9 +59,6 @@ def compile(layer, input_shape: Sequence | None = None, target: str = "c",
     ``schedule`` picks a CUDA entry point, ``"tiled"`` (convolutions) or ``"direct"``; the
     default is the first the generator lists (tiled where a convolution has one).
     """
-    from ..spec import Sequential
-    from ..spec.network import Network
-
     if isinstance(layer, (Network, Sequential)):
         if target != "c" or dtype not in (None, "float32") or name or schedule or \
                 profile != "default":

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import SpecError
 from ..netgen import NetworkC, generate_network
+from ..spec import Sequential
 from ..spec.network import Network
 from .cbuild import DEFAULT_FLAGS, alias, build_modules
 
@@ -41,6 +42,8 @@ class NetworkCall:
             if params:
                 raise SpecError("params=: this network's weights are baked into its C")
             return []
+        if params is None and self.generated.param_values is not None:
+            return [self._ffi.from_buffer(self._float, self.generated.param_values)]
         given = dict(params or {})
         flat = np.empty(self.generated.params_size, np.float32)
         for name, offset, shape in layout:
@@ -107,13 +110,13 @@ class NetworkCall:
 
 def compile_network(model, input_shape: Sequence[int] | None = None,
                     flags: Sequence[str] = DEFAULT_FLAGS, openmp: bool = False,
-                    weights: Mapping | None = None) -> NetworkCall:
+                    weights: Mapping | None = None, baked: bool = True) -> NetworkCall:
     """Generate, build (cached) and load a network's C: ``model`` is a
     :class:`~convgen.spec.network.Network` or a :class:`~convgen.spec.Sequential` with the
     per-sample ``input_shape`` ``(C, *spatial)`` (its weights from ``weights`` by
-    ``"NAME.w"``/``"NAME.b"``, or passed at each call as ``params=``)."""
-    from ..spec import Sequential
-
+    ``"NAME.w"``/``"NAME.b"``, or passed at each call as ``params=``).  ``baked=False``
+    passes the weights as an array at each call instead of compiling them in (large models
+    build much faster: :func:`~convgen.netgen.generate_network`'s ``weights="params"``)."""
     if isinstance(model, Sequential):
         if input_shape is None:
             raise SpecError("compile(Sequential(...)) needs input_shape=(C, *spatial)")
@@ -123,5 +126,5 @@ def compile_network(model, input_shape: Sequence[int] | None = None,
     elif input_shape is not None or weights is not None:
         raise SpecError("input_shape= and weights= apply to a Sequential; a Network has its "
                         "own")
-    generated = generate_network(model, openmp)
+    generated = generate_network(model, openmp, weights="static" if baked else "params")
     return NetworkCall(generated, build_modules([generated], flags, openmp))

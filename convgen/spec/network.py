@@ -11,6 +11,7 @@ name and its attributes.  The network C (:mod:`convgen.netgen`), its oracle and 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -292,8 +293,6 @@ class Network:
         reader of the tensor before it, none a graph output, the residual an activation of
         the same shape computed before the convolution runs.  The same arithmetic in the
         same order: the fused C's outputs equal the unfused C's bit for bit."""
-        import dataclasses
-
         nodes = list(self.nodes)
         readers: dict = {}
         for index, node in enumerate(nodes):
