@@ -26,6 +26,7 @@ from convgen.netverify import verify_network
 from convgen.onnx_import import load_onnx
 from convgen.runtime.cbuild import DEFAULT_FLAGS, STRICT_FLAGS, alias, build_modules
 from convgen.spec.network import Network, Node
+from convgen.targets.c import float_literal
 
 sys.path.insert(0, str(Path(__file__).parent))
 import onnx_models  # noqa: E402
@@ -313,8 +314,10 @@ int main() {{
 def test_weights_are_exact_hexadecimal_literals():
     network, _ = _load("lenet5")
     source = generate_network(network).source
-    value = float(network.kernel_params(network.nodes[0], network.values())["w"].flat[0])
-    assert value.hex() + "f" in source
+    weights = network.kernel_params(network.nodes[0], network.values())["w"]
+    literals = [float_literal(v) for v in weights.flat[:20]]
+    assert all(literal in source for literal in literals)
+    assert [np.float32(float.fromhex(t[:-1])) for t in literals] == list(weights.flat[:20])
 
 
 def test_a_network_call_checks_its_inputs():

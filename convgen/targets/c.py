@@ -27,26 +27,35 @@ C_TYPES = {"float32": "float", "float64": "double", "int8": "int8_t", "uint8": "
 #: Lane masks of a vector: integers of the element's width.
 MASK_TYPES = {"float32": "int", "float64": "long long"}
 
-def _clip(v: str, a: dict) -> str:
+def _clamp(v: str, lo: str | None, hi: str | None) -> str:
+    """``v`` clamped by comparisons, not ``fmaxf``/``fminf``: those are library calls under
+    strict IEEE flags (their NaN rule differs from the compare), and a comparison keeps a
+    NaN as NumPy's ``clip`` does."""
     expr = v
-    if a["min"] != -math.inf:
-        expr = f"fmaxf({expr}, {float_literal(a['min'])})"
-    if a["max"] != math.inf:
-        expr = f"fminf({expr}, {float_literal(a['max'])})"
+    if hi is not None:
+        expr = f"({v} > {hi} ? {hi} : {expr})"
+    if lo is not None:
+        expr = f"({v} < {lo} ? {lo} : {expr})"
     return expr
 
 
-#: The C text of each elementwise activation of a float ``v`` (a network's nodes and fused
-#: epilogues); ``a`` holds its attributes (:data:`convgen.spec.network.ACTIVATIONS`).
+def _clip(v: str, a: dict) -> str:
+    return _clamp(v, None if a["min"] == -math.inf else float_literal(a["min"]),
+                  None if a["max"] == math.inf else float_literal(a["max"]))
+
+
+#: The C text of each elementwise activation of a float variable ``v`` (a network's nodes
+#: and fused epilogues); ``a`` holds its attributes
+#: (:data:`convgen.spec.network.ACTIVATIONS`).
 _ACTIVATIONS = {
-    "relu": lambda v, a: f"({v} > 0.0f ? {v} : 0.0f)",
+    "relu": lambda v, a: f"({v} < 0.0f ? 0.0f : {v})",
     "clip": _clip,
     "leaky_relu": lambda v, a: f"({v} >= 0.0f ? {v} : {float_literal(a['alpha'])} * {v})",
     "sigmoid": lambda v, a: f"(1.0f / (1.0f + expf(-{v})))",
-    "hard_sigmoid": lambda v, a: (f"fminf(1.0f, fmaxf(0.0f, {float_literal(a['alpha'])} * {v} "
-                                  f"+ {float_literal(a['beta'])}))"),
-    "hard_swish": lambda v, a: (f"({v} * fminf(1.0f, fmaxf(0.0f, {v} * "
-                                f"{float_literal(1 / 6)} + 0.5f)))"),
+    "hard_sigmoid": lambda v, a: _clamp(f"({float_literal(a['alpha'])} * {v} + "
+                                        f"{float_literal(a['beta'])})", "0.0f", "1.0f"),
+    "hard_swish": lambda v, a: (f"({v} * " + _clamp(f"({v} * {float_literal(1 / 6)} + 0.5f)",
+                                                     "0.0f", "1.0f") + ")"),
 }
 
 
@@ -58,7 +67,8 @@ def float_literal(value: float) -> str:
         return "INFINITY" if value > 0 else "-INFINITY"
     if value == 0:
         return "-0.0f" if math.copysign(1.0, value) < 0 else "0.0f"
-    return value.hex() + "f"
+    mantissa, exponent = value.hex().split("p")  # 0x1.8000000000000p+2 -> 0x1.8p+2
+    return mantissa.rstrip("0").rstrip(".") + "p" + exponent + "f"
 
 
 def activation(op: str, attrs: dict, v: str) -> str:
