@@ -368,22 +368,27 @@ def run(threads: Sequence[int] = (1, 2), batches: Sequence[int] = (1, 8),
     for count in threads:
         if not isinstance(count, int) or count < 1:
             raise ConvgenError(f"--threads: {count!r} must be a positive integer")
-        env = dict(os.environ, OMP_NUM_THREADS=str(count), OPENBLAS_NUM_THREADS=str(count),
-                   MKL_NUM_THREADS=str(count))
-        request = json.dumps(dict(threads=count, batches=list(batches),
-                                  names=list(names or []), repeats=repeats,
-                                  min_time=min_time, march=march))
-        # the subprocess reports its progress on our standard error when we report ours
-        command = active()
-        done = subprocess.run([sys.executable, "-m", "convgen.bench", request,
-                               *([command] if command else [])], env=env,
-                              stdout=subprocess.PIPE, text=True,
-                              stderr=None if command else subprocess.PIPE)
-        if done.returncode:
-            said = done.stderr or "(its messages are above)"
-            raise ConvgenError(f"the benchmark with {count} thread(s) failed:\n{said}")
-        runs.append(json.loads(done.stdout))
+        runs.append(in_subprocess("convgen.bench", count, dict(
+            threads=count, batches=list(batches), names=list(names or []), repeats=repeats,
+            min_time=min_time, march=march), "the benchmark"))
     return runs
+
+
+def in_subprocess(module: str, threads: int, request: dict, what: str) -> dict:
+    """Run ``python -m module REQUEST`` with ``threads`` threads for every library (set before
+    anything loads) and return the JSON it prints; it reports its progress on our standard
+    error when we report ours."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
+    command = active()
+    done = subprocess.run([sys.executable, "-m", module, json.dumps(request),
+                           *([command] if command else [])], env=env,
+                          stdout=subprocess.PIPE, text=True,
+                          stderr=None if command else subprocess.PIPE)
+    if done.returncode:
+        said = done.stderr or "(its messages are above)"
+        raise ConvgenError(f"{what} with {threads} thread(s) failed:\n{said}")
+    return json.loads(done.stdout)
 
 
 def format_tables(runs: list) -> str:

@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import ctypes
 import json
-import os
 import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .bench import _median_time, flags_for
+from .bench import _median_time, flags_for, in_subprocess
 from .errors import ConvgenError
 from .netgen import generate_network
 from .onnx_import import load_onnx
-from .progress import active
 from .runtime.cbuild import STRICT_FLAGS, build_modules, compiler, cpu_model, isa_rung
 from .runtime.network import NetworkCall
 
@@ -125,22 +123,9 @@ def run_model(path: str, threads: Sequence[int] = (1, 2), batches: Sequence[int]
     """:func:`measure_model` for each thread count, each in a fresh subprocess."""
     if not Path(path).is_file():
         raise ConvgenError(f"--model {path!r}: no such file")
-    runs = []
-    for count in threads:
-        env = dict(os.environ, OMP_NUM_THREADS=str(count), OPENBLAS_NUM_THREADS=str(count),
-                   MKL_NUM_THREADS=str(count))
-        request = json.dumps(dict(path=str(path), threads=count, batches=list(batches),
-                                  repeats=repeats, min_time=min_time, name=name))
-        command = active()
-        done = subprocess.run([sys.executable, "-m", "convgen.bench_model", request,
-                               *([command] if command else [])], env=env,
-                              stdout=subprocess.PIPE, text=True,
-                              stderr=None if command else subprocess.PIPE)
-        if done.returncode:
-            said = done.stderr or "(its messages are above)"
-            raise ConvgenError(f"the model benchmark with {count} thread(s) failed:\n{said}")
-        runs.append(json.loads(done.stdout))
-    return runs
+    return [in_subprocess("convgen.bench_model", count, dict(
+        path=str(path), threads=count, batches=list(batches), repeats=repeats,
+        min_time=min_time, name=name), "the model benchmark") for count in threads]
 
 
 def format_model_tables(runs: list, top: int = 8) -> str:

@@ -159,11 +159,17 @@ def _is_model(target: str) -> bool:
 
 
 def _model_targets(args: argparse.Namespace) -> list[str]:
-    """ONNX models named on the command line; the bundled models by default."""
+    """ONNX models named on the command line; the bundled models by default, unless the
+    options ask for what a network's C does not take (another schedule or profile, no C)."""
     from .netemit import bundled_models
 
     models = [t for t in args.targets if _is_model(t)]
-    if args.examples or not args.targets:
+    special = args.schedule or args.profile or "c" not in _kinds(args.kinds)
+    if models and special:
+        raise ConvgenError("a network's C uses the default profile and each layer's default "
+                           "schedule, and is C only: no --schedule, --profile or --target "
+                           "without c for MODEL.onnx")
+    if (args.examples or not args.targets) and not special:
         models += list(bundled_models())
     return models
 
@@ -187,13 +193,18 @@ def _generate(args: argparse.Namespace) -> int:
             print(f"{args.output} differs from what convgen {__version__} generates: "
                   f"{len(problems)} file(s); run 'convgen generate -o {args.output}'")
             return 1
-        print(f"{args.output} matches the generator: {len(planned)} kernels")
+        networks = sum(item.kernel is None for item in planned)
+        print(f"{args.output} matches the generator: {len(planned) - networks} kernels"
+              + (f" and {networks} network(s)" if networks else ""))
         return 0
     written = write(planned, args.output)
     if args.format == "json":
         print(dumps(generate_document(planned, args.output, False, written=written)))
         return 0
-    print(f"wrote {len(planned)} kernels ({len(written)} files) to {args.output}")
+    networks = sum(item.kernel is None for item in planned)
+    print(f"wrote {len(planned) - networks} kernels"
+          + (f" and {networks} network(s)" if networks else "")
+          + f" ({len(written)} files) to {args.output}")
     return 0
 
 
