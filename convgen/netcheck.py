@@ -123,7 +123,8 @@ def _layer(network: Network, node: Node, x, e, values):
 def _activation(op: str, attrs, x, e):
     u = UNIT_ROUNDOFF
     size = np.abs(x) + e
-    attr = {**ACTIVATIONS[op], **dict(attrs)}
+    # the attributes as the C has them: float32 (as ONNX stores them)
+    attr = {k: float(np.float32(v)) for k, v in {**ACTIVATIONS[op], **dict(attrs)}.items()}
     if op == "relu":
         return np.maximum(x, 0), e
     if op == "clip":

@@ -105,7 +105,7 @@ def plan_memory(network: Network, kernels: dict | None = None) -> MemoryPlan:
         elif node.op in _INPLACE and not network.is_param(source) and \
                 network.shapes[source] == network.shapes[node.output] and \
                 not tensors[source].startswith("input") and \
-                max(last[t] for t in groups[tensors[source]]) == step and \
+                max(last.get(t, -1) for t in groups[tensors[source]]) == step and \
                 all(tensors.get(t) != tensors[source] for t in node.inputs[1:]):
             shared = tensors[source]
         if shared is None:
@@ -410,7 +410,8 @@ def generate_network(network: Network, openmp: bool = False, fuse: bool = True,
                           lines=writer.node(step, node)))
     arguments = NetworkC(name, "", "", "", plan, kernels, network, at, tuple(layout),
                          None).arguments
-    inputs = [dict(arg=a, shape=s, size=math.prod(s), macro=a.upper(), tensor=t)
+    read = {t for node in network.nodes for t in node.inputs}
+    inputs = [dict(arg=a, shape=s, size=math.prod(s), macro=a.upper(), tensor=t, used=t in read)
               for a, (t, s) in zip([a for a in arguments if a.startswith("x")],
                                    network.inputs)]
     outputs = [dict(arg=a, shape=network.shapes[t], size=math.prod(network.shapes[t]),

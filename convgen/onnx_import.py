@@ -233,7 +233,11 @@ class _Importer:
                                 "batch first (0, or -1 with the other sizes given)")
             if rest.count(-1) > 1 or any(d < -1 for d in rest):
                 raise SpecError(f"node {node.name!r} (Reshape): shape={target} is not valid")
-            rest = [x[i] if d == 0 and i < len(x) else d for i, d in enumerate(rest, 1)]
+            if attrs.get("allowzero", 0) and 0 in rest:
+                raise SpecError(f"node {node.name!r} (Reshape): allowzero=1 with a 0 in "
+                                f"shape={target} is not supported")
+            # a 0 copies the input's size at its position (the batch is position 0)
+            rest = [x[i - 1] if d == 0 and i <= len(x) else d for i, d in enumerate(rest, 1)]
             known = math.prod(d for d in rest if d != -1)
             view = tuple(math.prod(x) // known if d == -1 else d for d in rest)
         self.add(Node(name, "alias", (inputs[0],), out, view=tuple(view), source=op))
@@ -256,8 +260,12 @@ class _Importer:
         alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
         bias = None
         if len(inputs) > 2 and inputs[2]:
-            bias = np.broadcast_to(np.asarray(self.constant(inputs[2], node, "C"),
-                                              dtype=np.float32), (1, m)).reshape(m)
+            given = np.asarray(self.constant(inputs[2], node, "C"), dtype=np.float32)
+            try:
+                bias = np.broadcast_to(given, (1, m)).reshape(m)
+            except ValueError:
+                raise SpecError(f"node {node.name!r} ({op}): C of shape {given.shape} must "
+                                f"broadcast to (1, {m}): one bias per output") from None
         self.constants[f"{name}.w"] = np.ascontiguousarray(weight.reshape(m, k, 1, 1))
         params = [("w", f"{name}.w")]
         if bias is not None and alpha == 1.0 and beta == 1.0:

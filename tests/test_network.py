@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 import convgen
 from convgen.cli import main
@@ -437,3 +437,44 @@ def test_from_torch_exports_and_imports_or_says_torch_is_missing():
         expected = module.eval()(x).numpy()
     got = convgen.compile(network)(x.numpy())
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def _tiny(nodes, initializers, y_shape, inputs=None):
+    """A small model on x (N, 2, 4, 4) with a 3-channel convolution's W and B available."""
+    rng = np.random.default_rng(0)
+    arrays = {"W": rng.standard_normal((3, 2, 3, 3)) * 0.3, "B": rng.standard_normal(3) * 0.1,
+              **initializers}
+    tensors = [numpy_helper.from_array(np.asarray(v, np.int64 if k == "shape" else np.float32),
+                                       k) for k, v in arrays.items()]
+    return _graph(nodes, inputs or [_input()], [_input("y", y_shape)], tensors)
+
+
+@pytest.mark.parametrize("case", ["view_after_activation", "dead_view", "reshape_zero",
+                                  "default_alpha", "unread_input"])
+def test_review_findings_stay_fixed(case):
+    conv = helper.make_node("Conv", ["x", "W", "B"], ["c"], pads=[1, 1, 1, 1], name="conv")
+    inputs = None
+    if case == "view_after_activation":  # the fused convolution keeps its own shape
+        nodes = [conv, helper.make_node("Relu", ["c"], ["r"], name="r"),
+                 helper.make_node("Flatten", ["r"], ["f"], name="f"),
+                 helper.make_node("Sigmoid", ["f"], ["y"], name="s")]
+        model, shape = _tiny(nodes, {}, ("N", 48)), (48,)
+    elif case == "dead_view":  # a view nobody reads
+        nodes = [conv, helper.make_node("Flatten", ["c"], ["dead"], name="f"),
+                 helper.make_node("Relu", ["c"], ["y"], name="r")]
+        model, shape = _tiny(nodes, {}, ("N", 3, 4, 4)), (3, 4, 4)
+    elif case == "reshape_zero":  # a 0 copies the size at its own position
+        nodes = [conv, helper.make_node("Reshape", ["c", "shape"], ["y"], name="rs")]
+        model, shape = _tiny(nodes, {"shape": [0, 0, -1]}, ("N", 3, 16)), (3, 16)
+    elif case == "default_alpha":  # LeakyRelu's default alpha, as float32 in C and oracle
+        nodes = [helper.make_node("LeakyRelu", ["x"], ["y"], name="lr")]
+        model, shape = _tiny(nodes, {}, ("N", 2, 4, 4)), (2, 4, 4)
+    else:  # a graph input no node reads still builds under -Werror
+        inputs = [_input(), _input("z", ("N", 2))]
+        nodes = [helper.make_node("Relu", ["x"], ["y"], name="r")]
+        model, shape = _tiny(nodes, {}, ("N", 2, 4, 4), inputs), (2, 4, 4)
+    network = load_onnx(model)
+    assert network.shapes["y"] == shape
+    assert network.fused().shapes["y"] == shape
+    result = verify_network(network, cases=1, onnx_model=model)
+    assert result.passed, result.problems

@@ -313,7 +313,6 @@ class Network:
             while tensor not in self.outputs and len(readers.get(tensor, ())) == 1:
                 following = nodes[readers[tensor][0]]
                 if following.op == "alias":  # a view: fuse through it, view the result
-                    view = view or following
                     candidate.append(readers[tensor][0])
                     tensor = following.output
                     continue
@@ -330,6 +329,7 @@ class Network:
                 else:
                     break
                 absorbed.update([*candidate, readers[tensor][0]])
+                view = view or (nodes[candidate[0]] if candidate else None)
                 candidate = []
                 sources.append(following.source or following.op)
                 tensor = following.output
@@ -338,8 +338,7 @@ class Network:
             if not steps:
                 result.append(node)
                 continue
-            through = view is not None and any(
-                nodes[i].op == "alias" and i in absorbed for i in readers.get(node.output, ()))
+            through = view is not None  # a view was fused through: one view at the end
             result.append(dataclasses.replace(
                 node, inputs=(node.inputs[0], *([residual] if residual else [])),
                 output=node.output if through else tensor, epilogue=tuple(steps),
