@@ -214,6 +214,10 @@ class _Importer:
                       source=op))
 
     def _view(self, node, name, op, attrs, inputs, out):
+        if inputs[0] in self.constants and op in ("Identity", "Dropout"):
+            # a constant under another name (PyTorch's export shares weights this way)
+            self.constants[out] = self.constants[inputs[0]]
+            return
         x = self.activation_shape(inputs[0], node)
         if op == "Dropout" and len(node.output) > 1 and node.output[1]:
             raise SpecError(f"node {node.name!r} (Dropout): the mask output is not supported "

@@ -450,7 +450,7 @@ def _tiny(nodes, initializers, y_shape, inputs=None):
 
 
 @pytest.mark.parametrize("case", ["view_after_activation", "dead_view", "reshape_zero",
-                                  "default_alpha", "unread_input"])
+                                  "default_alpha", "unread_input", "identity_of_a_weight"])
 def test_review_findings_stay_fixed(case):
     conv = helper.make_node("Conv", ["x", "W", "B"], ["c"], pads=[1, 1, 1, 1], name="conv")
     inputs = None
@@ -469,6 +469,10 @@ def test_review_findings_stay_fixed(case):
     elif case == "default_alpha":  # LeakyRelu's default alpha, as float32 in C and oracle
         nodes = [helper.make_node("LeakyRelu", ["x"], ["y"], name="lr")]
         model, shape = _tiny(nodes, {}, ("N", 2, 4, 4)), (2, 4, 4)
+    elif case == "identity_of_a_weight":  # torch.onnx.export shares weights through Identity
+        nodes = [helper.make_node("Identity", ["W"], ["W2"], name="i"),
+                 helper.make_node("Conv", ["x", "W2", "B"], ["y"], name="conv")]
+        model, shape = _tiny(nodes, {}, ("N", 3, 2, 2)), (3, 2, 2)
     else:  # a graph input no node reads still builds under -Werror
         inputs = [_input(), _input("z", ("N", 2))]
         nodes = [helper.make_node("Relu", ["x"], ["y"], name="r")]
