@@ -46,6 +46,9 @@ def test_wheel_ships_templates_and_examples(tmp_path):
     assert {"convgen/templates/c/harness.c.j2", "convgen/templates/boards/mps2-an386/startup.c",
             "convgen/templates/boards/mps2-an386/link.ld"} <= set(names)
     assert "convgen/examples/lenet5.toml" in names
+    # the bundled model its network folder is generated from, and the model summary's schema
+    assert {"convgen/examples/lenet5_network.onnx",
+            "convgen/schemas/model-summary.schema.json"} <= set(names)
     assert "convgen/spec/__init__.py" in names and "convgen/spec/base.py" in names
     assert not any(n.startswith("tests/") for n in names)
     site = tmp_path / "site"
