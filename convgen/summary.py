@@ -70,15 +70,9 @@ class Summary:
 
     def to_text(self) -> str:
         """A fixed-width table."""
-        cells = self._cells(format_value)
-        widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
-                  for i, h in enumerate(self.HEADERS)]
-        line = "  ".join("-" * w for w in widths)
         out = [self.title] if self.title else []
-        out += ["  ".join(h.ljust(w) for h, w in zip(self.HEADERS, widths)), line]
-        out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
-        out.append(line)
-        return "\n".join(out + self._footer(format_value))
+        return "\n".join(out + _text_table(self.HEADERS, self._cells(format_value))
+                         + self._footer(format_value))
 
     def to_markdown(self, latex: bool = False) -> str:
         """A Markdown table; with ``latex=True`` SymPy expressions render as ``$...$``."""
@@ -97,6 +91,16 @@ class Summary:
 
     def _repr_markdown_(self) -> str:
         return self.to_markdown(latex=True)
+
+
+def _text_table(headers, cells) -> list[str]:
+    """A fixed-width table's lines: the headers, a rule, the rows, a rule."""
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
+              for i, h in enumerate(headers)]
+    line = "  ".join("-" * w for w in widths)
+    return ["  ".join(h.ljust(w) for h, w in zip(headers, widths)), line,
+            *("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells),
+            line]
 
 
 def pending(constraints) -> list[Constraint]:
@@ -212,13 +216,8 @@ class NetworkSummary:
                 "convgen generate reports the peak)"]
 
     def to_text(self) -> str:
-        cells = self._cells(format_value)
-        widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
-                  for i, h in enumerate(self.HEADERS)]
-        line = "  ".join("-" * w for w in widths)
-        out = [self.title, "  ".join(h.ljust(w) for h, w in zip(self.HEADERS, widths)), line]
-        out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
-        return "\n".join([*out, line, *self._footer(format_value)])
+        return "\n".join([self.title, *_text_table(self.HEADERS, self._cells(format_value)),
+                          *self._footer(format_value)])
 
     def to_markdown(self) -> str:
         out = [f"### {self.title}", "", "| " + " | ".join(self.HEADERS) + " |",

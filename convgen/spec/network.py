@@ -269,9 +269,6 @@ class Network:
     def num_params(self) -> int:
         return sum(self.params_of(node) for node in self.nodes)
 
-    def consumers(self, tensor: str) -> list[Node]:
-        return [node for node in self.nodes if tensor in node.inputs]
-
     def traced(self) -> Network:
         """This network with every node's output a graph output (views excepted: they
         are their input's memory), in node order: its C writes every intermediate tensor
